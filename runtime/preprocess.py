@@ -1,0 +1,108 @@
+"""The one preprocessing: face crop, resize, normalise.
+
+Training, calibration and the runtime all call these functions, so what the model sees in the
+field is what it saw in training. Frames are OpenCV's BGR uint8 arrays; crops stay uint8 BGR
+(that is what extraction writes to disk); :func:`to_input` turns crops into the network input.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from runtime.meta import Meta
+
+Box = Sequence[float]  # (x, y, w, h) in frame pixels
+
+
+def as_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGRA, 16-bit, float) as a contiguous 3-channel uint8 BGR array."""
+    img = image
+    if img.dtype == np.uint16:
+        img = (img >> 8).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    elif img.ndim == 3 and img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return np.ascontiguousarray(img)
+
+
+def square_box(box: Box, margin: float) -> tuple[int, int, int, int]:
+    """The square crop around a face box: side (1 + 2·margin)·max(w, h), same centre.
+
+    Returns (x0, y0, x1, y1); it may reach outside the frame (the crop pads those parts).
+    """
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0, y0 = int(round(cx - side / 2.0)), int(round(cy - side / 2.0))
+    s = max(1, int(round(side)))
+    return x0, y0, x0 + s, y0 + s
+
+
+def crop_face(frame: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
+    """The face crop the network sees, as uint8 BGR ``size × size × 3``.
+
+    Parts of the square outside the frame are filled by replicating the border.
+    """
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = square_box(box, margin)
+    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if cx1 <= cx0 or cy1 <= cy0:
+        raise ValueError(f"face box {tuple(box)} lies outside the {w}x{h} frame")
+    crop = frame[cy0:cy1, cx0:cx1]
+    pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
+    if any(pads):
+        crop = cv2.copyMakeBorder(crop, *pads, borderType=cv2.BORDER_REPLICATE)
+    return resize_square(crop, size)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize a (square) crop to ``size``: area averaging when shrinking, bilinear when growing."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return np.ascontiguousarray(image)
+    interp = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def to_input(crops: np.ndarray | Sequence[np.ndarray], meta: Meta, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 BGR crops (N×S×S×3, or a list of S×S×3) → float32 NCHW, normalised as ``meta`` says.
+
+    ``out`` (N×3×S×S float32) lets a caller reuse a buffer, e.g. pinned host memory.
+    """
+    batch = np.asarray(crops) if not isinstance(crops, np.ndarray) else crops
+    if batch.ndim == 3:
+        batch = batch[None]
+    if batch.ndim != 4 or batch.shape[3] != 3:
+        raise ValueError(f"crops of shape {batch.shape}, expected N×S×S×3")
+    s = meta.input_size
+    if batch.shape[1] != s or batch.shape[2] != s:
+        batch = np.stack([resize_square(c, s) for c in batch])
+    if meta.color == "RGB":
+        batch = batch[..., ::-1]
+    scale = (1.0 / (255.0 * np.asarray(meta.std, np.float32))).astype(np.float32)
+    shift = (np.asarray(meta.mean, np.float32) / np.asarray(meta.std, np.float32)).astype(np.float32)
+    x = batch.astype(np.float32) * scale - shift  # NHWC
+    nchw = x.transpose(0, 3, 1, 2)
+    if out is None:
+        return np.ascontiguousarray(nchw)
+    out[: len(nchw)] = nchw
+    return out[: len(nchw)]
+
+
+def from_input(x: np.ndarray, meta: Meta) -> np.ndarray:
+    """Inverse of :func:`to_input` (e.g. for a reconstruction): float NCHW → uint8 BGR NHWC."""
+    x = np.asarray(x, np.float32).transpose(0, 2, 3, 1)
+    img = (x * np.asarray(meta.std, np.float32) + np.asarray(meta.mean, np.float32)) * 255.0
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if meta.color == "RGB":
+        img = img[..., ::-1]
+    return np.ascontiguousarray(img)
