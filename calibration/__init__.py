@@ -1,0 +1,1 @@
+"""Calibration tools of the JRC edge detector (training-side; may import torch lazily)."""

@@ -1,0 +1,1 @@
+"""Training side of the JRC detector: model, data, synthetic forgeries, training, evaluation."""
