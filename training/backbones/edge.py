@@ -1,0 +1,129 @@
+"""The light edge backbone: a MobileNetV3-Small-sized network (Howard et al., "Searching for
+MobileNetV3", ICCV 2019).
+
+Inverted residual blocks (1×1 expand, k×k depthwise, squeeze-excite, 1×1 project), hard-swish
+in the deeper half, and a 1×1 convolution to 576 channels at stride 32; about 0.06 GMACs at
+224×224 with ``width=1``. Every operation exports to ONNX opset 17 as Conv (BN folded),
+Relu, HardSwish, HardSigmoid, GlobalAveragePool, Mul or Add, all of which TensorRT 8.5+ runs.
+
+Module names follow a common ImageNet MobileNetV3-Small layout (``features.<i>.block.<j>``,
+squeeze-excite ``fc1``/``fc2``), so such weights can be loaded at ``width=1`` with
+``training.model.load_backbone_weights``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+# (kernel, expanded channels, output channels, squeeze-excite, activation, stride) per block,
+# from Table 2 of the MobileNetV3 paper (the "small" model).
+SMALL: tuple[tuple[int, int, int, bool, str, int], ...] = (
+    (3, 16, 16, True, "relu", 2),
+    (3, 72, 24, False, "relu", 2),
+    (3, 88, 24, False, "relu", 1),
+    (5, 96, 40, True, "hswish", 2),
+    (5, 240, 40, True, "hswish", 1),
+    (5, 240, 40, True, "hswish", 1),
+    (5, 120, 48, True, "hswish", 1),
+    (5, 144, 48, True, "hswish", 1),
+    (5, 288, 96, True, "hswish", 2),
+    (5, 576, 96, True, "hswish", 1),
+    (5, 576, 96, True, "hswish", 1),
+)
+STEM_CHANNELS = 16
+LAST_EXPANSION = 6  # last 1×1 conv: 6 × the last block's output channels (96 → 576)
+BN_EPS = 1e-3
+
+
+def divisible(channels: float, divisor: int = 8) -> int:
+    """Round a scaled channel count to a multiple of ``divisor``, never losing more than 10%."""
+    out = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    return out + divisor if out < 0.9 * channels else out
+
+
+def _act(name: str) -> nn.Module:
+    return nn.Hardswish() if name == "hswish" else nn.ReLU(inplace=True)
+
+
+def conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                act: str | None = "relu") -> nn.Sequential:
+    """Conv (no bias) + BN [+ activation]: indices 0, 1, 2 as the ImageNet layout has them."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                               nn.BatchNorm2d(cout, eps=BN_EPS)]
+    if act is not None:
+        layers.append(_act(act))
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention: global average → 1×1 reduce → ReLU → 1×1 expand → hard-sigmoid gate."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        squeezed = divisible(channels / reduction)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, squeezed, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(squeezed, channels, 1)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gate(self.fc2(self.relu(self.fc1(self.pool(x)))))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV3 block; residual when the stride is 1 and the width does not change."""
+
+    def __init__(self, cin: int, kernel: int, expanded: int, cout: int, se: bool, act: str,
+                 stride: int) -> None:
+        super().__init__()
+        self.use_residual = stride == 1 and cin == cout
+        layers: list[nn.Module] = []
+        if expanded != cin:
+            layers.append(conv_bn_act(cin, expanded, act=act))
+        layers.append(conv_bn_act(expanded, expanded, kernel, stride, groups=expanded, act=act))
+        if se:
+            layers.append(SqueezeExcite(expanded))
+        layers.append(conv_bn_act(expanded, cout, act=None))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.block(x)
+        return x + y if self.use_residual else y
+
+
+class EdgeNet(nn.Module):
+    """MobileNetV3-Small feature extractor: image (N,3,H,W) → (N, out_channels, ⌈H/32⌉, ⌈W/32⌉).
+
+    ``width`` scales every layer's channels (rounded to multiples of 8); ``out_channels`` is
+    576 at ``width=1``.
+    """
+
+    stride = 32
+
+    def __init__(self, width: float = 1.0) -> None:
+        super().__init__()
+        cin = divisible(STEM_CHANNELS * width)
+        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, 2, act="hswish")]
+        for kernel, expanded, cout, se, act, stride in SMALL:
+            cout_w = divisible(cout * width)
+            layers.append(InvertedResidual(cin, kernel, divisible(expanded * width), cout_w, se, act, stride))
+            cin = cout_w
+        self.out_channels = LAST_EXPANSION * cin
+        layers.append(conv_bn_act(cin, self.out_channels, act="hswish"))
+        self.features = nn.Sequential(*layers)
+        _init_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+def _init_weights(model: nn.Module) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")  # fan_in: a fresh net in eval mode keeps its signal
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
