@@ -1,0 +1,286 @@
+"""Face crops from videos: ``python -m training.extract --videos DIR --out DIR --frames 32``.
+
+For every video below ``--videos`` (recursively) it samples ``--frames`` evenly spaced frames,
+finds faces with ``runtime.faces`` and crops them with ``runtime.preprocess.crop_face`` (the
+crop the runtime makes), then writes ``OUT/<real|fake>/<video id>/<frame>.png`` and a row per
+crop in ``OUT/manifest.csv`` (``path,label,video``; read it, or ``OUT`` itself, with
+``training.data.open_dataset``). The video id is the video's path below ``DIR`` (or below
+``DIR/real|fake``) without its extension. Labels come from ``DIR/real`` and ``DIR/fake`` when
+those exist, else from ``--label``.
+
+Videos that cannot be opened or decoded are reported on stderr, one line each, and skipped; a
+video that decodes only partly keeps the crops of the frames it has. Each manifest row is
+written after its PNG and flushed, so an interrupted run leaves a manifest whose rows all name
+existing crops. Exit status 0 when at least one video was processed, 1 when none could be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import cv2
+import numpy as np
+
+from runtime.errors import UserError, missing_dependency, run_cli
+from runtime.faces import DETECTORS, make_detector
+from runtime.meta import Meta
+from runtime.preprocess import crop_face
+
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
+LABELS = ("real", "fake")
+SEEK_STRIDE = 16  # sample frames further apart than this are reached by seeking, not by decoding all
+
+
+def find_videos(root: Path, label: str | None) -> tuple[list[tuple[Path, str, str]], int]:
+    """(video path, label, video id) for every video below ``root``, and how many were ignored.
+
+    With ``root/real`` or ``root/fake`` present, only videos below them count (others are ignored).
+    """
+    def under(base: Path) -> list[Path]:
+        return sorted(p for p in base.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+
+    labelled = [name for name in LABELS if (root / name).is_dir()]
+    found: list[tuple[Path, str, str]] = []
+    if labelled:
+        for name in labelled:
+            found += [(p, name, p.relative_to(root / name).with_suffix("").as_posix()) for p in under(root / name)]
+        ignored = len(under(root)) - len(found)
+    else:
+        if label is None:
+            raise UserError(f"{root}: has no real/ or fake/ subfolder, so the label is unknown; pass "
+                            "--label real or --label fake, or sort the videos into real/ and fake/")
+        found = [(p, label, p.relative_to(root).with_suffix("").as_posix()) for p in under(root)]
+        ignored = 0
+    # Two videos that differ only by extension (clip.mp4, clip.avi) keep their extension in the id.
+    seen: dict = {}
+    for _, lab, vid in found:
+        seen[(lab, vid)] = seen.get((lab, vid), 0) + 1
+    found = [(p, lab, p.relative_to(root / lab if labelled else root).as_posix() if seen[(lab, vid)] > 1 else vid)
+             for p, lab, vid in found]
+    return found, ignored
+
+
+def sample_indices(total: int, n: int) -> list[int]:
+    """``n`` frame indices spread evenly over ``total`` frames (fewer if the video is shorter)."""
+    if total <= 0 or n <= 0:
+        return []
+    if n >= total:
+        return list(range(total))
+    return sorted({int(round(v)) for v in np.linspace(0, total - 1, n)})
+
+
+def _count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.grab():
+        n += 1
+    cap.release()
+    return n
+
+
+def read_frames(path: Path, n: int, stats: dict | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Evenly sampled (frame index, BGR frame) pairs; raises UserError if the file is no video.
+
+    ``stats`` (if given) receives ``wanted`` and ``read``: the sampled and the decoded frames.
+    """
+    stats = {} if stats is None else stats
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as e:
+        raise UserError(f"cannot be read ({e.strerror or e})") from None
+    if empty:
+        raise UserError("empty file (0 bytes)")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise UserError("cannot be opened as a video (damaged, truncated or not a video)")
+    try:
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if total <= 0:  # some containers do not store a count: decode once to learn it
+            total = _count_frames(path)
+        wanted = sample_indices(total, n)
+        stats.update(wanted=len(wanted), read=0)
+        sequential = len(wanted) < 2 or (wanted[-1] - wanted[0]) / (len(wanted) - 1) <= SEEK_STRIDE
+        got = 0
+        if sequential:
+            pos, targets = 0, set(wanted)
+            while pos <= (wanted[-1] if wanted else -1):
+                if not cap.grab():
+                    break
+                if pos in targets:
+                    ok, frame = cap.retrieve()
+                    if ok and frame is not None:
+                        got += 1
+                        stats["read"] = got
+                        yield pos, frame
+                pos += 1
+        else:
+            for idx in wanted:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, idx)
+                ok, frame = cap.read()
+                if ok and frame is not None:
+                    got += 1
+                    stats["read"] = got
+                    yield idx, frame
+        if got == 0:
+            raise UserError("no frame could be decoded (damaged or truncated)")
+    finally:
+        cap.release()
+
+
+class OutputError(UserError):
+    """Writing to --out failed: that stops the run (unlike a bad video, which is skipped)."""
+
+
+def _write_png(path: Path, crop: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", crop)
+    try:
+        if not ok:
+            raise OSError("PNG encoding failed")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf.tofile(str(path))
+    except OSError as e:
+        raise OutputError(f"{path}: cannot be written ({e}); check free space and permissions of --out") from None
+
+
+class Manifest:
+    """``manifest.csv`` opened for appending; each row flushed right after its crop is on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._f: TextIO = open(path, "w", newline="", encoding="utf-8")
+        except OSError as e:
+            raise OutputError(f"{path}: cannot be written ({e.strerror or e}); check --out") from None
+        self._w = csv.writer(self._f, lineterminator="\n")
+        self.add("path", "label", "video")
+
+    def add(self, rel: str, label: str, video: str) -> None:
+        self._w.writerow([rel, label, video])
+        self._f.flush()
+
+    def sync(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self.sync()
+        self._f.close()
+
+
+def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Manifest, detector, frames: int,
+                  size: int, margin: float, all_faces: bool) -> tuple[int, int]:
+    """Crops of one video; returns (crops written, sampled frames without a face)."""
+    crops = no_face = 0
+    stats: dict = {}
+    for idx, frame in read_frames(path, frames, stats):
+        boxes = detector.detect(frame)
+        if not boxes:
+            no_face += 1
+            continue
+        for k, box in enumerate(boxes if all_faces else boxes[:1]):
+            name = f"{idx:06d}_{k}.png" if all_faces else f"{idx:06d}.png"
+            rel = f"{label}/{video_id}/{name}"
+            _write_png(out / rel, crop_face(frame, box, margin, size))
+            manifest.add(rel, label, video_id)
+            crops += 1
+    manifest.sync()
+    if stats.get("read", 0) < stats.get("wanted", 0):
+        _tqdm().write(f"extract: {path}: only {stats['read']} of {stats['wanted']} sampled frames could be decoded "
+                   "(truncated?); kept their crops", file=sys.stderr)
+    return crops, no_face
+
+
+def _tqdm():
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        raise missing_dependency("tqdm", "train") from None
+    return tqdm
+
+
+def build_parser() -> argparse.ArgumentParser:
+    meta = Meta()
+    p = argparse.ArgumentParser(prog="python -m training.extract", description="Sample frames of every video, crop the faces as the runtime does, write PNG "
+                                "crops and a manifest.csv for training.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--videos", required=True, type=Path, help="folder of videos (with real/ and fake/, or use --label)")
+    p.add_argument("--out", required=True, type=Path, help="output folder for crops and manifest.csv")
+    p.add_argument("--frames", type=int, default=32, help="frames sampled evenly per video")
+    p.add_argument("--size", type=int, default=meta.input_size, help="crop side in pixels")
+    p.add_argument("--margin", type=float, default=meta.face_margin,
+                   help="face box margin (crop side = (1 + 2*margin) * box side); keep the model's")
+    p.add_argument("--label", choices=LABELS, help="label of all videos when --videos has no real/ fake/")
+    p.add_argument("--all-faces", action="store_true", help="crop every detected face, not only the largest")
+    p.add_argument("--faces", choices=DETECTORS, default="haar",
+                   help="face detector (runtime.faces): haar, yunet (needs --face-model) or none (frames are crops)")
+    p.add_argument("--face-model", help="YuNet face-detector .onnx for --faces yunet")
+    p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
+    p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.frames < 1 or not 16 <= args.size <= 2048 or not 0 <= args.margin <= 2:
+        raise UserError(f"--frames {args.frames} --size {args.size} --margin {args.margin}: expected frames >= 1, "
+                        "size 16..2048, margin 0..2")
+    if not args.videos.is_dir():
+        raise UserError(f"{args.videos}: not a folder; --videos takes a folder of videos")
+    videos, ignored = find_videos(args.videos, args.label)
+    if not videos:
+        raise UserError(f"{args.videos}: no video files ({', '.join(VIDEO_EXTS)}) found; nothing to extract")
+    if args.faces == "none":
+        detector = make_detector("none")
+    elif args.faces == "yunet":
+        detector = make_detector("yunet", model=args.face_model, detect_width=args.detect_width,
+                                 min_face=args.min_face)
+    else:
+        detector = make_detector("haar", detect_width=args.detect_width, min_face=args.min_face)
+    manifest_path = args.out / "manifest.csv"
+    if manifest_path.exists() and not args.overwrite:
+        raise UserError(f"{manifest_path}: exists; pass --overwrite to replace it or choose another --out")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{args.out}: cannot create the output folder ({e.strerror or e})") from None
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our one line per bad video replaces FFmpeg's noise
+    tqdm = _tqdm()
+
+    if ignored:
+        print(f"extract: ignoring {ignored} videos outside real/ and fake/", file=sys.stderr)
+    manifest = Manifest(manifest_path)
+    processed = skipped = crops = no_face = 0
+    try:
+        bar = tqdm(videos, desc="extract", unit="video", file=sys.stderr, dynamic_ncols=True)
+        for path, label, vid in bar:
+            try:
+                c, nf = extract_video(path, label, vid, args.out, manifest, detector, args.frames, args.size,
+                                      args.margin, args.all_faces)
+            except OutputError:
+                raise
+            except UserError as e:
+                skipped += 1
+                tqdm.write(f"extract: skipped {path}: {e}", file=sys.stderr)
+                continue
+            processed += 1
+            crops += c
+            no_face += nf
+            bar.set_postfix(crops=crops, skipped=skipped)
+        bar.close()
+    finally:
+        manifest.close()
+    print(f"extract: {processed} videos processed, {skipped} skipped, {crops} crops written, "
+          f"{no_face} sampled frames without a face -> {manifest_path}")
+    if processed == 0:
+        raise UserError(f"{args.videos}: none of the {len(videos)} videos could be read; see the lines above")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, "extract")

@@ -1,0 +1,115 @@
+"""Real faces available offline: scikit-image's ``astronaut()`` and ``lfw_subset()``.
+
+These power the synthetic (self-blended) training mode, the tests and the demo model. Know
+what they are: ``lfw_subset()`` holds 100 face images of 25×25 pixels, grayscale, plus 100
+non-faces (only the first 100 are used; Haar finds a face in 99 of them and in none of the other
+100). ``astronaut()`` adds one colour face. So the bundled demo model is trained on 101 tiny,
+mostly grayscale faces upscaled to the input size: enough to show the pipeline works end to end,
+not a detector for real-world deepfakes.
+
+Every face goes through the runtime's own path (Haar detection, then ``crop_face`` with the
+model's margin), so the crop geometry matches what the runtime feeds the network. LFW images are
+first upscaled ×4 (bicubic) and border-padded so the detector can see them. The LFW subset has
+no identity labels: each image counts as its own identity, ids ``lfw-000`` … ``lfw-099``; the
+astronaut is ``astronaut``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from functools import lru_cache
+from typing import Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from runtime.errors import UserError, missing_dependency
+from runtime.faces import HaarFaceDetector
+from runtime.preprocess import crop_face
+
+Face = Tuple[str, np.ndarray]  # (face id, uint8 BGR size×size×3)
+
+LFW_FACES = 100  # lfw_subset(): images 0..99 are faces, 100..199 are not
+LFW_UPSCALE = 4  # 25 px → 100 px before detection
+LFW_PAD = 30  # border (px, after upscaling) so the whole face lies inside the detector's window
+
+
+def _skimage_data():
+    try:
+        from skimage import data
+    except ImportError:
+        raise missing_dependency("scikit-image", "train") from None
+    return data
+
+
+def lfw_frame(gray01: np.ndarray) -> np.ndarray:
+    """One 25×25 LFW image (floats in [0, 1]) as an upscaled, padded uint8 BGR frame."""
+    g = np.clip(np.rint(np.asarray(gray01, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    side = g.shape[0] * LFW_UPSCALE
+    g = cv2.resize(g, (side, side), interpolation=cv2.INTER_CUBIC)
+    g = cv2.copyMakeBorder(g, LFW_PAD, LFW_PAD, LFW_PAD, LFW_PAD, cv2.BORDER_REPLICATE)
+    return cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+
+
+def lfw_images(faces: bool = True) -> np.ndarray:
+    """The LFW subset's 100 faces (``faces=True``) or its 100 non-faces, as float arrays 25×25."""
+    imgs = _skimage_data().lfw_subset()
+    return imgs[:LFW_FACES] if faces else imgs[LFW_FACES:]
+
+
+def astronaut_bgr() -> np.ndarray:
+    """scikit-image's astronaut (512×512 colour, one frontal face) as uint8 BGR."""
+    return cv2.cvtColor(_skimage_data().astronaut(), cv2.COLOR_RGB2BGR)
+
+
+@lru_cache(maxsize=8)
+def _faces(size: int, margin: float, astronaut: bool, lfw: bool) -> tuple[Face, ...]:
+    out: list[Face] = []
+    if astronaut:
+        frame = astronaut_bgr()
+        boxes = HaarFaceDetector().detect(frame)
+        box = boxes[0] if boxes else (177, 67, 93, 93)  # where Haar finds it with OpenCV 4.x
+        out.append(("astronaut", crop_face(frame, box, margin, size)))
+    if lfw:
+        detector = HaarFaceDetector(min_face=20, neighbors=3)
+        whole = (LFW_PAD, LFW_PAD, 25 * LFW_UPSCALE, 25 * LFW_UPSCALE)
+        for i, img in enumerate(lfw_images(faces=True)):
+            frame = lfw_frame(img)
+            boxes = detector.detect(frame)
+            out.append((f"lfw-{i:03d}", crop_face(frame, boxes[0] if boxes else whole, margin, size)))
+    for _, crop in out:
+        crop.flags.writeable = False  # shared by the cache: callers copy before changing
+    return tuple(out)
+
+
+def sample_real_faces(size: int = 224, margin: float = 0.15, astronaut: bool = True,
+                      lfw: bool = True) -> list[Face]:
+    """The offline real faces as (face_id, uint8 BGR ``size``×``size`` crop), in a fixed order.
+
+    101 faces by default (1 astronaut + 100 LFW). The arrays are read-only and cached.
+    """
+    return list(_faces(int(size), float(margin), bool(astronaut), bool(lfw)))
+
+
+def _bucket(key: str) -> int:
+    return zlib.crc32(key.encode("utf-8")) & 0xFFFFFFFF
+
+
+def split_ids(ids: Sequence[str], split: str | None, val_fraction: float = 0.2) -> set:
+    """The ids (face or video ids) that belong to ``split`` ("train", "val" or None = all).
+
+    The split depends only on the ids (a stable hash order), never on a seed, so a training set
+    and a validation set opened separately never share an id. With at least two ids, each side
+    gets at least one.
+    """
+    unique = sorted(set(ids))
+    if split is None:
+        return set(unique)
+    if split not in ("train", "val"):
+        raise UserError(f"split {split!r} is unknown; use 'train', 'val' or none")
+    order = sorted(unique, key=lambda k: (_bucket(k), k))
+    n_val = int(round(len(order) * val_fraction))
+    if len(order) >= 2:
+        n_val = min(max(n_val, 1), len(order) - 1)
+    val = set(order[:n_val])
+    return val if split == "val" else set(order) - val

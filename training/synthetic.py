@@ -1,0 +1,131 @@
+"""Self-blended forgeries from real faces alone, in the manner of Shiohara & Yamasaki's
+self-blended images (SBI, CVPR 2022), written for this project.
+
+A face crop is blended with a colour- and geometry-perturbed copy of itself through a soft mask
+around the face. The result carries the traces face swaps leave (a blending boundary, colour and
+sharpness mismatch, slight misalignment) without any identity change, so a detector trained on
+them learns those traces instead of the identities of one forgery method's training set.
+
+Without landmarks the mask is a jittered ellipse around the crop centre (the runtime centres
+the face in its crop), made convex, elastically deformed and blurred. Everything random comes
+from the ``numpy.random.Generator`` the caller passes, so a forgery is reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as in SBI: mostly full blends, some partial
+
+
+def _odd(n: float) -> int:
+    k = max(1, int(round(n)))
+    return k if k % 2 else k + 1
+
+
+def face_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A hard (0/1) float32 face mask: convex hull of a jittered ellipse, elastically deformed.
+
+    The ellipse sits near the crop centre and covers roughly the face box a crop with the
+    default margin holds (about 60 % of the width, 75 % of the height).
+    """
+    cx = w * (0.5 + rng.uniform(-0.04, 0.04))
+    cy = h * (0.5 + rng.uniform(-0.03, 0.06))  # faces sit a little low in their boxes
+    ax = w * rng.uniform(0.24, 0.34)
+    ay = h * rng.uniform(0.30, 0.42)
+    n = 16
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False) + rng.uniform(0, 2.0 * np.pi / n)
+    r = rng.uniform(0.85, 1.12, size=n)
+    pts = np.stack([cx + ax * r * np.cos(t), cy + ay * r * np.sin(t)], axis=1)
+    hull = cv2.convexHull(np.round(pts).astype(np.int32))
+    mask = np.zeros((h, w), np.float32)
+    cv2.fillConvexPoly(mask, hull, 1.0)
+
+    # Elastic deformation: a smooth random displacement field (coarse noise, upsampled).
+    g = 5
+    amp = rng.uniform(0.02, 0.06) * min(h, w)
+    dx = cv2.resize(rng.uniform(-1, 1, (g, g)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    dy = cv2.resize(rng.uniform(-1, 1, (g, g)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    mask = cv2.remap(mask, xx + amp * dx, yy + amp * dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=0.0)
+    # Random erosion or dilation changes where the boundary falls relative to the face.
+    k = _odd(rng.uniform(0.0, 0.06) * min(h, w))
+    if k > 1:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+        mask = cv2.erode(mask, kernel) if rng.random() < 0.5 else cv2.dilate(mask, kernel)
+    return (mask > 0.5).astype(np.float32)
+
+
+def soften(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur a hard mask (finite Gaussian kernel: exact zeros stay far from the region)."""
+    h, w = mask.shape
+    k = _odd(rng.uniform(0.05, 0.16) * min(h, w))
+    soft = cv2.GaussianBlur(mask, (k, k), 0)
+    peak = float(soft.max())
+    return soft / peak if peak > 0 else soft
+
+
+def perturb_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Brightness (never zero), a slight tint, contrast, and half the time hue/saturation."""
+    x = img.astype(np.float32)
+    brightness = rng.uniform(4.0, 20.0) * rng.choice([-1.0, 1.0])  # at least 4 grey levels
+    tint = rng.uniform(-8.0, 8.0, size=3)
+    contrast = rng.uniform(0.85, 1.15)
+    x = (x - 128.0) * contrast + 128.0 + brightness + tint
+    out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if rng.random() < 0.5:
+        hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV).astype(np.int16)
+        hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-8, 9))) % 180
+        hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.8, 1.3), 0, 255)
+        out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
+    return out
+
+
+def perturb_frequency(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Half the time: soften (down-up resize) or sharpen, the resolution mismatch of swaps."""
+    u = rng.random()
+    if u < 0.25:
+        h, w = img.shape[:2]
+        f = rng.uniform(0.35, 0.7)
+        small = cv2.resize(img, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if u < 0.5:
+        blur = cv2.GaussianBlur(img, (0, 0), 1.0)
+        amount = rng.uniform(0.3, 1.0)
+        return cv2.addWeighted(img, 1.0 + amount, blur, -amount, 0)
+    return img
+
+
+def perturb_geometry(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A small random scale and shift about the centre (the misalignment of a pasted face)."""
+    h, w = img.shape[:2]
+    s = rng.uniform(0.94, 1.06)
+    tx, ty = rng.uniform(-0.03, 0.03, size=2) * np.array([w, h])
+    m = np.array([[s, 0.0, (1 - s) * w / 2 + tx], [0.0, s, (1 - s) * h / 2 + ty]], np.float32)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def self_blend(face_bgr: np.ndarray, rng: np.random.Generator,
+               blend_ratios: Sequence[float] = BLEND_RATIOS) -> tuple[np.ndarray, np.ndarray]:
+    """A self-blended forgery of one face crop: (fake uint8 BGR, mask float32 H×W in [0, 1]).
+
+    ``fake = mask · source + (1 − mask) · face``, where ``source`` is the perturbed copy, so the
+    mask is the per-pixel weight of the forged content: where it is 0 the fake equals the face
+    exactly. Its peak is the blend ratio drawn from ``blend_ratios``.
+    """
+    face = np.ascontiguousarray(face_bgr)
+    if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
+        raise ValueError(f"face of dtype {face.dtype} and shape {face.shape}, expected uint8 H×W×3")
+    h, w = face.shape[:2]
+    source = perturb_colour(face, rng)
+    source = perturb_frequency(source, rng)
+    source = perturb_geometry(source, rng)
+    mask = soften(face_mask(h, w, rng), rng) * float(rng.choice(np.asarray(blend_ratios, np.float32)))
+    mask = mask.astype(np.float32)
+    m3 = mask[..., None]
+    fake = m3 * source.astype(np.float32) + (1.0 - m3) * face.astype(np.float32)
+    return np.clip(np.rint(fake), 0, 255).astype(np.uint8), mask
