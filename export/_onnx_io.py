@@ -1,0 +1,124 @@
+"""Reading and writing ONNX files for the export tools: safe loading, metadata, atomic saves.
+
+Shared by ``export.onnx``, ``export.fp16``, ``export.engine``, ``export.triton`` and
+``export.deepstream``. External data is checked with :mod:`runtime.onnx_external` (the same check
+the runtime uses) before onnx reads anything.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import UserError, missing_dependency
+from runtime.meta import ONNX_KEY, Meta
+from runtime.onnx_external import check_external_data
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise missing_dependency("onnx", "train") from None
+    return onnx
+
+
+def load_onnx(path: str | Path) -> Any:
+    """onnx.ModelProto of a file, after refusing external data outside the model's folder."""
+    onnx = import_onnx()
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: ONNX model not found; export one with python -m export.onnx")
+    check_external_data(p)
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(p))
+    except (DecodeError, OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"{p}: not a readable ONNX model ({str(e).splitlines()[0][:160]}); "
+                        "re-export it with python -m export.onnx") from None
+
+
+def read_meta(model: Any, source: str) -> Meta | None:
+    """The project metadata from ``metadata_props``, or None when the model carries none."""
+    for prop in model.metadata_props:
+        if prop.key == ONNX_KEY:
+            return Meta.from_json(prop.value, source=source)
+    return None
+
+
+def set_meta(model: Any, meta: Meta) -> None:
+    """Replace the project metadata in ``metadata_props``."""
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key != ONNX_KEY]
+    del model.metadata_props[:]
+    for k, v in keep + [(ONNX_KEY, meta.to_json())]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+
+
+def save_onnx(model: Any, path: str | Path) -> Path:
+    """Write a single-file model atomically (temporary file, then rename)."""
+    onnx = import_onnx()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        onnx.save_model(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _dims(value_info: Any) -> list[int | None]:
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
+
+
+@dataclass
+class OnnxInfo:
+    """What the engine, Triton and DeepStream exporters need to know about an ONNX file."""
+
+    path: Path
+    meta: Meta | None
+    input_name: str
+    input_shape: list[int | None]  # None for a dynamic axis
+    input_type: int  # onnx.TensorProto data type
+    outputs: dict[str, list[int | None]] = field(default_factory=dict)
+    output_types: dict[str, int] = field(default_factory=dict)
+    has_qdq: bool = False
+    is_fp16: bool = False
+    external_data: bool = False
+
+    @property
+    def static_batch(self) -> int | None:
+        return self.input_shape[0] if self.input_shape else None
+
+
+def inspect_onnx(path: str | Path, model: Any = None) -> OnnxInfo:
+    """Inputs, outputs, metadata and precision hints (Q/DQ nodes, FP16 weights) of an ONNX file."""
+    onnx = import_onnx()
+    p = Path(path)
+    model = model if model is not None else load_onnx(p)
+    external = bool(check_external_data(p))
+    g = model.graph
+    inits = {i.name for i in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise UserError(f"{p}: the model has {len(inputs)} inputs {[i.name for i in inputs]}, expected one "
+                        "image batch; export it with python -m export.onnx")
+    inp = inputs[0]
+    half = onnx.TensorProto.FLOAT16
+    is_fp16 = any(t.data_type == half for t in g.initializer) or any(
+        n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in g.node)
+    return OnnxInfo(
+        path=p, meta=read_meta(model, str(p)), input_name=inp.name, input_shape=_dims(inp),
+        input_type=inp.type.tensor_type.elem_type,
+        outputs={o.name: _dims(o) for o in g.output},
+        output_types={o.name: o.type.tensor_type.elem_type for o in g.output},
+        has_qdq=any(n.op_type in QDQ_OPS for n in g.node), is_fp16=is_fp16, external_data=external)

@@ -1,0 +1,218 @@
+"""The TensorRT side of ``export.engine``: decide the build for this release, then build.
+
+:func:`plan_build` is pure logic (which network type, builder flags and INT8 mode this TensorRT
+release needs for the requested precision and ONNX); :func:`build_serialized` drives the builder.
+Both take the ``trt`` module as an argument and reach version-specific names only through
+:mod:`runtime.backends._trt`, so the tests run them against fakes of every supported release.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from export._onnx_io import OnnxInfo
+from runtime.backends import _trt
+from runtime.errors import UserError
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """The build options of ``python -m export.engine`` (trtexec's names where they exist)."""
+
+    precision: str = "fp16"
+    batch: tuple[int, int, int] | None = None  # min, opt, max; None: from the ONNX / default
+    workspace_mib: int | None = None
+    timing_cache: Path | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = False
+    version_compatible: bool = False
+    hardware_compatible: bool = False
+    opt_level: int | None = None
+    calib_data: str | None = None
+    calib_cache: Path | None = None
+    calib_batch: int | None = None
+    calib_size: int = 512
+    verbose: bool = False
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """How to build on this release: network type, builder flags, INT8 mode, ONNX conversion."""
+
+    strongly_typed: bool
+    flags: tuple[str, ...]
+    int8_mode: str | None = None  # "qdq" (explicit) or "calibrator" (implicit)
+    convert_fp16: bool = False  # build from an FP16 copy of the ONNX (strongly typed FP16)
+    notes: tuple[str, ...] = field(default=())
+
+
+QUANTIZE_HINT = ("make a Q/DQ ONNX with python -m calibration.quantize --target trt and build "
+                 "from it with --precision int8")
+DEFAULT_PROFILE = (1, 4, 16)
+
+
+def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
+    """Choose the build for ``opts.precision`` on this TensorRT release (see ARCHITECTURE.md)."""
+    p, src, ver = opts.precision, info.path, _trt.trt_version(trt)
+    flags_ok = _trt.supports_precision_flags(trt)
+    notes: list[str] = []
+    if info.has_qdq and p != "int8":
+        raise UserError(f"{src}: this ONNX holds Q/DQ (INT8) nodes; build it with --precision int8")
+    if info.is_fp16 and p != "fp16":
+        raise UserError(f"{src}: this is an FP16 ONNX; build it with --precision fp16, or pass the fp32 ONNX")
+    flags: list[str] = []
+    strongly, int8_mode, convert = not flags_ok, None, False
+    if p == "fp16":
+        if flags_ok:
+            flags.append("FP16")
+        elif not info.is_fp16:
+            convert = True
+            notes.append(f"TensorRT {ver} has no FP16 builder flag: building a strongly typed network "
+                         "from an FP16 copy of the ONNX (fp32 inputs and outputs kept)")
+    elif p == "int8":
+        if info.has_qdq:
+            int8_mode = "qdq"
+            flags += ["INT8", "FP16"] if flags_ok else []
+        elif not _trt.has_calibrators(trt):
+            raise UserError(f"{src}: TensorRT {ver} has no INT8 calibrators, INT8 needs a Q/DQ ONNX; "
+                            + QUANTIZE_HINT)
+        else:
+            cache_ok = opts.calib_cache is not None and Path(opts.calib_cache).is_file()
+            if not opts.calib_data and not cache_ok:
+                raise UserError(f"{src}: --precision int8 from a plain ONNX needs calibration crops "
+                                f"(--calib-data DIR) or an existing --calib-cache; or {QUANTIZE_HINT}")
+            int8_mode = "calibrator"
+            flags += ["INT8", "FP16"]
+            if _trt.calibrators_deprecated(trt):
+                notes.append(f"TensorRT {ver} deprecates calibrators; prefer a Q/DQ ONNX ({QUANTIZE_HINT})")
+    elif p != "fp32":
+        raise UserError(f"precision {p!r}: expected fp32, fp16 or int8")
+    if opts.dla_core is not None:
+        if p == "fp32":
+            raise UserError("--dla: the DLA runs fp16 or int8 only; pass --precision fp16 or int8")
+        if opts.gpu_fallback:
+            flags.append("GPU_FALLBACK")
+    elif opts.gpu_fallback:
+        raise UserError("--gpu-fallback only applies with --dla CORE")
+    if opts.version_compatible:
+        if not _trt.supports_version_compatible(trt):
+            raise UserError(f"--version-compatible needs TensorRT 8.6 or newer (this is {ver})")
+        flags.append("VERSION_COMPATIBLE")
+    if opts.hardware_compatible and not _trt.supports_hardware_compatible(trt):
+        raise UserError(f"--hardware-compatible needs TensorRT 8.6 or newer (this is {ver})")
+    if opts.opt_level is not None:
+        if not _trt.supports_opt_level(trt):
+            raise UserError(f"--opt-level needs TensorRT 8.6 or newer (this is {ver})")
+        if not 0 <= opts.opt_level <= 5:
+            raise UserError(f"--opt-level {opts.opt_level}: expected 0..5 (3 is TensorRT's default)")
+    return BuildPlan(strongly, tuple(flags), int8_mode, convert, tuple(notes))
+
+
+def resolve_profile(info: OnnxInfo, opts: EngineOptions) -> tuple[int, int, int]:
+    """The batch profile: the ONNX's static batch, or --batch, or the default 1:4:16."""
+    static = info.static_batch
+    if static is not None:
+        if opts.batch is not None and opts.batch != (static,) * 3:
+            raise UserError(f"{info.path}: the ONNX has a static batch of {static}; drop --batch or "
+                            f"pass --batch {static} (re-export with a dynamic batch for a range)")
+        return (static,) * 3  # type: ignore[return-value]
+    prof = opts.batch or DEFAULT_PROFILE
+    if opts.dla_core is not None and len(set(prof)) != 1:
+        raise UserError("--dla needs a static batch: pass --batch N (or export the ONNX with --batch N)")
+    return prof
+
+
+def _builder_flag(trt: Any, name: str) -> Any:
+    """BuilderFlag by name, spelt out so the API test sees every flag the project sets."""
+    flags: dict[str, Callable[[], Any]] = {
+        "FP16": lambda: trt.BuilderFlag.FP16,
+        "INT8": lambda: trt.BuilderFlag.INT8,
+        "GPU_FALLBACK": lambda: trt.BuilderFlag.GPU_FALLBACK,
+        "VERSION_COMPATIBLE": lambda: trt.BuilderFlag.VERSION_COMPATIBLE,
+    }
+    return flags[name]()
+
+
+def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> Any:
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
+        raise UserError(f"{onnx_path}: TensorRT's ONNX parser failed: {'; '.join(errors)[:300] or 'no detail'}; "
+                        "re-export with python -m export.onnx (opset 17)")
+    return parser
+
+
+def _timing_cache(config: Any, path: Path | None) -> Any:
+    if path is None:
+        return None
+    blob = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(blob)
+    if not config.set_timing_cache(cache, False):
+        print(f"export.engine: note: {path} is from another GPU or TensorRT release; starting a new one")
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    return cache
+
+
+def _write_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(memoryview(data))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tuple[int, ...],
+                     profile: tuple[int, int, int], plan: BuildPlan, opts: EngineOptions,
+                     make_calibrator: Callable[[], Any] | None = None) -> Any:
+    """Parse the ONNX and build a serialized plan (IHostMemory). ``input_dims``: C, H, W."""
+    logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(_trt.network_flags(trt, plan.strongly_typed))
+    parser = _parse(trt, network, logger, onnx_path)
+    config = builder.create_builder_config()
+    if opts.workspace_mib:
+        _trt.set_workspace(trt, config, int(opts.workspace_mib) << 20)
+    for name in plan.flags:
+        config.set_flag(_builder_flag(trt, name))
+    prof = builder.create_optimization_profile()
+    lo, opt, hi = ((b,) + tuple(input_dims) for b in profile)
+    prof.set_shape(input_name, lo, opt, hi)
+    config.add_optimization_profile(prof)
+    if opts.dla_core is not None:
+        if builder.num_DLA_cores <= opts.dla_core:
+            raise UserError(f"--dla {opts.dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(opts.dla_core)
+    if opts.hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if opts.opt_level is not None:
+        config.builder_optimization_level = int(opts.opt_level)
+    if opts.verbose:
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    cache = _timing_cache(config, opts.timing_cache)
+    calibrator = None
+    if plan.int8_mode == "calibrator":
+        if make_calibrator is None:
+            raise UserError("INT8 calibration was planned but no calibrator was given")
+        calibrator = make_calibrator()
+        config.int8_calibrator = calibrator
+        cb = min(max(opts.calib_batch or profile[1], profile[0]), profile[2])
+        shape = (cb,) + tuple(input_dims)
+        cal = builder.create_optimization_profile()
+        cal.set_shape(input_name, shape, shape, shape)
+        config.set_calibration_profile(cal)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise UserError(f"{onnx_path}: TensorRT could not build the engine (see the log above); rerun "
+                        "with --verbose, or try --workspace with more MiB")
+    if cache is not None and opts.timing_cache is not None:
+        _write_atomic(opts.timing_cache, config.get_timing_cache().serialize())
+    del parser, calibrator
+    return serialized

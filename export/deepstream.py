@@ -1,0 +1,152 @@
+"""DeepStream nvinfer config for an engine: ``python -m export.deepstream --engine detect.fp16.engine``.
+
+nvinfer computes ``y = net-scale-factor · (x − offsets[c])`` on 0..255 pixels: per-channel
+offsets but ONE scale for all channels, while the model was trained with
+``(x/255 − mean[c]) / std[c]``. So: offsets = 255·mean, and
+
+- equal std over channels (Xception's 0.5): net-scale-factor = 1/(255·std), exact;
+- per-channel std (ImageNet's): the single scale 1/(255·σ) with σ = (min std + max std)/2, which
+  keeps the worst channel's scale error smallest (ImageNet: ±1.1%); the config states the error.
+  For exact preprocessing, ``--fold-std`` writes an ONNX whose first op multiplies channel c by
+  σ/std[c] (and whose metadata says std = σ): build the engine from that ONNX and the single
+  scale is exact.
+
+The engine runs as a secondary classifier on detected faces (process-mode 2). The model's output
+is a logit, not a probability, so the config uses ``network-type=100`` with
+``output-tensor-meta=1``: the application reads ``logit`` from the tensor meta and applies
+sigmoid and the threshold from the metadata (written in the config as a comment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from runtime.errors import UserError, run_cli
+from runtime.meta import Meta, read_sidecar
+
+PROG = "export.deepstream"
+NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}
+COLOR_FORMAT = {"RGB": 0, "BGR": 1}
+
+
+def scale_and_offsets(meta: Meta) -> tuple[float, list[float], float, float]:
+    """(net-scale-factor, offsets, σ used, worst per-channel relative scale error)."""
+    lo, hi = min(meta.std), max(meta.std)
+    sigma = (lo + hi) / 2.0
+    error = max(abs(sigma / s - 1.0) for s in meta.std)
+    return 1.0 / (255.0 * sigma), [255.0 * m for m in meta.mean], sigma, error
+
+
+def make_config(engine: Path, meta: Meta, batch: int, gpu_id: int = 0, onnx: Path | None = None) -> str:
+    """The [property] section nvinfer reads."""
+    scale, offsets, sigma, error = scale_and_offsets(meta)
+    s = meta.input_size
+    # nvinfer orders offsets as the model's channel order (model-color-format)
+    lines = [
+        f"# JRC {meta.encoder} {meta.graph} graph, {meta.precision}, input {s}x{s} {meta.color};",
+        "# output 'logit': probability of fake = sigmoid(logit); "
+        f"flag a face when it exceeds {meta.threshold:g} (the model's threshold).",
+        f"# normalisation: (x/255 - mean)/std with mean={list(meta.mean)} std={list(meta.std)};",
+        (f"# nvinfer has one scale for all channels: std {sigma:.6g} is used, per-channel scale error up to "
+         f"{100 * error:.2f}% (export.deepstream --fold-std makes it exact)." if error > 1e-6 else
+         "# the std is equal over channels, so nvinfer's single scale is exact."),
+        f"# face crops: square, margin {meta.face_margin:g} of the face box on each side "
+        "(as in runtime/preprocess.py).",
+        "[property]",
+        f"gpu-id={gpu_id}",
+        f"model-engine-file={engine.name}",
+    ]
+    if onnx is not None:
+        lines.append(f"onnx-file={onnx.name}")
+    lines += [
+        f"batch-size={batch}",
+        f"network-mode={NETWORK_MODE[meta.precision]}",
+        f"net-scale-factor={scale:.10g}",
+        "offsets=" + ";".join(f"{o:.6g}" for o in offsets),
+        f"model-color-format={COLOR_FORMAT[meta.color]}",
+        f"infer-dims=3;{s};{s}",
+        f"output-blob-names={';'.join(meta.outputs[:1])}",
+        "network-type=100",
+        "output-tensor-meta=1",
+        "process-mode=2",
+        "maintain-aspect-ratio=0",
+        "gie-unique-id=2",
+        "operate-on-gie-id=1",
+        "classifier-async-mode=0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def fold_std(onnx: str | Path, out: str | Path) -> Path:
+    """An ONNX whose per-channel std is folded into the graph, so nvinfer's one scale is exact."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from export._onnx_io import load_onnx, read_meta, save_onnx, set_meta
+
+    src = Path(onnx)
+    model = load_onnx(src)
+    meta = read_meta(model, str(src))
+    if meta is None:
+        raise UserError(f"{src}: no jrc metadata; export it with python -m export.onnx")
+    _, _, sigma, _ = scale_and_offsets(meta)
+    g = model.graph
+    name = meta.input_name
+    factor = numpy_helper.from_array(
+        (sigma / np.asarray(meta.std, dtype=np.float32)).reshape(1, 3, 1, 1).astype(np.float32),
+        f"{name}__std_fold")
+    scaled = f"{name}__std_folded"
+    for n in g.node:
+        for i, x in enumerate(n.input):
+            if x == name:
+                n.input[i] = scaled
+    g.initializer.append(factor)
+    g.node.insert(0, helper.make_node("Mul", [name, factor.name], [scaled], name="std_fold"))
+    set_meta(model, meta.with_(std=(sigma, sigma, sigma)))
+    return save_onnx(model, out)
+
+
+def export_config(engine: str | Path, out: str | Path | None = None, batch: int | None = None,
+                  gpu_id: int = 0) -> Path:
+    """Write the nvinfer config beside the engine (or at ``out``)."""
+    engine = Path(engine)
+    meta, raw = read_sidecar(engine)
+    prof = meta.profile or {}
+    limit = int(prof.get("max") or 1)
+    batch = batch or limit
+    if not 1 <= batch <= limit:
+        raise UserError(f"--batch {batch}: the engine's profile allows 1..{limit}")
+    onnx = Path(raw["onnx"]) if isinstance(raw.get("onnx"), str) else None
+    path = Path(out) if out else engine.with_name(engine.stem + ".nvinfer.txt")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(make_config(engine, meta, batch, gpu_id, onnx))
+    os.replace(tmp, path)
+    print(f"{PROG}: wrote {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=PROG, description="Write a DeepStream nvinfer config for an engine "
+                                 "built by export.engine, or fold the per-channel std into an ONNX.")
+    ap.add_argument("--engine", type=Path, help="detect.<precision>.engine (with its .json sidecar)")
+    ap.add_argument("--out", type=Path, help="config file (default: <engine stem>.nvinfer.txt) or, with "
+                    "--fold-std, the ONNX to write")
+    ap.add_argument("--batch", type=int, help="batch-size (default: the engine's max batch)")
+    ap.add_argument("--gpu-id", type=int, default=0)
+    ap.add_argument("--fold-std", type=Path, metavar="ONNX", help="write a copy of this ONNX with the "
+                    "per-channel std folded in; build the engine from it for exact nvinfer scaling")
+    a = ap.parse_args(argv)
+    if a.fold_std:
+        out = a.out or a.fold_std.with_name(a.fold_std.stem + ".ds.onnx")
+        print(f"{PROG}: wrote {fold_std(a.fold_std, out)}")
+        return 0
+    if not a.engine:
+        raise UserError("pass --engine ENGINE (or --fold-std ONNX)")
+    export_config(a.engine, a.out, a.batch, a.gpu_id)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

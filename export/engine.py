@@ -1,0 +1,209 @@
+"""Build a TensorRT engine from an exported ONNX: ``python -m export.engine --onnx detect.onnx``.
+
+Writes a plain TensorRT plan (loadable by trtexec, Triton and DeepStream) and its sidecar
+``<plan>.json`` with the metadata, the TensorRT release, GPU and compute capability, precision,
+batch profile and the sha256 of plan and source ONNX. Works with TensorRT 8.5, 8.6, 10.x and 11.x:
+
+- 8.5/8.6: EXPLICIT_BATCH network; FP16/INT8 builder flags; INT8 from a Q/DQ ONNX or with the
+  calibrator from ``calibration/`` (+ cache).
+- 10.x: FP16 flag; INT8 from a Q/DQ ONNX (explicit), the calibrator as a deprecated fallback.
+- 11.x: no precision flags, no calibrators: strongly typed networks; FP16 from an FP16 copy of the
+  ONNX (``export.fp16``, fp32 inputs/outputs kept), INT8 from a Q/DQ ONNX.
+
+Without TensorRT, or without a usable CUDA device (checked in a child process before anything is
+built), it exits 1 with one line saying what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from export._onnx_io import inspect_onnx
+from export._trt_build import (
+    EngineOptions,
+    _write_atomic,
+    build_serialized,
+    plan_build,
+    resolve_profile,
+)
+from runtime.backends import _trt
+from runtime.errors import UserError, run_cli
+from runtime.meta import Meta, sha256_file, write_sidecar
+
+PROG = "export.engine"
+
+
+def parse_batch(text: str) -> tuple[int, int, int]:
+    """'4' -> (4, 4, 4); '1:4:16' -> (1, 4, 16); checked min <= opt <= max, all >= 1."""
+    parts = str(text).split(":")
+    try:
+        nums = [int(p) for p in parts]
+    except ValueError:
+        nums = []
+    if len(nums) == 1:
+        nums *= 3
+    if len(nums) != 3 or not 1 <= nums[0] <= nums[1] <= nums[2]:
+        raise UserError(f"--batch {text!r}: expected N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX")
+    return nums[0], nums[1], nums[2]
+
+
+def default_output(onnx: Path, precision: str) -> Path:
+    """detect.onnx -> detect.fp16.engine; detect.int8.onnx -> detect.int8.engine."""
+    stem = onnx.stem
+    if not stem.endswith("." + precision):
+        stem = f"{stem}.{precision}"
+    return onnx.with_name(stem + ".engine")
+
+
+def fp16_onnx_path(onnx: Path, out: Path) -> Path:
+    """Where the FP16 copy that a strongly typed FP16 build needs goes: beside the plan."""
+    stem = out.stem if out.stem.endswith(".fp16") else out.stem + ".fp16"
+    path = out.with_name(stem + ".onnx")
+    return path if path.resolve() != onnx.resolve() else out.with_name(out.stem + ".built.fp16.onnx")
+
+
+def build_command(onnx: Path, out: Path, opts: EngineOptions, profile: tuple[int, int, int]) -> str:
+    """The command line that rebuilds this engine (stored in the sidecar for mismatch messages)."""
+    args = ["python", "-m", "export.engine", "--onnx", str(onnx), "--precision", opts.precision,
+            "--batch", ":".join(map(str, profile)), "--out", str(out)]
+    for flag, value in (("--workspace", opts.workspace_mib), ("--dla", opts.dla_core),
+                        ("--opt-level", opts.opt_level), ("--calib-data", opts.calib_data),
+                        ("--calib-cache", opts.calib_cache)):
+        if value is not None:
+            args += [flag, str(value)]
+    for flag, on in (("--gpu-fallback", opts.gpu_fallback), ("--version-compatible", opts.version_compatible),
+                     ("--hardware-compatible", opts.hardware_compatible)):
+        if on:
+            args.append(flag)
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def _calibrator(trt: Any, onnx: Path, meta: Meta, opts: EngineOptions, cache: Path,
+                profile: tuple[int, int, int]) -> Any:
+    try:
+        from calibration.trt_calibrator import make_calibrator
+    except ImportError as e:
+        raise UserError(f"INT8 calibration needs the project's calibration package ({e}); "
+                        "install jrc-edge with its training extras: pip install -e '.[train]'") from None
+    batch = min(max(opts.calib_batch or profile[1], profile[0]), profile[2])
+    return make_calibrator(trt, str(onnx), opts.calib_data, meta, str(cache), batch, opts.calib_size,
+                           method="entropy")
+
+
+@contextmanager
+def _calibration_context(needed: bool) -> Iterator[None]:
+    """The calibrator copies batches with pycuda: push the device's primary context (the one
+    TensorRT's builder uses) for the build, and release it afterwards."""
+    if not needed:
+        yield
+        return
+    cuda = _trt.import_pycuda()
+    cuda.init()
+    ctx = cuda.Device(0).retain_primary_context()
+    ctx.push()
+    try:
+        yield
+    finally:
+        ctx.pop()
+        ctx.detach()
+
+
+def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
+                   opts: EngineOptions | None = None) -> Path:
+    """Build ``onnx`` into a plan at ``out`` (+ sidecar); returns the plan's path."""
+    opts = opts or EngineOptions()
+    onnx = Path(onnx)
+    info = inspect_onnx(onnx)
+    if info.meta is None:
+        raise UserError(f"{onnx}: no jrc metadata in the ONNX; export it with python -m export.onnx")
+    dims = info.input_shape[1:]
+    if len(dims) != 3 or any(d is None for d in dims):
+        raise UserError(f"{onnx}: input shape {info.input_shape}: expected N×3×H×W with fixed C, H, W")
+    out = Path(out) if out else default_output(onnx, opts.precision)
+    trt = _trt.import_tensorrt()
+    plan = plan_build(trt, info, opts)
+    profile = resolve_profile(info, opts)
+    device = _trt.probe_cuda_device(0)  # before any builder call: no device, no build
+    for note in plan.notes:
+        print(f"{PROG}: note: {note}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build_from = onnx
+    if plan.convert_fp16:
+        from export.fp16 import convert_file
+
+        build_from = convert_file(onnx, fp16_onnx_path(onnx, out))
+        print(f"{PROG}: wrote the FP16 ONNX it builds from: {build_from}")
+    cache = opts.calib_cache or out.with_suffix(".calib")
+    make_cal = None
+    if plan.int8_mode == "calibrator":
+
+        def make_cal() -> Any:
+            return _calibrator(trt, onnx, info.meta, opts, cache, profile)  # type: ignore[arg-type]
+
+    ver = _trt.trt_version(trt)
+    print(f"{PROG}: building {out.name} ({opts.precision}, batch {':'.join(map(str, profile))}) with "
+          f"TensorRT {ver} on {device.name}; this takes a while")
+    with _calibration_context(plan.int8_mode == "calibrator"):
+        serialized = build_serialized(trt, build_from, info.input_name, tuple(dims), profile, plan, opts,
+                                      make_cal)  # type: ignore[arg-type]
+    _write_atomic(out, serialized)
+    meta = info.meta.with_(
+        precision=opts.precision, tensorrt_version=ver, device=device.name,
+        compute_capability=device.compute_capability,
+        profile={"min": profile[0], "opt": profile[1], "max": profile[2]},
+        source_sha256=sha256_file(onnx))
+    extra = {
+        "onnx": str(onnx), "build_command": build_command(onnx, out, opts, profile),
+        "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.flags),
+        "int8_mode": plan.int8_mode, "dla_core": opts.dla_core,
+        "version_compatible": opts.version_compatible,
+        "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None,
+    }
+    side = write_sidecar(out, meta, extra)
+    print(f"{PROG}: wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {side.name}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=PROG, description="Build a TensorRT engine (plan + JSON sidecar) "
+                                 "from an ONNX written by export.onnx (or a Q/DQ ONNX from calibration).")
+    ap.add_argument("--onnx", required=True, type=Path, help="detect.onnx, full.onnx or a Q/DQ detect.int8.onnx")
+    ap.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
+    ap.add_argument("--out", type=Path, help="plan file (default: <onnx stem>.<precision>.engine beside it)")
+    ap.add_argument("--batch", type=parse_batch, help="batch profile MIN:OPT:MAX or N (default 1:4:16; "
+                    "a static-batch ONNX fixes it)")
+    ap.add_argument("--workspace", type=int, metavar="MiB", help="builder workspace limit")
+    ap.add_argument("--timing-cache", type=Path, metavar="FILE", help="read and update this timing cache")
+    ap.add_argument("--dla", type=int, metavar="CORE", help="build for this DLA core (Jetson; fp16/int8, "
+                    "static batch)")
+    ap.add_argument("--gpu-fallback", action="store_true", help="with --dla: run unsupported layers on the GPU")
+    ap.add_argument("--version-compatible", action="store_true", help="plan runs on later TensorRT of the "
+                    "same major version (8.6+)")
+    ap.add_argument("--hardware-compatible", action="store_true", help="plan runs on any Ampere or newer "
+                    "GPU (8.6+)")
+    ap.add_argument("--opt-level", type=int, metavar="N", help="builder optimisation level 0..5 (8.6+)")
+    ap.add_argument("--calib-data", metavar="D", help="INT8 calibration crops (implicit INT8, TensorRT "
+                    "8.5-10.x); same specs as training data")
+    ap.add_argument("--calib-cache", type=Path, metavar="FILE", help="calibration cache to reuse or write "
+                    "(default: <out>.calib)")
+    ap.add_argument("--calib-batch", type=int, metavar="N", help="calibration batch (default: profile opt)")
+    ap.add_argument("--calib-size", type=int, default=512, metavar="N", help="calibration crops to use")
+    ap.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
+    a = ap.parse_args(argv)
+    if a.workspace is not None and a.workspace <= 0:
+        raise UserError(f"--workspace {a.workspace}: expected a positive number of MiB")
+    opts = EngineOptions(
+        precision=a.precision, batch=a.batch, workspace_mib=a.workspace, timing_cache=a.timing_cache,
+        dla_core=a.dla, gpu_fallback=a.gpu_fallback, version_compatible=a.version_compatible,
+        hardware_compatible=a.hardware_compatible, opt_level=a.opt_level, calib_data=a.calib_data,
+        calib_cache=a.calib_cache, calib_batch=a.calib_batch, calib_size=a.calib_size, verbose=a.verbose)
+    onnx_to_engine(a.onnx, a.out, opts)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

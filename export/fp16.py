@@ -1,0 +1,137 @@
+"""FP16 copy of an ONNX model with fp32 inputs and outputs: ``python -m export.fp16 --onnx detect.onnx``.
+
+TensorRT 11 has no FP16 builder flag: a network is built with the types its ONNX carries
+(strongly typed), so FP16 must be in the graph. This converts weights and arithmetic to float16
+and keeps the interface float32 (a Cast after each input and before each output), so the
+runtime feeds and reads the same arrays as for the fp32 model.
+
+Kept in fp32: the inputs ONNX defines as float32-only (Resize/Upsample ``scales``), and any op
+type named in ``keep_fp32`` (wrapped in Casts). Float attributes (alpha, epsilon...) are fp32 by
+the ONNX spec and stay so. Written without onnxconverter-common (not a dependency here).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from export._onnx_io import import_onnx, load_onnx, read_meta, save_onnx, set_meta
+from runtime.errors import UserError, run_cli
+
+PROG = "export.fp16"
+FP16_MAX = 65504.0
+# (op type, input index) that the ONNX spec types as float32 regardless of the data type
+FP32_ONLY_INPUTS = {("Resize", 2), ("Upsample", 1)}
+
+
+def _to_half(tensor: Any) -> Any:
+    """A float32 TensorProto as float16 (values clipped to the fp16 range), same name."""
+    from onnx import numpy_helper
+
+    arr = numpy_helper.to_array(tensor)
+    return numpy_helper.from_array(np.clip(arr, -FP16_MAX, FP16_MAX).astype(np.float16), tensor.name)
+
+
+def _rename_inputs(nodes: Iterable[Any], old: str, new: str) -> None:
+    for n in nodes:
+        for i, name in enumerate(n.input):
+            if name == old:
+                n.input[i] = new
+
+
+def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
+    """A float16 copy of ``model`` whose float32 graph inputs and outputs stay float32."""
+    onnx = import_onnx()
+    from onnx import helper
+
+    F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    keep = set(keep_fp32)
+    fp32_only = {n.input[i] for n in g.node for (op, i) in FP32_ONLY_INPUTS
+                 if n.op_type == op and len(n.input) > i and n.input[i]}
+    for k, t in enumerate(g.initializer):
+        if t.data_type == F32 and t.name not in fp32_only:
+            g.initializer[k].CopyFrom(_to_half(t))
+    for n in g.node:
+        if n.output and n.output[0] in fp32_only:
+            continue
+        for a in n.attribute:
+            if n.op_type in ("Constant", "ConstantOfShape") and a.name == "value" and a.t.data_type == F32:
+                a.t.CopyFrom(_to_half(a.t))
+            elif n.op_type == "Cast" and a.name == "to" and a.i == F32:
+                a.i = F16
+        if n.op_type == "Constant" and any(a.name == "value_float" for a in n.attribute):
+            raise UserError("export.fp16: Constant(value_float) is not handled; re-export with export.onnx")
+    head, tail = [], []
+    for inp in g.input:  # fp32 in, Cast to fp16 straight after
+        if inp.type.tensor_type.elem_type == F32 and inp.name not in {t.name for t in g.initializer}:
+            half = f"{inp.name}__fp16"
+            _rename_inputs(g.node, inp.name, half)
+            head.append(helper.make_node("Cast", [inp.name], [half], to=F16, name=f"{inp.name}__cast_in"))
+    for out in g.output:  # producer writes <name>__fp16, a Cast gives the fp32 output its name
+        if out.type.tensor_type.elem_type == F32:
+            half = f"{out.name}__fp16"
+            for n in g.node:
+                for i, name in enumerate(n.output):
+                    if name == out.name:
+                        n.output[i] = half
+            _rename_inputs(g.node, out.name, half)
+            tail.append(helper.make_node("Cast", [half], [out.name], to=F32, name=f"{out.name}__cast_out"))
+    nodes = head + list(g.node) + tail
+    wrapped = []
+    for n in nodes:  # ops kept in fp32: cast their inputs up and their outputs back down
+        if n.op_type not in keep:
+            wrapped.append(n)
+            continue
+        for i, name in enumerate(n.input):
+            if name and name not in fp32_only:
+                up = f"{name}__to32_{n.name or n.op_type}_{i}"
+                wrapped.append(helper.make_node("Cast", [name], [up], to=F32))
+                n.input[i] = up
+        outs = list(n.output)
+        for i, name in enumerate(outs):
+            n.output[i] = f"{name}__fp32"
+        wrapped.append(n)
+        wrapped += [helper.make_node("Cast", [f"{o}__fp32"], [o], to=F16) for o in outs]
+    del g.node[:]
+    g.node.extend(wrapped)
+    del g.value_info[:]  # stale fp32 types of intermediates; inferred again below
+    m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iterable[str] = ()) -> Path:
+    """Convert an ONNX file (metadata carried over with precision 'fp16'); returns the new path."""
+    src = Path(src)
+    dst = Path(dst) if dst else src.with_name(src.stem + ".fp16.onnx")
+    if dst.resolve() == src.resolve():
+        raise UserError(f"{dst}: the output would overwrite the input; pass another --out")
+    model = load_onnx(src)
+    meta = read_meta(model, str(src))
+    half = convert_model(model, keep_fp32)
+    if meta is not None:
+        set_meta(half, meta.with_(precision="fp16"))
+    return save_onnx(half, dst)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=PROG, description="Write an FP16 copy of an ONNX model with fp32 "
+                                 "inputs/outputs (for strongly typed TensorRT builds).")
+    ap.add_argument("--onnx", required=True, type=Path, help="fp32 ONNX (e.g. detect.onnx)")
+    ap.add_argument("--out", type=Path, help="output (default: <stem>.fp16.onnx beside the input)")
+    ap.add_argument("--keep-fp32", action="append", default=[], metavar="OP",
+                    help="op type to keep in fp32 (repeatable), e.g. --keep-fp32 GlobalAveragePool")
+    a = ap.parse_args(argv)
+    out = convert_file(a.onnx, a.out, a.keep_fp32)
+    print(f"{PROG}: wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

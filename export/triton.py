@@ -1,0 +1,141 @@
+"""Triton Inference Server model repository: ``python -m export.triton --model detect.onnx --out REPO``.
+
+Writes ``REPO/<name>/config.pbtxt`` and ``REPO/<name>/1/model.onnx`` (platform
+``onnxruntime_onnx``) or ``1/model.plan`` (``tensorrt_plan``) from the same artifacts the
+runtime uses: dynamic batching, an instance group, input/output dims read from the model (the
+ONNX graph, or the engine's sidecar), and the jrc metadata in the config's ``parameters`` so a
+client can read input size, mean/std, colour order and threshold from the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from runtime.errors import UserError, run_cli
+from runtime.meta import Meta, read_sidecar
+
+PROG = "export.triton"
+ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 3: "TYPE_INT8", 2: "TYPE_UINT8",
+              6: "TYPE_INT32", 7: "TYPE_INT64", 9: "TYPE_BOOL"}
+
+
+def pb_string(text: str) -> str:
+    """A protobuf text-format string literal (escapes valid for every protobuf release)."""
+    out = []
+    for b in text.encode("utf-8"):
+        c = chr(b)
+        if c in '"\\':
+            out.append("\\" + c)
+        elif 32 <= b < 127:
+            out.append(c)
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _tensor(name: str, dtype: str, dims: list[int]) -> str:
+    return f'  {{ name: {pb_string(name)} data_type: {dtype} dims: [ {", ".join(map(str, dims))} ] }}'
+
+
+def model_io(model: Path) -> tuple[Meta, str, list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]], int | None]:
+    """(meta, platform, inputs, outputs, batch limit) with dims *including* the batch axis (-1: dynamic)."""
+    if model.suffix.lower() == ".onnx":
+        from export._onnx_io import inspect_onnx
+
+        info = inspect_onnx(model)
+        if info.meta is None:
+            raise UserError(f"{model}: no jrc metadata; export it with python -m export.onnx")
+        if info.external_data:
+            raise UserError(f"{model}: keeps weights in external files; export a single-file ONNX")
+        dims = [[-1 if d is None else int(d) for d in shape] for shape in
+                [info.input_shape, *info.outputs.values()]]
+        ins = [(info.input_name, ONNX_TYPES.get(info.input_type, "TYPE_FP32"), dims[0])]
+        outs = [(n, ONNX_TYPES.get(info.output_types[n], "TYPE_FP32"), d) for n, d in zip(info.outputs, dims[1:])]
+        return info.meta, "onnxruntime_onnx", ins, outs, None
+    if model.suffix.lower() in (".engine", ".plan"):
+        meta, _ = read_sidecar(model)
+        s, prof = meta.input_size, meta.profile or {}
+        static = prof.get("min") == prof.get("max") and prof.get("max") is not None
+        b = int(prof["max"]) if static else -1
+        ins = [(meta.input_name, "TYPE_FP32", [b, 3, s, s])]
+        outs = [("logit", "TYPE_FP32", [b, 1])] + ([("recon", "TYPE_FP32", [b, 3, s, s])] if meta.has_recon else [])
+        return meta, "tensorrt_plan", ins, outs, int(prof["max"]) if prof.get("max") else None
+    raise UserError(f"{model}: expected an .onnx model or a TensorRT .engine/.plan with its sidecar")
+
+
+def make_config(name: str, meta: Meta, platform: str, inputs: list, outputs: list, max_batch: int,
+                instances: int, kind: str) -> str:
+    """config.pbtxt text. ``max_batch`` 0 means the model's batch axis is fixed (no batching)."""
+    strip = 1 if max_batch > 0 else 0
+    lines = [f"name: {pb_string(name)}", f"platform: {pb_string(platform)}", f"max_batch_size: {max_batch}",
+             "input [", ",\n".join(_tensor(n, t, d[strip:]) for n, t, d in inputs), "]",
+             "output [", ",\n".join(_tensor(n, t, d[strip:]) for n, t, d in outputs), "]"]
+    if max_batch > 0:
+        preferred = sorted({b for b in (1, 4, 8, 16, 32) if b <= max_batch} | {max_batch})
+        lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
+                  "  max_queue_delay_microseconds: 500", "}"]
+    lines += ["instance_group [", f"  {{ count: {instances} kind: {kind} }}", "]"]
+    params = {"jrc_meta": meta.to_json(), "input_size": str(meta.input_size), "color": meta.color,
+              "mean": ",".join(map(str, meta.mean)), "std": ",".join(map(str, meta.std)),
+              "threshold": str(meta.threshold), "precision": meta.precision,
+              "output_activation": "sigmoid(logit) = probability of fake"}
+    for k, v in params.items():
+        lines.append(f"parameters {{ key: {pb_string(k)} value: {{ string_value: {pb_string(v)} }} }}")
+    return "\n".join(lines) + "\n"
+
+
+def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detect", max_batch: int = 16,
+                      instances: int = 1, kind: str | None = None) -> Path:
+    """Write (or replace) ``out/name``; returns the model folder."""
+    model, out = Path(model), Path(out)
+    if not model.is_file():
+        raise UserError(f"{model}: not found; pass an .onnx from export.onnx or an .engine from export.engine")
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise UserError(f"--name {name!r}: expected a plain folder name such as jrc_detect")
+    if max_batch < 0 or instances < 1:
+        raise UserError("--max-batch must be ≥ 0 and --instances ≥ 1")
+    meta, platform, ins, outs, limit = model_io(model)
+    dynamic = ins[0][2][0] == -1
+    batch = min(max_batch, limit) if (dynamic and limit) else (max_batch if dynamic else 0)
+    if dynamic and limit and max_batch > limit:
+        print(f"{PROG}: note: the engine's profile allows batch ≤ {limit}; max_batch_size set to {limit}")
+    if not dynamic:
+        print(f"{PROG}: note: {model.name} has a fixed batch of {ins[0][2][0]}; Triton batching is off "
+              "(export with a dynamic batch to enable it)")
+    kind = kind or ("KIND_GPU" if platform == "tensorrt_plan" else "KIND_CPU")
+    folder = out / name
+    version = folder / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    target = version / ("model.plan" if platform == "tensorrt_plan" else "model.onnx")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.copyfile(model, tmp)
+    os.replace(tmp, target)
+    cfg = make_config(name, meta, platform, ins, outs, batch, instances, kind)
+    tmp = folder / "config.pbtxt.tmp"
+    tmp.write_text(cfg)
+    os.replace(tmp, folder / "config.pbtxt")
+    print(f"{PROG}: wrote {folder} ({platform}, max_batch_size {batch}, {instances}× {kind})")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=PROG, description="Write a Triton model repository entry for a "
+                                 "detect/full ONNX or TensorRT engine.")
+    ap.add_argument("--model", required=True, type=Path, help="detect.onnx or detect.<precision>.engine")
+    ap.add_argument("--out", required=True, type=Path, help="model repository folder")
+    ap.add_argument("--max-batch", type=int, default=16, help="max_batch_size (default 16; an engine's "
+                    "profile caps it)")
+    ap.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    ap.add_argument("--kind", choices=("KIND_GPU", "KIND_CPU"), help="instance kind (default: GPU for "
+                    "engines, CPU for ONNX)")
+    ap.add_argument("--name", default="jrc_detect", help="model name in the repository")
+    a = ap.parse_args(argv)
+    export_repository(a.model, a.out, a.name, a.max_batch, a.instances, a.kind)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

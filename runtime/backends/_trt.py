@@ -1,0 +1,325 @@
+"""TensorRT version differences in small named helpers, shared by engine build and engine run.
+
+Supported: TensorRT 8.5 (JetPack 5.1), 8.6 (JetPack 6.0), 10.x (JetPack 6.1/6.2, desktop) and
+11.x (desktop); see ``ARCHITECTURE.md``. Every difference between those releases is decided here,
+by feature detection on the imported module (``hasattr``), so callers never compare version
+numbers. Nothing here imports tensorrt at module level: the ``trt`` module is passed in, which
+is also what lets the tests run these helpers against per-release fakes built from
+``shared/trt-api/*.json``.
+
+:data:`VERSION_GATED` lists every tensorrt ``Class.member`` name the project uses that is missing from some
+supported release, and in which releases it exists; a test checks that claim against the API
+lists and that the code only reaches such names behind the helper that gates them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import UserError, missing_dependency
+
+MIN_VERSION = (8, 5)
+# names used by the project that do not exist in every supported release -> where they exist
+VERSION_GATED: dict[str, str] = {
+    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": "8.5-10",
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": "10-11",
+    "BuilderFlag.FP16": "8.5-10",
+    "BuilderFlag.INT8": "8.5-10",
+    "BuilderFlag.VERSION_COMPATIBLE": "8.6-11",
+    "HardwareCompatibilityLevel.AMPERE_PLUS": "8.6-11",
+    "IBuilderConfig.builder_optimization_level": "8.6-11",
+    "IBuilderConfig.hardware_compatibility_level": "8.6-11",
+    "IBuilderConfig.int8_calibrator": "8.5-10",
+    "IBuilderConfig.set_calibration_profile": "8.5-10",
+    "IInt8EntropyCalibrator2": "8.5-10",
+    "Runtime.engine_host_code_allowed": "8.6-11",
+}
+
+
+# --- import and versions ---------------------------------------------------------------------
+def is_jetson() -> bool:
+    """A Jetson (L4T) board: TensorRT comes with JetPack there, not from pip."""
+    return Path("/etc/nv_tegra_release").exists() or (
+        platform.machine() == "aarch64" and "tegra" in platform.release().lower())
+
+
+def install_hint(what: str = "tensorrt") -> str:
+    """How to get TensorRT (and pycuda) on this kind of machine."""
+    if is_jetson():
+        return (f"on a Jetson {what} comes with JetPack (sudo apt install nvidia-jetpack), "
+                "then pip install pycuda")
+    return ("pip install tensorrt pycuda (or pip install 'jrc-edge[tensorrt]'); "
+            "on a Jetson it comes with JetPack instead")
+
+
+def import_tensorrt() -> Any:
+    """The tensorrt module, or a one-line UserError naming what is missing and how to get it."""
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        if getattr(e, "name", None) not in (None, "tensorrt"):
+            raise UserError(f"tensorrt is installed but does not import ({e}); "
+                            f"reinstall it: {install_hint()}") from None
+        raise missing_dependency("tensorrt", "tensorrt", how=install_hint()) from None
+    except OSError as e:  # the wheel is there but libnvinfer is not loadable
+        raise UserError(f"tensorrt is installed but its libraries do not load ({e}); "
+                        f"reinstall it: {install_hint()}") from None
+    check_supported(trt)
+    return trt
+
+
+def import_pycuda() -> Any:
+    """pycuda.driver, or a one-line UserError saying how to install it."""
+    try:
+        import pycuda.driver as cuda
+    except ImportError:
+        raise missing_dependency("pycuda", "tensorrt", how="pip install pycuda (needs the CUDA "
+                                 "toolkit headers; on a Jetson they come with JetPack)") from None
+    return cuda
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """'10.3.0.26' -> (10, 3, 0); missing parts are 0. UserError for something that is not one."""
+    m = re.match(r"^\s*(\d+)(?:\.(\d+))?(?:\.(\d+))?", str(text))
+    if not m:
+        raise UserError(f"TensorRT version {text!r} is not a version number")
+    return tuple(int(g or 0) for g in m.groups())  # type: ignore[return-value]
+
+
+def trt_version(trt: Any) -> str:
+    return str(trt.__version__)
+
+
+def check_supported(trt: Any) -> None:
+    """Refuse releases older than the oldest this project is written for."""
+    v = parse_version(trt_version(trt))
+    if v[:2] < MIN_VERSION:
+        raise UserError(f"TensorRT {trt_version(trt)} is too old: this project needs 8.5 or newer "
+                        f"(JetPack 5.1+); {install_hint()}")
+
+
+# --- building ---------------------------------------------------------------------------------
+def has_explicit_batch_flag(trt: Any) -> bool:
+    """8.x needs EXPLICIT_BATCH for ONNX; 10.x ignores it (deprecated); 11 removed it."""
+    return parse_version(trt_version(trt))[0] < 10 and hasattr(trt.NetworkDefinitionCreationFlag,
+                                                                "EXPLICIT_BATCH")
+
+
+def supports_strongly_typed(trt: Any) -> bool:
+    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+
+
+def network_flags(trt: Any, strongly_typed: bool = False) -> int:
+    """Flags for ``builder.create_network`` on this release."""
+    flags = 0
+    if has_explicit_batch_flag(trt):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly_typed:
+        if not supports_strongly_typed(trt):
+            raise UserError(f"TensorRT {trt_version(trt)} has no strongly typed networks (10.0+ does)")
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
+
+
+def supports_precision_flags(trt: Any) -> bool:
+    """BuilderFlag.FP16/INT8 exist (8.5 to 10.x). On 11 precision comes from the ONNX types."""
+    return hasattr(trt.BuilderFlag, "FP16") and hasattr(trt.BuilderFlag, "INT8")
+
+
+def has_calibrators(trt: Any) -> bool:
+    """Implicit INT8 calibration (IInt8EntropyCalibrator2 + config.int8_calibrator): 8.5 to 10.x."""
+    return hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(trt.IBuilderConfig, "int8_calibrator")
+
+
+def calibrators_deprecated(trt: Any) -> bool:
+    """Calibrators still exist but are deprecated (10.1 and later)."""
+    return has_calibrators(trt) and parse_version(trt_version(trt))[:2] >= (10, 1)
+
+
+def supports_version_compatible(trt: Any) -> bool:
+    return hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE")
+
+
+def supports_hardware_compatible(trt: Any) -> bool:
+    return (hasattr(trt, "HardwareCompatibilityLevel")
+            and hasattr(trt.IBuilderConfig, "hardware_compatibility_level"))
+
+
+def supports_opt_level(trt: Any) -> bool:
+    return hasattr(trt.IBuilderConfig, "builder_optimization_level")
+
+
+def set_workspace(trt: Any, config: Any, nbytes: int) -> None:
+    """Workspace limit: the memory-pool API exists from 8.4 on (max_workspace_size is 8.x only)."""
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(nbytes))
+
+
+def allow_host_code(runtime: Any) -> None:
+    """Version-compatible plans embed a lean runtime that must be allowed to run (8.6+)."""
+    if hasattr(runtime, "engine_host_code_allowed"):
+        runtime.engine_host_code_allowed = True
+
+
+# --- running ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorInfo:
+    """One engine I/O tensor, from the name-based API that exists from 8.5 to 11."""
+
+    name: str
+    is_input: bool
+    dtype: Any  # numpy dtype
+    shape: tuple[int, ...]  # -1 for dynamic axes
+    profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None  # inputs: min/opt/max
+
+
+def io_tensors(trt: Any, engine: Any, profile: int = 0) -> list[TensorInfo]:
+    """The engine's inputs and outputs with dtype, shape and (inputs) the profile's shapes."""
+    import numpy as np
+
+    out = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+        shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+        prof = None
+        if is_input:
+            prof = tuple(tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(name, profile))
+        out.append(TensorInfo(name, is_input, np.dtype(trt.nptype(engine.get_tensor_dtype(name))), shape,
+                              prof))  # type: ignore[arg-type]
+    return out
+
+
+# --- devices ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CudaDevice:
+    index: int
+    name: str
+    compute_capability: str  # "8.7"
+    total_memory: int
+
+
+# Run in a child process: a broken driver or a missing device then cannot take this process down.
+# The driver API through ctypes needs nothing installed beyond the NVIDIA driver itself.
+_PROBE = r"""
+import ctypes, json, sys
+idx = int(sys.argv[1])
+def done(**kw):
+    print(json.dumps(kw)); sys.exit(0)
+lib = None
+for n in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+    try:
+        lib = ctypes.CDLL(n); break
+    except OSError:
+        pass
+if lib is None:
+    done(error="no NVIDIA driver (libcuda.so.1 not found)")
+def err(code):
+    s = ctypes.c_char_p()
+    lib.cuGetErrorString(code, ctypes.byref(s))
+    return f"CUDA error {code}: {(s.value or b'?').decode()}"
+r = lib.cuInit(0)
+if r:
+    done(error="no usable CUDA device (cuInit failed, " + err(r) + ")")
+n = ctypes.c_int()
+r = lib.cuDeviceGetCount(ctypes.byref(n))
+if r or n.value == 0:
+    done(error="no CUDA device found")
+if idx >= n.value:
+    done(error=f"CUDA device {idx} requested but only {n.value} present")
+dev = ctypes.c_int()
+lib.cuDeviceGet(ctypes.byref(dev), idx)
+name = ctypes.create_string_buffer(256)
+lib.cuDeviceGetName(name, 256, dev)
+major, minor, mem = ctypes.c_int(), ctypes.c_int(), ctypes.c_size_t()
+lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)
+lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)
+lib.cuDeviceTotalMem_v2(ctypes.byref(mem), dev)
+done(name=name.value.decode(errors="replace"), cc=f"{major.value}.{minor.value}", memory=mem.value)
+"""
+
+
+def parse_probe(stdout: str, returncode: int, index: int) -> CudaDevice:
+    """Turn the probe's output into a device or a one-line UserError."""
+    line = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    try:
+        d = json.loads(line) if line else {}
+    except ValueError:
+        d = {}
+    if returncode != 0 or not d:
+        raise UserError(f"no usable CUDA device: the CUDA driver check failed (exit {returncode}); "
+                        "check the NVIDIA driver with nvidia-smi (tegrastats on a Jetson)")
+    if "error" in d:
+        raise UserError(f"{d['error']}: TensorRT needs an NVIDIA GPU with a working driver; run on a "
+                        "machine with one, or use the ONNX model with ONNX Runtime on the CPU")
+    return CudaDevice(index, str(d["name"]), str(d["cc"]), int(d.get("memory", 0)))
+
+
+def probe_cuda_device(index: int = 0, timeout: float = 60.0) -> CudaDevice:
+    """Check that CUDA device ``index`` is usable, without risking this process."""
+    try:
+        p = subprocess.run([sys.executable, "-c", _PROBE, str(int(index))], capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"no usable CUDA device: the driver did not answer within {timeout:.0f} s; "
+                        "check the NVIDIA driver with nvidia-smi") from None
+    return parse_probe(p.stdout, p.returncode, index)
+
+
+# --- engine compatibility ---------------------------------------------------------------------
+def _gpu_name(name: str | None) -> str:
+    return " ".join(str(name or "").lower().replace("nvidia", " ").split())
+
+
+def versions_compatible(built: str, running: str, version_compatible: bool = False) -> bool:
+    """Plans run on the TensorRT release that built them; version-compatible ones on any later
+    release of the same major version."""
+    b, r = parse_version(built), parse_version(running)
+    if version_compatible:
+        return b[0] == r[0] and r >= b
+    return b == r
+
+
+def devices_compatible(built_name: str | None, built_cc: str | None, device: CudaDevice,
+                       hardware_compatible: str | None = None) -> bool:
+    """Same GPU model; hardware-compatible plans (AMPERE_PLUS) on any GPU of compute capability 8.0+."""
+    cc = tuple(int(x) for x in device.compute_capability.split("."))
+    if hardware_compatible == "AMPERE_PLUS":
+        return cc >= (8, 0)
+    if hardware_compatible == "SAME_COMPUTE_CAPABILITY":
+        return device.compute_capability == built_cc
+    return device.compute_capability == built_cc and _gpu_name(built_name) == _gpu_name(device.name)
+
+
+def rebuild_command(engine: str | Path, raw: dict[str, Any]) -> str:
+    """The command that rebuilds this engine on the current machine (recorded at build time)."""
+    cmd = raw.get("build_command")
+    if isinstance(cmd, str) and cmd.startswith("python -m export.engine"):
+        return cmd
+    return (f"python -m export.engine --onnx {raw.get('onnx') or 'detect.onnx'} "
+            f"--precision {raw.get('precision', 'fp16')} --out {engine}")
+
+
+def check_engine_matches(engine: str | Path, raw: dict[str, Any], running_version: str,
+                         device: CudaDevice | None) -> None:
+    """Refuse a plan built for another TensorRT release or another GPU, saying how to rebuild."""
+    built = raw.get("tensorrt_version")
+    fix = f"rebuild it here with: {rebuild_command(engine, raw)}"
+    if not built:
+        raise UserError(f"{engine}: its sidecar does not say which TensorRT built it; {fix}")
+    if not versions_compatible(str(built), running_version, bool(raw.get("version_compatible"))):
+        raise UserError(f"{engine}: built with TensorRT {built}, this machine has {running_version} "
+                        f"(plans only run on the release that built them); {fix}")
+    if device is None:
+        return
+    if not devices_compatible(raw.get("device"), raw.get("compute_capability"), device,
+                              raw.get("hardware_compatible")):
+        raise UserError(f"{engine}: built for {raw.get('device')} (compute capability "
+                        f"{raw.get('compute_capability')}), this is {device.name} "
+                        f"({device.compute_capability}); {fix}")

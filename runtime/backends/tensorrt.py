@@ -1,0 +1,173 @@
+"""TensorRT backend: runs a plan built by ``python -m export.engine`` through pycuda.
+
+The plan is a plain TensorRT plan; its metadata lives in the sidecar ``<plan>.json``
+(:func:`runtime.meta.read_sidecar`, which also checks the plan's sha256). Before anything touches
+the GPU the sidecar is compared with this machine (TensorRT release, GPU model) and a usable CUDA
+device is confirmed in a child process, so a wrong or unrunnable plan is a one-line error and
+``deserialize_cuda_engine`` is never called without a device.
+
+Buffers are sized once for the profile's max batch: pinned host memory and device memory per I/O
+tensor, one stream, async copies, ``set_input_shape`` + ``set_tensor_address`` +
+``execute_async_v3`` (the API common to TensorRT 8.5 through 11). The CUDA context is the device's
+primary context, retained once and pushed/popped around every call, so the backend can be opened on
+one thread and used from a worker thread. tensorrt and pycuda are imported when a backend is
+opened, never at module import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.backends import _trt
+from runtime.backends.base import Backend
+from runtime.errors import UserError
+from runtime.meta import read_sidecar
+
+
+class TensorRTBackend(Backend):
+    """A TensorRT plan + sidecar. Options: ``device`` (CUDA index, default 0), ``verify_hash``.
+
+    The full graph's ``recon`` output needs a device buffer (TensorRT writes every output), but it
+    is copied back only when ``infer(..., reconstruct=True)``; its pinned host buffer is allocated on
+    first use. Unknown options (meant for other backends, e.g. ``provider``) are ignored.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: str, device: int = 0, verify_hash: bool = True, **options: Any) -> None:
+        meta, raw = read_sidecar(path, verify_hash=verify_hash)
+        self._ctx = None
+        self._allocs: list[Any] = []
+        self._engine = self._context = None
+        trt = _trt.import_tensorrt()
+        _trt.check_engine_matches(path, raw, _trt.trt_version(trt), None)  # cheap check first
+        dev = _trt.probe_cuda_device(int(device))
+        _trt.check_engine_matches(path, raw, _trt.trt_version(trt), dev)
+        cuda = _trt.import_pycuda()
+        self._cuda, self._trt, self.device = cuda, trt, dev
+        cuda.init()
+        self._ctx = cuda.Device(int(device)).retain_primary_context()
+        self._ctx.push()
+        try:
+            self._open(path, meta, raw)
+        except BaseException:
+            self._release()
+            self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None
+            raise
+        self._ctx.pop()
+
+    # --- setup ------------------------------------------------------------------------------
+    def _open(self, path: str, meta: Any, raw: dict[str, Any]) -> None:
+        trt, cuda = self._trt, self._cuda
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self._logger)
+        if raw.get("version_compatible"):
+            _trt.allow_host_code(runtime)
+        engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if engine is None:
+            raise UserError(f"{path}: TensorRT {_trt.trt_version(trt)} could not load this plan; rebuild it "
+                            f"with: {_trt.rebuild_command(path, raw)}")
+        self._runtime, self._engine = runtime, engine
+        self._context = engine.create_execution_context()
+        tensors = {t.name: t for t in _trt.io_tensors(trt, engine)}
+        inp = tensors.get(meta.input_name)
+        if inp is None or not inp.is_input:
+            raise UserError(f"{path}: the engine has no input {meta.input_name!r} (it has "
+                            f"{sorted(tensors)}); rebuild it from an ONNX written by export.onnx")
+        missing = [o for o in meta.outputs if o not in tensors or tensors[o].is_input]
+        if missing:
+            raise UserError(f"{path}: the engine lacks the output(s) {missing} its sidecar lists; "
+                            f"rebuild it with: {_trt.rebuild_command(path, raw)}")
+        s = meta.input_size
+        if tuple(inp.shape[1:]) != (3, s, s):
+            raise UserError(f"{path}: engine input is {inp.shape}, its sidecar says 3×{s}×{s}; "
+                            f"rebuild it with: {_trt.rebuild_command(path, raw)}")
+        max_batch = inp.shape[0] if inp.shape[0] > 0 else inp.profile[2][0]  # type: ignore[index]
+        super().__init__(path, meta, max_batch)
+        self._input = inp
+        self._stream = cuda.Stream()
+        self._host: dict[str, np.ndarray] = {}
+        self._dev: dict[str, Any] = {}
+        for t in tensors.values():
+            full = (max_batch,) + tuple(d if d > 0 else 1 for d in t.shape[1:])
+            if t.is_input and any(d < 0 for d in t.shape[1:]):
+                full = (max_batch,) + tuple(inp.profile[2][1:])  # type: ignore[index]
+            nbytes = int(np.prod(full)) * t.dtype.itemsize
+            self._dev[t.name] = self._alloc(cuda.mem_alloc(nbytes))
+            if t.is_input or t.name == "logit":
+                self._host[t.name] = cuda.pagelocked_empty(full, t.dtype)
+            self._context.set_tensor_address(t.name, int(self._dev[t.name]))
+        self._outputs = {t.name: t for t in tensors.values() if not t.is_input}
+
+    def _alloc(self, allocation: Any) -> Any:
+        self._allocs.append(allocation)
+        return allocation
+
+    # --- running ----------------------------------------------------------------------------
+    def infer(self, x: np.ndarray, reconstruct: bool = False) -> dict[str, np.ndarray]:
+        if self._context is None:
+            raise RuntimeError(f"{self.path}: backend is closed")
+        x = self.check_batch(x, reconstruct)
+        n, cuda, name = x.shape[0], self._cuda, self._input.name
+        wanted = ["logit"] + (["recon"] if reconstruct else [])
+        self._ctx.push()
+        try:
+            host_in = self._host[name][:n]
+            np.copyto(host_in, x, casting="unsafe")
+            cuda.memcpy_htod_async(self._dev[name], host_in, self._stream)
+            if not self._context.set_input_shape(name, tuple(host_in.shape)):
+                raise RuntimeError(f"{self.path}: TensorRT refused input shape {host_in.shape}")
+            if not self._context.execute_async_v3(self._stream.handle):
+                raise RuntimeError(f"{self.path}: TensorRT execution failed")
+            views = {}
+            for o in wanted:
+                shape = tuple(int(d) for d in self._context.get_tensor_shape(o))
+                host = self._host_buffer(o)
+                views[o] = host.reshape(-1)[:int(np.prod(shape))].reshape(shape)
+                cuda.memcpy_dtoh_async(views[o], self._dev[o], self._stream)
+            self._stream.synchronize()
+        finally:
+            self._ctx.pop()
+        out = {o: v.astype(np.float32, copy=True) for o, v in views.items()}
+        out["logit"] = out["logit"].reshape(n, 1)
+        return out
+
+    def _host_buffer(self, name: str) -> np.ndarray:
+        """Pinned host memory for an output, allocated the first time it is wanted."""
+        if name not in self._host:
+            t = self._outputs[name]
+            full = (self.max_batch,) + tuple(d if d > 0 else 1 for d in t.shape[1:])
+            self._host[name] = self._cuda.pagelocked_empty(full, t.dtype)
+        return self._host[name]
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(device=self.device.name, compute_capability=self.device.compute_capability,
+                 tensorrt=_trt.trt_version(self._trt))
+        return d
+
+    # --- teardown ---------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._ctx is None:
+            return
+        self._ctx.push()
+        try:
+            self._release()
+        finally:
+            self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None
+
+    def _release(self) -> None:
+        """Free TensorRT objects before the memory they use, inside the pushed context."""
+        self._context = self._engine = None
+        self._runtime = None
+        self._host = {}
+        for a in self._allocs:
+            a.free()
+        self._allocs = []
