@@ -8,6 +8,8 @@ from typing import Callable, NoReturn
 # Exit codes shared by every command of the project (documented in the README).
 EXIT_OK = 0
 EXIT_USER = 1  # bad input, missing dependency, wrong artifact: the message says what to do
+EXIT_USAGE = 2  # bad command line (argparse's own status)
+EXIT_SOURCE = 3  # a source failed mid-run (stream lost, gave up reconnecting); results so far are written
 EXIT_INTERRUPTED = 130
 
 

@@ -1,0 +1,164 @@
+"""``python -m benchmarks.demo``: the demo. Generates a clip with a real and a manipulated segment,
+runs ``runtime.detect`` on it with the bundled model, and prints the score of each segment.
+
+The clip is made at run time from public-domain faces (scikit-image's ``astronaut()``, a NASA
+photograph). The manipulated segment is the same footage with the face replaced by the project's
+own self-blended forgery (:func:`training.synthetic.self_blend`, numpy/OpenCV only, no torch).
+This module lives outside ``runtime/`` because it uses ``training.synthetic``; the runtime
+itself never imports training code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from runtime.errors import UserError, missing_dependency, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED = ROOT / "runtime" / "assets" / "jrc_edge_detect.onnx"
+PROG = "python -m benchmarks.demo"
+
+
+def _astronaut_head() -> np.ndarray:
+    """Head and shoulders of scikit-image's astronaut (public domain), uint8 BGR."""
+    try:
+        from skimage import data
+    except ImportError:
+        raise missing_dependency("scikit-image", "train") from None
+    return np.ascontiguousarray(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[10:300, 95:355])
+
+
+def manipulate(head: np.ndarray, margin: float, size: int, seed: int = 0) -> np.ndarray:
+    """The head with its face replaced by a self-blended forgery, made as training makes them.
+
+    The forgery is made on the model-sized crop the runtime would take (same detector, same
+    margin), then only its blended part is put back at full resolution.
+    """
+    from runtime.faces import HaarFaceDetector
+    from runtime.preprocess import crop_face, square_box
+    from training.synthetic import self_blend
+
+    boxes = HaarFaceDetector().detect(head)
+    if not boxes:
+        raise UserError("demo: the face detector found no face in the demo image; check the OpenCV install")
+    box = boxes[0]
+    x0, y0, x1, y1 = square_box(box, margin)
+    h, w = head.shape[:2]
+    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+        raise UserError("demo: the face crop leaves the demo image; the model's face_margin is too large")
+    crop = crop_face(head, box, margin, size)
+    rng = np.random.default_rng(seed)
+    fake, mask = self_blend(crop, rng, blend_ratios=(1.0,))
+    side = x1 - x0
+    fake_up = cv2.resize(fake, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    m = cv2.resize(mask, (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
+    out = head.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(np.rint(m * fake_up + (1 - m) * region), 0, 255).astype(np.uint8)
+    return out
+
+
+def make_clip(path: Path, margin: float = 0.15, input_size: int = 224, frames_per_segment: int = 50,
+              size: tuple[int, int] = (1280, 720), fps: float = 25.0, seed: int = 0) -> list[dict[str, Any]]:
+    """Write the demo clip; returns its segments [{name, first, last}] (frame indices, inclusive)."""
+    w, h = size
+    real = _astronaut_head()
+    fake = manipulate(real, margin, input_size, seed)
+    scale = 0.62 * h / real.shape[0]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    background = np.stack([70 + 50 * xx / w, 80 + 30 * yy / h, 95 + 40 * (1 - xx / w)], axis=2).astype(np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise UserError(f"{path}: OpenCV cannot write an mp4 here; check the folder")
+    segments = []
+    n = 2 * frames_per_segment
+    for i in range(n):
+        head = real if i < frames_per_segment else fake
+        t = i / fps
+        s = scale * (1.0 + 0.06 * math.sin(2 * math.pi * t / 5.0))  # slow zoom
+        img = cv2.resize(head, (int(head.shape[1] * s), int(head.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        ih, iw = img.shape[:2]
+        cx = w / 2 + 0.25 * w * math.sin(2 * math.pi * t / 8.0)  # slow pan
+        x = int(np.clip(cx - iw / 2, 0, w - iw))
+        y = int((h - ih) / 2 + 0.04 * h * math.sin(2 * math.pi * t / 3.0))
+        frame = background.copy()
+        frame[y: y + ih, x: x + iw] = img
+        writer.write(frame)
+    writer.release()
+    segments = [{"name": "real", "first": 0, "last": frames_per_segment - 1},
+                {"name": "manipulated", "first": frames_per_segment, "last": n - 1}]
+    return segments
+
+
+def segment_scores(jsonl: Path, segments: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
+    """Mean frame probability per segment from the detector's JSON Lines."""
+    recs = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    out = []
+    for seg in segments:
+        probs = [r["prob"] for r in recs if seg["first"] <= r["frame"] <= seg["last"] and r["prob"] is not None]
+        mean = sum(probs) / len(probs) if probs else None
+        frames = sum(seg["first"] <= r["frame"] <= seg["last"] for r in recs)
+        verdict = "no face" if mean is None else ("FAKE" if mean >= threshold else "real")
+        out.append({**seg, "frames": frames, "with_face": len(probs), "prob": mean, "verdict": verdict})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog=PROG, description="Generate the demo clip (a real and a manipulated "
+                                "segment) and run runtime.detect on it, printing the score of each segment.")
+    p.add_argument("--engine", default=str(BUNDLED), help="model to run (default: the bundled "
+                   "runtime/assets/jrc_edge_detect.onnx)")
+    p.add_argument("--out", help="folder for the clip, JSONL, summary and annotated video (default: a temporary "
+                   "folder, removed at the end)")
+    p.add_argument("--frames", type=int, default=50, help="frames per segment (default 50, at 25 fps)")
+    p.add_argument("--size", default="1280x720", help="clip size WxH (default 1280x720)")
+    p.add_argument("--save", action="store_true", help="also write the annotated video (with --out)")
+    a, extra = p.parse_known_args(argv)  # anything else goes to runtime.detect (e.g. --provider cuda)
+    engine = Path(a.engine)
+    if not engine.is_file():
+        raise UserError(f"{engine}: the demo model is missing; build the bundled model with the recipe in "
+                        "the README (python -m training.train ... then python -m export.onnx), or pass --engine PATH")
+    try:
+        w, h = (int(v) for v in a.size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {a.size}: expected WxH, e.g. 1280x720") from None
+    if a.frames < 1:
+        raise UserError(f"--frames {a.frames}: must be at least 1")
+    from runtime.backends import open_backend
+    from runtime.detect import main as detect
+
+    with open_backend(engine) as b:
+        meta = b.meta
+    with tempfile.TemporaryDirectory(prefix="jrc-demo-") as tmp:
+        out = Path(a.out) if a.out else Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        clip, jsonl, summary = out / "demo.mp4", out / "demo.jsonl", out / "demo_summary.json"
+        segments = make_clip(clip, meta.face_margin, meta.input_size, a.frames, (w, h))
+        args = ["--engine", str(engine), "--source", str(clip), "--jsonl", str(jsonl), "--summary", str(summary),
+                *(["--save", str(out / "demo_annotated.mp4")] if a.save and a.out else []), *extra]
+        print(f"demo clip: {w}x{h}, {a.frames} real + {a.frames} manipulated frames "
+              "(face: scikit-image astronaut, public domain; forgery: training.synthetic.self_blend)")
+        print("running: python -m runtime.detect " + " ".join(args), flush=True)
+        rc = detect(args)
+        if rc != 0 or not jsonl.exists():
+            return rc or 1
+        threshold = json.loads(summary.read_text())["threshold"]
+        print(f"\n{'segment':<12} {'frames':>6} {'with face':>9} {'mean p(fake)':>12}  verdict (threshold {threshold:.2f})")
+        for s in segment_scores(jsonl, segments, threshold):
+            prob = "-" if s["prob"] is None else f"{s['prob']:.3f}"
+            print(f"{s['name']:<12} {s['frames']:>6} {s['with_face']:>9} {prob:>12}  {s['verdict']}")
+        if a.out:
+            print(f"\nfiles in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

@@ -1,0 +1,45 @@
+"""Inference backends, chosen by the artifact's file suffix.
+
+``.onnx`` → ONNX Runtime (:mod:`runtime.backends.onnxruntime`); ``.engine`` / ``.plan`` →
+TensorRT (:mod:`runtime.backends.tensorrt`). Backend modules are imported only when a file of
+their kind is opened, so this package imports without onnxruntime, tensorrt or pycuda.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from runtime.backends.base import Backend
+from runtime.errors import UserError
+
+__all__ = ["Backend", "open_backend", "BACKENDS"]
+
+# suffix -> (module, class name)
+BACKENDS: dict[str, tuple[str, str]] = {
+    ".onnx": ("runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
+    ".engine": ("runtime.backends.tensorrt", "TensorRTBackend"),
+    ".plan": ("runtime.backends.tensorrt", "TensorRTBackend"),
+}
+
+
+def backend_class(path: str | Path) -> type[Backend]:
+    """The backend class for an artifact path (by suffix), imported on demand."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in BACKENDS:
+        raise UserError(f"{path}: unsupported model file type {suffix or '(no suffix)'!r}; expected "
+                        "an ONNX model (.onnx) or a TensorRT engine (.engine/.plan)")
+    module, cls = BACKENDS[suffix]
+    return getattr(importlib.import_module(module), cls)
+
+
+def open_backend(path: str | Path, **options: Any) -> Backend:
+    """Open an artifact with the backend its suffix names; ``options`` go to that backend."""
+    p = Path(path)
+    cls = backend_class(p)
+    if not p.exists():
+        raise UserError(f"{path}: no such file; pass the .onnx or .engine file to run")
+    if not p.is_file():
+        raise UserError(f"{path}: is not a file; pass the .onnx or .engine file to run")
+    return cls(str(p), **options)

@@ -1,0 +1,364 @@
+"""Where frames come from: camera index, video file, URL, GStreamer pipeline, image, folder, glob.
+
+``open_source(spec)`` picks the kind from the string. Files yield every frame (or every
+``stride``-th); live sources (cameras, URLs, pipelines) are read by a grabber thread that keeps
+only the newest frame, so a slow consumer never blocks the camera: frames it did not take are
+dropped and counted. Opening and reading are bounded in time; a stream that fails is reopened
+with backoff up to ``max_reconnects`` times before the run ends with :data:`EXIT_SOURCE`.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from runtime.errors import EXIT_SOURCE, UserError
+from runtime.preprocess import as_bgr8
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".jp2"}
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+MAX_DAMAGED_RUN = 25  # consecutive undecodable frames before a file is considered ended
+
+
+class SourceLost(UserError):
+    """A live source stopped delivering frames and could not be reopened."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=EXIT_SOURCE)
+
+
+@dataclass
+class Frame:
+    image: np.ndarray | None  # BGR uint8; None once nothing downstream needs the pixels
+    index: int  # frame number within its item (file frame number, counting skipped ones)
+    time: float  # seconds: position in a file, or since the start for live sources
+    source: str  # the item: file path, URL, camera
+    item: int  # ordinal of the item (folders and globs hold several)
+
+
+@dataclass
+class SourceStats:
+    dropped: int = 0  # live frames replaced by a newer one before they were taken
+    damaged: int = 0  # frames a file could not decode, skipped (good frames followed)
+    missing: int = 0  # frames a file's header announced but that were never there (truncated)
+    reconnects: int = 0
+    skipped: list[str] = field(default_factory=list)  # items of a folder/glob that could not be read
+
+
+class Source:
+    """Iterate frames; ``close()`` stops reading (from any thread) and releases the device."""
+
+    live = False
+    fps: float | None = None
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+        self.stats = SourceStats()
+        self._stop = threading.Event()
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def quiet_video_logs() -> None:
+    """Silence OpenCV's and FFmpeg's own stderr chatter, so a failure is the CLI's one line.
+
+    Respects OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL when the user has set them.
+    """
+    if "OPENCV_LOG_LEVEL" not in os.environ and hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+# --- opening captures ---------------------------------------------------------------------
+def _timeouts(open_s: float, read_s: float) -> list[int]:
+    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_s * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_s * 1000)]
+
+
+def _bounded(fn: Callable[[], cv2.VideoCapture], what: str, seconds: float) -> cv2.VideoCapture:
+    """Run a capture opener in a helper thread so an unresponsive device cannot hang the run."""
+    box: dict[str, cv2.VideoCapture] = {}
+    t = threading.Thread(target=lambda: box.setdefault("cap", fn()), daemon=True, name="source-open")
+    t.start()
+    t.join(seconds)
+    if t.is_alive() or "cap" not in box:
+        raise UserError(f"{what}: did not open within {seconds:g} s; check that it is reachable "
+                        "(address, network, camera connected)")
+    return box["cap"]
+
+
+def _capture_opener(spec: str, kind: str, open_s: float, read_s: float) -> Callable[[], cv2.VideoCapture]:
+    if kind == "camera":
+        dev: int | str = int(spec) if spec.isdigit() else spec
+        return lambda: cv2.VideoCapture(dev)
+    if kind == "gstreamer":
+        return lambda: cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)
+    return lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, _timeouts(open_s, read_s))
+
+
+def _has_gstreamer() -> bool:
+    info = cv2.getBuildInformation()
+    m = re.search(r"GStreamer:\s*(\S+)", info)
+    return bool(m) and m.group(1).upper() != "NO"
+
+
+# --- files ----------------------------------------------------------------------------------
+def _read_image(path: str) -> np.ndarray | None:
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if img is None or img.size == 0 else as_bgr8(img)
+
+
+class FileSource(Source):
+    """One or more files (an image, a video, a folder's or a glob's images and videos), in order."""
+
+    def __init__(self, spec: str, paths: list[str], stride: int = 1, skip_bad: bool = False) -> None:
+        super().__init__(spec)
+        self.paths = paths
+        self.stride = max(1, int(stride))
+        self.skip_bad = skip_bad
+        self.fps = self._probe_fps()
+
+    def _probe_fps(self) -> float | None:
+        for p in self.paths[:1]:
+            if Path(p).suffix.lower() in VIDEO_EXTS:
+                cap = cv2.VideoCapture(p, cv2.CAP_FFMPEG)
+                fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+                cap.release()
+                return fps / self.stride if fps and 0 < fps < 1000 else None
+        return None
+
+    def __iter__(self) -> Iterator[Frame]:
+        for item, path in enumerate(self.paths):
+            if self._stop.is_set():
+                return
+            try:
+                if Path(path).suffix.lower() in IMAGE_EXTS:
+                    yield from self._image(path, item)
+                else:
+                    yield from self._video(path, item)
+            except UserError as e:
+                if not self.skip_bad:
+                    raise
+                self.stats.skipped.append(path)
+                print(f"jrc-detect: warning: skipped {e}", file=sys.stderr)
+
+    def _image(self, path: str, item: int) -> Iterator[Frame]:
+        img = _read_image(path)
+        if img is None:
+            raise UserError(f"{path}: not a decodable image (unsupported format, damaged, or not an image); "
+                            "convert it to PNG or JPEG")
+        yield Frame(img, 0, 0.0, path, item)
+
+    def _video(self, path: str, item: int) -> Iterator[Frame]:
+        if os.path.getsize(path) == 0:
+            raise UserError(f"{path}: the file is empty (0 bytes); nothing to decode")
+        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        try:
+            if not cap.isOpened():
+                if Path(path).suffix.lower() not in VIDEO_EXTS and _read_image(path) is not None:
+                    yield from self._image(path, item)
+                    return
+                raise UserError(f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); "
+                                "check the file or re-encode it")
+            total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            index, bad_run, produced = 0, 0, 0
+            while not self._stop.is_set():
+                if not cap.grab():
+                    if total and index < total - 1 and bad_run < MAX_DAMAGED_RUN:
+                        bad_run += 1  # damaged if a good frame follows, missing if the file ends
+                        index += 1
+                        continue
+                    break
+                self.stats.damaged += bad_run
+                bad_run = 0
+                if index % self.stride == 0:
+                    ok, img = cap.retrieve()
+                    if ok and img is not None:
+                        produced += 1
+                        yield Frame(as_bgr8(img), index, index / fps if fps else float(index), path, item)
+                    else:
+                        self.stats.damaged += 1
+                index += 1
+            read = index - bad_run
+            if total and read < total and produced and not self._stop.is_set():
+                self.stats.missing += total - read
+                print(f"jrc-detect: warning: {path}: {total - read} of the {total} frames its header announces "
+                      "could not be read (truncated?)", file=sys.stderr)
+            if produced == 0 and not self._stop.is_set():
+                raise UserError(f"{path}: no frame could be decoded (damaged, truncated, or not a video); "
+                                "check the file or re-encode it")
+        finally:
+            cap.release()
+
+
+# --- live -----------------------------------------------------------------------------------
+class LiveSource(Source):
+    """A camera, URL or pipeline read by a grabber thread that keeps only the newest frame."""
+
+    live = True
+
+    def __init__(self, spec: str, kind: str, max_reconnects: int = 5, open_timeout: float = 10.0,
+                 read_timeout: float = 5.0, pace: float | None = None) -> None:
+        super().__init__(spec)
+        self.kind = kind
+        self.max_reconnects = max(0, int(max_reconnects))
+        self.open_timeout = open_timeout
+        self.read_timeout = read_timeout
+        self.pace = pace  # a file forced live is read at its own frame rate, like a camera
+        self._opener = _capture_opener(spec, kind, open_timeout, read_timeout)
+        self._cond = threading.Condition()
+        self._latest: tuple[np.ndarray, int, float] | None = None
+        self._ended: UserError | None | bool = None  # True: clean end; UserError: gave up
+        cap = self._open()
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and 0 < fps < 1000 else None
+        self._thread = threading.Thread(target=self._grab, args=(cap,), daemon=True, name="source-grab")
+
+    def _open(self) -> cv2.VideoCapture:
+        cap = _bounded(self._opener, self.spec, self.open_timeout + 1.0)
+        if not cap.isOpened():
+            cap.release()
+            what = "camera" if self.kind == "camera" else "stream"
+            raise UserError(f"{self.spec}: the {what} could not be opened (not connected, busy, unreachable, "
+                            "or an unsupported format); check the device or address")
+        return cap
+
+    def _grab(self, cap: cv2.VideoCapture | None) -> None:
+        index, start, failures = 0, time.monotonic(), 0
+        try:
+            while cap is not None and not self._stop.is_set():
+                ok, img = cap.read()
+                if not ok or img is None:
+                    cap.release()
+                    if self.kind == "file":
+                        cap = None
+                        self._finish(True)
+                        return
+                    cap = self._reconnect(failures)
+                    failures += 1
+                    continue
+                failures = 0
+                with self._cond:
+                    if self._latest is not None:
+                        self.stats.dropped += 1
+                    self._latest = (img, index, time.monotonic() - start)
+                    self._cond.notify()
+                index += 1
+                if self.pace:
+                    time.sleep(max(0.0, start + index / self.pace - time.monotonic()))
+        finally:
+            if cap is not None:
+                cap.release()
+
+    def _reconnect(self, failures: int) -> cv2.VideoCapture | None:
+        if failures >= self.max_reconnects:
+            self._finish(SourceLost(f"{self.spec}: stopped delivering frames and {self.max_reconnects} "
+                                    "reconnect attempts failed; results so far are written"))
+            return None
+        if self._stop.wait(min(0.5 * 2 ** failures, 10.0)):
+            return None
+        self.stats.reconnects += 1
+        try:
+            cap = _bounded(self._opener, self.spec, self.open_timeout + 1.0)
+        except UserError:
+            return cv2.VideoCapture()  # not opened: the next read fails and counts as a failure
+        return cap
+
+    def _finish(self, how: UserError | bool) -> None:
+        with self._cond:
+            self._ended = how
+            self._cond.notify()
+
+    def __iter__(self) -> Iterator[Frame]:
+        self._thread.start()
+        while True:
+            with self._cond:
+                while self._latest is None and self._ended is None and not self._stop.is_set():
+                    self._cond.wait(0.1)
+                if self._latest is not None:
+                    img, index, t = self._latest
+                    self._latest = None
+                elif isinstance(self._ended, UserError):
+                    raise self._ended
+                else:
+                    return
+            yield Frame(as_bgr8(img), index, t, self.spec, 0)
+
+    def close(self) -> None:
+        super().close()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(self.read_timeout + 1.0)
+
+
+# --- choosing -------------------------------------------------------------------------------
+def _media(paths: list[str]) -> list[str]:
+    return [p for p in paths if Path(p).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and os.path.isfile(p)]
+
+
+def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: int = 5,
+                open_timeout: float = 10.0, read_timeout: float = 5.0) -> Source:
+    """A source for ``spec``; ``live`` is ``auto`` (cameras/URLs/pipelines), ``yes`` or ``no``."""
+    spec = str(spec).strip()
+    if not spec:
+        raise UserError("--source is empty; pass a camera index, file, folder, glob, URL or pipeline")
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        kind = "camera"
+    elif "!" in spec:
+        if not _has_gstreamer():
+            raise UserError(f"{spec}: looks like a GStreamer pipeline but this OpenCV was built without "
+                            "GStreamer; use the OpenCV that comes with JetPack, or pass a camera index/file")
+        kind = "gstreamer"
+    elif _URL.match(spec):
+        kind = "url"
+    else:
+        return _file_source(spec, stride, live, max_reconnects, open_timeout, read_timeout)
+    if live == "no":
+        raise UserError(f"{spec}: a {kind} source is always live; drop --live no")
+    return LiveSource(spec, kind, max_reconnects, open_timeout, read_timeout)
+
+
+def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_timeout: float,
+                 read_timeout: float) -> Source:
+    p = Path(spec)
+    if p.is_dir():
+        paths = _media(sorted(str(c) for c in p.iterdir()))
+        if not paths:
+            raise UserError(f"{spec}: the folder holds no images or videos "
+                            f"({', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+        return FileSource(spec, paths, stride, skip_bad=True)
+    if not p.exists() and any(c in spec for c in "*?["):
+        paths = _media(sorted(glob.glob(spec, recursive=True)))
+        if not paths:
+            raise UserError(f"{spec}: the pattern matches no image or video files")
+        return FileSource(spec, paths, stride, skip_bad=True)
+    if not p.exists():
+        raise UserError(f"{spec}: no such file or folder (nor a camera index, URL or pipeline)")
+    if not p.is_file() or not os.access(spec, os.R_OK):
+        raise UserError(f"{spec}: cannot be read; check the path and its permissions")
+    if live == "yes":
+        if p.suffix.lower() in IMAGE_EXTS:
+            raise UserError(f"{spec}: an image cannot be a live source; drop --live yes")
+        src = FileSource(spec, [spec])
+        return LiveSource(spec, "file", 0, open_timeout, read_timeout, pace=src.fps or 25.0)
+    return FileSource(spec, [spec], stride)

@@ -1,0 +1,193 @@
+"""Follow faces between detections so the detector need not run on every frame.
+
+Every ``detect_every``-th frame the detector runs and its boxes are associated to the live
+tracks by IoU (greedy, best overlap first); in between, each track moves by its estimated
+velocity (constant-velocity update: cheap and good enough for a few frames). A track that
+misses ``max_missed`` detection rounds in a row ends; ended tracks are reported once and
+forgotten, so state stays bounded on runs of any length.
+
+Detection rounds mostly look only around the live tracks (a window of 3× the face, scaled so
+the face is ~48 px, for faces 0.7-1.4× the tracked size): a fraction of a full-frame scan.
+Every ``full_every``-th round, and whenever there is no track, the whole frame is scanned so
+new faces are picked up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from runtime.faces import Box
+
+ROI_SCALE = 3.0  # search window side, in face sides
+ROI_FACE = 48  # face side (px) the search window is scaled to (Haar's window is 20)
+ROI_SIZES = (0.7, 1.4)  # face sides searched in a window, relative to the tracked face
+
+
+class Detector(Protocol):
+    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None) -> list[Box]: ...
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw = min(ax1, bx1) - max(a[0], b[0])
+    ih = min(ay1, by1) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / float(a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@dataclass
+class Track:
+    id: int
+    anchor: np.ndarray  # float x, y, w, h of the last matched detection
+    last_seen: int  # processed-frame count of that detection
+    velocity: np.ndarray  # of the box centre, px per processed frame
+    missed: int = 0  # detection rounds in a row without a match
+    matched: int = 1  # detections matched so far
+
+    def box_at(self, n: int) -> np.ndarray:
+        box = self.anchor.copy()
+        box[:2] += self.velocity * (n - self.last_seen)
+        return box
+
+
+def _int_box(box: np.ndarray) -> Box:
+    x, y, w, h = (int(round(v)) for v in box)
+    return x, y, max(1, w), max(1, h)
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    track: int
+    box: Box
+    detected: bool  # True on a detection frame, False when the box was predicted
+
+
+class FaceTracker:
+    """Detector + IoU association + constant-velocity motion between detections."""
+
+    def __init__(self, detector: Detector, detect_every: int = 1, max_faces: int = 10,
+                 iou_threshold: float = 0.3, max_missed: int = 2, first_id: int = 1, full_every: int = 4) -> None:
+        self.detector = detector
+        self.full_every = max(1, int(full_every)) if getattr(detector, "supports_roi", False) else 1
+        self._rounds = 0
+        self.detect_every = max(1, int(detect_every))
+        self.max_faces = max_faces
+        self.iou_threshold = iou_threshold
+        self.max_missed = max_missed
+        self._next_id = first_id
+        self._tracks: list[Track] = []
+        self._count = 0  # frames processed since the last reset
+
+    @property
+    def live_tracks(self) -> int:
+        return len(self._tracks)
+
+    def reset(self) -> list[int]:
+        """End every track (a new source item starts); returns the ended ids."""
+        ended = [t.id for t in self._tracks]
+        self._tracks = []
+        self._count = self._rounds = 0
+        return ended
+
+    def update(self, frame: np.ndarray) -> tuple[list[TrackedFace], list[int]]:
+        """Faces in this frame (largest first) and the ids of tracks that ended here."""
+        n = self._count
+        self._count += 1
+        h, w = frame.shape[:2]
+        detected = n % self.detect_every == 0
+        if detected:
+            ended = self._associate(self._detect(frame, n)[: self.max_faces], n)
+        else:
+            ended = self._drop_outside(n, w, h)
+        faces = [TrackedFace(t.id, _int_box(t.box_at(n)), detected) for t in self._tracks if t.missed == 0]
+        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        return faces, ended
+
+    def _detect(self, frame: np.ndarray, n: int) -> list[Box]:
+        """Full-frame detection, or detection in windows around the live tracks."""
+        full = not self._tracks or self._rounds % self.full_every == 0
+        self._rounds += 1
+        if full:
+            return self.detector.detect(frame)
+        h, w = frame.shape[:2]
+        found: list[Box] = []
+        for t in self._tracks:
+            x, y, bw, bh = t.box_at(n)
+            side = max(bw, bh)
+            half = side * ROI_SCALE / 2
+            cx, cy = x + bw / 2, y + bh / 2
+            x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+            x1, y1 = min(w, int(cx + half)), min(h, int(cy + half))
+            if x1 - x0 < 8 or y1 - y0 < 8:
+                continue
+            scale = min(1.0, ROI_FACE / side)
+            roi = frame[y0:y1, x0:x1]
+            if scale < 1.0:
+                roi = cv2.resize(roi, (max(1, int((x1 - x0) * scale)), max(1, int((y1 - y0) * scale))),
+                                 interpolation=cv2.INTER_AREA)
+            expect = side * scale  # the face's side in the (scaled) window
+            sizes = (int(expect * ROI_SIZES[0]), int(math.ceil(expect * ROI_SIZES[1])))
+            for bx, by, bw2, bh2 in self.detector.detect(roi, sizes=sizes):
+                found.append((int(round(x0 + bx / scale)), int(round(y0 + by / scale)),
+                              int(round(bw2 / scale)), int(round(bh2 / scale))))
+        kept: list[Box] = []  # windows of nearby tracks overlap: one box per face
+        for b in sorted(found, key=lambda b: b[2] * b[3], reverse=True):
+            if all(iou(b, k) < 0.5 for k in kept):
+                kept.append(b)
+        return kept
+
+    def _associate(self, boxes: list[Box], n: int) -> list[int]:
+        predicted = [t.box_at(n) for t in self._tracks]
+        pairs = sorted(((iou(p, b), i, j) for i, p in enumerate(predicted) for j, b in enumerate(boxes)),
+                       reverse=True)
+        used_t: set[int] = set()
+        used_b: set[int] = set()
+        for score, i, j in pairs:
+            if score < self.iou_threshold:
+                break
+            if i not in used_t and j not in used_b:
+                used_t.add(i)
+                used_b.add(j)
+                self._match(self._tracks[i], np.asarray(boxes[j], np.float64), n)
+        ended, kept = [], []
+        for i, t in enumerate(self._tracks):
+            if i not in used_t:
+                t.missed += 1
+                if t.missed > self.max_missed:
+                    ended.append(t.id)
+                    continue
+            kept.append(t)
+        for j, b in enumerate(boxes):
+            if j not in used_b:
+                kept.append(Track(self._next_id, np.asarray(b, np.float64), n, np.zeros(2)))
+                self._next_id += 1
+        self._tracks = kept
+        return ended
+
+    @staticmethod
+    def _match(t: Track, box: np.ndarray, n: int) -> None:
+        gap = max(1, n - t.last_seen)
+        observed = (box[:2] + box[2:] / 2 - t.anchor[:2] - t.anchor[2:] / 2) / gap
+        t.velocity = observed if t.matched == 1 else 0.5 * t.velocity + 0.5 * observed
+        t.anchor, t.last_seen, t.missed = box, n, 0
+        t.matched += 1
+
+    def _drop_outside(self, n: int, w: int, h: int) -> list[int]:
+        """End tracks whose predicted box has left the frame."""
+        ended, kept = [], []
+        for t in self._tracks:
+            x, y, bw, bh = t.box_at(n)
+            if x + bw <= 0 or y + bh <= 0 or x >= w or y >= h:
+                ended.append(t.id)
+            else:
+                kept.append(t)
+        self._tracks = kept
+        return ended

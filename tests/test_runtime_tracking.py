@@ -1,0 +1,147 @@
+"""Face tracking between detections and the verdict aggregation, with scripted detectors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from runtime.aggregate import Aggregator, verdict
+from runtime.pipeline import Face, Result, sigmoid
+from runtime.sources import Frame
+from runtime.tracking import FaceTracker, iou
+
+FRAME = np.zeros((240, 320, 3), np.uint8)
+
+
+class Scripted:
+    """A detector that returns the boxes scripted for each call, and counts the calls."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.calls = 0
+
+    def detect(self, frame, sizes=None):
+        boxes = self.script[self.calls] if self.calls < len(self.script) else []
+        self.calls += 1
+        return list(boxes)
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert math.isclose(iou((0, 0, 10, 10), (5, 0, 10, 10)), 50 / 150)
+
+
+def test_detector_runs_every_n_frames_and_motion_is_predicted():
+    # a face moving 4 px per frame to the right; detections on frames 0, 3, 6
+    det = Scripted([[(10, 50, 40, 40)], [(22, 50, 40, 40)], [(34, 50, 40, 40)]])
+    tr = FaceTracker(det, detect_every=3)
+    out = [tr.update(FRAME) for _ in range(8)]
+    assert det.calls == 3
+    ids = {f.track for faces, _ in out for f in faces}
+    assert ids == {1}
+    xs = [faces[0].box[0] for faces, _ in out]
+    # frames 1-2: no velocity yet; frame 3 detected at 22; frames 4-5 predicted 26, 30; 6 detected; 7 predicted
+    assert xs[:4] == [10, 10, 10, 22]
+    assert xs[4:6] == [26, 30]
+    assert xs[6] == 34 and xs[7] == 38
+    assert [faces[0].detected for faces, _ in out] == [True, False, False, True, False, False, True, False]
+
+
+def test_tracks_end_after_missed_detections_and_are_freed():
+    det = Scripted([[(10, 10, 50, 50)], [], [], []])
+    tr = FaceTracker(det, detect_every=1, max_missed=2)
+    faces, ended = tr.update(FRAME)
+    assert [f.track for f in faces] == [1] and ended == []
+    for _ in range(2):  # coasting: not reported, not ended yet
+        faces, ended = tr.update(FRAME)
+        assert faces == [] and ended == []
+    faces, ended = tr.update(FRAME)
+    assert ended == [1] and tr.live_tracks == 0
+
+
+def test_brief_dropout_keeps_the_id():
+    box = (100, 60, 60, 60)
+    det = Scripted([[box], [], [box]])
+    tr = FaceTracker(det, detect_every=1, max_missed=2)
+    ids = [[f.track for f in tr.update(FRAME)[0]] for _ in range(3)]
+    assert ids == [[1], [], [1]]
+
+
+def test_two_faces_keep_distinct_ids_and_new_faces_get_new_ones():
+    a, b, c = (10, 10, 50, 50), (200, 100, 60, 60), (120, 150, 40, 40)
+    det = Scripted([[a, b], [b, a], [b, a, c]])
+    tr = FaceTracker(det, detect_every=1)
+    first = {f.box: f.track for f in tr.update(FRAME)[0]}
+    second = {f.box: f.track for f in tr.update(FRAME)[0]}
+    third = {f.box: f.track for f in tr.update(FRAME)[0]}
+    assert first == second
+    assert third[a] == first[a] and third[b] == first[b] and third[c] not in first.values()
+
+
+def test_track_leaving_the_frame_ends():
+    det = Scripted([[(250, 50, 60, 60)], [(280, 50, 60, 60)]])  # 30 px per detection → 10 px per frame
+    tr = FaceTracker(det, detect_every=3)
+    ended_at = None
+    for i in range(12):
+        _, ended = tr.update(FRAME)
+        if ended:
+            ended_at = i
+            break
+    assert ended_at is not None and tr.live_tracks == 0
+
+
+def test_reset_ends_everything():
+    tr = FaceTracker(Scripted([[(10, 10, 50, 50), (100, 100, 50, 50)]]), detect_every=1)
+    tr.update(FRAME)
+    assert sorted(tr.reset()) == [1, 2] and tr.live_tracks == 0
+
+
+def test_sigmoid_is_stable():
+    np.testing.assert_allclose(sigmoid(np.array([0.0, 2.0, -800.0, 800.0])),
+                               [0.5, 1 / (1 + math.exp(-2)), 0.0, 1.0], atol=1e-12)
+
+
+def _result(item, index, faces, ended=(), source="s"):
+    return Result(Frame(None, index, index / 25, source, item),
+                  [Face(t, (0, 0, 10, 10), True, prob=p) for t, p in faces], list(ended))
+
+
+def test_aggregation_means_per_track_and_source():
+    agg = Aggregator(threshold=0.5)
+    agg.add(_result(0, 0, [(1, 0.9), (2, 0.1)]))
+    agg.add(_result(0, 1, [(1, 0.7), (2, 0.3)]))
+    agg.add(_result(0, 2, []))
+    done = agg.add(_result(0, 3, [(1, 0.8)], ended=[2]))
+    assert done == [{"track": 2, "source": "s", "first_frame": 0, "last_frame": 1, "frames": 2, "prob": 0.2,
+                     "max_prob": 0.3, "verdict": "real"}]
+    agg.add(_result(1, 0, [], source="t"))  # a new item: track 1 and source "s" end
+    tail = agg.finish()
+    assert tail == []
+    s = agg.summary()
+    assert s["frames"] == 5 and s["frames_without_face"] == 2 and s["faces"] == 5
+    t1 = next(t for t in s["tracks"] if t["track"] == 1)
+    assert t1["frames"] == 3 and math.isclose(t1["prob"], 0.8) and t1["verdict"] == "fake"
+    src_s, src_t = s["sources"]
+    # frame probability = most suspicious face: 0.9, 0.7, 0.8
+    assert math.isclose(src_s["prob"], 0.8) and src_s["verdict"] == "fake" and src_s["tracks"] == 2
+    assert src_t["verdict"] == "no_face" and src_t["prob"] is None and src_t["frames_without_face"] == 1
+    assert s["verdict"] == "fake" and math.isclose(s["prob"], 0.8)
+
+
+def test_aggregation_lists_are_capped_but_totals_exact():
+    agg = Aggregator(threshold=0.5, max_listed=3)
+    for i in range(10):
+        agg.add(_result(i, 0, [(i + 1, 0.2)], source=f"img{i}"))
+    agg.finish()
+    s = agg.summary()
+    assert len(s["tracks"]) == 3 and s["tracks_total"] == 10
+    assert len(s["sources"]) == 3 and s["sources_total"] == 10
+    assert s["verdict"] == "real"
+
+
+@pytest.mark.parametrize("p, want", [(0.5, "fake"), (0.4999, "real"), (None, "no_face"), (float("nan"), "no_face")])
+def test_verdict_threshold(p, want):
+    assert verdict(p, 0.5) == want
