@@ -1,1 +1,12 @@
-"""Benchmarks tools of the JRC edge detector (training-side; may import torch lazily)."""
+"""Benchmarks of the JRC edge detector (training side: may import torch, lazily).
+
+- ``python -m benchmarks.latency``: classifier latency/throughput/memory per artifact and batch,
+  interleaved; runtime overhead vs bare onnxruntime, full/detect ratio, speed-up over PyTorch eager.
+- ``python -m benchmarks.pipeline``: end-to-end frames/s and per-stage split, with and without
+  tracking, vs classifier-only and vs a research-style loop.
+- ``python -m benchmarks.accuracy``: AUC beside latency and throughput per artifact.
+- ``pytest benchmarks --benchmark-only``: the pytest-benchmark suite.
+- ``python -m benchmarks.demo``: the demo (helper "runtime"); its clip generator feeds the pipeline benchmark.
+
+:mod:`benchmarks.stats` holds the statistics (percentiles, interleaving, paired ratios).
+"""

@@ -1,0 +1,221 @@
+"""``python -m benchmarks.accuracy --engine A [--engine B ...] --data SPEC``: accuracy beside speed.
+
+One table: for each artifact (backend × precision) the ROC AUC on a labelled face set beside its
+p50 latency (batch 1) and throughput (faces/s at its max batch), so a precision or a backend is
+chosen on both at once. The faces go through the runtime's own preprocessing for each artifact's
+metadata and through the runtime's backend, so the scores are the ones ``runtime.detect`` would
+give. ``--data`` takes what ``training.data.open_dataset`` takes: a folder with ``real/`` and
+``fake/`` crops, a CSV manifest, or ``synthetic[:N]``. Speed is timed interleaved, as in
+``benchmarks.latency``. ``--reference CKPT`` adds the checkpoint in PyTorch eager mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import report, stats
+from runtime.errors import UserError, run_cli
+
+PROG = "benchmarks.accuracy"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("--engine", action="append", required=True, metavar="PATH", help="artifact (repeatable)")
+    p.add_argument("--data", required=True, metavar="SPEC",
+                   help="labelled faces: folder with real/ and fake/, CSV manifest, or synthetic[:N]")
+    p.add_argument("--split", choices=("val", "train"), help="use only this split of --data's videos (default: all)")
+    p.add_argument("--limit", type=int, metavar="N", help="score at most N faces (evenly spaced)")
+    p.add_argument("--reference", metavar="CKPT", help="add the checkpoint in PyTorch eager mode")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per artifact and batch (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed warm-up rounds (default 5)")
+    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads (default: all usable cores)")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--png", metavar="FILE", help="write AUC vs latency as a chart")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
+
+
+class Faces:
+    """The labelled crops, read once, turned into network input per metadata (cached)."""
+
+    def __init__(self, spec: str, split: str | None, limit: int | None, meta: Any) -> None:
+        from training.data import open_dataset
+
+        ds = open_dataset(spec, meta, train=False, split=split)
+        idx = np.arange(len(ds))
+        if limit and limit < len(idx):
+            idx = np.unique(np.linspace(0, len(ds) - 1, limit).round().astype(int))
+        self.crops = np.stack([ds.image(int(i)) for i in idx])
+        self.labels = np.asarray([ds.labels[int(i)] for i in idx], np.int64)
+        self.videos = [ds.videos[int(i)] for i in idx]
+        self.spec = spec
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def inputs(self, meta: Any) -> np.ndarray:
+        from runtime.preprocess import to_input
+
+        key = (meta.input_size, tuple(meta.mean), tuple(meta.std), meta.color)
+        if key not in self._cache:
+            self._cache[key] = to_input(self.crops, meta)
+        return self._cache[key]
+
+
+def score(infer: Any, x: np.ndarray, batch: int) -> np.ndarray:
+    """Probability of fake for every face, in batches of at most ``batch``."""
+    logits = [np.asarray(infer(x[i:i + batch]), np.float32).reshape(-1) for i in range(0, len(x), batch)]
+    return sigmoid(np.concatenate(logits))
+
+
+def metrics(probs: np.ndarray, faces: Faces, threshold: float) -> dict[str, Any]:
+    from training.metrics import accuracy, average_precision, roc_auc
+
+    return {"auc": round(roc_auc(probs, faces.labels), 5), "ap": round(average_precision(probs, faces.labels), 5),
+            "acc": round(accuracy(probs, faces.labels, threshold), 5), "threshold": threshold}
+
+
+def run(a: argparse.Namespace) -> dict[str, Any]:
+    from runtime.backends import open_backend
+
+    progress = report.Progress(not a.quiet)
+    models: list[dict[str, Any]] = []
+    try:
+        for path in a.engine:
+            progress(f"opening {path}", force=True)
+            opts = {"provider": a.provider, "threads": a.threads} if path.lower().endswith(".onnx") else {}
+            b = open_backend(path, **opts)
+            models.append({"label": Path(path).name, "backend": b.name, "meta": b.meta, "max_batch": b.max_batch,
+                           "infer": (lambda x, b=b: b.infer(x)["logit"]), "close": b.close, "path": path})
+        if a.reference:
+            models.append(_reference(a.reference, a.threads))
+        progress("reading faces", force=True)
+        faces = Faces(a.data, a.split, a.limit, models[0]["meta"])
+        if len(set(faces.labels.tolist())) < 2:
+            raise UserError(f"--data {a.data}: holds only {'fake' if faces.labels[0] else 'real'} faces; AUC needs both")
+        rows, probs = [], {}
+        for m in models:
+            progress(f"scoring {len(faces.labels)} faces: {m['label']}", force=True)
+            probs[m["label"]] = score(m["infer"], faces.inputs(m["meta"]), min(m["max_batch"], 64))
+        rows = [{"label": m["label"], "backend": m["backend"], "precision": m["meta"].precision,
+                 "graph": m["meta"].graph, "path": m["path"], **metrics(probs[m["label"]], faces, m["meta"].threshold)}
+                for m in models]
+        first = probs[models[0]["label"]]
+        for r in rows:
+            r["max_abs_dprob_vs_first"] = round(float(np.max(np.abs(probs[r["label"]] - first))), 5)
+        _speed(a, models, rows, faces, progress)
+        progress.done()
+        return {"data": {"spec": a.data, "split": a.split, "faces": int(len(faces.labels)),
+                         "fake": int(faces.labels.sum())}, "results": rows}
+    finally:
+        progress.done()
+        for m in models:
+            m["close"]()
+
+
+def _reference(path: str, threads: int) -> dict[str, Any]:
+    import torch
+
+    from benchmarks.runners import load_reference
+
+    model, meta = load_reference(path, threads)
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+    def full(x: np.ndarray) -> Any:
+        with torch.no_grad():
+            return model.forward_full(torch.from_numpy(np.ascontiguousarray(x)))
+
+    return {"label": "pytorch eager (full)", "backend": "torch eager", "meta": meta.with_(graph="full"),
+            "max_batch": 1 << 16, "infer": infer, "timed": full, "close": lambda: None, "path": path}
+
+
+def _speed(a: argparse.Namespace, models: list[dict[str, Any]], rows: list[dict[str, Any]], faces: Faces,
+           progress: report.Progress) -> None:
+    """p50 at batch 1 and faces/s at each artifact's max batch (≤ 8), interleaved."""
+    for key, batch_of in (("b1", lambda m: 1), ("bmax", lambda m: min(8, m["max_batch"]))):
+        tasks = {}
+        for m in models:
+            x = faces.inputs(m["meta"])
+            n = batch_of(m)
+            xb = np.ascontiguousarray(np.resize(x, (n,) + x.shape[1:]))
+            fn = m.get("timed", m["infer"])
+            tasks[m["label"]] = (lambda fn=fn, xb=xb: fn(xb))
+        times = stats.run_interleaved(tasks, a.runs, a.warmup, "shuffle",
+                                      progress=lambda i, n, k=key: progress(f"timing {k}: round {i}/{n}"))
+        for r, m in zip(rows, models):
+            s = stats.summarize(times[m["label"]], batch_of(m))
+            if key == "b1":
+                r.update(p50_ms=s["p50_ms"], p90_ms=s["p90_ms"], p99_ms=s["p99_ms"])
+            else:
+                r.update(batch=batch_of(m), throughput=s["throughput"])
+
+
+COLUMNS = [("label", "artifact"), ("backend", "backend"), ("precision", "prec"), ("graph", "graph"), ("auc", "AUC"),
+           ("acc", "ACC"),
+           ("max_abs_dprob_vs_first", "max|Δp|"), ("p50_ms", "p50 ms (b1)"), ("throughput", "faces/s"),
+           ("batch", "at batch")]
+
+
+def print_report(result: dict[str, Any]) -> None:
+    d, m = result["data"], result["machine"]
+    print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, threads={result['settings']['threads']}; "
+          f"data {d['spec']}: {d['faces']} faces ({d['fake']} fake)")
+    print(report.table(result["results"], COLUMNS, digits=4))
+    print("(max|Δp|: largest difference in probability of fake from the first artifact, over all faces; "
+          "artifacts are timed on the logit only, as runtime.detect runs them without --reconstruct, except "
+          "the PyTorch reference, which runs the full model as research code does)")
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    rows = result["results"]
+
+    def draw(fig: Any) -> None:
+        ax = fig.subplots()
+        for i, r in enumerate(rows):  # labels stacked so that coinciding points stay readable
+            ax.scatter(r["p50_ms"], r["auc"], s=40)
+            ax.annotate(f"{r['label']} ({r['precision']})", (r["p50_ms"], r["auc"]), fontsize=7,
+                        xytext=(4, 4 + 9 * i), textcoords="offset points")
+        if max(r["p50_ms"] for r in rows) > 10 * min(r["p50_ms"] for r in rows):
+            ax.set_xscale("log")
+        ax.set_xlabel("p50 latency at batch 1, ms")
+        ax.set_ylabel("ROC AUC")
+        ax.set_title(f"accuracy vs speed on {result['data']['spec']} ({result['data']['faces']} faces) — "
+                     f"{result['machine']['cpu']}", fontsize=9)
+        ax.grid(alpha=0.3)
+
+    report.save_png(path, draw, (7, 5))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    report.check_positive(runs=a.runs, threads=a.threads, limit=a.limit)
+    report.check_files(a.engine, "--engine")
+    if a.reference:
+        report.check_files([a.reference], "--reference")
+    report.check_writable(a.json, "--json")
+    report.check_writable(a.png, "--png")
+    a.threads = a.threads or report.default_threads()
+    settings = {"runs": a.runs, "warmup": a.warmup, "threads": a.threads, "provider": a.provider,
+                "limit": a.limit, "split": a.split}
+    result = {**report.envelope(PROG, argv, settings), **run(a)}
+    print_report(result)
+    if a.json:
+        report.write_json(a.json, result)
+    if a.png:
+        plot(result, a.png)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

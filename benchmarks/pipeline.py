@@ -1,0 +1,322 @@
+"""``python -m benchmarks.pipeline --engine A --source SRC``: end-to-end frames/s and the stage split.
+
+Runs the runtime's own frame loop (:class:`runtime.pipeline.Pipeline` with the Haar detector,
+the tracker, the backend and the JSONL output, as ``runtime.detect`` wires them) on a file, with
+tracking (``--detect-every N``) and without (detection on every frame), and measures:
+
+- frames/s end to end, and ms per frame spent in each stage (decode / faces / preprocess / infer /
+  output). Stages run in threads that overlap, so their sum can exceed the wall time per frame;
+- the classifier alone on the same artifact (batch 1 and the backend's max batch, faces/s), and
+  the pipeline's throughput as a fraction of it (issue 4's target: ≥ 0.8× with tracking);
+- with ``--reference CKPT``: a research-style loop over the same frames (decode, the same face
+  detector on every frame, crop, the PyTorch model in eager mode with the full graph, one frame at
+  a time, no threads) and the end-to-end speed-up over it (target ≥ 5×).
+
+Configurations take turns, round after round (``--repeats``), so ratios are per round; the
+median is reported. Without ``--source`` a 720p one-face clip is generated (the demo's generator,
+:func:`benchmarks.demo.make_clip`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import report, stats
+from runtime.errors import UserError, run_cli
+
+PROG = "benchmarks.pipeline"
+STAGES = ("decode", "faces", "preprocess", "infer", "output")
+FRACTION_TARGET, SPEEDUP_TARGET = 0.8, 5.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("--engine", required=True, metavar="PATH", help=".onnx or TensorRT .engine/.plan")
+    p.add_argument("--source", metavar="FILE", help="video (or image folder); default: a generated 720p clip")
+    p.add_argument("--frames", type=int, default=150, help="frames per run (and of the generated clip; default 150)")
+    p.add_argument("--detect-every", type=int, default=5, metavar="N",
+                   help="tracking configuration: detect every Nth frame (default 5); compared with 1")
+    p.add_argument("--reference", metavar="CKPT", help="add the research-style loop with this checkpoint")
+    p.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each (default 3)")
+    p.add_argument("--runs", type=int, default=50, help="classifier-only timed calls per round (default 50)")
+    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads, ONNX Runtime and PyTorch (default: all)")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--detect-width", type=int, default=640, help="face detection width in px (default 640)")
+    p.add_argument("--min-face", type=int, default=24, help="smallest face, in detection pixels (default 24)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--png", metavar="FILE", help="write a chart of the per-stage split")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+# --- the runtime's pipeline -------------------------------------------------------------------
+def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, detect_width: int,
+                 out_dir: str, min_face: int = 24) -> dict[str, Any]:
+    """One pass of the runtime's frame loop over ``frames`` frames; fps and ms per frame per stage."""
+    from runtime.aggregate import Aggregator
+    from runtime.faces import make_detector
+    from runtime.pipeline import Pipeline
+    from runtime.sinks import JsonlSink, frame_record
+    from runtime.sources import open_source
+    from runtime.tracking import FaceTracker
+
+    threshold = backend.meta.threshold
+    src = open_source(source, stride=1, live="no")
+    detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
+    tracker = FaceTracker(detector, detect_every=detect_every)
+    agg, sink = Aggregator(threshold), JsonlSink(str(Path(out_dir) / f"every{detect_every}.jsonl"))
+    pipe = Pipeline(src, tracker, backend, queue_frames=4)
+    n = faces = 0
+    t0 = time.perf_counter()
+    try:
+        for r in pipe:
+            t = time.perf_counter()
+            ended = agg.add(r)
+            sink.write(frame_record(r, ended, threshold, src.stats.dropped))
+            pipe.times.add("output", time.perf_counter() - t)
+            n += 1
+            faces += len(r.faces)
+            if n >= frames:
+                break
+    finally:
+        pipe.stop()
+        sink.close()
+    elapsed = time.perf_counter() - t0
+    what = "tracking" if detect_every > 1 else "no tracking"
+    return _row(f"runtime, detect every {detect_every} ({what})", n, faces, elapsed, pipe.times.per_frame_ms(n))
+
+
+def _row(config: str, frames: int, faces: int, elapsed: float, stage_ms: dict[str, float]) -> dict[str, Any]:
+    return {"config": config, "frames": frames, "faces": faces, "seconds": round(elapsed, 4),
+            "fps": round(frames / elapsed, 3) if elapsed > 0 else None,
+            "faces_per_s": round(faces / elapsed, 3) if elapsed > 0 else None,
+            "wall_ms_per_frame": round(1000.0 * elapsed / frames, 3) if frames else None, "stage_ms": stage_ms}
+
+
+# --- the research-style reference -------------------------------------------------------------
+def run_research(source: str, model: Any, meta: Any, frames: int, detect_width: int,
+                 min_face: int = 24) -> dict[str, Any]:
+    """Decode → detect on every frame → crop → PyTorch eager, full graph → record; one thread, batch 1."""
+    import json
+
+    import cv2
+    import torch
+
+    from runtime.faces import HaarFaceDetector
+    from runtime.preprocess import crop_face, to_input
+
+    detector = HaarFaceDetector(detect_width=detect_width, min_face=min_face)
+    cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        raise UserError(f"--source {source}: OpenCV cannot open it as a video for the research-style loop")
+    t = dict.fromkeys(STAGES, 0.0)
+    n = faces = 0
+    records = []
+    t0 = time.perf_counter()
+    try:
+        while n < frames:
+            a = time.perf_counter()
+            ok, frame = cap.read()
+            b = time.perf_counter()
+            t["decode"] += b - a
+            if not ok:
+                break
+            boxes = detector.detect(frame)
+            c = time.perf_counter()
+            t["faces"] += c - b
+            probs: list[float] = []
+            for box in boxes:
+                d = time.perf_counter()
+                x = torch.from_numpy(to_input(crop_face(frame, box, meta.face_margin, meta.input_size), meta))
+                e = time.perf_counter()
+                with torch.no_grad():
+                    logit, _recon = model.forward_full(x)
+                probs.append(float(torch.sigmoid(logit)[0, 0]))
+                t["preprocess"] += e - d
+                t["infer"] += time.perf_counter() - e
+            f = time.perf_counter()
+            records.append(json.dumps({"frame": n, "boxes": [list(map(int, bx)) for bx in boxes], "probs": probs}))
+            t["output"] += time.perf_counter() - f
+            n += 1
+            faces += len(boxes)
+    finally:
+        cap.release()
+    elapsed = time.perf_counter() - t0
+    ms = {k: round(1000.0 * v / n, 3) if n else 0.0 for k, v in t.items()}
+    return _row("research-style (detect every frame, pytorch eager full)", n, faces, elapsed, ms)
+
+
+# --- orchestration ----------------------------------------------------------------------------
+def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
+    from benchmarks.runners import load_reference, make_input
+    from runtime.backends import open_backend
+
+    opts = {"provider": a.provider, "threads": a.threads} if a.engine.lower().endswith(".onnx") else {}
+    backend = open_backend(a.engine, **opts)
+    progress = report.Progress(not a.quiet)
+    ref = load_reference(a.reference, a.threads) if a.reference else None
+    try:
+        top = backend.max_batch
+        calls = {"b1": backend.infer, "bmax": backend.infer}
+        xs = {"b1": make_input(backend.meta, 1), "bmax": make_input(backend.meta, top)}
+        tasks = {k: (lambda fn=calls[k], x=xs[k]: fn(x)) for k in calls}
+        w, mf = a.detect_width, a.min_face
+        run_pipeline(source, backend, a.detect_every, 10, w, workdir, mf)  # warm-up, untimed
+        configs: dict[str, Any] = {
+            "tracking": lambda: run_pipeline(source, backend, a.detect_every, a.frames, w, workdir, mf),
+            "no_tracking": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf)}
+        if ref is not None:
+            run_research(source, ref[0], ref[1], 3, w, mf)  # warm-up
+            configs["research"] = lambda: run_research(source, ref[0], ref[1], a.frames, w, mf)
+        rounds: list[dict[str, Any]] = []
+        for i, order in enumerate(stats.schedule(list(configs) + ["classifier"], a.repeats, "rotate")):
+            got: dict[str, Any] = {}
+            for name in order:
+                progress(f"round {i + 1}/{a.repeats}: {name}", force=True)
+                if name == "classifier":
+                    times = stats.run_interleaved(tasks, a.runs, warmup=3, seed=i)
+                    got[name] = {"b1_faces_per_s": stats.throughput(1, float(np.median(times["b1"]))),
+                                 "bmax_faces_per_s": stats.throughput(top, float(np.median(times["bmax"]))),
+                                 "max_batch": top}
+                else:
+                    got[name] = configs[name]()
+            rounds.append(got)
+        progress.done()
+        return summarize(rounds, backend.describe())
+    finally:
+        backend.close()
+
+
+def summarize(rounds: list[dict[str, Any]], backend: dict[str, Any]) -> dict[str, Any]:
+    """Median over rounds per configuration, and per-round ratios."""
+    def med(values: list[float]) -> float:
+        return float(np.median(values))
+
+    configs = [k for k in rounds[0] if k != "classifier"]
+    rows = []
+    for k in configs:
+        runs = [r[k] for r in rounds]
+        fps = med([x["fps"] for x in runs])
+        row = {**runs[0], "key": k, "fps": round(fps, 3),
+               "faces_per_s": round(med([x["faces_per_s"] for x in runs]), 3),
+               "wall_ms_per_frame": round(1000.0 / fps, 3),  # of the median frame rate
+               "stage_ms": {s: round(med([x["stage_ms"][s] for x in runs]), 3) for s in STAGES},
+               "fps_per_round": [x["fps"] for x in runs]}
+        rows.append(row)
+    cls = [r["classifier"] for r in rounds]
+    classifier = {"b1_faces_per_s": round(med([c["b1_faces_per_s"] for c in cls]), 3),
+                  "bmax_faces_per_s": round(med([c["bmax_faces_per_s"] for c in cls]), 3),
+                  "max_batch": cls[0]["max_batch"]}
+    ratios = []
+    for k in ("tracking", "no_tracking"):
+        for b in ("b1", "bmax"):
+            rt = stats.ratio([r[k]["faces_per_s"] for r in rounds], [r["classifier"][f"{b}_faces_per_s"] for r in rounds])
+            ratios.append({"kind": "fraction_of_classifier", "config": k, "classifier_batch": b, **rt.to_dict()})
+    rt = stats.ratio([r["tracking"]["fps"] for r in rounds], [r["no_tracking"]["fps"] for r in rounds])
+    ratios.append({"kind": "tracking_speedup", "config": "tracking", **rt.to_dict()})
+    if "research" in configs:
+        for k in ("tracking", "no_tracking"):
+            rt = stats.ratio([r[k]["fps"] for r in rounds], [r["research"]["fps"] for r in rounds])
+            ratios.append({"kind": "speedup_over_research", "config": k, **rt.to_dict()})
+    return {"backend": backend, "results": rows, "classifier": classifier, "ratios": ratios}
+
+
+# --- output ----------------------------------------------------------------------------------
+def print_report(result: dict[str, Any]) -> None:
+    s, m, c = result["settings"], result["machine"], result["classifier"]
+    print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, threads={s['threads']}; source {s['source']}; "
+          f"median of {s['repeats']} rounds")
+    rows = [{**r, **{f"s_{k}": v for k, v in r["stage_ms"].items()}} for r in result["results"]]
+    cols = [("config", "configuration"), ("frames", "frames"), ("faces", "faces"), ("fps", "frames/s"),
+            ("wall_ms_per_frame", "wall ms/f")]
+    cols += [(f"s_{k}", k) for k in STAGES]
+    print(report.table(rows, cols))
+    print("(stage columns: ms per frame of work in each stage; the runtime's stages overlap in threads)")
+    print(f"classifier only ({result['backend'].get('backend')}): {c['b1_faces_per_s']:.1f} faces/s at batch 1, "
+          f"{c['bmax_faces_per_s']:.1f} at batch {c['max_batch']}")
+    for x in result["ratios"]:
+        rt = stats.Ratio(x["median"], x["low"], x["high"], x["rounds"])
+        if x["kind"] == "fraction_of_classifier":
+            b = "batch 1" if x["classifier_batch"] == "b1" else f"batch {c['max_batch']}"
+            tgt = f"  (target ≥ {FRACTION_TARGET})" if x["config"] == "tracking" and x["classifier_batch"] == "b1" else ""
+            print(f"  pipeline / classifier-only at {b:<9} [{x['config']}]: {rt.times()}{tgt}")
+        elif x["kind"] == "tracking_speedup":
+            print(f"  tracking on / off (frames/s): {rt.times()}")
+        else:
+            print(f"  end-to-end speed-up over research-style [{x['config']}]: {rt.times()}  (target ≥ {SPEEDUP_TARGET}×)")
+    for n in result.get("notes", []):
+        print(f"note: {n}")
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    rows = result["results"]
+
+    def draw(fig: Any) -> None:
+        ax = fig.subplots()
+        bottom = np.zeros(len(rows))
+        for s in STAGES:
+            vals = np.array([r["stage_ms"][s] for r in rows])
+            ax.barh(range(len(rows)), vals, left=bottom, label=s)
+            bottom += vals
+        ax.scatter([r["wall_ms_per_frame"] for r in rows], range(len(rows)), color="k", marker="|", s=400,
+                   label="wall time per frame", zorder=3)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([f"{r['config']}\n{r['fps']:.1f} frames/s" for r in rows], fontsize=8)
+        ax.set_xlabel("ms per frame")
+        ax.legend(fontsize=8)
+        ax.set_title(f"per-stage split — {result['machine']['cpu']} ({result['machine']['usable_cores']} cores)",
+                     fontsize=9)
+
+    report.save_png(path, draw, (10, 1.5 + 1.2 * len(rows)))
+
+
+def generate_clip(path: Path, frames: int, size: tuple[int, int] = (1280, 720)) -> str:
+    """The demo's clip (the astronaut's head drifting and zooming over a background, one face in
+    every frame; its second half carries the self-blended forgery) with at least ``frames`` frames."""
+    from benchmarks.demo import make_clip
+
+    make_clip(path, frames_per_segment=(frames + 1) // 2, size=size)
+    report.note(f"{PROG}: generated a {size[0]}x{size[1]} one-face clip of {2 * ((frames + 1) // 2)} frames")
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    report.check_positive(frames=a.frames, detect_every=a.detect_every, repeats=a.repeats, runs=a.runs,
+                          threads=a.threads, detect_width=a.detect_width, min_face=a.min_face)
+    report.check_files([a.engine], "--engine")
+    if a.reference:
+        report.check_files([a.reference], "--reference")
+    if a.source and not Path(a.source).exists():
+        raise UserError(f"--source {a.source}: no such file or folder")
+    report.check_writable(a.json, "--json")
+    report.check_writable(a.png, "--png")
+    a.threads = a.threads or report.default_threads()
+    with tempfile.TemporaryDirectory(prefix="jrc-bench-") as work:
+        source = a.source or generate_clip(Path(work) / "clip720p.mp4", a.frames)
+        settings = {"source": a.source or "generated 720p one-face clip (benchmarks.demo.make_clip)",
+                    "frames": a.frames,
+                    "detect_every": a.detect_every, "repeats": a.repeats, "threads": a.threads,
+                    "provider": a.provider, "detect_width": a.detect_width, "min_face": a.min_face,
+                    "reference": a.reference}
+        head = report.envelope(PROG, argv, settings)
+        result = {**head, **run(a, source, work)}
+    busy = report.busy_note(head["machine"], a.threads)
+    result["notes"] = [busy] if busy else []
+    result["machine"] = {**report.machine(), "loadavg_1m_start": result["machine"].get("loadavg_1m")}
+    print_report(result)
+    if a.json:
+        report.write_json(a.json, result)
+    if a.png:
+        plot(result, a.png)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

@@ -1,0 +1,200 @@
+"""Shared output of the benchmark CLIs: machine description, text tables, JSON, PNG charts."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from runtime.errors import UserError
+
+
+def cpu_name() -> str:
+    """The CPU model (``lscpu``'s "Model name"), or the board on a Jetson."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        return Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on (the same dict goes into every JSON report)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    d: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "usable_cores": usable,
+                         "arch": platform.machine(), "os": platform.platform(), "python": platform.python_version()}
+    try:
+        d["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    for mod in ("numpy", "onnxruntime", "torch", "tensorrt", "cv2"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            d[mod] = getattr(m, "__version__", "?")
+    return d
+
+
+def busy_note(machine_info: dict[str, Any], threads: int) -> str | None:
+    """A warning when the machine was busy: load above the cores makes timings noisy, and
+    multi-threaded ones suffer most (spin-waiting threads lose their core mid-run)."""
+    load, cores = machine_info.get("loadavg_1m"), machine_info.get("usable_cores") or 1
+    if load is None or load <= cores:
+        return None
+    hint = "; with several threads per run, try --threads 1" if threads > 1 else ""
+    return (f"the machine was busy (load average {load} on {cores} cores) when the run started: "
+            f"absolute timings are noisy, interleaved ratios less so{hint}")
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        out = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise UserError(f"--batch {text!r}: expected comma-separated positive integers, e.g. 1,8") from None
+    if not out or any(b < 1 for b in out):
+        raise UserError(f"--batch {text!r}: expected comma-separated positive integers, e.g. 1,8")
+    return sorted(set(out))
+
+
+def check_positive(**values: int) -> None:
+    for name, v in values.items():
+        if v is not None and v < 1:
+            raise UserError(f"--{name.replace('_', '-')} {v}: must be at least 1")
+
+
+def check_files(paths: Sequence[str], flag: str) -> None:
+    for p in paths:
+        if not Path(p).is_file():
+            raise UserError(f"{flag} {p}: no such file")
+
+
+def check_writable(path: str | None, flag: str) -> None:
+    if path:
+        parent = Path(path).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UserError(f"{flag} {path}: folder {parent} does not exist; create it first")
+
+
+# --- text -----------------------------------------------------------------------------------
+def fmt(v: Any, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v != v:
+            return "n/a"
+        return f"{v:.{digits}f}" if abs(v) < 1e5 else f"{v:.3g}"
+    return str(v)
+
+
+def table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], digits: int = 2) -> str:
+    """A plain, aligned text table; ``columns`` = (key, header)."""
+    cells = [[h for _, h in columns]] + [[fmt(r.get(k), digits) for k, _ in columns] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    lines = []
+    for n, c in enumerate(cells):
+        lines.append("  ".join(s.ljust(w) if i == 0 else s.rjust(w) for i, (s, w) in enumerate(zip(c, widths))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Strict JSON (NaN and infinities become null), written atomically."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(strict(data), indent=2, allow_nan=False, default=_jsonable) + "\n")
+    os.replace(tmp, p)
+
+
+def strict(o: Any) -> Any:
+    """A copy with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: strict(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [strict(v) for v in o]
+    if hasattr(o, "to_dict"):
+        return strict(o.to_dict())
+    if hasattr(o, "tolist"):
+        return strict(o.tolist())
+    return o
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def envelope(tool: str, argv: Sequence[str] | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """The common head of every JSON report."""
+    return {"schema": 1, "tool": tool, "command": f"python -m {tool} " + " ".join(argv or sys.argv[1:]),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(), "settings": settings}
+
+
+def save_png(path: str, draw: Callable[[Any], None], size: tuple[float, float] = (10, 4.5)) -> None:
+    """Draw a figure with matplotlib's Agg backend (no display needed) and save it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        from runtime.errors import missing_dependency
+
+        raise missing_dependency("matplotlib", "train") from None
+    fig = plt.figure(figsize=size)
+    try:
+        draw(fig)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)
+
+
+class Progress:
+    """One console line on stderr, rewritten in place (quiet when not a terminal or asked)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self._last = 0.0
+
+    def __call__(self, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if force or now - self._last > 0.2:
+            self._last = now
+            sys.stderr.write("\r\x1b[K" + text)
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def note(text: str) -> None:
+    print(text, file=sys.stderr)
