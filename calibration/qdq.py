@@ -1,0 +1,230 @@
+"""Explicit (Q/DQ) INT8 quantization with ONNX Runtime's static quantizer, per deployment target.
+
+- ``trt``: what TensorRT's explicit-precision path accepts: signed INT8 activations and weights,
+  symmetric (every zero point 0), per-channel weight scales, biases left in float (TensorRT has
+  no INT32 bias dequantization). Q/DQ sit on the inputs of the weighted layers and of residual
+  Adds, not on their outputs (TensorRT's placement advice: it fuses the next layer's quantize into
+  the producer itself), and activations such as Relu stay explicit for TensorRT to fuse.
+- ``cpu``: what ONNX Runtime's CPU kernels run best: unsigned (asymmetric) activations, signed
+  symmetric weights, per-channel, and 7-bit weights (``reduce_range``) on CPUs without VNNI,
+  whose 8-bit dot products can saturate.
+
+The model is first run through ``quant_pre_process`` (shape inference and folding, e.g. BN into
+Conv), so node names used by ``keep_float`` refer to that preprocessed graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from runtime.errors import UserError
+from runtime.meta import ONNX_KEY, Meta, sha256_file
+
+TARGETS = ("trt", "cpu")
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+TRT_OPS = WEIGHTED_OPS + ("Add",)
+MIN_ORT = (1, 17)  # TensorQuantOverrides with rmin/rmax
+QUANT_KEY = "jrc_quant"  # metadata_props key: how the artifact was quantized (JSON)
+
+
+def has_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU has an 8-bit dot-product instruction (AVX512-VNNI or AVX-VNNI)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags = set(line.split(":", 1)[-1].split())
+            return bool(flags & {"avx512_vnni", "avx_vnni"})
+    return False
+
+
+def read_meta(model: Any, source: str) -> Meta:
+    """The ``jrc_meta`` metadata of an ONNX model (a ModelProto)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    if ONNX_KEY not in props:
+        raise UserError(f"{source}: no '{ONNX_KEY}' metadata in the ONNX file; export it with "
+                        "python -m export.onnx --ckpt CKPT --out DIR")
+    return Meta.from_json(props[ONNX_KEY], source=source)
+
+
+def onnx_meta(path: Path) -> Meta:
+    """The metadata of an ONNX file (weights are not loaded)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such ONNX file; export one with python -m export.onnx --ckpt CKPT --out DIR")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:160]}); re-export it") from None
+    return read_meta(model, str(path))
+
+
+def write_meta(path: Path, meta: Meta, extra: dict[str, Any] | None = None) -> None:
+    """Replace the artifact's ``jrc_meta`` (and ``jrc_quant``) metadata_props in place, drop the
+    opset imports of domains no node uses (ONNX Runtime's optimizer adds its own; other parsers
+    such as TensorRT's need not see them), and check the result."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(path))
+    used = {n.domain or "" for n in model.graph.node}
+    keep_ops = [o for o in model.opset_import if (o.domain or "") in used | {""}]
+    del model.opset_import[:]
+    model.opset_import.extend(keep_ops)
+    keep = [p for p in model.metadata_props if p.key not in (ONNX_KEY, QUANT_KEY)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in keep}, ONNX_KEY: meta.to_json(),
+                                        **({QUANT_KEY: json.dumps(extra, sort_keys=True)} if extra else {})})
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+
+
+def preprocess(src: Path, dst: Path) -> Path:
+    """ONNX Runtime's pre-quantization pass: shape inference + graph optimisation (BN folding)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    return dst
+
+
+def weighted_nodes(model: Any) -> list[str]:
+    """Names of the weighted layers (the ones quantization matters most for), in graph order."""
+    inits = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node
+            if n.op_type in WEIGHTED_OPS and len(n.input) > 1 and n.input[1] in inits]
+
+
+def first_and_head(model: Any) -> dict[str, list[str]]:
+    """``first``: the weighted layers reading the graph input; ``head``: the weighted layers after
+    the last convolution (the classifier). Found from the graph, not from name conventions."""
+    graph = model.graph
+    inputs = {i.name for i in graph.input} - {i.name for i in graph.initializer}
+    weighted = set(weighted_nodes(model))
+    nodes = [n for n in graph.node if n.name in weighted]  # graph order is topological
+    first = [n.name for n in nodes if any(t in inputs for t in n.input)] or [n.name for n in nodes[:1]]
+    convs = [i for i, n in enumerate(nodes) if n.op_type in ("Conv", "ConvTranspose")]
+    after = nodes[convs[-1] + 1:] if convs else nodes
+    head = [n.name for n in after] or [n.name for n in nodes[-1:]]
+    return {"first": first, "head": head}
+
+
+def resolve_keep_float(model: Any, items: Iterable[str], source: str) -> list[str]:
+    """``first``/``head`` aliases and explicit node names → node names (unknown names are an error)."""
+    names = {n.name for n in model.graph.node}
+    alias = first_and_head(model)
+    out: list[str] = []
+    for item in (s.strip() for s in items):
+        if not item:
+            continue
+        if item in alias:
+            out += alias[item]
+        elif item in names:
+            out.append(item)
+        else:
+            known = ", ".join(weighted_nodes(model)[:8])
+            raise UserError(f"--keep-float {item!r}: no such node in {source} (after quant_pre_process); "
+                            f"use first, head, auto or node names such as {known}")
+    return list(dict.fromkeys(out))
+
+
+def config(target: str, vnni: bool | None = None) -> dict[str, Any]:
+    """quantize_static keyword arguments for a target (see the module docstring for why).
+
+    Activation ranges come from :mod:`calibration.ranges` as TensorQuantOverrides, so the
+    quantizer's own calibration (min-max over one batch) is only a formality.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    if target not in TARGETS:
+        raise UserError(f"--target {target!r}: expected one of {', '.join(TARGETS)}")
+    extra: dict[str, Any] = {"WeightSymmetric": True}
+    common = dict(quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8, per_channel=True,
+                  calibrate_method=CalibrationMethod.MinMax)
+    if target == "trt":
+        extra.update(ActivationSymmetric=True, QuantizeBias=False, QDQKeepRemovableActivations=True,
+                     OpTypesToExcludeOutputQuantization=list(TRT_OPS))
+        return dict(common, activation_type=QuantType.QInt8, reduce_range=False,
+                    op_types_to_quantize=list(TRT_OPS), extra_options=extra)
+    vnni = has_vnni() if vnni is None else vnni
+    return dict(common, activation_type=QuantType.QUInt8, reduce_range=not vnni, extra_options=extra)
+
+
+class _Reader:
+    """CalibrationDataReader over a CalibrationSet (defined lazily: onnxruntime is optional)."""
+
+    @staticmethod
+    def make(calib: Any, input_name: str, batch_size: int) -> Any:
+        from onnxruntime.quantization import CalibrationDataReader
+
+        class Reader(CalibrationDataReader):
+            def __init__(self) -> None:
+                self.rewind()
+
+            def get_next(self) -> dict[str, Any] | None:
+                batch = next(self._it, None)
+                return None if batch is None else {input_name: batch}
+
+            def rewind(self) -> None:
+                self._it = iter(calib.batches(batch_size))
+
+        return Reader()
+
+
+def quantize(prepped: Path, out: Path, calib: Any, target: str, tensor_ranges: dict[str, tuple[float, float]],
+             keep_float: Sequence[str] = (), vnni: bool | None = None) -> dict[str, Any]:
+    """Quantize a preprocessed ONNX model to ``out`` with the given activation ranges
+    (:func:`calibration.ranges.ranges`); returns what was done (for metadata and the report)."""
+    import logging
+
+    import numpy as np
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import quantize_static
+
+    from calibration.data import CalibrationSet
+
+    if tuple(int(p) for p in onnxruntime.__version__.split(".")[:2]) < MIN_ORT:
+        raise UserError(f"onnxruntime {onnxruntime.__version__} is too old for calibration (its quantizer needs "
+                        f"TensorQuantOverrides, {'.'.join(map(str, MIN_ORT))}+); pip install -U onnxruntime")
+
+    model = onnx.load(str(prepped))
+    kwargs = config(target, vnni)
+    kwargs["extra_options"]["TensorQuantOverrides"] = {
+        name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in tensor_ranges.items()}
+    one = CalibrationSet(calib.crops[:1], None, calib.meta, calib.source)
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # ORT's info chatter
+    with tempfile.TemporaryDirectory(prefix="jrc-quant-") as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)  # the quantizer writes an augmented model into the working directory
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                quantize_static(str(prepped), str(out), _Reader.make(one, calib.meta.input_name, 1),
+                                nodes_to_exclude=list(keep_float), **kwargs)
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise UserError(f"{prepped}: ONNX Runtime could not quantize the model ({str(e).splitlines()[0][:200]})"
+                            "; check that it is an exported JRC detect graph") from None
+        finally:
+            os.chdir(cwd)
+    return {"target": target, "keep_float": list(keep_float),
+            "activation_type": "int8" if target == "trt" else "uint8", "weight_type": "int8",
+            "per_channel": True, "reduce_range": bool(kwargs["reduce_range"]),
+            "symmetric_activations": target == "trt", "calibration": calib.cache_key(),
+            "calibration_source": calib.source, "weighted_layers": len(weighted_nodes(model))}
+
+
+def stamp(out: Path, meta: Meta, source: Path, info: dict[str, Any]) -> Meta:
+    """Write the metadata of an INT8 artifact: precision int8, hash of its fp32 source."""
+    qmeta = meta.with_(precision="int8", source_sha256=sha256_file(source))
+    write_meta(out, qmeta, info)
+    return qmeta

@@ -1,0 +1,217 @@
+"""INT8 Q/DQ ONNX for TensorRT and for CPUs, checked for accuracy before it is handed out.
+
+``python -m calibration.quantize --onnx detect.onnx --data D --target trt|cpu|trt,cpu``
+
+Calibrates on faces preprocessed exactly as the runtime does (``calibration.data``), quantizes
+with ONNX Runtime's static quantizer for the target (``calibration.qdq``), optionally keeps the
+most sensitive layers in float (``--keep-float first,head`` or ``auto`` from a per-layer
+sensitivity analysis), then evaluates every artifact against fp32 on a held-out labelled set and
+fails (exit 1, numbers in the message) when an artifact's AUC drops by more than
+``--max-auc-drop``. Writes ``detect.int8.onnx`` (trt), ``detect.int8-cpu.onnx`` (cpu),
+``detect.fp16.onnx`` (``--fp16``) and ``detect.quant.json`` (the report) beside the input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import UserError, missing_dependency, run_cli
+
+PROG = "calibration.quantize"
+SUFFIX = {"trt": ".int8.onnx", "cpu": ".int8-cpu.onnx", "fp16": ".fp16.onnx", "report": ".quant.json"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
+    p.add_argument("--onnx", required=True, type=Path, help="fp32 ONNX from python -m export.onnx")
+    p.add_argument("--data", required=True,
+                   help="calibration faces: crops folder (real/, fake/ or any images), CSV manifest, "
+                        "videos folder or file, or 'synthetic'")
+    p.add_argument("--target", default="trt", help="trt (TensorRT Q/DQ), cpu (ONNX Runtime CPU) or trt,cpu")
+    p.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy",
+                   help="activation range calibration (default entropy)")
+    p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
+    p.add_argument("--calib-size", type=int, default=256, help="calibration faces (balanced real/fake)")
+    p.add_argument("--batch-size", type=int, default=16, help="calibration batch")
+    p.add_argument("--keep-float", default="", metavar="LIST",
+                   help="layers to leave in float: first, head, auto (the most sensitive) and/or node names")
+    p.add_argument("--auto-keep", type=int, default=2, metavar="N", help="layers --keep-float auto keeps (2)")
+    p.add_argument("--sensitivity", action="store_true", help="print the per-layer sensitivity table")
+    p.add_argument("--sensitivity-samples", type=int, default=64, metavar="N")
+    p.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
+                   help="cpu target: 7-bit weights; auto = on unless this CPU has VNNI")
+    p.add_argument("--fp16", action="store_true", help="also write the FP16 ONNX (fp32 I/O) and report it")
+    p.add_argument("--eval-data", default="synthetic",
+                   help="held-out labelled set for the report (default: the synthetic validation faces)")
+    p.add_argument("--eval-size", type=int, default=200)
+    p.add_argument("--max-auc-drop", type=float, default=0.01, help="fail when AUC drops more (default 0.01)")
+    p.add_argument("--no-speed", action="store_true", help="skip the int8-cpu vs fp32 timing")
+    p.add_argument("--speed-rounds", type=int, default=30)
+    p.add_argument("--out", type=Path, help="output file (one target only)")
+    p.add_argument("--out-dir", type=Path, help="output folder (default: beside --onnx)")
+    p.add_argument("--report", type=Path, help="report JSON (default: <stem>.quant.json)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _targets(text: str) -> list[str]:
+    from calibration.qdq import TARGETS
+
+    items = ["trt", "cpu"] if text == "both" else [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in TARGETS]
+    if bad or not items:
+        raise UserError(f"--target {text!r}: expected trt, cpu, trt,cpu or both")
+    return list(dict.fromkeys(items))
+
+
+def _outputs(a: argparse.Namespace, targets: list[str]) -> dict[str, Path]:
+    stem = a.onnx.name[:-len(".onnx")] if a.onnx.name.endswith(".onnx") else a.onnx.stem
+    folder = a.out_dir or a.onnx.parent
+    outs = {k: folder / f"{stem}{s}" for k, s in SUFFIX.items()}
+    if a.out:
+        if len(targets) != 1:
+            raise UserError("--out names one file but --target has two; use --out-dir instead")
+        outs[targets[0]] = a.out
+    if a.report:
+        outs["report"] = a.report
+    if a.onnx.resolve() in {p.resolve() for p in outs.values()}:
+        raise UserError(f"{a.onnx}: an output would overwrite the input; choose --out/--out-dir")
+    return outs
+
+
+def _check_args(a: argparse.Namespace) -> None:
+    for name, v, low in (("--calib-size", a.calib_size, 1), ("--batch-size", a.batch_size, 1),
+                         ("--eval-size", a.eval_size, 2), ("--auto-keep", a.auto_keep, 0),
+                         ("--sensitivity-samples", a.sensitivity_samples, 1), ("--speed-rounds", a.speed_rounds, 1)):
+        if v < low:
+            raise UserError(f"{name} {v}: must be at least {low}")
+    if not 0 <= a.max_auc_drop <= 1:
+        raise UserError(f"--max-auc-drop {a.max_auc_drop}: expected an AUC difference in 0..1")
+    if not 50 < a.percentile <= 100:
+        raise UserError(f"--percentile {a.percentile}: expected a value in (50, 100]")
+
+
+def _sensitivity(prep: Path, calib: Any, target: str, tensor_ranges: dict[str, Any], a: argparse.Namespace,
+                 tmp: Path) -> list[Any]:
+    """Quantize everything once, then measure each weighted layer quantized alone."""
+    import onnx
+    from tqdm import tqdm
+
+    from calibration import qdq, sensitivity
+
+    full = tmp / "all-int8.onnx"
+    qdq.quantize(prep, full, calib, target, tensor_ranges, (), _vnni(a))
+    x = calib.inputs()[: a.sensitivity_samples]
+
+    def bar(names: Any) -> Any:
+        return tqdm(names, desc="sensitivity", unit="layer", leave=False, disable=a.quiet)
+
+    rows = sensitivity.analyse(onnx.load(str(prep)), onnx.load(str(full)), x, calib.meta.input_name, bar)
+    print(f"per-layer sensitivity ({target}, each layer quantized alone, {len(x)} calibration faces):")
+    print(sensitivity.format_rows(rows))
+    return rows
+
+
+def _bar(batches: Any, total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(batches, total=total, desc="calibrating", unit="batch", leave=False)
+
+
+def _vnni(a: argparse.Namespace) -> bool | None:
+    return {"auto": None, "on": False, "off": True}[a.reduce_range]  # reduce_range = not vnni
+
+
+def _reject(path: Path) -> Path:
+    """Move an artifact that failed the accuracy check out of the way of export.engine."""
+    dest = path.with_name(path.name[:-len(".onnx")] + ".rejected.onnx")
+    path.replace(dest)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    _check_args(a)
+    targets = _targets(a.target)
+    outs = _outputs(a, targets)
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise missing_dependency(e.name or "onnx", "train") from None
+
+    from calibration import qdq, ranges, report, speed
+    from calibration.data import load
+
+    meta = qdq.onnx_meta(a.onnx)
+    if meta.precision != "fp32":
+        raise UserError(f"{a.onnx}: metadata says precision {meta.precision}; quantize the fp32 ONNX from export.onnx")
+    calib = load(a.data, meta, a.calib_size, seed=a.seed, progress=not a.quiet)
+    fakes = "unlabelled" if calib.labels is None else f"{int(calib.labels.sum())} fake"
+    print(f"calibration: {len(calib)} faces from {calib.source} ({fakes}), {a.method}, data sha256 "
+          f"{calib.data_sha256[:12]}…" + (f", {calib.skipped} skipped" if calib.skipped else ""))
+    items = [s.strip() for s in a.keep_float.split(",") if s.strip()]
+    written: dict[str, Path] = {}
+    sens: list[Any] = []
+    with tempfile.TemporaryDirectory(prefix="jrc-quant-") as tmpdir:
+        tmp = Path(tmpdir)
+        prep = qdq.preprocess(a.onnx, tmp / "prep.onnx")
+        prepped = onnx.load(str(prep))
+        stats = ranges.collect(prep, calib, a.batch_size, None if a.quiet else _bar)
+        tensor_ranges = ranges.ranges(stats, a.method, a.percentile, ranges.full_range_tensors(prepped))
+        keep = qdq.resolve_keep_float(prepped, [s for s in items if s != "auto"], str(a.onnx))
+        if a.sensitivity or "auto" in items:
+            sens = _sensitivity(prep, calib, targets[0], tensor_ranges, a, tmp)
+            if "auto" in items:
+                keep = list(dict.fromkeys(keep + [r.node for r in sens[: a.auto_keep]]))
+        if keep:
+            print(f"kept in float: {', '.join(keep)}")
+        for t in targets:
+            outs[t].parent.mkdir(parents=True, exist_ok=True)
+            info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, keep, _vnni(a))
+            info.update(method=a.method, **({"percentile": a.percentile} if a.method == "percentile" else {}))
+            if sens:
+                info["sensitivity"] = [r.to_dict() for r in sens[:10]]
+            qdq.stamp(outs[t], meta, a.onnx, info)
+            written[f"int8-{t}"] = outs[t]
+            print(f"wrote {outs[t]} (int8 Q/DQ for {t}: {info['activation_type']} activations, int8 per-channel "
+                  f"weights{', reduce_range' if info['reduce_range'] else ''})")
+    if a.fp16:
+        from export.fp16 import convert_file
+
+        written["fp16"] = Path(convert_file(a.onnx, outs["fp16"]))
+        print(f"wrote {written['fp16']} (fp16, fp32 inputs/outputs)")
+
+    evalset = load(a.eval_data, meta, a.eval_size, seed=a.seed, held_out=True, need_labels=True,
+                   progress=not a.quiet)
+    order = [k for k in ("fp16", "int8-trt", "int8-cpu") if k in written]
+    rows = report.evaluate([("fp32", a.onnx)] + [(k, written[k]) for k in order], evalset)
+    print(f"accuracy on {evalset.source} ({'held-out ' if evalset.source.startswith('synthetic') else ''}"
+          f"{len(evalset)} faces, {int(evalset.labels.sum())} fake; threshold {meta.threshold}):")
+    print(report.format_table(rows))
+    timing = None
+    if "cpu" in targets and not a.no_speed:
+        timing = speed.compare([("fp32", a.onnx), ("int8-cpu", outs["cpu"])], meta.input_name, meta.input_size,
+                               rounds=a.speed_rounds)
+        print(speed.format_speed(timing))
+        print(speed.verdict(timing, "int8-cpu"))
+    bad = report.violations(rows, a.max_auc_drop)
+    rejected = {r.name: str(_reject(Path(r.path))) for r in bad}
+    payload = {"source": str(a.onnx), "targets": targets, "method": a.method, "keep_float": keep,
+               "calibration": {"source": calib.source, **calib.cache_key()},
+               "eval": {"source": evalset.source, **evalset.cache_key()},
+               "rows": [r.to_dict() for r in rows], "max_auc_drop": a.max_auc_drop, "passed": not bad,
+               "rejected": rejected, "speed": timing, "sensitivity": [r.to_dict() for r in sens]}
+    print(f"report: {report.write_json(outs['report'], payload)}")
+    if bad:
+        moved = ", ".join(f"{Path(p).name}" for p in rejected.values())
+        raise UserError(report.failure_message(bad, rows, a.max_auc_drop) + f" (moved aside as {moved})")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

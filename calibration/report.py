@@ -1,0 +1,157 @@
+"""Accuracy report: every artifact against fp32 on a held-out labelled set.
+
+``python -m calibration.report --fp32 detect.onnx [--artifact NAME=PATH ...] --eval-data D``
+
+Each artifact (``.onnx`` in ONNX Runtime on CPU, ``.engine`` in TensorRT) is run through the
+runtime's own backend (``runtime.backends.open_backend``) on the same preprocessed faces, so the
+numbers are what a deployment computes. Per artifact: AUC, ACC at the metadata threshold, EER,
+and agreement with fp32: max |Δprob| and decision flips (faces whose verdict changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from runtime.errors import UserError, run_cli
+
+
+@dataclass
+class Row:
+    name: str
+    path: str
+    auc: float
+    acc: float
+    eer: float
+    d_auc: float  # fp32 AUC − this AUC (positive = worse)
+    max_dprob: float
+    mean_dprob: float
+    flips: int
+    samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def predict(path: str | Path, x: np.ndarray, **options: Any) -> np.ndarray:
+    """Probabilities of fake for NCHW inputs ``x``, through the runtime's backend for ``path``."""
+    from runtime.backends import open_backend
+
+    out = []
+    with open_backend(path, **options) as backend:
+        step = max(1, backend.max_batch)
+        for i in range(0, len(x), step):
+            out.append(backend.infer(x[i:i + step])["logit"][:, 0])
+    logits = np.concatenate(out).astype(np.float64)
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+
+
+def score(name: str, path: str, probs: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
+          ref_auc: float, threshold: float) -> Row:
+    from training.metrics import accuracy, eer, roc_auc
+
+    auc = roc_auc(probs, labels)
+    d = np.abs(probs - ref) if ref is not None else np.zeros_like(probs)
+    flips = int(np.sum((probs >= threshold) != (ref >= threshold))) if ref is not None else 0
+    return Row(name, str(path), auc, accuracy(probs, labels, threshold), eer(probs, labels)[0],
+               (ref_auc - auc) if ref is not None else 0.0, float(d.max(initial=0.0)), float(d.mean()) if len(d) else 0.0,
+               flips, len(probs))
+
+
+def evaluate(artifacts: Sequence[tuple[str, str | Path]], evalset: Any, threshold: float | None = None) -> list[Row]:
+    """Rows for ``artifacts`` (the first is the fp32 reference) on a labelled CalibrationSet."""
+    x = evalset.inputs()
+    labels = evalset.labels
+    thr = evalset.meta.threshold if threshold is None else threshold
+    rows: list[Row] = []
+    ref, ref_auc = None, math.nan
+    for name, path in artifacts:
+        probs = predict(path, x)
+        row = score(name, str(path), probs, labels, ref, ref_auc, thr)
+        if ref is None:
+            ref, ref_auc = probs, row.auc
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    head = f"{'artifact':<10} {'AUC':>7} {'ΔAUC':>8} {'ACC':>7} {'EER':>7} {'max|Δprob|':>10} {'flips':>7}  file"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        flips = f"{r.flips}/{r.samples}"
+        lines.append(f"{r.name:<10} {r.auc:>7.4f} {r.d_auc:>+8.4f} {r.acc:>7.4f} {r.eer:>7.4f} "
+                     f"{r.max_dprob:>10.5f} {flips:>7}  {Path(r.path).name}")
+    return "\n".join(lines)
+
+
+def violations(rows: Sequence[Row], max_auc_drop: float) -> list[Row]:
+    """Rows (other than the reference) whose AUC dropped by more than the bound."""
+    return [r for r in rows[1:] if not (r.d_auc <= max_auc_drop)]  # NaN counts as a violation
+
+
+def failure_message(bad: Sequence[Row], rows: Sequence[Row], max_auc_drop: float) -> str:
+    ref = rows[0]
+    parts = "; ".join(f"{r.name} AUC {r.auc:.4f} vs fp32 {ref.auc:.4f} (ΔAUC {r.d_auc:+.4f}, max |Δprob| "
+                      f"{r.max_dprob:.4f}, {r.flips}/{r.samples} flips)" for r in bad)
+    return (f"accuracy check failed: {parts}; the bound is --max-auc-drop {max_auc_drop}: keep sensitive layers "
+            "in float (--keep-float auto), try --method percentile or minmax, or calibrate on more "
+            "representative data (--calib-size)")
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m calibration.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("--fp32", required=True, help="the fp32 ONNX (the reference)")
+    p.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH",
+                   help="an artifact to compare (.onnx or .engine), e.g. int8-trt=detect.int8.onnx; repeatable")
+    p.add_argument("--eval-data", default="synthetic",
+                   help="held-out labelled set: crops folder (real/, fake/), manifest, videos, or 'synthetic' "
+                        "(its validation faces)")
+    p.add_argument("--eval-size", type=int, default=200, help="samples from --eval-data (default 200)")
+    p.add_argument("--max-auc-drop", type=float, default=None, help="exit 1 when an artifact's ΔAUC exceeds it")
+    p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from calibration.data import load
+    from calibration.qdq import onnx_meta
+
+    meta = onnx_meta(Path(args.fp32))
+    artifacts: list[tuple[str, str]] = [("fp32", args.fp32)]
+    for item in args.artifact:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--artifact {item!r}: expected NAME=PATH, e.g. int8-trt=detect.int8.onnx")
+        artifacts.append((name, path))
+    evalset = load(args.eval_data, meta, args.eval_size, seed=args.seed, held_out=True, need_labels=True,
+                   progress=not args.quiet)
+    rows = evaluate(artifacts, evalset)
+    print(f"evaluation set: {evalset.source} ({len(evalset)} faces, {int(evalset.labels.sum())} fake)")
+    print(format_table(rows))
+    if args.json:
+        write_json(Path(args.json), {"eval": {"source": evalset.source, "samples": len(evalset),
+                                              **evalset.cache_key()}, "rows": [r.to_dict() for r in rows]})
+    if args.max_auc_drop is not None:
+        bad = violations(rows, args.max_auc_drop)
+        if bad:
+            raise UserError(failure_message(bad, rows, args.max_auc_drop))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, "calibration.report")
