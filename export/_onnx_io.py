@@ -7,6 +7,8 @@ the runtime uses) before onnx reads anything.
 
 from __future__ import annotations
 
+import json
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +96,7 @@ class OnnxInfo:
     has_qdq: bool = False
     is_fp16: bool = False
     external_data: bool = False
+    quant_target: str | None = None  # 'trt' or 'cpu' for calibration.quantize outputs
 
     @property
     def static_batch(self) -> int | None:
@@ -116,8 +119,15 @@ def inspect_onnx(path: str | Path, model: Any = None) -> OnnxInfo:
     half = onnx.TensorProto.FLOAT16
     is_fp16 = any(t.data_type == half for t in g.initializer) or any(
         n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in g.node)
+    quant_target = None
+    for prop in model.metadata_props:
+        if prop.key == "jrc_quant":  # written by calibration.quantize
+            try:
+                quant_target = json.loads(prop.value).get("target")
+            except (ValueError, AttributeError):
+                quant_target = None
     return OnnxInfo(
-        path=p, meta=read_meta(model, str(p)), input_name=inp.name, input_shape=_dims(inp),
+        path=p, meta=read_meta(model, str(p)), quant_target=quant_target, input_name=inp.name, input_shape=_dims(inp),
         input_type=inp.type.tensor_type.elem_type,
         outputs={o.name: _dims(o) for o in g.output},
         output_types={o.name: o.type.tensor_type.elem_type for o in g.output},

@@ -59,6 +59,10 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
     p, src, ver = opts.precision, info.path, _trt.trt_version(trt)
     flags_ok = _trt.supports_precision_flags(trt)
     notes: list[str] = []
+    if info.quant_target == "cpu":
+        raise UserError(f"{src}: this INT8 ONNX was quantized for ONNX Runtime on the CPU (unsigned activations, "
+                        "non-zero zero points), which TensorRT does not take; use the --target trt output "
+                        "(detect.int8.onnx) of python -m calibration.quantize")
     if info.has_qdq and p != "int8":
         raise UserError(f"{src}: this ONNX holds Q/DQ (INT8) nodes; build it with --precision int8")
     if info.is_fp16 and p != "fp16":

@@ -32,6 +32,11 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files = {"plain": tiny_onnx(d / "detect.onnx"), "qdq": tiny_onnx(d / "detect.int8.onnx", qdq=True),
              "static": tiny_onnx(d / "static.onnx", batch=2), "full": tiny_onnx(d / "full.onnx", graph="full")}
     files["half"] = convert_file(files["plain"], d / "detect.fp16.onnx")
+    cpu = load_onnx(files["qdq"])  # as calibration.quantize --target cpu marks its output
+    prop = cpu.metadata_props.add()
+    prop.key, prop.value = "jrc_quant", json.dumps({"target": "cpu"})
+    files["qdq_cpu"] = d / "detect.int8-cpu.onnx"
+    files["qdq_cpu"].write_bytes(cpu.SerializeToString())
     return files
 
 
@@ -83,6 +88,7 @@ def test_plan_per_release(onnx_files: dict, release: str, precision: str, kind: 
     ("8.5.3.1", "plain", {"hardware_compatible": True}, "8.6 or newer"),
     ("8.5.3.1", "plain", {"opt_level": 3}, "8.6 or newer"),
     ("10.3.0", "plain", {"opt_level": 7}, "0..5"),
+    ("10.3.0", "qdq_cpu", {"precision": "int8"}, "ONNX Runtime on the CPU.*--target trt"),
 ])
 def test_plan_refusals(onnx_files: dict, release: str, kind: str, opts: dict, match: str) -> None:
     trt = FakeTRT(REL[release]).module

@@ -39,6 +39,7 @@ VERSION_GATED: dict[str, str] = {
     "IBuilderConfig.int8_calibrator": "8.5-10",
     "IBuilderConfig.set_calibration_profile": "8.5-10",
     "IInt8EntropyCalibrator2": "8.5-10",
+    "IInt8MinMaxCalibrator": "8.5-10",
     "Runtime.engine_host_code_allowed": "8.6-11",
 }
 
