@@ -117,16 +117,40 @@ def default_threads() -> int:
     return max(1, (os.cpu_count() or 1) - 2)
 
 
-def _on_sigterm() -> Callable[[], None]:
-    """SIGTERM behaves like Ctrl-C (clean stop); returns a function restoring the old handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
+class StopSignals:
+    """SIGINT and SIGTERM stop the run cleanly (as KeyboardInterrupt in the main thread), but never
+    halfway through one frame's outputs: a signal that arrives while a frame is being written is
+    acted on once that frame is complete in every output (JSONL, video, summary counts agree).
+    While the results are being finalised, further signals are ignored."""
 
-    def handler(signum: int, frame: Any) -> None:
+    def __init__(self) -> None:
+        self.in_frame = self.pending = self.finishing = False
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore(self) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.finishing:
+            return
+        if self.in_frame:
+            self.pending = True
+            return
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, handler)
-    return lambda: signal.signal(signal.SIGTERM, old)
+    def begin_frame(self) -> None:
+        self.in_frame = True
+
+    def end_frame(self) -> None:
+        self.in_frame = False
+        if self.pending:
+            raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +167,12 @@ def main(argv: list[str] | None = None) -> int:
 class Run:
     """One invocation: set up, loop, and always finish with a summary."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, source_factory: Callable[[argparse.Namespace], Any] | None = None,
+                 ) -> None:
+        """``source_factory(args)`` replaces :func:`runtime.sources.open_source` (soak runs, tests)."""
         self.args = args
+        self.source_factory = source_factory
+        self.signals = StopSignals()
         self.backend: Any = None
         self.backend_info: dict[str, Any] = {}
         self.source: Any = None
@@ -155,7 +183,7 @@ class Run:
         self.t0 = self.t_loop = time.perf_counter()
 
     def run(self) -> int:
-        restore = _on_sigterm()
+        self.signals.install()
         status, code, error = "ok", EXIT_OK, None
         try:
             self._loop()
@@ -164,20 +192,18 @@ class Run:
             code, error = e.exit_code or EXIT_USER, str(e)
             raise
         except KeyboardInterrupt:
+            self.signals.finishing = True
             status, code = "interrupted", EXIT_INTERRUPTED
             print(f"{PROG}: interrupted; results so far are written", file=sys.stderr)
         except Exception as e:  # a bug: recorded in the summary, then shown with its traceback
             status, code, error = "error", EXIT_USER, f"internal error: {type(e).__name__}: {e}"
             raise
         finally:
-            old_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if threading.current_thread() is \
-                threading.main_thread() else None
+            self.signals.finishing = True
             try:
                 self._finish(status, code, error)
             finally:
-                if old_int is not None:
-                    signal.signal(signal.SIGINT, old_int)
-                restore()
+                self.signals.restore()
         return code
 
     def _loop(self) -> None:
@@ -218,8 +244,11 @@ class Run:
         show = ShowSink() if a.show else None
         quiet_video_logs()
         cv2.setNumThreads(1)  # one thread per stage: the stages run in parallel already
-        self.source = open_source(a.source, stride=a.stride, live=a.live, max_reconnects=a.max_reconnects,
-                                  open_timeout=a.timeout, read_timeout=a.timeout)
+        if self.source_factory is not None:
+            self.source = self.source_factory(a)
+        else:
+            self.source = open_source(a.source, stride=a.stride, live=a.live, max_reconnects=a.max_reconnects,
+                                      open_timeout=a.timeout, read_timeout=a.timeout)
         if a.stride > 1 and self.source.live:
             raise UserError(f"{a.source}: --stride applies to files; live sources drop stale frames instead")
         self.agg = Aggregator(threshold)
@@ -232,6 +261,7 @@ class Run:
         stats, last_p = self.source.stats, None
         self.t_loop = time.perf_counter()
         for r in self.pipeline:
+            self.signals.begin_frame()  # a stop signal takes effect once this frame is fully written
             t = time.perf_counter()
             ended = self.agg.add(r)
             if jsonl:
@@ -245,8 +275,10 @@ class Run:
             last_p = max((f.prob for f in r.faces), default=None)
             console.update(self.agg.frames, last_p, stats.dropped)
             self.pipeline.times.add("output", time.perf_counter() - t)
+            self.signals.end_frame()
             if a.max_frames and self.agg.frames >= a.max_frames:
                 break
+        self.signals.end_frame()  # a signal during the last frame (--show quit, --max-frames) still counts
         self.pipeline.stop()
         console.update(self.agg.frames, last_p, stats.dropped, force=True)
         if self.agg.frames == 0 and stats.skipped:

@@ -90,7 +90,7 @@ class Meta:
                             "the file is damaged or not ours, re-export it")
         try:
             d = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: "[[[[..." nesting
             raise UserError(f"{source}: metadata is not valid JSON ({e}); re-export the artifact") from None
         return cls.from_dict(d, source)
 
@@ -168,6 +168,10 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, di
     if not side.is_file():
         raise UserError(f"{engine}: no sidecar {side.name} beside the engine; rebuild it with "
                         f"python -m export.engine, which writes both")
+    size = side.stat().st_size  # checked before reading: a hostile sidecar can be huge
+    if size > MAX_META_BYTES:
+        raise UserError(f"{side}: metadata is {size} bytes, more than the {MAX_META_BYTES} allowed; the file "
+                        "is damaged or not ours, rebuild the engine")
     raw = side.read_bytes()
     meta = Meta.from_json(raw, source=str(side))
     d = json.loads(raw)

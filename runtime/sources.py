@@ -29,6 +29,8 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm",
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 MAX_DAMAGED_RUN = 25  # consecutive undecodable frames before a file is considered ended
+BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0  # live reconnects: first wait, doubled per failure up to the max
+STALL_GRACE_S = 2.0  # a live read may overrun its timeout by this much before the watchdog fires
 
 
 class SourceLost(UserError):
@@ -117,6 +119,39 @@ def _has_gstreamer() -> bool:
 
 
 # --- files ----------------------------------------------------------------------------------
+# Leading bytes of common formats: (offset, bytes, kind, name). Enough to tell an image from a video.
+_SIGNATURES = [
+    (0, b"\x89PNG\r\n\x1a\n", "image", "PNG"), (0, b"\xff\xd8\xff", "image", "JPEG"),
+    (0, b"GIF8", "image", "GIF"), (0, b"II*\x00", "image", "TIFF"), (0, b"MM\x00*", "image", "TIFF"),
+    (8, b"WEBP", "image", "WebP"), (4, b"ftyp", "video", "MP4/MOV"), (8, b"AVI ", "video", "AVI"),
+    (0, b"\x1a\x45\xdf\xa3", "video", "Matroska/WebM"), (0, b"FLV", "video", "FLV"),
+    (0, b"\x30\x26\xb2\x75", "video", "ASF/WMV"), (0, b"\x00\x00\x01\xba", "video", "MPEG-PS"),
+]
+
+
+def check_content_matches_name(path: str) -> None:
+    """Refuse an image named like a video or a video named like an image (a PNG called .mp4).
+
+    Decoders pick a format by content, so such a file would be read as something its name does
+    not announce: a mistake or a trick, either way not something to process silently.
+    """
+    suffix = Path(path).suffix.lower()
+    expected = "image" if suffix in IMAGE_EXTS else "video" if suffix in VIDEO_EXTS else None
+    if expected is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e}); check the path and permissions") from None
+    for offset, magic, kind, name in _SIGNATURES:
+        if head[offset: offset + len(magic)] == magic:
+            if kind != expected:
+                raise UserError(f"{path}: the content is a {name} {kind} but the name ends in {suffix} (a "
+                                f"{expected}); rename it to match its content")
+            return
+
+
 def _read_image(path: str) -> np.ndarray | None:
     try:
         data = np.fromfile(path, np.uint8)
@@ -161,6 +196,7 @@ class FileSource(Source):
                 print(f"jrc-detect: warning: skipped {e}", file=sys.stderr)
 
     def _image(self, path: str, item: int) -> Iterator[Frame]:
+        check_content_matches_name(path)
         img = _read_image(path)
         if img is None:
             raise UserError(f"{path}: not a decodable image (unsupported format, damaged, or not an image); "
@@ -170,6 +206,7 @@ class FileSource(Source):
     def _video(self, path: str, item: int) -> Iterator[Frame]:
         if os.path.getsize(path) == 0:
             raise UserError(f"{path}: the file is empty (0 bytes); nothing to decode")
+        check_content_matches_name(path)
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
         try:
             if not cap.isOpened():
@@ -217,17 +254,22 @@ class LiveSource(Source):
     live = True
 
     def __init__(self, spec: str, kind: str, max_reconnects: int = 5, open_timeout: float = 10.0,
-                 read_timeout: float = 5.0, pace: float | None = None) -> None:
+                 read_timeout: float = 5.0, pace: float | None = None,
+                 opener: Callable[[], cv2.VideoCapture] | None = None, backoff: float = BACKOFF_S) -> None:
+        """``opener`` returns a new capture (default: OpenCV for ``kind``); reconnects call it again,
+        after ``backoff`` seconds, doubling per failed attempt (at most :data:`MAX_BACKOFF_S`)."""
         super().__init__(spec)
         self.kind = kind
         self.max_reconnects = max(0, int(max_reconnects))
         self.open_timeout = open_timeout
         self.read_timeout = read_timeout
         self.pace = pace  # a file forced live is read at its own frame rate, like a camera
-        self._opener = _capture_opener(spec, kind, open_timeout, read_timeout)
+        self.backoff = backoff
+        self._opener = opener or _capture_opener(spec, kind, open_timeout, read_timeout)
         self._cond = threading.Condition()
         self._latest: tuple[np.ndarray, int, float] | None = None
         self._ended: UserError | None | bool = None  # True: clean end; UserError: gave up
+        self._reading_since: float | None = None  # monotonic start of the grabber's current read
         cap = self._open()
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
@@ -246,7 +288,9 @@ class LiveSource(Source):
         index, start, failures = 0, time.monotonic(), 0
         try:
             while cap is not None and not self._stop.is_set():
+                self._reading_since = time.monotonic()
                 ok, img = cap.read()
+                self._reading_since = None
                 if not ok or img is None:
                     cap.release()
                     if self.kind == "file":
@@ -274,7 +318,7 @@ class LiveSource(Source):
             self._finish(SourceLost(f"{self.spec}: stopped delivering frames and {self.max_reconnects} "
                                     "reconnect attempts failed; results so far are written"))
             return None
-        if self._stop.wait(min(0.5 * 2 ** failures, 10.0)):
+        if self._stop.wait(min(self.backoff * 2 ** failures, MAX_BACKOFF_S)):
             return None
         self.stats.reconnects += 1
         try:
@@ -294,6 +338,7 @@ class LiveSource(Source):
             with self._cond:
                 while self._latest is None and self._ended is None and not self._stop.is_set():
                     self._cond.wait(0.1)
+                    self._check_stalled()
                 if self._latest is not None:
                     img, index, t = self._latest
                     self._latest = None
@@ -303,11 +348,22 @@ class LiveSource(Source):
                     return
             yield Frame(as_bgr8(img), index, t, self.spec, 0)
 
+    def _check_stalled(self) -> None:
+        """The watchdog for drivers that ignore the read timeout (a camera or pipeline can hang
+        in a read forever): a read that has not returned in ``read_timeout`` + a grace period
+        ends the run like a lost source, instead of stalling it."""
+        since = self._reading_since
+        limit = self.read_timeout + STALL_GRACE_S
+        if since is not None and time.monotonic() - since > limit and self._ended is None:
+            self._ended = SourceLost(f"{self.spec}: a read has not returned for {limit:g} s (the device or "
+                                     "stream hangs; --timeout sets the limit); results so far are written")
+
     def close(self) -> None:
+        first = not self._stop.is_set()
         super().close()
         with self._cond:
             self._cond.notify_all()
-        if self._thread.is_alive():
+        if first and self._thread.is_alive():  # a grabber stuck in a driver call is waited for once
             self._thread.join(self.read_timeout + 1.0)
 
 
@@ -359,6 +415,7 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
     if live == "yes":
         if p.suffix.lower() in IMAGE_EXTS:
             raise UserError(f"{spec}: an image cannot be a live source; drop --live yes")
+        check_content_matches_name(spec)
         src = FileSource(spec, [spec])
         return LiveSource(spec, "file", 0, open_timeout, read_timeout, pace=src.fps or 25.0)
     return FileSource(spec, [spec], stride)

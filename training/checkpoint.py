@@ -31,6 +31,8 @@ def save_checkpoint(path: str | Path, model: Any, meta: Meta, **state: Any) -> P
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True``; user errors for missing/foreign files."""
     import pickle
+    import re
+    import warnings
 
     import torch
 
@@ -38,9 +40,13 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     if not p.is_file():
         raise UserError(f"{p}: checkpoint not found; pass the .pt written by python -m training.train")
     try:
-        blob = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: keep the error one line
+            warnings.simplefilter("ignore")
+            blob = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content"
+        detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))  # torch's own line is advice
+        first = (re.split(r"\.\s", detail.group(1))[0] if detail else
+                 str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content")
         raise UserError(f"{p}: refused, the checkpoint holds pickled objects that weights-only loading "
                         f"does not allow ({first[:160]}); use a checkpoint written by training.train") from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:

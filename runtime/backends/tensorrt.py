@@ -68,7 +68,13 @@ class TensorRTBackend(Backend):
         runtime = trt.Runtime(self._logger)
         if raw.get("version_compatible"):
             _trt.allow_host_code(runtime)
-        engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        # bytes that are not a plan make TensorRT log its own error line(s); the one-line error below
+        # says it instead (the sidecar check already ruled out another release or GPU)
+        self._logger.min_severity = trt.Logger.INTERNAL_ERROR
+        try:
+            engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        finally:
+            self._logger.min_severity = trt.Logger.WARNING
         if engine is None:
             raise UserError(f"{path}: TensorRT {_trt.trt_version(trt)} could not load this plan; rebuild it "
                             f"with: {_trt.rebuild_command(path, raw)}")
