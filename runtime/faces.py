@@ -117,6 +117,7 @@ class WholeFrameDetector:
     """For inputs that are already face crops: the whole frame is the face."""
 
     supports_roi = False
+    crop_margin = 0.0  # the crops already hold their margin (training reads them as they are)
 
     def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None) -> list[Box]:
         h, w = frame.shape[:2]

@@ -74,6 +74,8 @@ class Pipeline:
         self.tracker = tracker
         self.backend = backend
         self.meta = backend.meta
+        # margin around detected faces; zero for --faces none, whose inputs are crops already
+        self.margin = getattr(tracker.detector, "crop_margin", self.meta.face_margin)
         self.reconstruct = reconstruct
         self.keep_images = keep_images
         self.times = StageTimes()
@@ -169,7 +171,7 @@ class Pipeline:
             faces = [Face(f.track, f.box, f.detected) for f in tracked]
             x = None
             if faces:
-                crops = np.stack([crop_face(frame.image, f.box, meta.face_margin, meta.input_size) for f in faces])
+                crops = np.stack([crop_face(frame.image, f.box, self.margin, meta.input_size) for f in faces])
                 x = to_input(crops, meta)
             if not self.keep_images:
                 frame.image = None
