@@ -25,11 +25,22 @@ demo: venv
 # The recipe of the bundled model (runtime/assets/jrc_edge_detect.onnx): the project's own pipeline on
 # self-blended forgeries of scikit-image's offline faces. About 6 minutes on 2 CPU cores.
 BUNDLE_RUN ?= runs/bundled
-bundled-model: venv
+$(BUNDLE_RUN)/onnx/detect.onnx: | venv
 	$(BIN)/python -m training.train --data synthetic:640 --encoder edge --input-size 128 --epochs 16 \
 	    --batch-size 32 --lr 3e-3 --lambda 0.1 --warmup 1 --workers 1 --threads 1 --seed 0 --out $(BUNDLE_RUN)
 	$(BIN)/python -m export.onnx --ckpt $(BUNDLE_RUN)/best.pt --out $(BUNDLE_RUN)/onnx --graph both
+
+bundled-model: $(BUNDLE_RUN)/onnx/detect.onnx
 	cp $(BUNDLE_RUN)/onnx/detect.onnx runtime/assets/jrc_edge_detect.onnx
+
+# The README's performance tables: latency (fp32, int8-cpu, PyTorch reference) and the pipeline split.
+bench: $(BUNDLE_RUN)/onnx/detect.onnx
+	$(BIN)/python -m calibration.quantize --onnx $(BUNDLE_RUN)/onnx/detect.onnx --data synthetic --target cpu
+	$(BIN)/python -m benchmarks.latency --engine $(BUNDLE_RUN)/onnx/detect.onnx \
+	    --engine $(BUNDLE_RUN)/onnx/detect.int8-cpu.onnx --reference $(BUNDLE_RUN)/best.pt --batch 1,8 \
+	    --threads 1 --json $(BUNDLE_RUN)/latency.json --png $(BUNDLE_RUN)/latency.png
+	$(BIN)/python -m benchmarks.pipeline --engine $(BUNDLE_RUN)/onnx/detect.onnx --reference $(BUNDLE_RUN)/best.pt \
+	    --frames 150 --repeats 3 --threads 1 --json $(BUNDLE_RUN)/pipeline.json
 
 lint: venv
 	$(BIN)/ruff check .
