@@ -8,7 +8,6 @@ the runtime uses) before onnx reads anything.
 from __future__ import annotations
 
 import json
-
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
