@@ -1,28 +1,31 @@
-"""training.train: a short synthetic run learns, checkpoints round-trip, resume continues.
+"""training.train: a short synthetic run learns, checkpoints round-trip, resume continues, DDP runs.
 
-The recipe below was picked by experiment (see the training section of the README): a few
-epochs of the edge encoder at 64 px on self-blended forgeries of the offline faces, validated on
-faces training never saw. One thread: on a busy 2-core machine PyTorch's default of two threads
-is many times slower.
+The recipe below was picked by experiment (numbers in the README's training section): four
+epochs of the edge encoder at 64 px on self-blended forgeries of the offline faces, without
+augmentation, validated on 20 faces training never saw. One thread: on a busy 2-core machine
+PyTorch's default of two threads is many times slower.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import pytest
 
-from tests.conftest import has_module, run_module
+from tests.conftest import ROOT, has_module, run_module
 
 pytestmark = pytest.mark.skipif(not has_module("torch"), reason="needs the train extra (torch)")
 
 EPOCHS = 4
-RECIPE = ["--data", "synthetic:1600", "--encoder", "edge", "--input-size", "64", "--epochs", str(EPOCHS),
-          "--batch-size", "32", "--lr", "3e-3", "--lambda", "0.1", "--no-augment", "--warmup", "0.1",
-          "--workers", "0", "--threads", "1", "--seed", "0"]
-MIN_VAL_AUC = 0.65  # measured 0.7-0.8 over seeds; chance is 0.5
+VAL = "synthetic:200"  # the 20 held-out faces, each real once and with 5 forgeries
+RECIPE = ["--data", "synthetic:1600", "--val", VAL, "--encoder", "edge", "--input-size", "64",
+          "--epochs", str(EPOCHS), "--batch-size", "32", "--lr", "3e-3", "--lambda", "0.1", "--no-augment",
+          "--warmup", "0.1", "--workers", "0", "--threads", "1", "--seed", "0"]
+# Measured over seeds 0-4 (see README): best val AUC 0.60-0.71, a held-out face's forgery scored
+# above the face itself in 71-81 % of pairs. Chance is 0.5 for both.
+MIN_VAL_AUC = 0.55
+MIN_PAIR_WINS = 0.62
 
 
 def _lines(text: str) -> list[dict]:
@@ -37,20 +40,43 @@ def run(tmp_path_factory):
     return out, r
 
 
+@pytest.mark.slow
 def test_short_synthetic_run_learns(run):
     out, r = run
     lines = _lines(r.stdout)
     assert [d["epoch"] for d in lines] == list(range(1, EPOCHS + 1))
     assert lines[-1]["loss"] < lines[0]["loss"] and lines[-1]["bce"] < lines[0]["bce"]
-    assert lines[-1]["bce"] < 0.6  # below log(2): the classifier separates the training data
     best = max(d["val_auc"] for d in lines)
     assert best >= MIN_VAL_AUC, lines
+    assert lines[-1]["bce"] < 0.5, lines
     for d in lines:
         assert {"loss", "bce", "recon", "lr", "val_auc", "val_eer", "val_ap", "val_acc", "seconds"} <= set(d)
     # the same lines are in OUT/metrics.jsonl
     assert _lines((out / "metrics.jsonl").read_text()) == lines
 
 
+@pytest.mark.slow
+def test_held_out_forgeries_score_above_their_faces(run):
+    """Per held-out face: is each of its forgeries scored above the real face? (100 pairs)"""
+    import numpy as np
+    import torch
+
+    from training.checkpoint import load_model
+    from training.data import open_dataset
+
+    out, _ = run
+    net, meta = load_model(out / "best.pt")
+    ds = open_dataset(VAL, meta, train=False, split="val")
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        p = torch.sigmoid(net(x)).reshape(-1).numpy()
+    y, faces = np.array(ds.labels), np.array(ds.videos)
+    wins = [p[(faces == f) & (y == 1)] > p[(faces == f) & (y == 0)][0] for f in sorted(set(faces))]
+    assert len(wins) == 20
+    assert np.mean(np.concatenate(wins)) >= MIN_PAIR_WINS
+
+
+@pytest.mark.slow
 def test_checkpoints_load_weights_only_with_metadata(run):
     import torch
 
@@ -65,7 +91,7 @@ def test_checkpoints_load_weights_only_with_metadata(run):
         meta = Meta.from_dict(blob["meta"], source=name)
         assert meta.encoder == "edge" and meta.input_size == 64 and meta.graph == "checkpoint"
         t = meta.training
-        assert t["data"] == "synthetic:1600" and t["epochs"] == EPOCHS and t["lambda"] == 0.1 and t["seed"] == 0
+        assert t["data"] == "synthetic:1600" and t["val"] == VAL and t["epochs"] == EPOCHS and t["lambda"] == 0.1 and t["seed"] == 0
         assert t["best_epoch"] == best_epoch
         assert t["best_val_auc"] == pytest.approx(max(d["val_auc"] for d in lines))
         assert blob["epoch"] == (EPOCHS if name == "last.pt" else best_epoch)
@@ -78,28 +104,35 @@ def test_checkpoints_load_weights_only_with_metadata(run):
     assert logit.shape == (2, 1) and recon.shape == (2, 3, 64, 64)
 
 
-def test_resume_continues_from_saved_epoch(run, tmp_path):
+def test_resume_continues_from_saved_epoch(tmp_path):
     import torch
 
-    out, _ = run
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
-    before = torch.load(copy / "last.pt", weights_only=True)
-    # the stored settings are the defaults: only --resume and the new --epochs are needed
-    r = run_module("training.train", "--resume", copy / "last.pt", "--epochs", str(EPOCHS + 1), "--threads", "1",
-                   "--workers", "0", timeout=300)
+    out = tmp_path / "run"
+    tiny = ["--data", "synthetic:32", "--val", "synthetic:8", "--input-size", "32", "--batch-size", "4",
+            "--workers", "0", "--threads", "1"]
+    r = run_module("training.train", *tiny, "--epochs", "1", "--out", out, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    lines = _lines(r.stdout)
-    assert [d["epoch"] for d in lines] == [EPOCHS + 1]
-    assert [d["epoch"] for d in _lines((copy / "metrics.jsonl").read_text())] == list(range(1, EPOCHS + 2))
-    after = torch.load(copy / "last.pt", weights_only=True)
-    assert after["epoch"] == EPOCHS + 1 and after["meta"]["training"]["epochs"] == EPOCHS + 1
-    steps = lambda blob: max(int(s["step"]) for s in blob["optimizer"]["state"].values())  # noqa: E731
-    assert steps(after) > steps(before)  # Adam's state went on from the saved one
-    assert after["scheduler"]["last_epoch"] > before["scheduler"]["last_epoch"]
+    before = torch.load(out / "last.pt", weights_only=True)
+    # the stored settings are the defaults: only --resume and the new --epochs are needed
+    r = run_module("training.train", "--resume", out / "last.pt", "--epochs", "2", "--threads", "1", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [d["epoch"] for d in _lines(r.stdout)] == [2]
+    assert [d["epoch"] for d in _lines((out / "metrics.jsonl").read_text())] == [1, 2]
+    after = torch.load(out / "last.pt", weights_only=True)
+    assert after["epoch"] == 2 and after["meta"]["training"]["epochs"] == 2
+    assert after["meta"]["training"]["data"] == "synthetic:32" and after["args"]["input_size"] == 32
+
+    def steps(blob):
+        return max(int(s["step"]) for s in blob["optimizer"]["state"].values())
+
+    assert steps(before) == 8 and steps(after) == 16  # Adam's state went on from the saved one
+    assert after["scheduler"]["last_epoch"] == 16
     # nothing to do when the run is complete
-    r = run_module("training.train", "--resume", copy / "last.pt", "--threads", "1", "--workers", "0")
+    r = run_module("training.train", "--resume", out / "last.pt", "--threads", "1")
     assert r.returncode == 0 and _lines(r.stdout) == [] and "already finished" in r.stderr
+    # a resume must keep the network's shape
+    r = run_module("training.train", "--resume", out / "last.pt", "--input-size", "64", "--epochs", "3")
+    assert r.returncode == 1 and "same --encoder/--input-size" in r.stderr
 
 
 def test_lambda_zero_ablation_and_amp_on_cpu(tmp_path):
@@ -112,6 +145,30 @@ def test_lambda_zero_ablation_and_amp_on_cpu(tmp_path):
     (line,) = _lines(r.stdout)
     assert line["recon"] == 0 and line["loss"] == pytest.approx(line["bce"])
     assert math.isfinite(line["bce"]) and (out / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_with_torchrun_on_cpu(tmp_path):
+    """Two processes (gloo): only rank 0 writes; loss parts are averaged over both."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "training.train", "--data", "synthetic:32", "--val", "synthetic:8", "--input-size", "32", "--epochs",
+           "2", "--batch-size", "4", "--workers", "0", "--threads", "1", "--out", str(out)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = _lines(r.stdout)
+    assert [d["epoch"] for d in lines] == [1, 2]  # printed once (rank 0), not per process
+    assert _lines((out / "metrics.jsonl").read_text()) == lines
+    blob = torch.load(out / "last.pt", weights_only=True)
+    assert blob["meta"]["training"]["world_size"] == 2 and blob["epoch"] == 2
+    assert not any(k.startswith("module.") for k in blob["model"])  # saved unwrapped
 
 
 def test_user_errors(tmp_path):

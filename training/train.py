@@ -20,18 +20,29 @@ from typing import Any
 
 from runtime.errors import UserError, run_cli
 
+SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
 _ARG_KEYS = ("data", "val", "synthetic", "augment", "encoder", "input_size", "epochs", "batch_size", "lr", "optimizer",
              "weight_decay", "warmup", "lam", "recon_loss", "recon_real_only", "backbone_weights", "seed",
              "workers", "amp", "sync_bn")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, except for on/off flags and options without one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_Help)
     src = p.add_argument_group("data")
     src.add_argument("--data", help="training set: folder with real/ and fake/, a CSV manifest (path,label,video), "
                      "or synthetic[:N]")
-    src.add_argument("--val", help="validation set (same forms); default: hold out ~20%% of --data's videos")
+    src.add_argument("--val", help="validation set (same forms); default: hold out ~20%% of --data's videos "
+                     f"({SYNTHETIC_VAL} for synthetic data: the held-out faces, 5 forgeries each)")
     src.add_argument("--synthetic", action="store_true",
                      help="same as --data synthetic: self-blended forgeries of the offline sample faces")
     src.add_argument("--no-augment", dest="augment", action="store_false",
@@ -57,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
     r.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored with a warning on CPU)")
-    r.add_argument("--sync-bn", action="store_true", help="synchronise BatchNorm statistics across DDP processes")
+    r.add_argument("--sync-bn", action="store_true", help="synchronise BatchNorm statistics across DDP processes (CUDA only)")
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (torchrun: cuda:LOCAL_RANK)")
     r.add_argument("--threads", type=int, default=0,
                    help="CPU threads for PyTorch (0 = its default; 1 is fastest on a shared, busy CPU)")
@@ -133,12 +144,12 @@ def _datasets(a: argparse.Namespace, meta: Any) -> tuple[Any, Any]:
     specs always use that split (they draw on the same faces), so no face is in both."""
     from training.data import open_dataset
 
-    val_spec = a.val or a.data
+    val_spec = a.val or (SYNTHETIC_VAL if _is_synthetic(a.data) else a.data)
     train_split = "train" if not a.val or _is_synthetic(a.data) else None
     val_split = "val" if not a.val or _is_synthetic(val_spec) else None
     augment = None if a.augment else False
     return (open_dataset(a.data, meta, train=True, split=train_split, seed=a.seed, augment=augment),
-            open_dataset(val_spec, meta, train=False, split=val_split, seed=a.seed))
+            open_dataset(val_spec, meta, train=False, split=val_split, seed=0))  # one fixed val set
 
 
 def _loaders(a: argparse.Namespace, train_ds: Any, val_ds: Any, world: int, device: Any) -> tuple[Any, Any, Any]:
@@ -181,7 +192,8 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
 
 
 def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, best_epoch: int) -> dict[str, Any]:
-    return {"data": a.data, "val": a.val or f"{a.data} (held-out ~20% of videos)",
+    val = a.val or (SYNTHETIC_VAL if _is_synthetic(a.data) else f"{a.data} (held-out ~20% of videos)")
+    return {"data": a.data, "val": val,
             "epochs": a.epochs, "epochs_done": epoch, "lambda": a.lam, "recon_loss": a.recon_loss,
             "recon_real_only": a.recon_real_only, "optimizer": a.optimizer, "lr": a.lr,
             "batch_size": a.batch_size, "world_size": world, "seed": a.seed,
@@ -204,6 +216,19 @@ def _validate(net: Any, val_dl: Any, val_ds: Any, device: Any, amp: bool, thresh
     f = s["frame"]
     return {"val_auc": f["auc"], "val_eer": f["eer"], "val_ap": f["ap"], "val_acc": f["acc"],
             "val_video_auc": (s["video"] or {}).get("auc", math.nan)}
+
+
+def _mean_over_ranks(parts: dict[str, float], device: Any) -> dict[str, float]:
+    """Sample-weighted mean of the loss parts over all DDP processes."""
+    import torch
+    import torch.distributed as dist
+
+    keys = ("loss", "bce", "recon")
+    n = float(parts["samples"])
+    t = torch.tensor([parts[k] * n for k in keys] + [n], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    total = max(1.0, float(t[-1]))
+    return {**{k: float(t[i]) / total for i, k in enumerate(keys)}, "samples": int(t[-1])}
 
 
 def _emit(out: Path, record: dict[str, Any]) -> None:
@@ -239,8 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     meta, net = _meta_and_model(args, blob)
     train_ds, val_ds = _datasets(args, meta)
     train_dl, val_dl, gen = _loaders(args, train_ds, val_ds, world, device)
-    if args.sync_bn and world > 1:
+    if args.sync_bn and world > 1 and device.type == "cuda":  # PyTorch syncs BatchNorm on GPUs only
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    elif args.sync_bn and main_proc:
+        print("training: warning: --sync-bn needs DDP on CUDA devices; ignored", file=sys.stderr)
     net.to(device)
     model = FullGraph(net) if args.lam > 0 else DetectGraph(net)  # λ = 0: the decoder is not run
     if world > 1:
@@ -281,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             parts = train_one_epoch(model, train_dl, optimizer, scheduler, scaler, device=device, lam=args.lam,
                                     recon_kind=args.recon_loss, real_only=args.recon_real_only, amp=amp,
                                     progress=bar)
+        if world > 1:
+            parts = _mean_over_ranks(parts, device)
         if not main_proc:
             continue  # only rank 0 validates and writes; the others go on to the next epoch
         record: dict[str, Any] = {"epoch": epoch, "loss": parts["loss"], "bce": parts["bce"],
