@@ -209,11 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"runs": a.runs, "warmup": a.warmup, "threads": a.threads, "provider": a.provider,
                 "limit": a.limit, "split": a.split}
     result = {**report.envelope(PROG, argv, settings), **run(a)}
-    print_report(result)
-    if a.json:
-        report.write_json(a.json, result)
-    if a.png:
-        plot(result, a.png)
+    report.emit(result, print_report, a.json, a.png, plot)
     return 0
 
 

@@ -313,11 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         result["notes"].append(busy)
     start_load = result["machine"].get("loadavg_1m")
     result["machine"] = {**report.machine(), "loadavg_1m_start": start_load}  # now with the libraries loaded
-    print_report(result)
-    if a.json:
-        report.write_json(a.json, result)
-    if a.png:
-        plot(result, a.png)
+    report.emit(result, print_report, a.json, a.png, plot)
     return 0
 
 

@@ -310,11 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     busy = report.busy_note(head["machine"], a.threads)
     result["notes"] = [busy] if busy else []
     result["machine"] = {**report.machine(), "loadavg_1m_start": result["machine"].get("loadavg_1m")}
-    print_report(result)
-    if a.json:
-        report.write_json(a.json, result)
-    if a.png:
-        plot(result, a.png)
+    report.emit(result, print_report, a.json, a.png, plot)
     return 0
 
 

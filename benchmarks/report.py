@@ -198,3 +198,13 @@ class Progress:
 
 def note(text: str) -> None:
     print(text, file=sys.stderr)
+
+
+def emit(result: dict, printer: Callable[[dict], None], json_path: str | None, png_path: str | None,
+         plotter: Callable[[dict, str], None]) -> None:
+    """The end of every benchmark CLI: the table on stdout, then the JSON and the PNG if asked for."""
+    printer(result)
+    if json_path:
+        write_json(json_path, result)
+    if png_path:
+        plotter(result, png_path)
