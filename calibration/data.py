@@ -28,11 +28,10 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.media import IMAGE_EXTS, VIDEO_EXTS
 from runtime.meta import Meta
 from runtime.preprocess import as_bgr8, crop_face, resize_square, to_input
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 LABELS = {"0": 0, "real": 0, "1": 1, "fake": 1}
 SPEC_HELP = "a crops folder (real/, fake/), a CSV manifest, a videos folder or file, or 'synthetic'"
 

@@ -23,10 +23,9 @@ import cv2
 import numpy as np
 
 from runtime.errors import EXIT_SOURCE, UserError
+from runtime.media import IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, check_content_matches_name, read_image
 from runtime.preprocess import as_bgr8
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".jp2"}
-VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts", ".3gp"}
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 MAX_DAMAGED_RUN = 25  # consecutive undecodable frames before a file is considered ended
 BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0  # live reconnects: first wait, doubled per failure up to the max
@@ -119,48 +118,6 @@ def _has_gstreamer() -> bool:
 
 
 # --- files ----------------------------------------------------------------------------------
-# Leading bytes of common formats: (offset, bytes, kind, name). Enough to tell an image from a video.
-_SIGNATURES = [
-    (0, b"\x89PNG\r\n\x1a\n", "image", "PNG"), (0, b"\xff\xd8\xff", "image", "JPEG"),
-    (0, b"GIF8", "image", "GIF"), (0, b"II*\x00", "image", "TIFF"), (0, b"MM\x00*", "image", "TIFF"),
-    (8, b"WEBP", "image", "WebP"), (4, b"ftyp", "video", "MP4/MOV"), (8, b"AVI ", "video", "AVI"),
-    (0, b"\x1a\x45\xdf\xa3", "video", "Matroska/WebM"), (0, b"FLV", "video", "FLV"),
-    (0, b"\x30\x26\xb2\x75", "video", "ASF/WMV"), (0, b"\x00\x00\x01\xba", "video", "MPEG-PS"),
-]
-
-
-def check_content_matches_name(path: str) -> None:
-    """Refuse an image named like a video or a video named like an image (a PNG called .mp4).
-
-    Decoders pick a format by content, so such a file would be read as something its name does
-    not announce: a mistake or a trick, either way not something to process silently.
-    """
-    suffix = Path(path).suffix.lower()
-    expected = "image" if suffix in IMAGE_EXTS else "video" if suffix in VIDEO_EXTS else None
-    if expected is None:
-        return
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError as e:
-        raise UserError(f"{path}: cannot be read ({e.strerror or e}); check the path and permissions") from None
-    for offset, magic, kind, name in _SIGNATURES:
-        if head[offset: offset + len(magic)] == magic:
-            if kind != expected:
-                raise UserError(f"{path}: the content is a {name} {kind} but the name ends in {suffix} (a "
-                                f"{expected}); rename it to match its content")
-            return
-
-
-def _read_image(path: str) -> np.ndarray | None:
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    return None if img is None or img.size == 0 else as_bgr8(img)
-
-
 class FileSource(Source):
     """One or more files (an image, a video, a folder's or a glob's images and videos), in order."""
 
@@ -197,7 +154,7 @@ class FileSource(Source):
 
     def _image(self, path: str, item: int) -> Iterator[Frame]:
         check_content_matches_name(path)
-        img = _read_image(path)
+        img = read_image(path)
         if img is None:
             raise UserError(f"{path}: not a decodable image (unsupported format, damaged, or not an image); "
                             "convert it to PNG or JPEG")
@@ -210,7 +167,7 @@ class FileSource(Source):
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
         try:
             if not cap.isOpened():
-                if Path(path).suffix.lower() not in VIDEO_EXTS and _read_image(path) is not None:
+                if Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
                     yield from self._image(path, item)
                     return
                 raise UserError(f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); "
@@ -369,7 +326,7 @@ class LiveSource(Source):
 
 # --- choosing -------------------------------------------------------------------------------
 def _media(paths: list[str]) -> list[str]:
-    return [p for p in paths if Path(p).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and os.path.isfile(p)]
+    return [p for p in paths if Path(p).suffix.lower() in MEDIA_EXTS and os.path.isfile(p)]
 
 
 def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: int = 5,
@@ -401,7 +358,7 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
         paths = _media(sorted(str(c) for c in p.iterdir()))
         if not paths:
             raise UserError(f"{spec}: the folder holds no images or videos "
-                            f"({', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+                            f"({', '.join(sorted(MEDIA_EXTS))})")
         return FileSource(spec, paths, stride, skip_bad=True)
     if not p.exists() and any(c in spec for c in "*?["):
         paths = _media(sorted(glob.glob(spec, recursive=True)))

@@ -45,13 +45,13 @@ import torch
 from torch.utils.data import Dataset
 
 from runtime.errors import UserError
+from runtime.media import IMAGE_EXTS
 from runtime.meta import Meta
 from runtime.preprocess import to_input
 from training.augment import Augment
 from training.sample_faces import sample_real_faces, split_ids
 from training.synthetic import self_blend
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 LABELS = ("real", "fake")
 _FRAME_SUFFIX = re.compile(r"_f\d+$")
 AugmentArg = Union[None, bool, Callable[[np.ndarray, np.random.Generator], np.ndarray]]

@@ -28,10 +28,10 @@ import numpy as np
 
 from runtime.errors import UserError, missing_dependency, run_cli
 from runtime.faces import DETECTORS, make_detector
+from runtime.media import VIDEO_EXTS
 from runtime.meta import Meta
 from runtime.preprocess import crop_face
 
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
 LABELS = ("real", "fake")
 SEEK_STRIDE = 16  # sample frames further apart than this are reached by seeking, not by decoding all
 

@@ -1,0 +1,60 @@
+"""What a media file is: the one list of image and video suffixes, a content-vs-name check, and
+the image reader. Shared by the runtime's sources, training's extraction and datasets, and
+calibration, so every layer accepts the same files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from runtime.errors import UserError
+from runtime.preprocess import as_bgr8
+
+IMAGE_EXTS = (".bmp", ".jp2", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".webm", ".wmv")
+MEDIA_EXTS = IMAGE_EXTS + VIDEO_EXTS
+
+# Leading bytes of common formats: (offset, bytes, kind, name). Enough to tell an image from a video.
+_SIGNATURES = [
+    (0, b"\x89PNG\r\n\x1a\n", "image", "PNG"), (0, b"\xff\xd8\xff", "image", "JPEG"),
+    (0, b"GIF8", "image", "GIF"), (0, b"II*\x00", "image", "TIFF"), (0, b"MM\x00*", "image", "TIFF"),
+    (8, b"WEBP", "image", "WebP"), (4, b"ftyp", "video", "MP4/MOV"), (8, b"AVI ", "video", "AVI"),
+    (0, b"\x1a\x45\xdf\xa3", "video", "Matroska/WebM"), (0, b"FLV", "video", "FLV"),
+    (0, b"\x30\x26\xb2\x75", "video", "ASF/WMV"), (0, b"\x00\x00\x01\xba", "video", "MPEG-PS"),
+]
+
+
+def check_content_matches_name(path: str) -> None:
+    """Refuse an image named like a video or a video named like an image (a PNG called .mp4).
+
+    Decoders pick a format by content, so such a file would be read as something its name does
+    not announce: a mistake or a trick, either way not something to process silently.
+    """
+    suffix = Path(path).suffix.lower()
+    expected = "image" if suffix in IMAGE_EXTS else "video" if suffix in VIDEO_EXTS else None
+    if expected is None:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e}); check the path and permissions") from None
+    for offset, magic, kind, name in _SIGNATURES:
+        if head[offset: offset + len(magic)] == magic:
+            if kind != expected:
+                raise UserError(f"{path}: the content is a {name} {kind} but the name ends in {suffix} (a "
+                                f"{expected}); rename it to match its content")
+            return
+
+
+def read_image(path: str) -> np.ndarray | None:
+    """An image file as uint8 BGR (any depth or channel count converted), or None if undecodable."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError:
+        return None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    return None if img is None or img.size == 0 else as_bgr8(img)
