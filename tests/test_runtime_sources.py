@@ -102,9 +102,9 @@ def test_tracker_searches_near_known_faces_and_keeps_up(tmp_path):
     class Spy:
         supports_roi = True
 
-        def detect(self, frame, sizes=None):
+        def detect(self, frame, sizes=None, coarse=False):
             seen.append(frame.shape[:2])
-            return haar.detect(frame, sizes=sizes)
+            return haar.detect(frame, sizes=sizes, coarse=coarse)
 
     tracker = FaceTracker(Spy(), detect_every=2, full_every=1000)
     for f in frames:

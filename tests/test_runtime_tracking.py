@@ -1,9 +1,10 @@
-"""Face tracking between detections and the verdict aggregation, with scripted detectors."""
+"""Face tracking between detections (scripted detectors, and Haar on a real face) and the verdict aggregation."""
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -93,6 +94,77 @@ def test_track_leaving_the_frame_ends():
     assert ended_at is not None and tr.live_tracks == 0
 
 
+class Windowed:
+    """A window-capable detector: a full-frame call returns ``scene``, a coarse scan
+    ``coarse_scene`` (default: the same); window calls are replaced by the tests."""
+
+    supports_roi = True
+
+    def __init__(self, scene, coarse_scene=None):
+        self.scene, self.coarse_scene = list(scene), coarse_scene
+        self.calls = []  # "full" | "coarse"
+
+    def detect(self, frame, sizes=None, coarse=False):
+        assert sizes is None, "window searches are stubbed in these tests"
+        self.calls.append("coarse" if coarse else "full")
+        return list(self.coarse_scene if coarse and self.coarse_scene is not None else self.scene)
+
+
+def test_window_search_falls_back_to_a_wider_window(monkeypatch):
+    import runtime.tracking as T
+
+    box = (100, 60, 40, 40)
+    looked = []
+
+    def search(self, frame, b, sides, face_px, sizes):  # what each window round asks for
+        looked.append(sides)
+        return [box] if sides >= T.ROI_WIDE[0] else []  # the near window misses, the wide one finds
+
+    monkeypatch.setattr(T.FaceTracker, "_search", search)
+    tr = FaceTracker(Windowed([box]), detect_every=1, full_every=100)
+    ids = [[f.track for f in tr.update(FRAME)[0]] for _ in range(3)]
+    assert ids == [[1], [1], [1]]
+    assert looked == [T.ROI_NEAR[0], T.ROI_WIDE[0]] * 2 and T.ROI_WIDE[0] > T.ROI_NEAR[0]
+
+
+def test_window_search_finds_a_real_face_in_frame_coordinates():
+    """The near window around a tracked face, shrunk and searched by the Haar detector, gives
+    back the face's box in frame pixels (the tracker's coordinate bookkeeping)."""
+    from runtime.faces import HaarFaceDetector
+    from runtime.tracking import ROI_NEAR, ROI_WIDE
+    from training.sample_faces import astronaut_bgr
+
+    frame = astronaut_bgr()
+    det = HaarFaceDetector()
+    face = det.detect(frame)[0]
+    tr = FaceTracker(det, detect_every=1)
+    for dx, dy, roi in ((0.1, 0.1, ROI_NEAR), (-0.1, 0.0, ROI_NEAR), (0.15, -0.1, ROI_WIDE)):
+        off = np.asarray(face, float) + [dx * face[2], dy * face[3], 0, 0]  # a prediction a little off
+        found = tr._search(frame, off, *roi)
+        assert len(found) == 1 and iou(found[0], face) > 0.7, (dx, dy, found)
+    # a face at the edge of the near window (missed there) is still found by the round, through the wide one
+    tr.update(frame)
+    tr._tracks[0].anchor += [0.15 * face[2], -0.1 * face[3], 0, 0]
+    faces, _ = tr.update(frame)
+    assert len(faces) == 1 and faces[0].track == 1 and faces[0].detected and iou(faces[0].box, face) > 0.7
+
+
+def test_coarse_scans_for_new_faces_do_not_count_as_misses():
+    """Beside a live track, every ``full_every``-th round is a coarse full-frame scan for new faces:
+    a tracked face it misses stays reported; a face it finds that no track covers starts a track."""
+    a, b = (40, 40, 50, 50), (200, 120, 50, 50)
+    det = Windowed([a], coarse_scene=[b])  # the coarse scan misses a, finds the newcomer b
+    tr = FaceTracker(det, detect_every=1, full_every=2, max_missed=0)
+    tr._search = lambda frame, box, *args: [tuple(int(v) for v in box)]  # windows re-find every track
+    first = tr.update(FRAME)[0]
+    second = tr.update(FRAME)[0]  # a window round
+    third = tr.update(FRAME)[0]  # a coarse scan: misses a (no miss counted), finds b
+    assert det.calls == ["full", "coarse"]
+    assert [f.track for f in first] == [f.track for f in second] == [1]
+    assert sorted(f.track for f in third) == [1, 2]
+    assert {f.track: f.detected for f in third} == {1: False, 2: True}
+
+
 def test_reset_ends_everything():
     tr = FaceTracker(Scripted([[(10, 10, 50, 50), (100, 100, 50, 50)]]), detect_every=1)
     tr.update(FRAME)
@@ -145,3 +217,15 @@ def test_aggregation_lists_are_capped_but_totals_exact():
 @pytest.mark.parametrize("p, want", [(0.5, "fake"), (0.4999, "real"), (None, "no_face"), (float("nan"), "no_face")])
 def test_verdict_threshold(p, want):
     assert verdict(p, 0.5) == want
+
+
+def test_shrink_matches_area_resampling_closely():
+    from runtime.tracking import shrink
+    from training.sample_faces import astronaut_bgr
+
+    img = astronaut_bgr()[40:400, 100:460]  # 360×360
+    for w, h in ((96, 96), (50, 70), (360, 360), (200, 180)):
+        got = shrink(img, w, h)
+        want = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        assert got.shape == want.shape
+        assert np.abs(got.astype(float) - want).mean() < 6.0
