@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Iterator
 
 from runtime.errors import UserError
+from runtime.protobuf import Malformed as _Malformed
+from runtime.protobuf import fields, messages
 
 # ONNX protobuf field numbers (onnx/onnx.proto) that can lead to a TensorProto
 _MODEL_GRAPH, _MODEL_TRAINING, _MODEL_FUNCTIONS = 7, 20, 25
@@ -29,56 +31,17 @@ _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _MAX_DEPTH = 64
 
 
-class _Malformed(ValueError):
-    pass
-
-
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise _Malformed("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
 def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
     """(field number, wire type, int value or memoryview of a length-delimited payload)."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        field, wire = key >> 3, key & 7
+    for number, wire, a, b, _ in fields(buf):
         if wire == 0:
-            value, pos = _varint(buf, pos)
-            yield field, wire, value
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
+            yield number, wire, a
         elif wire == 2:
-            n, pos = _varint(buf, pos)
-            if pos + n > end:
-                raise _Malformed("length beyond the end of the message")
-            yield field, wire, buf[pos:pos + n]
-            pos += n
-        else:
-            raise _Malformed(f"unsupported wire type {wire}")
-        if pos > end:
-            raise _Malformed("field beyond the end of the message")
-
-
-def _sub(buf: memoryview, numbers: tuple[int, ...]) -> Iterator[memoryview]:
-    for field, wire, value in _fields(buf):
-        if wire == 2 and field in numbers:
-            yield value  # type: ignore[misc]
+            yield number, wire, buf[a:b]
 
 
 def _tensor_locations(t: memoryview) -> Iterator[str]:
-    for entry in _sub(t, (_TENSOR_EXTERNAL,)):
+    for entry in messages(t, (_TENSOR_EXTERNAL,)):
         kv = {f: bytes(v).decode("utf-8", "replace") for f, w, v in _fields(entry) if w == 2}
         if kv.get(_ENTRY_KEY) == "location":
             yield kv.get(_ENTRY_VALUE, "")
@@ -93,13 +56,13 @@ def _attr_locations(a: memoryview, depth: int) -> Iterator[str]:
         elif field in (_ATTR_G, _ATTR_GRAPHS):
             yield from _graph_locations(value, depth + 1)  # type: ignore[arg-type]
         elif field in (_ATTR_SPARSE, _ATTR_SPARSES):
-            for t in _sub(value, _SPARSE_TENSORS):  # type: ignore[arg-type]
+            for t in messages(value, _SPARSE_TENSORS):  # type: ignore[arg-type]
                 yield from _tensor_locations(t)
 
 
 def _nodes_locations(nodes: Iterator[memoryview], depth: int) -> Iterator[str]:
     for node in nodes:
-        for attr in _sub(node, (_NODE_ATTR,)):
+        for attr in messages(node, (_NODE_ATTR,)):
             yield from _attr_locations(attr, depth)
 
 
@@ -112,7 +75,7 @@ def _graph_locations(g: memoryview, depth: int) -> Iterator[str]:
         if field == _GRAPH_INIT:
             yield from _tensor_locations(value)  # type: ignore[arg-type]
         elif field == _GRAPH_SPARSE_INIT:
-            for t in _sub(value, _SPARSE_TENSORS):  # type: ignore[arg-type]
+            for t in messages(value, _SPARSE_TENSORS):  # type: ignore[arg-type]
                 yield from _tensor_locations(t)
         elif field == _GRAPH_NODE:
             yield from _nodes_locations(iter([value]), depth)  # type: ignore[list-item]
@@ -128,10 +91,10 @@ def external_locations(model_bytes: bytes) -> list[str]:
         if field == _MODEL_GRAPH:
             found += _graph_locations(value, 0)  # type: ignore[arg-type]
         elif field == _MODEL_TRAINING:
-            for g in _sub(value, _TRAINING_GRAPHS):  # type: ignore[arg-type]
+            for g in messages(value, _TRAINING_GRAPHS):  # type: ignore[arg-type]
                 found += _graph_locations(g, 0)
         elif field == _MODEL_FUNCTIONS:
-            found += _nodes_locations(_sub(value, (_FUNCTION_NODE,)), 0)  # type: ignore[arg-type]
+            found += _nodes_locations(messages(value, (_FUNCTION_NODE,)), 0)  # type: ignore[arg-type]
     return found
 
 

@@ -86,7 +86,8 @@ class Pipeline:
         # busy through a slow detection round (a full-frame scan for new faces, ~20-40 ms)
         depth = queue_frames if keep_images else 6 * queue_frames
         self._q2: queue.Queue[Any] = queue.Queue(max(depth, min(backend.max_batch, 16)))
-        self._q3: queue.Queue[Any] = queue.Queue(queue_frames)
+        # a whole batch of results, so inference never waits on the caller to hand them on
+        self._q3: queue.Queue[Any] = queue.Queue(max(queue_frames, min(backend.max_batch, 16)))
         self._abort = threading.Event()
         self._error: BaseException | None = None
         self._threads = [threading.Thread(target=self._guard, args=(fn,), name=f"jrc-{name}", daemon=True)

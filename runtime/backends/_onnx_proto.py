@@ -9,7 +9,9 @@ directly (the runtime never imports onnx tooling). External-data checks live in
 
 from __future__ import annotations
 
-from typing import Iterator
+from runtime.protobuf import Malformed as _Malformed
+from runtime.protobuf import encode_varint as _encode_varint
+from runtime.protobuf import fields as _fields
 
 _MAX_DEPTH = 64  # subgraph nesting (If/Loop bodies) deeper than this is not a real model
 # ONNX protobuf field numbers (onnx/onnx.proto): ModelProto.graph = 7; GraphProto.node = 1,
@@ -17,67 +19,9 @@ _MAX_DEPTH = 64  # subgraph nesting (If/Loop bodies) deeper than this is not a r
 # ValueInfoProto.name = 1
 
 
-class _Malformed(ValueError):
-    pass
-
-
-def _varint(buf: memoryview, i: int, end: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= end or shift > 63:
-            raise _Malformed("truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-        shift += 7
-
-
-def _fields(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int, int, int, int]]:
-    """(number, wire type, payload start, payload end, field start) of each field.
-
-    For varints the payload start is the value itself; the field's bytes end at payload end.
-    """
-    i = start
-    while i < end:
-        first = i
-        key, i = _varint(buf, i, end)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i, end)
-            yield number, wire, value, i, first
-            continue
-        if wire == 2:
-            n, i = _varint(buf, i, end)
-            if i + n > end:
-                raise _Malformed("field runs past the end of its message")
-            yield number, wire, i, i + n, first
-            i += n
-            continue
-        if wire not in (1, 5):
-            raise _Malformed(f"unsupported wire type {wire}")
-        i += 8 if wire == 1 else 4
-        if i > end:
-            raise _Malformed("field runs past the end of its message")
-        yield number, wire, i - (8 if wire == 1 else 4), i, first
-    if i != end:
-        raise _Malformed("truncated field")
-
-
 # --- pruning outputs --------------------------------------------------------------------------
 def _key(number: int) -> bytes:
     return _encode_varint(number << 3 | 2)
-
-
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def _strings(buf: memoryview, start: int, end: int, number: int) -> list[str]:
