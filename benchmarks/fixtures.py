@@ -1,8 +1,11 @@
-"""A tiny JRC checkpoint and its detect/full ONNX graphs, made in seconds, for tests and smoke runs.
+"""Untrained JRC artifacts for tests, smoke runs and speed measurements.
 
-The network is the real JRC architecture (edge backbone) shrunk to a 64-pixel input and a
-quarter width, with random weights: the numbers it gives mean nothing, but every tool runs on it
-exactly as on a trained model (metadata included), so the CLIs can be tested end to end.
+- :func:`make_tiny_artifacts`: the real JRC architecture (edge backbone) shrunk to a 64-pixel input
+  and a quarter width, random weights, made in seconds: the numbers it gives mean nothing, but every
+  tool runs on it exactly as on a trained model (metadata included), so CLIs are tested end to end.
+- :func:`make_speed_artifacts` (``python -m benchmarks.fixtures --input-size 224 --out DIR``): the
+  full-width encoder at any input size, random weights, exported by :mod:`export.onnx`: speed does
+  not depend on the weights, so this measures what a trained model of that size would cost.
 """
 
 from __future__ import annotations
@@ -48,3 +51,49 @@ def make_tiny_artifacts(folder: str | Path, seed: int = 0, input_size: int = TIN
         onnx.save(proto, str(path))
         out[graph] = path
     return out
+
+
+def make_speed_artifacts(folder: str | Path, input_size: int = 224, encoder: str = "edge", seed: int = 0,
+                         graphs: tuple[str, ...] = ("detect",)) -> dict[str, Path]:
+    """Write ``model.pt`` (full width, random weights) and its ONNX graphs into ``folder``."""
+    import torch
+
+    from export.onnx import export_checkpoint
+    from training.checkpoint import save_checkpoint
+    from training.model import JRC, default_meta
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = JRC(encoder, input_size).eval()
+    meta = default_meta(encoder, input_size).with_(model=model.config())
+    out = {"ckpt": save_checkpoint(folder / "model.pt", model, meta)}
+    export_checkpoint(out["ckpt"], folder, graphs)
+    return {**out, **{g: folder / f"{g}.onnx" for g in graphs}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from runtime.errors import UserError, run_cli
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.fixtures", description="An untrained, full-width "
+                                "JRC checkpoint and its ONNX graphs, for speed measurements (the scores mean nothing).")
+    p.add_argument("--out", required=True, help="folder to write model.pt and detect.onnx (and full.onnx) into")
+    p.add_argument("--input-size", type=int, default=224, help="input side in px (default 224)")
+    p.add_argument("--encoder", choices=("edge", "xception"), default="edge")
+    p.add_argument("--graph", choices=("detect", "full", "both"), default="detect")
+    a = p.parse_args(argv)
+
+    def run() -> int:
+        if not 32 <= a.input_size <= 1024:
+            raise UserError(f"--input-size {a.input_size}: use 32-1024")
+        graphs = ("detect", "full") if a.graph == "both" else (a.graph,)
+        make_speed_artifacts(a.out, a.input_size, a.encoder, graphs=graphs)
+        return 0
+
+    return run_cli(run, prog="benchmarks.fixtures")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -202,3 +202,22 @@ def test_which_artifacts_are_compared():
     assert p["full_vs_detect"] == [("full.onnx", "detect.onnx", "full / detect")]  # same backend and precision only
     assert p["precision"] == [("detect.onnx", "detect.int8-cpu.onnx", "fp32 / int8")]  # not across backends
     assert [d for _, d, _ in p["speedup"]] == ["detect.onnx", "detect.int8-cpu.onnx", "full.onnx", "detect.fp16.engine"]
+
+
+def test_speed_artifacts_are_full_width_models_of_the_asked_size(tmp_path):
+    """`python -m benchmarks.fixtures`: an untrained full-width model whose ONNX the runtime opens at
+    the asked input size, full width (megabytes of weights, unlike the tiny model); bad sizes are one line."""
+    import onnxruntime as ort
+
+    from runtime.backends import open_backend
+
+    r = run_module("benchmarks.fixtures", "--out", tmp_path / "m", "--input-size", "96")
+    assert r.returncode == 0, r.stderr
+    with open_backend(str(tmp_path / "m" / "detect.onnx")) as b:
+        assert b.meta.input_size == 96 and b.meta.encoder == "edge" and b.meta.outputs == ("logit",)
+    mine = ort.InferenceSession(str(tmp_path / "m" / "detect.onnx"), providers=["CPUExecutionProvider"])
+    assert mine.get_inputs()[0].shape[1:] == [3, 96, 96]
+    size = (tmp_path / "m" / "detect.onnx").stat().st_size  # full width, unlike the quarter-width tiny model
+    assert size > 1_000_000
+    bad = run_module("benchmarks.fixtures", "--out", tmp_path / "x", "--input-size", "5")
+    assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "--input-size 5" in bad.stderr
