@@ -8,6 +8,8 @@ tracking (``--detect-every N``) and without (detection on every frame), and meas
   output). Stages run in threads that overlap, so their sum can exceed the wall time per frame;
 - the classifier alone on the same artifact (batch 1 and the backend's max batch, faces/s), and
   the pipeline's throughput as a fraction of it (issue 4's target: ≥ 0.8× with tracking);
+- the same loop with the detector's cost taken out (boxes found beforehand, replayed): the most
+  any tracking could give on this machine, since decoding and the classifier share its cores;
 - with ``--reference CKPT``: a research-style loop over the same frames (decode, the same face
   detector on every frame, crop, the PyTorch model in eager mode with the full graph, one frame at
   a time, no threads) and the end-to-end speed-up over it (target ≥ 5×).
@@ -56,9 +58,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- the runtime's pipeline -------------------------------------------------------------------
+class ReplayDetector:
+    """Boxes found beforehand, handed back one frame at a time at no cost: the pipeline with the
+    face detector's cost taken out (the most tracking could ever save)."""
+
+    supports_roi = False
+
+    def __init__(self, boxes: list[list[Any]]) -> None:
+        self._boxes, self._i = boxes, 0
+
+    def detect(self, frame: np.ndarray, sizes: Any = None, coarse: bool = False) -> list[Any]:
+        got = self._boxes[self._i] if self._i < len(self._boxes) else []
+        self._i += 1
+        return list(got)
+
+
+def detect_all(source: str, frames: int, detect_width: int, min_face: int) -> list[list[Any]]:
+    """The Haar detector's boxes on each of the first ``frames`` frames (untimed, for the replay)."""
+    from runtime.faces import make_detector
+    from runtime.sources import open_source
+
+    detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
+    src = open_source(source, stride=1, live="no")
+    try:
+        return [detector.detect(f.image) for f, _ in zip(src, range(frames))]
+    finally:
+        src.close()
+
+
 def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, detect_width: int,
-                 out_dir: str, min_face: int = 24) -> dict[str, Any]:
-    """One pass of the runtime's frame loop over ``frames`` frames; fps and ms per frame per stage."""
+                 out_dir: str, min_face: int = 24, replay: list[list[Any]] | None = None) -> dict[str, Any]:
+    """One pass of the runtime's frame loop over ``frames`` frames; fps and ms per frame per stage.
+    With ``replay`` (boxes per frame), the detector's cost is taken out."""
     from runtime.aggregate import Aggregator
     from runtime.faces import make_detector
     from runtime.pipeline import Pipeline
@@ -68,7 +99,11 @@ def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, dete
 
     threshold = backend.meta.threshold
     src = open_source(source, stride=1, live="no")
-    detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
+    if replay is not None:
+        detector: Any = ReplayDetector(replay)
+        detect_every = 1
+    else:
+        detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
     tracker = FaceTracker(detector, detect_every=detect_every)
     agg, sink = Aggregator(threshold), JsonlSink(str(Path(out_dir) / f"every{detect_every}.jsonl"))
     pipe = Pipeline(src, tracker, backend, queue_frames=4)
@@ -89,7 +124,9 @@ def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, dete
         sink.close()
     elapsed = time.perf_counter() - t0
     what = "tracking" if detect_every > 1 else "no tracking"
-    return _row(f"runtime, detect every {detect_every} ({what})", n, faces, elapsed, pipe.times.per_frame_ms(n))
+    name = "runtime, faces given (detector cost removed)" if replay is not None else \
+        f"runtime, detect every {detect_every} ({what})"
+    return _row(name, n, faces, elapsed, pipe.times.per_frame_ms(n))
 
 
 def _row(config: str, frames: int, faces: int, elapsed: float, stage_ms: dict[str, float]) -> dict[str, Any]:
@@ -168,9 +205,11 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
         tasks = {k: (lambda fn=calls[k], x=xs[k]: fn(x)) for k in calls}
         w, mf = a.detect_width, a.min_face
         run_pipeline(source, backend, a.detect_every, 10, w, workdir, mf)  # warm-up, untimed
+        boxes = detect_all(source, a.frames, w, mf)
         configs: dict[str, Any] = {
             "tracking": lambda: run_pipeline(source, backend, a.detect_every, a.frames, w, workdir, mf),
-            "no_tracking": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf)}
+            "no_tracking": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf),
+            "faces_given": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, replay=boxes)}
         if ref is not None:
             run_research(source, ref[0], ref[1], 3, w, mf)  # warm-up
             configs["research"] = lambda: run_research(source, ref[0], ref[1], a.frames, w, mf)
@@ -214,7 +253,7 @@ def summarize(rounds: list[dict[str, Any]], backend: dict[str, Any]) -> dict[str
                   "bmax_faces_per_s": round(med([c["bmax_faces_per_s"] for c in cls]), 3),
                   "max_batch": cls[0]["max_batch"]}
     ratios = []
-    for k in ("tracking", "no_tracking"):
+    for k in ("tracking", "no_tracking", "faces_given"):
         for b in ("b1", "bmax"):
             rt = stats.ratio([r[k]["faces_per_s"] for r in rounds], [r["classifier"][f"{b}_faces_per_s"] for r in rounds])
             ratios.append({"kind": "fraction_of_classifier", "config": k, "classifier_batch": b, **rt.to_dict()})
