@@ -200,11 +200,7 @@ def plot(result: dict[str, Any], path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     report.check_positive(runs=a.runs, threads=a.threads, limit=a.limit)
-    report.check_files(a.engine, "--engine")
-    if a.reference:
-        report.check_files([a.reference], "--reference")
-    report.check_writable(a.json, "--json")
-    report.check_writable(a.png, "--png")
+    report.check_paths(a.engine, a.reference, a.json, a.png)
     a.threads = a.threads or report.default_threads()
     settings = {"runs": a.runs, "warmup": a.warmup, "threads": a.threads, "provider": a.provider,
                 "limit": a.limit, "split": a.split}

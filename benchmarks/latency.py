@@ -298,11 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     report.check_positive(runs=a.runs, threads=a.threads)
     if a.warmup < 0:
         raise UserError(f"--warmup {a.warmup}: must be 0 or more")
-    report.check_files(a.engine, "--engine")
-    if a.reference:
-        report.check_files([a.reference], "--reference")
-    report.check_writable(a.json, "--json")
-    report.check_writable(a.png, "--png")
+    report.check_paths(a.engine, a.reference, a.json, a.png)
     a.threads = a.threads or report.default_threads()
     settings = {"batches": batches, "runs": a.runs, "warmup": a.warmup, "threads": a.threads,
                 "provider": a.provider, "order": a.order, "seed": a.seed}

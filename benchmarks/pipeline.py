@@ -329,13 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     report.check_positive(frames=a.frames, detect_every=a.detect_every, repeats=a.repeats, runs=a.runs,
                           threads=a.threads, detect_width=a.detect_width, min_face=a.min_face)
-    report.check_files([a.engine], "--engine")
-    if a.reference:
-        report.check_files([a.reference], "--reference")
+    report.check_paths([a.engine], a.reference, a.json, a.png)
     if a.source and not Path(a.source).exists():
         raise UserError(f"--source {a.source}: no such file or folder")
-    report.check_writable(a.json, "--json")
-    report.check_writable(a.png, "--png")
     a.threads = a.threads or report.default_threads()
     with tempfile.TemporaryDirectory(prefix="jrc-bench-") as work:
         source = a.source or generate_clip(Path(work) / "clip720p.mp4", a.frames)

@@ -94,6 +94,15 @@ def check_writable(path: str | None, flag: str) -> None:
             raise UserError(f"{flag} {path}: folder {parent} does not exist; create it first")
 
 
+def check_paths(engines: Sequence[str], reference: str | None, json_out: str | None, png_out: str | None) -> None:
+    """The checks every benchmark CLI runs first: its models exist and its outputs can be written."""
+    check_files(engines, "--engine")
+    if reference:
+        check_files([reference], "--reference")
+    check_writable(json_out, "--json")
+    check_writable(png_out, "--png")
+
+
 # --- text -----------------------------------------------------------------------------------
 def fmt(v: Any, digits: int = 2) -> str:
     if v is None:

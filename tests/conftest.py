@@ -1,8 +1,9 @@
-"""Shared test helpers: capability checks for skipping by what the machine has."""
+"""Shared test helpers: capability checks for skipping by what the machine has, the tiny model, strict JSON."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +38,18 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+def load_strict(path):
+    """Parse a benchmark's JSON strictly: NaN or Infinity in the file fails the test."""
+    def refuse(token):
+        raise ValueError(f"{path}: non-JSON constant {token}")
+    return json.loads(Path(path).read_text(), parse_constant=refuse)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny untrained JRC artifacts (checkpoint, detect and full ONNX), once per test module."""
+    from benchmarks.fixtures import make_tiny_artifacts
+
+    return make_tiny_artifacts(tmp_path_factory.mktemp("tiny"))

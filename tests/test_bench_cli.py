@@ -6,26 +6,11 @@ consistency are.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 
-from tests.conftest import ROOT, run_module
-
-
-def load_strict(path):
-    """Parse as strict JSON: NaN or Infinity in the file fails the test."""
-    def refuse(token):
-        raise ValueError(f"{path}: non-JSON constant {token}")
-    return json.loads(path.read_text(), parse_constant=refuse)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from benchmarks.fixtures import make_tiny_artifacts
-
-    return make_tiny_artifacts(tmp_path_factory.mktemp("tiny"))
+from tests.conftest import ROOT, load_strict, run_module
 
 
 def _one_line_error(p, prog: str, *needles: str) -> None:
