@@ -193,8 +193,8 @@ class FaceTracker:
                     ended.append(t.id)
                     continue
             kept.append(t)
-        for j, b in enumerate(boxes):
-            if j not in used_b:
+        for j, b in enumerate(boxes):  # largest first: the biggest new faces get the free places
+            if j not in used_b and len(kept) < self.max_faces:
                 kept.append(Track(self._next_id, np.asarray(b, np.float64), n, np.zeros(2)))
                 self._next_id += 1
         self._tracks = kept

@@ -229,3 +229,15 @@ def test_shrink_matches_area_resampling_closely():
         want = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
         assert got.shape == want.shape
         assert np.abs(got.astype(float) - want).mean() < 6.0
+
+
+def test_a_coarse_scan_never_lifts_the_number_of_faces_above_max_faces():
+    tracked, new = [(10, 10, 40, 40), (100, 10, 40, 40)], [(10, 150, 60, 60), (100, 150, 50, 50)]
+    det = Windowed(tracked, coarse_scene=new)  # the coarse scan misses both tracked faces, finds two new
+    tr = FaceTracker(det, detect_every=1, full_every=2, max_faces=3)
+    tr._search = lambda frame, box, *args: [tuple(int(v) for v in box)]
+    tr.update(FRAME)
+    tr.update(FRAME)
+    faces, _ = tr.update(FRAME)  # the coarse round
+    assert det.calls == ["full", "coarse"] and len(faces) == 3
+    assert {f.box for f in faces} == {*tracked, new[0]}  # the larger newcomer takes the free place
