@@ -104,6 +104,9 @@ def test_edge_macs_within_budget() -> None:
     full = count_macs(model, 224, method="forward_full")
     assert detect <= 0.5e9
     assert 40e6 <= count_macs(model.backbone, 224) <= 80e6  # MobileNetV3-Small: ~56 M
+    pooled = JRC("edge", 224, downsample="max")
+    assert 40e6 <= count_macs(pooled.backbone, 224) <= 80e6  # max-pool downsampling: ~77 M
+    assert count_macs(pooled, 224) <= 0.5e9
     assert full > detect + 50e6  # the decoder works at full resolution
     assert count_macs(DetectGraph(model), 224) == detect
     assert count_macs(model, 224, batch=2) == 2 * detect
@@ -192,10 +195,25 @@ def test_build_model_round_trip(edge64: JRC) -> None:
     (("edge", 64), {"dropout": 1.5}, "dropout"),
     (("edge", 64), {"decoder_channels": []}, "decoder_channels"),
     (("edge", 64), {"width": "wide"}, "width"),
+    (("edge", 64), {"downsample": "avg"}, "downsample"),
 ])
 def test_bad_config_is_a_user_error(args: tuple, kwargs: dict, match: str) -> None:
     with pytest.raises(UserError, match=match):
         JRC(*args, **kwargs)
+
+
+def test_edge_downsample_modes_and_older_metadata() -> None:
+    """Max-pool downsampling keeps the strided layout's shapes and parameters; metadata without
+    the key (written before the option existed) rebuilds the strided network it describes."""
+    pooled, strided = JRC("edge", 100, downsample="max"), JRC("edge", 100)
+    assert pooled.config()["downsample"] == "max" and strided.config()["downsample"] == "stride"
+    assert any(isinstance(m, nn.MaxPool2d) for m in pooled.backbone.modules())
+    assert not any(isinstance(m, nn.MaxPool2d) for m in strided.backbone.modules())
+    assert {k: v.shape for k, v in pooled.state_dict().items()} == {k: v.shape for k, v in strided.state_dict().items()}
+    x = torch.randn(1, 3, 100, 100)
+    assert pooled.eval().forward_features(x).shape == strided.eval().forward_features(x).shape == (1, 576, 4, 4)
+    old = {k: v for k, v in pooled.config().items() if k != "downsample"}
+    assert build_model(default_meta("edge", 64).with_(model=old)).config()["downsample"] == "stride"
 
 
 # --- backbone weights ---------------------------------------------------------------------
@@ -252,7 +270,7 @@ def test_load_backbone_weights_errors(tmp_path, edge64: JRC) -> None:
 
 
 # --- export-friendliness of the edge detect graph -----------------------------------------
-TENSORRT_SAFE = {"Conv", "Relu", "HardSwish", "HardSigmoid", "GlobalAveragePool", "Mul", "Add",
+TENSORRT_SAFE = {"Conv", "Relu", "HardSwish", "HardSigmoid", "GlobalAveragePool", "MaxPool", "Mul", "Add",
                  "Gemm", "Flatten", "Identity"}
 
 

@@ -20,12 +20,16 @@ pytestmark = pytest.mark.skipif(not has_module("torch"), reason="needs the train
 EPOCHS = 4
 VAL = "synthetic:200"  # the 20 held-out faces, each real once and with 5 forgeries
 RECIPE = ["--data", "synthetic:1600", "--val", VAL, "--encoder", "edge", "--input-size", "64",
-          "--epochs", str(EPOCHS), "--batch-size", "32", "--lr", "3e-3", "--lambda", "0.1", "--no-augment",
-          "--warmup", "0.1", "--workers", "0", "--threads", "1", "--seed", "0"]
+          "--downsample", "max", "--epochs", str(EPOCHS), "--batch-size", "32", "--lr", "3e-3", "--lambda", "0.1",
+          "--no-augment", "--warmup", "0.1", "--threshold", "eer", "--workers", "0", "--threads", "1", "--seed", "0"]
 # Measured over seeds 0-4 (see README): best val AUC 0.60-0.71, a held-out face's forgery scored
 # above the face itself in 71-81 % of pairs. Chance is 0.5 for both.
 MIN_VAL_AUC = 0.55
 MIN_PAIR_WINS = 0.62
+# Below chance (ln 2 = 0.693). Since training varies the faces' colour and sharpness
+# (training.sample_faces.vary_face) the net can no longer memorise its real faces pixel for pixel,
+# so four epochs end near 0.64 (seed 0) where they used to end below 0.5.
+MAX_LAST_BCE = 0.675
 
 
 def _lines(text: str) -> list[dict]:
@@ -48,7 +52,7 @@ def test_short_synthetic_run_learns(run):
     assert lines[-1]["loss"] < lines[0]["loss"] and lines[-1]["bce"] < lines[0]["bce"]
     best = max(d["val_auc"] for d in lines)
     assert best >= MIN_VAL_AUC, lines
-    assert lines[-1]["bce"] < 0.5, lines
+    assert lines[-1]["bce"] < MAX_LAST_BCE, lines
     for d in lines:
         assert {"loss", "bce", "recon", "lr", "val_auc", "val_eer", "val_ap", "val_acc", "seconds"} <= set(d)
     # the same lines are in OUT/metrics.jsonl
@@ -95,6 +99,9 @@ def test_checkpoints_load_weights_only_with_metadata(run):
         assert t["best_epoch"] == best_epoch
         assert t["best_val_auc"] == pytest.approx(max(d["val_auc"] for d in lines))
         assert blob["epoch"] == (EPOCHS if name == "last.pt" else best_epoch)
+        # --threshold eer: the validation EER point of the best epoch, in both checkpoints
+        assert t["threshold"] == "eer"
+        assert meta.threshold == pytest.approx(next(d for d in lines if d["epoch"] == best_epoch)["val_eer_threshold"])
     net, meta = load_model(out / "best.pt")
     state = torch.load(out / "best.pt", weights_only=True)["model"]
     for k, v in net.state_dict().items():
@@ -180,6 +187,9 @@ def test_user_errors(tmp_path):
     (tmp_path / "b" / "last.pt").write_bytes(b"")
     r = run_module("training.train", "--synthetic", "--out", tmp_path / "b")
     assert r.returncode == 1 and "--resume" in r.stderr
+    for bad in ("1.5", "best"):
+        r = run_module("training.train", "--synthetic", "--threshold", bad, "--out", tmp_path / "c")
+        assert r.returncode == 1 and "--threshold" in r.stderr and "eer" in r.stderr
     r = run_module("training.train", "--resume", tmp_path / "nothing.pt")
     assert r.returncode == 1 and "not found" in r.stderr
     assert all(line.count("\n") == 0 for line in (r.stderr.strip(),))

@@ -49,7 +49,7 @@ from runtime.media import IMAGE_EXTS
 from runtime.meta import Meta
 from runtime.preprocess import to_input
 from training.augment import Augment
-from training.sample_faces import sample_real_faces, split_ids
+from training.sample_faces import sample_real_faces, split_ids, vary_face
 from training.synthetic import self_blend
 
 LABELS = ("real", "fake")
@@ -137,6 +137,8 @@ class SyntheticDataset(FaceDataset):
 
     def _crop(self, index: int, rng: np.random.Generator) -> np.ndarray:
         face = self.faces[self.face_of[index]][1]
+        if self.train:  # global variants before blending: real and fake crops share them
+            face = vary_face(face, rng)
         if self.labels[index] == 0:
             return face.copy()
         fake, _ = self_blend(face, rng)

@@ -8,7 +8,7 @@ Classification", arXiv 2211.13424; journal version "JRC", Neurocomputing 598 (20
 
 ``forward`` is the detect path (what the edge devices run: no decoder); ``forward_full`` adds the
 reconstruction of the normalised input. Backbones: ``xception`` at 299 (the paper's) and ``edge``
-(MobileNetV3-Small-sized, ≈ 0.08 GMACs for the detect path at 224).
+(MobileNetV3-Small-sized, ≈ 0.08 GMACs for the detect path at 224; ≈ 0.1 with ``downsample="max"``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from runtime.errors import UserError
 from runtime.meta import ENCODERS, Meta
+from training.backbones.edge import DOWNSAMPLE
 
 DEFAULT_SIZE = {"edge": 224, "xception": 299}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,7 +33,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 # Xception's ImageNet weights were trained on inputs scaled to [-1, 1].
 NORMALISATION = {"edge": (IMAGENET_MEAN, IMAGENET_STD), "xception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "edge": {"width": 1.0, "encoder_channels": 256, "latent_channels": 128, "hidden": 128,
+    "edge": {"width": 1.0, "downsample": "stride", "encoder_channels": 256, "latent_channels": 128, "hidden": 128,
              "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
     "xception": {"encoder_channels": 512, "latent_channels": 256, "hidden": 256,
                  "dropout": 0.5, "decoder_channels": [256, 128, 64, 32, 16]},
@@ -204,6 +205,8 @@ def _resolve_config(encoder: str, config: dict[str, Any]) -> dict[str, Any]:
             or not all(_is_int(c) and 1 <= c <= 8192 for c in dec)):
         raise bad("decoder_channels", f"a list of 1..{MAX_DECODER_STAGES} channel counts (one per ×2 stage)")
     cfg["decoder_channels"] = [int(c) for c in dec]
+    if "downsample" in cfg and cfg["downsample"] not in DOWNSAMPLE:
+        raise bad("downsample", f"one of {', '.join(DOWNSAMPLE)}")
     if "width" in cfg:
         if not _is_number(cfg["width"]) or not 0.1 <= cfg["width"] <= 4:
             raise bad("width", "a multiplier in 0.1..4")
@@ -222,7 +225,7 @@ def _is_number(v: Any) -> bool:
 def _build_backbone(encoder: str, cfg: dict[str, Any]) -> nn.Module:
     from training.backbones import EdgeNet, Xception
 
-    return EdgeNet(cfg["width"]) if encoder == "edge" else Xception()
+    return EdgeNet(cfg["width"], cfg["downsample"]) if encoder == "edge" else Xception()
 
 
 def _build_encoder(cin: int, mid: int, latent: int) -> nn.Sequential:

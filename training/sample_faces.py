@@ -26,6 +26,7 @@ import numpy as np
 from runtime.errors import UserError, missing_dependency
 from runtime.faces import HaarFaceDetector
 from runtime.preprocess import crop_face
+from training.synthetic import is_gray
 
 Face = Tuple[str, np.ndarray]  # (face id, uint8 BGR size×size×3)
 
@@ -89,6 +90,46 @@ def sample_real_faces(size: int = 224, margin: float = 0.15, astronaut: bool = T
     101 faces by default (1 astronaut + 100 LFW). The arrays are read-only and cached.
     """
     return list(_faces(int(size), float(margin), bool(astronaut), bool(lfw)))
+
+
+def vary_face(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A training-time variant of one offline face (uint8 BGR), drawn from ``rng``: its colour and
+    its sharpness change over the whole crop, before any blending, so real and fake crops share it.
+
+    The offline faces are narrow in look: 100 of 101 are grayscale and blurry (25 px upscaled),
+    one is colour and sharp. Self-blends add colour and sharpness inside their mask, so a model
+    left alone learns "colour or sharp detail is fake" and calls any real sharp colour face fake.
+    Varying both globally leaves them carrying no label; the blend's local mismatch still does.
+    """
+    out = _vary_colour(face, rng)
+    u = rng.random()
+    if u < 0.4:  # unsharp mask over the whole crop
+        blur = cv2.GaussianBlur(out, (0, 0), 1.0)
+        amount = rng.uniform(0.3, 1.5)
+        out = cv2.addWeighted(out, 1.0 + amount, blur, -amount, 0)
+    elif u < 0.6:  # softened over the whole crop
+        h, w = out.shape[:2]
+        f = rng.uniform(0.5, 0.85)
+        small = cv2.resize(out, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _vary_colour(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Grayscale faces mostly get a random skin tone (chroma set in YCrCb around the skin
+    cluster, luma kept); colour faces are sometimes desaturated."""
+    if is_gray(face):
+        if rng.random() < 0.15:
+            return face.copy()
+        ycc = cv2.cvtColor(face, cv2.COLOR_BGR2YCrCb).astype(np.float32)
+        ycc[..., 1] = rng.uniform(136.0, 156.0)  # Cr: skin lies at about 135..170
+        ycc[..., 2] = rng.uniform(100.0, 122.0)  # Cb: about 100..125
+        return cv2.cvtColor(np.clip(np.rint(ycc), 0, 255).astype(np.uint8), cv2.COLOR_YCrCb2BGR)
+    if rng.random() < 0.3:
+        keep = rng.uniform(0.0, 0.8)  # share of the original saturation left
+        g = cv2.cvtColor(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR).astype(np.float32)
+        return np.clip(np.rint(g + keep * (face.astype(np.float32) - g)), 0, 255).astype(np.uint8)
+    return face.copy()
 
 
 def _bucket(key: str) -> int:

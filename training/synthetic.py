@@ -26,6 +26,11 @@ def _odd(n: float) -> int:
     return k if k % 2 else k + 1
 
 
+def is_gray(img: np.ndarray) -> bool:
+    """True when every pixel of a BGR image has equal channels."""
+    return bool((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all())
+
+
 def face_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """A hard (0/1) float32 face mask: convex hull of a jittered ellipse, elastically deformed.
 
@@ -70,14 +75,19 @@ def soften(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def perturb_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Brightness (never zero), a slight tint, contrast, and half the time hue/saturation."""
+    """Brightness (never zero), a slight tint, contrast, and half the time hue/saturation.
+
+    A grayscale image stays grayscale (no tint, hue or saturation change): colour appearing
+    in a grey face would be a cue that no real forgery carries.
+    """
     x = img.astype(np.float32)
+    gray = is_gray(img)
     brightness = rng.uniform(4.0, 20.0) * rng.choice([-1.0, 1.0])  # at least 4 grey levels
     tint = rng.uniform(-8.0, 8.0, size=3)
     contrast = rng.uniform(0.85, 1.15)
-    x = (x - 128.0) * contrast + 128.0 + brightness + tint
+    x = (x - 128.0) * contrast + 128.0 + brightness + (0.0 if gray else tint)
     out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and not gray:
         hsv = cv2.cvtColor(out, cv2.COLOR_BGR2HSV).astype(np.int16)
         hsv[..., 0] = (hsv[..., 0] + int(rng.integers(-8, 9))) % 180
         hsv[..., 1] = np.clip(hsv[..., 1] * rng.uniform(0.8, 1.3), 0, 255)

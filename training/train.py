@@ -23,7 +23,7 @@ from runtime.errors import UserError, run_cli
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
 _ARG_KEYS = ("data", "val", "synthetic", "augment", "encoder", "input_size", "epochs", "batch_size", "lr", "optimizer",
              "weight_decay", "warmup", "lam", "recon_loss", "recon_real_only", "backbone_weights", "seed",
-             "workers", "amp", "sync_bn")
+             "workers", "amp", "sync_bn", "threshold")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--encoder", choices=("edge", "xception"), default="edge")
     m.add_argument("--input-size", type=int, default=None, help="crop size (default: 224 edge, 299 xception)")
     m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet)")
+    m.add_argument("--downsample", choices=("stride", "max"), default=None,
+                   help="edge encoder: halve the resolution with strided convolutions (MobileNetV3's; default) "
+                   "or with 2x2 max-pools after stride-1 ones, which keep pixel-scale blending traces")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=20)
     o.add_argument("--batch-size", type=int, default=32, help="per process")
@@ -62,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the reconstruction loss (0 = classification only)")
     o.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
     o.add_argument("--recon-real-only", action="store_true", help="reconstruct real faces only (RECCE-style)")
+    o.add_argument("--threshold", default="0.5", metavar="P|eer",
+                   help="decision threshold stored in the checkpoint's metadata: a probability, or 'eer' for the "
+                   "equal-error point of the validation set at the best epoch")
     r = p.add_argument_group("run")
     r.add_argument("--out", default="runs/jrc", help="output folder (default for --resume: the checkpoint's)")
     r.add_argument("--resume", metavar="CKPT", help="continue from OUT/last.pt (stored settings are the defaults)")
@@ -105,6 +111,14 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UserError(f"--lr {a.lr}: must be a positive number")
     if a.lam < 0 or a.weight_decay < 0 or a.warmup < 0:
         raise UserError("--lambda, --weight-decay and --warmup must not be negative")
+    a.threshold = str(a.threshold).strip().lower()
+    if a.threshold != "eer":
+        try:
+            p = float(a.threshold)
+        except ValueError:
+            p = math.nan
+        if not 0 <= p <= 1:
+            raise UserError(f"--threshold {a.threshold}: expected a probability in 0..1 or 'eer'")
     if a.backbone_weights and not Path(a.backbone_weights).is_file():
         raise UserError(f"--backbone-weights {a.backbone_weights}: file not found")
 
@@ -183,6 +197,10 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         net.load_state_dict(blob["model"])
         return meta, net
     meta = default_meta(a.encoder, a.input_size)
+    if a.downsample:
+        if a.encoder != "edge":
+            raise UserError(f"--downsample {a.downsample}: only the edge encoder has this option")
+        meta = meta.with_(model={**meta.model, "downsample": a.downsample})
     net = build_model(meta)
     if a.backbone_weights:
         from training.model import load_backbone_weights
@@ -196,7 +214,7 @@ def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, b
     return {"data": a.data, "val": val,
             "epochs": a.epochs, "epochs_done": epoch, "lambda": a.lam, "recon_loss": a.recon_loss,
             "recon_real_only": a.recon_real_only, "optimizer": a.optimizer, "lr": a.lr,
-            "batch_size": a.batch_size, "world_size": world, "seed": a.seed,
+            "batch_size": a.batch_size, "world_size": world, "seed": a.seed, "threshold": a.threshold,
             "best_val_auc": None if math.isnan(best) else best, "best_epoch": best_epoch or None}
 
 
@@ -214,8 +232,17 @@ def _validate(net: Any, val_dl: Any, val_ds: Any, device: Any, amp: bool, thresh
         if note.startswith("frame"):
             print(f"training: validation {note}", file=sys.stderr)
     f = s["frame"]
-    return {"val_auc": f["auc"], "val_eer": f["eer"], "val_ap": f["ap"], "val_acc": f["acc"],
+    return {"val_auc": f["auc"], "val_eer": f["eer"], "val_eer_threshold": f["eer_threshold"], "val_ap": f["ap"],
+            "val_acc": f["acc"],
             "val_video_auc": (s["video"] or {}).get("auc", math.nan)}
+
+
+def _threshold(spec: str, record: dict[str, Any], current: float) -> float:
+    """The decision threshold for this epoch's checkpoint: fixed, or the validation EER point."""
+    if spec != "eer":
+        return float(spec)
+    at = record.get("val_eer_threshold", math.nan)
+    return current if at is None or not math.isfinite(at) else float(min(1.0, max(0.0, at)))
 
 
 def _mean_over_ranks(parts: dict[str, float], device: Any) -> dict[str, float]:
@@ -319,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         if improved:
             best, best_epoch = record["val_auc"], epoch
         record["seconds"] = round(time.time() - t0, 3)
+        threshold = _threshold(args.threshold, record, meta.threshold)
+        meta = meta.with_(threshold=threshold) if improved or args.threshold != "eer" else meta
         ckpt_meta = meta.with_(training=_training_info(args, world, epoch, best, best_epoch))
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "scaler": scaler.state_dict() if amp else {}, "epoch": epoch, "best_auc": best,

@@ -4,7 +4,14 @@ MobileNetV3", ICCV 2019).
 Inverted residual blocks (1×1 expand, k×k depthwise, squeeze-excite, 1×1 project), hard-swish
 in the deeper half, and a 1×1 convolution to 576 channels at stride 32; about 0.06 GMACs at
 224×224 with ``width=1``. Every operation exports to ONNX opset 17 as Conv (BN folded),
-Relu, HardSwish, HardSigmoid, GlobalAveragePool, Mul or Add, all of which TensorRT 8.5+ runs.
+Relu, HardSwish, HardSigmoid, GlobalAveragePool, MaxPool, Mul or Add, all of which TensorRT
+8.5+ runs.
+
+``downsample="max"`` halves the resolution with a 2×2 max-pool after the stem and
+after each stride-2 depthwise convolution, which then runs at stride 1: the local, pixel-scale
+traces of a blended face survive downsampling as local maxima instead of being sampled away
+(about 0.075 GMACs at 224; the bundled 64 px model uses it). ``downsample="stride"`` (the
+default) is the paper's strided convolutions.
 
 Module names follow a common ImageNet MobileNetV3-Small layout (``features.<i>.block.<j>``,
 squeeze-excite ``fc1``/``fc2``), so such weights can be loaded at ``width=1`` with
@@ -33,6 +40,7 @@ SMALL: tuple[tuple[int, int, int, bool, str, int], ...] = (
 STEM_CHANNELS = 16
 LAST_EXPANSION = 6  # last 1×1 conv: 6 × the last block's output channels (96 → 576)
 BN_EPS = 1e-3
+DOWNSAMPLE = ("max", "stride")
 
 
 def divisible(channels: float, divisor: int = 8) -> int:
@@ -46,12 +54,17 @@ def _act(name: str) -> nn.Module:
 
 
 def conv_bn_act(cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-                act: str | None = "relu") -> nn.Sequential:
-    """Conv (no bias) + BN [+ activation]: indices 0, 1, 2 as the ImageNet layout has them."""
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
+                act: str | None = "relu", pool: bool = False) -> nn.Sequential:
+    """Conv (no bias) + BN [+ activation] [+ 2×2 max-pool]: indices 0, 1, 2 as the ImageNet layout
+    has them. ``pool`` runs the conv at stride 1 and halves the size after it instead (ceil, like
+    a padded stride-2 conv)."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, 1 if pool else stride, (kernel - 1) // 2,
+                                         groups=groups, bias=False),
                                nn.BatchNorm2d(cout, eps=BN_EPS)]
     if act is not None:
         layers.append(_act(act))
+    if pool:
+        layers.append(nn.MaxPool2d(2, ceil_mode=True))
     return nn.Sequential(*layers)
 
 
@@ -75,13 +88,14 @@ class InvertedResidual(nn.Module):
     """MobileNetV3 block; residual when the stride is 1 and the width does not change."""
 
     def __init__(self, cin: int, kernel: int, expanded: int, cout: int, se: bool, act: str,
-                 stride: int) -> None:
+                 stride: int, pool: bool = False) -> None:
         super().__init__()
         self.use_residual = stride == 1 and cin == cout
         layers: list[nn.Module] = []
         if expanded != cin:
             layers.append(conv_bn_act(cin, expanded, act=act))
-        layers.append(conv_bn_act(expanded, expanded, kernel, stride, groups=expanded, act=act))
+        layers.append(conv_bn_act(expanded, expanded, kernel, stride, groups=expanded, act=act,
+                                  pool=pool and stride == 2))
         if se:
             layers.append(SqueezeExcite(expanded))
         layers.append(conv_bn_act(expanded, cout, act=None))
@@ -96,18 +110,22 @@ class EdgeNet(nn.Module):
     """MobileNetV3-Small feature extractor: image (N,3,H,W) → (N, out_channels, ⌈H/32⌉, ⌈W/32⌉).
 
     ``width`` scales every layer's channels (rounded to multiples of 8); ``out_channels`` is
-    576 at ``width=1``.
+    576 at ``width=1``. ``downsample``: "stride" or "max" (max-pool after stride-1 convs).
     """
 
     stride = 32
 
-    def __init__(self, width: float = 1.0) -> None:
+    def __init__(self, width: float = 1.0, downsample: str = "stride") -> None:
         super().__init__()
+        if downsample not in DOWNSAMPLE:
+            raise ValueError(f"downsample {downsample!r}, expected one of {DOWNSAMPLE}")
+        pool = downsample == "max"
         cin = divisible(STEM_CHANNELS * width)
-        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, 2, act="hswish")]
+        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, 2, act="hswish", pool=pool)]
         for kernel, expanded, cout, se, act, stride in SMALL:
             cout_w = divisible(cout * width)
-            layers.append(InvertedResidual(cin, kernel, divisible(expanded * width), cout_w, se, act, stride))
+            layers.append(InvertedResidual(cin, kernel, divisible(expanded * width), cout_w, se, act, stride,
+                                           pool))
             cin = cout_w
         self.out_channels = LAST_EXPANSION * cin
         layers.append(conv_bn_act(cin, self.out_channels, act="hswish"))
