@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "this width (default 640)")
     f.add_argument("--min-face", type=int, default=24, metavar="PX", help="smallest face, in downscaled pixels")
     f.add_argument("--max-faces", type=int, default=10, metavar="N", help="largest N faces per frame (default 10)")
+    f.add_argument("--scan-every", type=int, default=16, metavar="N", help="while faces are tracked, scan the "
+                   "whole frame for new ones every Nth detection (default 16: every 80 frames at --detect-every "
+                   "5); lower finds new faces sooner for more CPU")
     o = p.add_argument_group("outputs")
     o.add_argument("--jsonl", metavar="FILE", help="one JSON object per processed frame, flushed as written")
     o.add_argument("--summary", metavar="FILE", help="JSON summary at the end (also on errors and interrupts)")
@@ -87,7 +90,7 @@ def _check_args(a: argparse.Namespace) -> None:
             raise UserError(f"{a.engine}: {', '.join(given)} apply to .onnx models only; drop them")
     for name, low in (("stride", 1), ("detect_every", 1), ("max_faces", 1), ("max_batch", 1),
                       ("max_frames", 1), ("threads", 0), ("max_reconnects", 0), ("detect_width", 0),
-                      ("input_size", 16), ("min_face", 1)):
+                      ("input_size", 16), ("min_face", 1), ("scan_every", 1)):
         v = getattr(a, name)
         if v is not None and v < low:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}")
@@ -106,6 +109,12 @@ def _backend_options(a: argparse.Namespace) -> dict[str, Any]:
             "input_size": a.input_size, "mean": a.mean, "std": a.std, "color": a.color,
             "reconstruct": a.reconstruct}
     return {k: v for k, v in opts.items() if v is not None}
+
+
+def _inference_cpu_threads(a: argparse.Namespace) -> int:
+    """CPU threads the classifier keeps busy: ONNX Runtime's on the CPU provider, none on a GPU."""
+    opts = _backend_options(a)
+    return int(opts["threads"]) if opts.get("provider") == "cpu" else 0
 
 
 def default_threads() -> int:
@@ -207,12 +216,10 @@ class Run:
         return code
 
     def _loop(self) -> None:
-        import cv2
-
         from runtime.aggregate import Aggregator
         from runtime.backends import open_backend
         from runtime.faces import make_detector
-        from runtime.pipeline import Pipeline
+        from runtime.pipeline import Pipeline, share_cores
         from runtime.sinks import (
             Console,
             JsonlSink,
@@ -240,15 +247,17 @@ class Run:
         det_kw: dict[str, Any] = {} if kind == "none" else {"detect_width": a.detect_width, "min_face": a.min_face}
         if kind == "yunet":
             det_kw["model"] = a.face_model
-        tracker = FaceTracker(make_detector(kind, **det_kw), detect_every=a.detect_every, max_faces=a.max_faces)
+        tracker = FaceTracker(make_detector(kind, **det_kw), detect_every=a.detect_every, max_faces=a.max_faces,
+                              full_every=a.scan_every)
         show = ShowSink() if a.show else None
         quiet_video_logs()
-        cv2.setNumThreads(1)  # one thread per stage: the stages run in parallel already
+        decode_threads = share_cores(_inference_cpu_threads(a))
         if self.source_factory is not None:
             self.source = self.source_factory(a)
         else:
             self.source = open_source(a.source, stride=a.stride, live=a.live, max_reconnects=a.max_reconnects,
-                                      open_timeout=a.timeout, read_timeout=a.timeout)
+                                      open_timeout=a.timeout, read_timeout=a.timeout,
+                                      decode_threads=decode_threads)
         if a.stride > 1 and self.source.live:
             raise UserError(f"{a.source}: --stride applies to files; live sources drop stale frames instead")
         self.agg = Aggregator(threshold)

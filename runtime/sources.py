@@ -121,11 +121,14 @@ def _has_gstreamer() -> bool:
 class FileSource(Source):
     """One or more files (an image, a video, a folder's or a glob's images and videos), in order."""
 
-    def __init__(self, spec: str, paths: list[str], stride: int = 1, skip_bad: bool = False) -> None:
+    def __init__(self, spec: str, paths: list[str], stride: int = 1, skip_bad: bool = False,
+                 decode_threads: int = 0) -> None:
+        """``decode_threads``: FFmpeg's threads per video (0: its own choice, one per core)."""
         super().__init__(spec)
         self.paths = paths
         self.stride = max(1, int(stride))
         self.skip_bad = skip_bad
+        self.decode_threads = max(0, int(decode_threads))
         self.fps = self._probe_fps()
 
     def _probe_fps(self) -> float | None:
@@ -152,6 +155,10 @@ class FileSource(Source):
                 self.stats.skipped.append(path)
                 print(f"jrc-detect: warning: skipped {e}", file=sys.stderr)
 
+    def capture_params(self) -> list[int]:
+        prop = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV >= 4.6
+        return [prop, self.decode_threads] if prop is not None and self.decode_threads else []
+
     def _image(self, path: str, item: int) -> Iterator[Frame]:
         check_content_matches_name(path)
         img = read_image(path)
@@ -164,7 +171,7 @@ class FileSource(Source):
         if os.path.getsize(path) == 0:
             raise UserError(f"{path}: the file is empty (0 bytes); nothing to decode")
         check_content_matches_name(path)
-        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, self.capture_params())
         try:
             if not cap.isOpened():
                 if Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
@@ -330,8 +337,9 @@ def _media(paths: list[str]) -> list[str]:
 
 
 def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: int = 5,
-                open_timeout: float = 10.0, read_timeout: float = 5.0) -> Source:
-    """A source for ``spec``; ``live`` is ``auto`` (cameras/URLs/pipelines), ``yes`` or ``no``."""
+                open_timeout: float = 10.0, read_timeout: float = 5.0, decode_threads: int = 0) -> Source:
+    """A source for ``spec``; ``live`` is ``auto`` (cameras/URLs/pipelines), ``yes`` or ``no``.
+    ``decode_threads``: FFmpeg threads per video file (0: FFmpeg's choice)."""
     spec = str(spec).strip()
     if not spec:
         raise UserError("--source is empty; pass a camera index, file, folder, glob, URL or pipeline")
@@ -345,26 +353,26 @@ def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: 
     elif _URL.match(spec):
         kind = "url"
     else:
-        return _file_source(spec, stride, live, max_reconnects, open_timeout, read_timeout)
+        return _file_source(spec, stride, live, max_reconnects, open_timeout, read_timeout, decode_threads)
     if live == "no":
         raise UserError(f"{spec}: a {kind} source is always live; drop --live no")
     return LiveSource(spec, kind, max_reconnects, open_timeout, read_timeout)
 
 
 def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_timeout: float,
-                 read_timeout: float) -> Source:
+                 read_timeout: float, decode_threads: int = 0) -> Source:
     p = Path(spec)
     if p.is_dir():
         paths = _media(sorted(str(c) for c in p.iterdir()))
         if not paths:
             raise UserError(f"{spec}: the folder holds no images or videos "
                             f"({', '.join(sorted(MEDIA_EXTS))})")
-        return FileSource(spec, paths, stride, skip_bad=True)
+        return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
     if not p.exists() and any(c in spec for c in "*?["):
         paths = _media(sorted(glob.glob(spec, recursive=True)))
         if not paths:
             raise UserError(f"{spec}: the pattern matches no image or video files")
-        return FileSource(spec, paths, stride, skip_bad=True)
+        return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
     if not p.exists():
         raise UserError(f"{spec}: no such file or folder (nor a camera index, URL or pipeline)")
     if not p.is_file() or not os.access(spec, os.R_OK):
@@ -375,4 +383,4 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
         check_content_matches_name(spec)
         src = FileSource(spec, [spec])
         return LiveSource(spec, "file", 0, open_timeout, read_timeout, pace=src.fps or 25.0)
-    return FileSource(spec, [spec], stride)
+    return FileSource(spec, [spec], stride, decode_threads=decode_threads)

@@ -8,10 +8,11 @@ forgotten, so state stays bounded on runs of any length.
 
 Detection rounds mostly look only around the live tracks (a window of 2.5× the face, shrunk so
 the face is ~32 px, for faces 0.8-1.25× the tracked size; when that finds nothing, a wider and
-slower one): about 1/50 of the CPU of a full-frame scan. Every ``full_every``-th round (8: every
-40 frames at ``detect_every`` 5, 1.6 s at 25 fps), the whole frame is scanned so new faces are
+slower one): about 1/50 of the CPU of a full-frame scan. Every ``full_every``-th round (16: every
+80 frames at ``detect_every`` 5, 3.2 s at 25 fps), the whole frame is scanned so new faces are
 picked up, with the detector's coarse setting (Haar: scale steps of 1.2 instead of 1.1);
-whenever there is no track, it is scanned at full precision.
+whenever there is no track, it is scanned at full precision. Those scans are most of the
+tracker's cost (35 ms of CPU each on a 720p frame: ~0.45 ms a frame at 16, 0.9 at 8).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from runtime.faces import Box
 
 # window searches around a tracked face: (window side in face sides, face side in px after
 # shrinking the window (Haar's own window is 20 px), face sizes searched relative to the tracked one)
-# CPU per search, Haar on a 720p frame (measured): near 1.3 ms, wide 7.3 ms; a full scan 76 ms
+# CPU per search, Haar on a 720p frame, one OpenCV thread (measured): near 1.3 ms, wide 5.2 ms;
+# a full scan 63 ms, a coarse one 35 ms
 ROI_NEAR = (2.5, 32, (0.8, 1.25))  # first, and almost always enough
 ROI_WIDE = (3.5, 40, (0.7, 1.4))  # only when the first finds nothing (fast motion, zoom)
 
@@ -90,7 +92,7 @@ class FaceTracker:
     """Detector + IoU association + constant-velocity motion between detections."""
 
     def __init__(self, detector: Detector, detect_every: int = 1, max_faces: int = 10,
-                 iou_threshold: float = 0.3, max_missed: int = 2, first_id: int = 1, full_every: int = 8) -> None:
+                 iou_threshold: float = 0.3, max_missed: int = 2, first_id: int = 1, full_every: int = 16) -> None:
         self.detector = detector
         self.full_every = max(1, int(full_every)) if getattr(detector, "supports_roi", False) else 1
         self._rounds = 0

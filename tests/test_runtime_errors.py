@@ -72,6 +72,7 @@ CASES = [  # (name, engine key or path, source key or literal, extra args, exit 
     ("provider not installed", "model", "video", ["--provider", "cuda"], 1, ["CUDAExecutionProvider"]),
     ("no GUI for --show", "model", "video", ["--show"], 1, ["--show", "GUI"]),
     ("bad flag value", "model", "video", ["--stride", "0"], 1, ["--stride 0"]),
+    ("bad scan interval", "model", "video", ["--scan-every", "0"], 1, ["--scan-every 0", "at least 1"]),
     ("output folder missing", "model", "video", ["--jsonl", "/nonexistent/dir/o.jsonl"], 1, ["--jsonl", "does not exist"]),
     ("onnx-only flag on an engine", "x.engine", "video", ["--provider", "cpu"], 1, ["--provider", ".onnx models only"]),
     ("face model missing", "model", "video", ["--face-model", "{dir}/yunet.onnx"], 1, ["yunet.onnx", "no such file"]),

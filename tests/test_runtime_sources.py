@@ -14,6 +14,7 @@ import pytest
 
 from runtime.errors import UserError
 from runtime.faces import make_detector
+from runtime.pipeline import share_cores
 from runtime.sources import open_source, quiet_video_logs
 from runtime.tracking import FaceTracker, iou
 from tests.conftest import run_module
@@ -77,6 +78,29 @@ def test_stream_that_dies_ends_with_exit_3_and_results_written(tmp_path):
     recs = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert s["status"] == "source_lost" and s["exit_code"] == 3 and s["frames"] == len(recs) > 0
     assert s["reconnects"] >= 1 and s["live"] is True
+
+
+def test_decoder_threads_change_the_cost_not_the_frames(tmp_path):
+    clip = face_video(tmp_path / "c.mp4", frames=12, size=(320, 240))
+    default = [f.image for f in open_source(str(clip))]
+    src = open_source(str(clip), decode_threads=1)
+    one = [f.image for f in src]
+    assert len(one) == len(default) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(one, default))
+    if hasattr(cv2, "CAP_PROP_N_THREADS"):  # OpenCV >= 4.6 takes the setting
+        assert cv2.VideoCapture(str(clip), cv2.CAP_FFMPEG, src.capture_params()).get(cv2.CAP_PROP_N_THREADS) == 1
+    assert open_source(str(clip)).capture_params() == []  # 0: FFmpeg's own choice
+
+
+def test_cores_are_shared_between_stages():
+    before = cv2.getNumThreads()
+    try:
+        assert share_cores(1, cores=2) == 1  # inference 1, detection 1, decoder the floor of 1
+        assert share_cores(2, cores=8) == 5
+        assert share_cores(0, cores=6) == 5  # inference on a GPU
+        assert cv2.getNumThreads() == 1  # OpenCV: one thread per stage
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_live_only_options_are_checked():
