@@ -42,11 +42,11 @@ bench: $(BUNDLE_RUN)/onnx/detect.onnx
 	    --engine $(BUNDLE_RUN)/onnx/detect.int8-cpu.onnx --reference $(BUNDLE_RUN)/best.pt --batch 1,8 \
 	    --threads 1 --json $(BUNDLE_RUN)/latency.json --png $(BUNDLE_RUN)/latency.png
 	$(BIN)/python -m benchmarks.pipeline --engine $(BUNDLE_RUN)/onnx/detect.onnx --reference $(BUNDLE_RUN)/best.pt \
-	    --frames 150 --repeats 5 --threads 1 --json $(BUNDLE_RUN)/pipeline.json
+	    --repeats 5 --threads 1 --json $(BUNDLE_RUN)/pipeline.json
 	# the edge encoder at its design size (224 px): untrained, speed does not depend on the weights
 	$(BIN)/python -m benchmarks.fixtures --out runs/edge224 --input-size 224
 	$(BIN)/python -m benchmarks.pipeline --engine runs/edge224/detect.onnx --reference runs/edge224/model.pt \
-	    --frames 150 --repeats 5 --threads 1 --json runs/edge224/pipeline.json
+	    --repeats 5 --threads 1 --json runs/edge224/pipeline.json
 
 lint: venv
 	$(BIN)/ruff check .

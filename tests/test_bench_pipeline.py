@@ -48,6 +48,8 @@ def test_pipeline_json_stages_and_ratios(tiny, clip, tmp_path):
         assert all(v >= 0 for v in r["stage_ms"].values()) and r["stage_ms"]["infer"] > 0
         assert r["fps"] == pytest.approx(1000.0 / r["wall_ms_per_frame"], rel=0.02)
         assert len(r["fps_per_round"]) == 2
+        # steady rate from the first result on; the wait for that result is reported apart
+        assert 0 < r["first_result_ms"] < 1000.0 * r["seconds"] and 0 < r["fps_incl_start"]
     c = d["classifier"]
     assert c["b1_faces_per_s"] > 0 and c["bmax_faces_per_s"] > 0 and c["max_batch"] == 8
     kinds = [(x["kind"], x["config"]) for x in d["ratios"]]
