@@ -111,7 +111,7 @@ def _pairs(runners: list[Runner]) -> dict[str, list[tuple[str, str, str]]]:
             bare = by_path.get((r.spec.path, "bare"))
             if bare is not None:
                 overhead.append((r.label, bare.label, "runtime / bare onnxruntime"))
-            if ref is not None:
+            if ref is not None and _same_architecture(r, ref):
                 speedup.append((ref.label, r.label, "pytorch eager / artifact"))
     rt = [r for r in runners if r.spec.kind == "runtime"]
     precision = []
@@ -125,6 +125,11 @@ def _pairs(runners: list[Runner]) -> dict[str, list[tuple[str, str, str]]]:
     return {"overhead": overhead, "full_vs_detect": graphs, "precision": precision, "speedup": speedup}
 
 
+def _same_architecture(r: Runner, ref: Runner) -> bool:
+    """Same encoder, input size and model settings: a speed-up between them means something."""
+    return (r.meta.encoder, r.meta.input_size, r.meta.model) == (ref.meta.encoder, ref.meta.input_size, ref.meta.model)
+
+
 def _warn_reference(runners: list[Runner]) -> list[str]:
     """Say when the reference checkpoint is not the model the artifacts were made from."""
     from runtime.meta import sha256_file
@@ -134,11 +139,14 @@ def _warn_reference(runners: list[Runner]) -> list[str]:
         return []
     notes, digest = [], sha256_file(ref.spec.path)
     for r in runners:
-        if r.spec.kind == "runtime" and r.meta.source_sha256 and r.meta.precision == "fp32" \
-                and r.meta.source_sha256 != digest:
+        if r.spec.kind != "runtime":
+            continue
+        if not _same_architecture(r, ref):
+            notes.append(f"{r.label} is not the architecture of {Path(ref.spec.path).name} (encoder, input size "
+                         "or model settings differ): no speed-up over PyTorch eager for it")
+        elif r.meta.source_sha256 and r.meta.precision == "fp32" and r.meta.source_sha256 != digest:
             notes.append(f"{r.label} was not exported from {Path(ref.spec.path).name} (source sha256 differs): "
-                         "the speed-up compares different weights of the same architecture"
-                         if r.meta.encoder == ref.meta.encoder else f"{r.label} is a different architecture")
+                         "the speed-up compares different weights of the same architecture")
     return notes
 
 

@@ -53,6 +53,20 @@ def test_latency_json_table_and_ratios(tiny, tmp_path):
     assert "speed-up over pytorch eager" in p.stdout and "full / detect" in p.stdout
 
 
+def test_latency_speedup_only_against_the_same_architecture(tiny, tmp_path):
+    """The bundled 64 px model beside a reference checkpoint of another size gets no speed-up, and a note."""
+    bundled = ROOT / "runtime" / "assets" / "jrc_edge_detect.onnx"
+    out = tmp_path / "lat.json"
+    p = run_module("benchmarks.latency", "--engine", tiny["detect"], "--engine", bundled, "--reference", tiny["ckpt"],
+                   "--batch", "1", "--runs", "3", "--warmup", "0", "--threads", "1", "--no-bare", "--no-siblings",
+                   "--no-memory", "--json", out, "--quiet")
+    assert p.returncode == 0, p.stderr
+    d = load_strict(out)
+    speedups = [x["denominator"] for x in d["ratios"] if x["kind"] == "speedup"]
+    assert speedups == ["detect.onnx"]
+    assert any(n.startswith("jrc_edge_detect.onnx is not the architecture of") for n in d["notes"]), d["notes"]
+
+
 def test_latency_with_the_extras_switched_off(tiny, tmp_path):
     out = tmp_path / "lat.json"
     p = run_module("benchmarks.latency", "--engine", tiny["full"], "--batch", "1", "--runs", "3", "--warmup", "0",
