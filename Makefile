@@ -44,7 +44,9 @@ bench: $(BUNDLE_RUN)/onnx/detect.onnx
 	$(BIN)/python -m benchmarks.pipeline --engine $(BUNDLE_RUN)/onnx/detect.onnx --reference $(BUNDLE_RUN)/best.pt \
 	    --repeats 5 --threads 1 --json $(BUNDLE_RUN)/pipeline.json
 	# the edge encoder at its design size (224 px): untrained, speed does not depend on the weights
-	$(BIN)/python -m benchmarks.fixtures --out runs/edge224 --input-size 224
+	$(BIN)/python -m benchmarks.fixtures --out runs/edge224 --input-size 224 --graph both
+	$(BIN)/python -m benchmarks.latency --engine runs/edge224/detect.onnx --reference runs/edge224/model.pt \
+	    --batch 1,8 --threads 1 --runs 200 --json runs/edge224/latency.json
 	$(BIN)/python -m benchmarks.pipeline --engine runs/edge224/detect.onnx --reference runs/edge224/model.pt \
 	    --repeats 5 --threads 1 --json runs/edge224/pipeline.json
 
