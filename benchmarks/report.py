@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from runtime.errors import UserError
+from runtime.pipeline import usable_cores
 
 
 def cpu_name() -> str:
@@ -30,11 +31,7 @@ def cpu_name() -> str:
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (the same dict goes into every JSON report)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        usable = os.cpu_count() or 1
-    d: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "usable_cores": usable,
+    d: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
                          "arch": platform.machine(), "os": platform.platform(), "python": platform.python_version()}
     try:
         d["loadavg_1m"] = round(os.getloadavg()[0], 2)
@@ -59,10 +56,7 @@ def busy_note(machine_info: dict[str, Any], threads: int) -> str | None:
 
 
 def default_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return usable_cores()
 
 
 def parse_batches(text: str) -> list[int]:
