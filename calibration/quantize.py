@@ -2,7 +2,7 @@
 
 ``python -m calibration.quantize --onnx detect.onnx --data D --target trt|cpu|trt,cpu``
 
-Calibrates on faces preprocessed exactly as the runtime does (``calibration.data``), quantizes
+Calibrates on faces preprocessed exactly as the runtime does (``training.dataspec``), quantizes
 with ONNX Runtime's static quantizer for the target (``calibration.qdq``), optionally keeps the
 most sensitive layers in float (``--keep-float first,head`` or ``auto`` from a per-layer
 sensitivity analysis), then evaluates every artifact against fp32 on a held-out labelled set and
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         raise missing_dependency(e.name or "onnx", "train") from None
 
     from calibration import qdq, ranges, report, speed
-    from calibration.data import load
+    from training.dataspec import load
 
     meta = qdq.onnx_meta(a.onnx)
     if meta.precision != "fp32":

@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from calibration.data import load
     from calibration.qdq import onnx_meta
+    from training.dataspec import load
 
     meta = onnx_meta(Path(args.fp32))
     artifacts: list[tuple[str, str]] = [("fp32", args.fp32)]

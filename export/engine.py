@@ -85,7 +85,7 @@ def build_command(onnx: Path, out: Path, opts: EngineOptions, profile: tuple[int
 def _calibrator(trt: Any, onnx: Path, meta: Meta, opts: EngineOptions, cache: Path,
                 profile: tuple[int, int, int]) -> Any:
     try:
-        from calibration.trt_calibrator import make_calibrator
+        from export.trt_calibrator import make_calibrator
     except ImportError as e:
         raise UserError(f"INT8 calibration needs the project's calibration package ({e}); "
                         "install jrc-edge with its training extras: pip install -e '.[train]'") from None

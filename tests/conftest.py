@@ -1,35 +1,19 @@
-"""Shared test helpers: capability checks for skipping by what the machine has, the tiny model, strict JSON."""
+"""pytest configuration: gpu tests skip by capability; the tiny model fixture."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TRT_API_DIR = ROOT.parent / "shared" / "trt-api"
+from tests.helpers import ROOT, has_gpu
+
+SUITE = ROOT / "tests" / "benchmarks" / "suite"
 
 
-def has_module(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
-
-
-def has_gpu() -> bool:
-    """TensorRT importable and a CUDA device usable (checked in a subprocess: no crash here)."""
-    if not (has_module("tensorrt") and has_module("pycuda")):
-        return False
-    code = "import pycuda.driver as d; d.init(); assert d.Device.count() > 0"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode == 0
-
-
-def run_module(module: str, *args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    """Run ``python -m module args`` from the repository root and capture its output."""
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+def pytest_ignore_collect(collection_path, config):
+    """The pytest-benchmark suite runs only when asked for: ``pytest tests/benchmarks/suite --benchmark-only``."""
+    if collection_path == SUITE and not config.getoption("benchmark_only", default=False):
+        return True
+    return None
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,13 +22,6 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
-
-
-def load_strict(path):
-    """Parse a benchmark's JSON strictly: NaN or Infinity in the file fails the test."""
-    def refuse(token):
-        raise ValueError(f"{path}: non-JSON constant {token}")
-    return json.loads(Path(path).read_text(), parse_constant=refuse)
 
 
 @pytest.fixture(scope="module")

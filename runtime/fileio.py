@@ -1,0 +1,49 @@
+"""Writing result files without ever leaving half of one behind, or replacing what is not a file.
+
+:func:`replacing` yields the path to write; on success the new file takes the target's place in
+one ``os.replace``, so a reader sees the old file or the new one, never a mix, and an interrupted
+write leaves the old one. A target that exists but is not a regular file (``/dev/null``, a FIFO, a
+device) is written directly: renaming over it would swap a device node or a pipe for a regular file.
+A symlink is followed: its target is replaced, the link stays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+def is_special(path: str | Path) -> bool:
+    """True for an existing path that is neither a regular file nor a folder (device, FIFO, socket)."""
+    p = Path(path)
+    return p.exists() and not p.is_file() and not p.is_dir()
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield where to write ``path``'s new content; it replaces ``path`` when the block succeeds.
+
+    ``suffix`` is added to the temporary name (some writers pick the format from the extension).
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    target = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    if is_special(target):
+        yield target
+        return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` (str as UTF-8) to ``path`` through :func:`replacing`."""
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(payload)

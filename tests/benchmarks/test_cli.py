@@ -1,0 +1,222 @@
+"""benchmarks.latency and benchmarks.accuracy end to end on a tiny model: valid JSON, all parts present.
+
+Timing values are never asserted (the machine is shared); structure and the numbers' internal
+consistency are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.helpers import ROOT, load_strict, run_module
+
+
+def _one_line_error(p, prog: str, *needles: str) -> None:
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error:"), p.stderr
+    assert "Traceback" not in p.stderr
+    for n in needles:
+        assert n in lines[0]
+
+
+def test_latency_json_table_and_ratios(tiny, tmp_path):
+    out, png = tmp_path / "lat.json", tmp_path / "lat.png"
+    p = run_module("benchmarks.latency", "--engine", tiny["detect"], "--reference", tiny["ckpt"], "--batch", "1,2",
+                   "--runs", "6", "--warmup", "1", "--threads", "1", "--json", out, "--png", png, "--quiet")
+    assert p.returncode == 0, p.stderr
+    d = load_strict(out)
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert d["tool"] == "benchmarks.latency" and d["machine"]["cpu"] and d["settings"]["threads"] == 1
+    labels = {r["label"] for r in d["results"]}
+    # full.onnx beside detect.onnx is found for the full/detect ratio; each .onnx gets a bare session
+    assert labels == {"detect.onnx", "detect.onnx [bare ort]", "full.onnx", "full.onnx [bare ort]",
+                      "pytorch eager (full)"}
+    assert len(d["results"]) == 2 * len(labels)
+    for r in d["results"]:
+        assert r["n"] == 6 and r["batch"] in (1, 2)
+        assert 0 < r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"]
+        assert r["throughput"] == pytest.approx(r["batch"] * 1000.0 / r["p50_ms"], rel=1e-3)
+        assert r["rss_peak_delta_mb"] > 0  # measured in a child process per artifact
+    by = {(r["label"], r["batch"]): r for r in d["results"]}
+    assert by[("full.onnx", 1)]["graph"] == "full" and by[("detect.onnx", 1)]["graph"] == "detect"
+    assert by[("pytorch eager (full)", 2)]["backend"] == "torch eager"
+    kinds = {(x["kind"], x["batch"]) for x in d["ratios"]}
+    assert kinds == {(k, b) for k in ("overhead", "full_vs_detect", "speedup") for b in (1, 2)}
+    for x in d["ratios"]:
+        assert x["rounds"] == 6 and x["low"] <= x["median"] <= x["high"] and x["median"] > 0
+    over = [x for x in d["ratios"] if x["kind"] == "overhead"]
+    assert {x["denominator"] for x in over} == {"detect.onnx [bare ort]", "full.onnx [bare ort]"}
+    assert "p50 ms" in p.stdout and "runtime overhead vs bare onnxruntime" in p.stdout
+    assert "speed-up over pytorch eager" in p.stdout and "full / detect" in p.stdout
+
+
+def test_latency_speedup_only_against_the_same_architecture(tiny, tmp_path):
+    """The bundled 64 px model beside a reference checkpoint of another size gets no speed-up, and a note."""
+    bundled = ROOT / "runtime" / "assets" / "jrc_edge_detect.onnx"
+    out = tmp_path / "lat.json"
+    p = run_module("benchmarks.latency", "--engine", tiny["detect"], "--engine", bundled, "--reference", tiny["ckpt"],
+                   "--batch", "1", "--runs", "3", "--warmup", "0", "--threads", "1", "--no-bare", "--no-siblings",
+                   "--no-memory", "--json", out, "--quiet")
+    assert p.returncode == 0, p.stderr
+    d = load_strict(out)
+    speedups = [x["denominator"] for x in d["ratios"] if x["kind"] == "speedup"]
+    assert speedups == ["detect.onnx"]
+    assert any(n.startswith("jrc_edge_detect.onnx is not the architecture of") for n in d["notes"]), d["notes"]
+
+
+def test_latency_with_the_extras_switched_off(tiny, tmp_path):
+    out = tmp_path / "lat.json"
+    p = run_module("benchmarks.latency", "--engine", tiny["full"], "--batch", "1", "--runs", "3", "--warmup", "0",
+                   "--threads", "1", "--no-bare", "--no-siblings", "--no-memory", "--order", "rotate",
+                   "--json", out)
+    assert p.returncode == 0, p.stderr
+    d = load_strict(out)
+    assert [r["label"] for r in d["results"]] == ["full.onnx"]
+    assert d["ratios"] == [] and "rss_peak_delta_mb" not in d["results"][0]
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--engine", "missing.onnx"], ["--engine missing.onnx", "no such file"]),
+    (["--engine", "{detect}", "--batch", "0,x"], ["--batch", "positive integers"]),
+    (["--engine", "{detect}", "--runs", "0"], ["--runs 0"]),
+    (["--engine", "{detect}", "--json", "/no/such/dir/x.json"], ["--json", "does not exist"]),
+])
+def test_latency_bad_input_is_one_line(tiny, args, needles):
+    args = [a.format(detect=tiny["detect"]) for a in args]
+    _one_line_error(run_module("benchmarks.latency", *args, "--no-memory"), "benchmarks.latency", *needles)
+
+
+def test_accuracy_table_json_png(tiny, tmp_path):
+    out, png = tmp_path / "acc.json", tmp_path / "acc.png"
+    p = run_module("benchmarks.accuracy", "--engine", tiny["detect"], "--engine", tiny["full"], "--reference",
+                   tiny["ckpt"], "--data", "synthetic:12", "--runs", "4", "--warmup", "1", "--threads", "1",
+                   "--json", out, "--png", png, "--quiet")
+    assert p.returncode == 0, p.stderr
+    d = load_strict(out)
+    assert d["data"] == {"spec": "synthetic:12", "split": None, "faces": 12, "fake": 6}
+    rows = {r["label"]: r for r in d["results"]}
+    assert set(rows) == {"detect.onnx", "full.onnx", "pytorch eager (full)"}
+    for r in rows.values():
+        assert 0.0 <= r["auc"] <= 1.0 and not math.isnan(r["auc"])
+        assert r["p50_ms"] > 0 and r["throughput"] > 0 and r["batch"] == 8
+    # the same weights through three paths: the same scores, hence the same AUC
+    assert rows["full.onnx"]["auc"] == rows["detect.onnx"]["auc"] == rows["pytorch eager (full)"]["auc"]
+    assert rows["pytorch eager (full)"]["max_abs_dprob_vs_first"] < 1e-4
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "AUC" in p.stdout
+
+
+def test_accuracy_one_class_data_is_a_user_error(tiny, tmp_path):
+    import cv2
+    import numpy as np
+
+    (tmp_path / "real").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "real" / f"r{i}.png"), np.full((64, 64, 3), 40 * i, np.uint8))
+    p = run_module("benchmarks.accuracy", "--engine", tiny["detect"], "--data", tmp_path, "--runs", "2")
+    _one_line_error(p, "benchmarks.accuracy", "only real faces")
+
+
+def test_help_needs_no_heavy_libraries():
+    """--help of every benchmark CLI works with torch, onnxruntime, onnx and matplotlib blocked."""
+    code = ("import sys\n"
+            "for m in ('torch', 'onnxruntime', 'onnx', 'matplotlib', 'tensorrt', 'pycuda'):\n"
+            "    sys.modules[m] = None\n"
+            "import importlib\n"
+            "for name in ('latency', 'pipeline', 'accuracy'):\n"
+            "    mod = importlib.import_module('benchmarks.' + name)\n"
+            "    try:\n"
+            "        mod.main(['--help'])\n"
+            "    except SystemExit as e:\n"
+            "        assert e.code == 0, name\n")
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.count("usage:") == 3
+
+
+def test_json_output_is_strict(tmp_path):
+    from benchmarks import report
+
+    out = tmp_path / "x.json"
+    report.write_json(str(out), {"a": float("nan"), "b": [float("inf"), 1.5], "c": (2, {"d": -float("inf")})})
+    assert load_strict(out) == {"a": None, "b": [None, 1.5], "c": [2, {"d": None}]}
+
+
+@pytest.mark.gpu
+def test_latency_on_a_tensorrt_engine(tiny, tmp_path):
+    """The engine beside its ONNX: device memory measured, interleaved with the ONNX artifacts."""
+    engine = tmp_path / "detect.fp16.engine"
+    built = run_module("export.engine", "--onnx", tiny["detect"], "--precision", "fp16", "--out", engine,
+                       "--batch", "1:4:8")
+    assert built.returncode == 0, built.stderr
+    out = tmp_path / "lat.json"
+    p = run_module("benchmarks.latency", "--engine", tiny["detect"], "--engine", engine, "--batch", "1,8",
+                   "--runs", "10", "--warmup", "2", "--no-siblings", "--json", out)
+    assert p.returncode == 0, p.stderr
+    rows = [r for r in load_strict(out)["results"] if r["backend"] == "tensorrt"]
+    assert [r["batch"] for r in rows] == [1, 8] and all(r["precision"] == "fp16" for r in rows)
+    assert all("device" in r and r["device_delta_mb"] > 0 for r in rows)
+    for r in rows:  # the H2D / compute / D2H split, when the backend reports it
+        if "split_ms" in r:
+            assert set(r["split_ms"]) == {"h2d_ms", "compute_ms", "d2h_ms"}
+            assert all(v > 0 for v in r["split_ms"].values())
+
+
+def test_sibling_graphs_are_found_by_name(tmp_path):
+    from benchmarks.latency import sibling
+
+    for name in ("detect.onnx", "full.onnx", "jrc_edge_detect.int8-cpu.onnx", "jrc_edge_full.int8-cpu.onnx"):
+        (tmp_path / name).write_bytes(b"x")
+    assert sibling(tmp_path / "detect.onnx") == tmp_path / "full.onnx"
+    assert sibling(tmp_path / "full.onnx") == tmp_path / "detect.onnx"
+    assert sibling(tmp_path / "jrc_edge_detect.int8-cpu.onnx") == tmp_path / "jrc_edge_full.int8-cpu.onnx"
+    assert sibling(tmp_path / "jrc_edge_full.int8-cpu.onnx") == tmp_path / "jrc_edge_detect.int8-cpu.onnx"
+    (tmp_path / "other.detect.fp16.engine").write_bytes(b"x")
+    assert sibling(tmp_path / "other.detect.fp16.engine") is None  # no full engine beside it
+    assert sibling(tmp_path / "model.onnx") is None
+
+
+def test_which_artifacts_are_compared():
+    from benchmarks.latency import _pairs
+    from benchmarks.runners import Runner, Spec
+    from runtime.meta import Meta
+
+    def runner(kind, path, graph="detect", precision="fp32", backend="onnxruntime", label=None):
+        meta = Meta(graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",), precision=precision)
+        return Runner(Spec(kind, path, label=label or path), meta, backend, 8, lambda: None, lambda x: (lambda: None))
+
+    rs = [runner("runtime", "detect.onnx"), runner("bare", "detect.onnx", backend="onnxruntime (bare)",
+                                                    label="detect.onnx [bare ort]"),
+          runner("runtime", "detect.int8-cpu.onnx", precision="int8"), runner("runtime", "full.onnx", "full"),
+          runner("runtime", "detect.fp16.engine", precision="fp16", backend="tensorrt"),
+          runner("torch", "best.pt", "full", backend="torch eager", label="pytorch eager (full)")]
+    p = _pairs(rs)
+    assert p["overhead"] == [("detect.onnx", "detect.onnx [bare ort]", "runtime / bare onnxruntime")]
+    assert p["full_vs_detect"] == [("full.onnx", "detect.onnx", "full / detect")]  # same backend and precision only
+    assert p["precision"] == [("detect.onnx", "detect.int8-cpu.onnx", "fp32 / int8")]  # not across backends
+    assert [d for _, d, _ in p["speedup"]] == ["detect.onnx", "detect.int8-cpu.onnx", "full.onnx", "detect.fp16.engine"]
+
+
+def test_speed_artifacts_are_full_width_models_of_the_asked_size(tmp_path):
+    """`python -m benchmarks.fixtures`: an untrained full-width model whose ONNX the runtime opens at
+    the asked input size, full width (megabytes of weights, unlike the tiny model); bad sizes are one line."""
+    import onnxruntime as ort
+
+    from runtime.backends import open_backend
+
+    r = run_module("benchmarks.fixtures", "--out", tmp_path / "m", "--input-size", "96")
+    assert r.returncode == 0, r.stderr
+    with open_backend(str(tmp_path / "m" / "detect.onnx")) as b:
+        assert b.meta.input_size == 96 and b.meta.encoder == "edge" and b.meta.outputs == ("logit",)
+    mine = ort.InferenceSession(str(tmp_path / "m" / "detect.onnx"), providers=["CPUExecutionProvider"])
+    assert mine.get_inputs()[0].shape[1:] == [3, 96, 96]
+    size = (tmp_path / "m" / "detect.onnx").stat().st_size  # full width, unlike the quarter-width tiny model
+    assert size > 1_000_000
+    bad = run_module("benchmarks.fixtures", "--out", tmp_path / "x", "--input-size", "5")
+    assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "--input-size 5" in bad.stderr

@@ -1,0 +1,149 @@
+"""INT8 on a small trained model: both targets stay within an AUC bound on held-out synthetic faces
+(0.05 here: see MAX_AUC_DROP), and the report fails loudly when an artifact ranks faces differently."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import has_module, run_module
+
+pytestmark = pytest.mark.skipif(not (has_module("torch") and has_module("onnxruntime") and has_module("onnx")),
+                                reason="needs torch, onnx and onnxruntime")
+
+SIZE = 64
+DOWNSAMPLE = "max"
+# ΔAUC allowed here. On a barely trained model (AUC ~0.65, probabilities in a narrow band) INT8
+# noise alone moves the AUC by 0.010-0.034 (4 models, AVX-512 CPU), over the product's default 0.01,
+# which then refuses the artifact (as it should); a broken quantizer scrambles the ranking instead
+# (ΔAUC ≈ AUC − 0.5 ≥ 0.1), which this bound still catches.
+MAX_AUC_DROP = 0.05
+
+
+def train_tiny(out: Path, max_epochs: int = 24, items: int = 640, seed: int = 0,
+               good_auc: float = 0.62) -> tuple[Path, float]:
+    """The edge JRC at 64 px (half width, max-pool downsampling), classification loss only, on the
+    synthetic training faces (a fresh self-blend per epoch), until the held-out AUC reaches
+    ``good_auc`` (or ``max_epochs``); keeps the best epoch. 10-60 s. Returns the checkpoint and its
+    held-out AUC.
+
+    Measured: a fixed short schedule is a lottery (8 epochs of 320 faces, strided: seed 0 above
+    0.6 on the first development CPU, 0.46-0.61 over seeds 0-5 on an AVX-512 one), while with
+    max-pool downsampling every seed's best epoch within 20 epochs of 640 faces reached 0.67-0.79
+    (seeds 0-3, AVX-512).
+    """
+    import copy
+
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.data import open_dataset
+    from training.metrics import roc_auc
+    from training.model import JRC, default_meta
+
+    torch.manual_seed(seed)
+    base = default_meta("edge", SIZE)
+    meta = base.with_(model={**base.model, "width": 0.5, "downsample": DOWNSAMPLE})
+    model = JRC("edge", SIZE, **meta.model)
+    data = open_dataset(f"synthetic:{items}", meta, train=True, split="train", seed=seed, augment=False)
+    y = torch.tensor(data.labels, dtype=torch.float32)
+    val = open_dataset("synthetic:200", meta, train=False, split="val")
+    xv = torch.stack([val[i][0] for i in range(len(val))])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    steps = max_epochs * -(-items // 32)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # deterministic summation order whatever the machine
+    best, best_state, best_epoch = -1.0, None, 0
+    try:
+        for epoch in range(max_epochs):
+            data.set_epoch(epoch)
+            x = torch.stack([data[i][0] for i in range(len(data))])
+            model.train()
+            for idx in torch.randperm(len(x)).split(32):
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x[idx])[:, 0], y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            model.eval()
+            with torch.no_grad():
+                auc = roc_auc(model(xv)[:, 0].numpy(), val.labels)
+            if auc > best:
+                best, best_state, best_epoch = auc, copy.deepcopy(model.state_dict()), epoch + 1
+            if best >= good_auc:
+                break
+    finally:
+        torch.set_num_threads(threads)
+    model.load_state_dict(best_state)
+    model.eval()
+    return save_checkpoint(out, model, meta, epoch=best_epoch), best
+
+
+@pytest.fixture(scope="module")
+def trained_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from export.onnx import export_checkpoint
+
+    root = tmp_path_factory.mktemp("trained")
+    # Precondition, not the property under test: a model that ranks held-out forgeries above chance
+    # (training until it does; another seed if one never gets there).
+    for seed in (0, 1, 2):
+        ckpt, auc = train_tiny(root / "tiny.pt", seed=seed)
+        if auc >= 0.6:
+            break
+    else:
+        pytest.fail(f"the tiny model did not learn (held-out AUC {auc:.3f} with seeds 0-2)")
+    export_checkpoint(ckpt, root)
+    return root / "detect.onnx"
+
+
+def test_int8_auc_within_bound_on_held_out_synthetic(trained_onnx: Path) -> None:
+    out = trained_onnx.parent
+    r = run_module("calibration.quantize", "--onnx", trained_onnx, "--data", "synthetic", "--target", "trt,cpu",
+                   "--calib-size", "128", "--eval-size", "200", "--fp16", "--speed-rounds", "3",
+                   "--max-auc-drop", str(MAX_AUC_DROP), "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((out / "detect.quant.json").read_text())
+    rows = {row["name"]: row for row in report["rows"]}
+    assert set(rows) == {"fp32", "fp16", "int8-trt", "int8-cpu"}
+    assert report["passed"] and report["max_auc_drop"] == MAX_AUC_DROP
+    assert rows["fp32"]["auc"] > 0.55  # the model learned something, so ranking changes would show
+    for name in ("int8-trt", "int8-cpu"):
+        row = rows[name]
+        assert row["d_auc"] <= MAX_AUC_DROP, row
+        assert row["d_auc"] == pytest.approx(rows["fp32"]["auc"] - row["auc"])
+        assert 0 < row["max_dprob"] < 0.5 and row["flips"] < 0.2 * row["samples"], row
+    assert rows["fp16"]["max_dprob"] < 1e-2 and rows["fp16"]["flips"] <= 2
+    # the eval faces are the synthetic validation identities, not the calibration ones
+    assert report["eval"]["data_sha256"] != report["calibration"]["data_sha256"]
+    assert set(report["speed"]["batches"]["1"]) == {"fp32", "int8-cpu"}
+    for line in ("AUC", "ΔAUC", "max|Δprob|", "flips", "int8-trt", "int8-cpu"):
+        assert line in r.stdout
+    assert (out / "detect.int8.onnx").is_file() and (out / "detect.int8-cpu.onnx").is_file()
+
+
+def test_report_fails_with_the_numbers_when_auc_drops(trained_onnx: Path, tmp_path: Path) -> None:
+    """An artifact that ranks faces the other way round must fail the bound, exit 1, one line."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(trained_onnx))
+    out_name = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [o if o != out_name else "raw_logit" for o in node.output]
+    model.graph.node.append(helper.make_node("Neg", ["raw_logit"], [out_name], name="flip"))
+    bad = tmp_path / "inverted.onnx"
+    onnx.save(model, str(bad))
+    js = tmp_path / "r.json"
+    r = run_module("calibration.report", "--fp32", trained_onnx, "--artifact", f"inverted={bad}",
+                   "--eval-size", "40", "--max-auc-drop", "0.01", "--json", js, "--quiet")
+    assert r.returncode == 1, r.stdout + r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("calibration.report: error: accuracy check failed: inverted AUC")
+    assert "--max-auc-drop 0.01" in err[0] and "Traceback" not in r.stderr
+    rows = json.loads(js.read_text())["rows"]
+    assert rows[1]["auc"] == pytest.approx(1 - rows[0]["auc"]) and rows[1]["flips"] > 0
+    assert np.isclose(rows[1]["d_auc"], rows[0]["auc"] - rows[1]["auc"])

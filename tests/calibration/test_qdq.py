@@ -1,0 +1,228 @@
+"""Q/DQ structure per target, checked with onnx; both artifacts run in ONNX Runtime on CPU."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.helpers import has_module, run_module
+
+pytestmark = pytest.mark.skipif(not (has_module("torch") and has_module("onnxruntime") and has_module("onnx")),
+                                reason="needs torch, onnx and onnxruntime")
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A small (untrained) edge JRC exported by export.onnx, preprocessed, calibrated once."""
+    import onnx
+    import torch
+
+    from calibration import qdq, ranges
+    from export.onnx import export_checkpoint
+    from training import dataspec as data
+    from training.checkpoint import save_checkpoint
+    from training.model import JRC, default_meta
+
+    root = tmp_path_factory.mktemp("qdq")
+    torch.manual_seed(0)
+    base = default_meta("edge", SIZE)
+    meta = base.with_(model={**base.model, "width": 0.25, "encoder_channels": 32, "latent_channels": 16,
+                             "hidden": 16})
+    ckpt = save_checkpoint(root / "m.pt", JRC("edge", SIZE, **meta.model).eval(), meta)
+    export_checkpoint(ckpt, root)
+    src = root / "detect.onnx"
+    meta = qdq.onnx_meta(src)
+    rng = np.random.default_rng(0)
+    calib = data.CalibrationSet(rng.integers(0, 256, (24, SIZE, SIZE, 3), dtype=np.uint8), None, meta, "random")
+    prep = qdq.preprocess(src, root / "prep.onnx")
+    prepped = onnx.load(str(prep))
+    stats = ranges.collect(prep, calib, batch_size=8)
+    r = ranges.ranges(stats, "entropy", full_range=ranges.full_range_tensors(prepped))
+    return {"root": root, "src": src, "meta": meta, "calib": calib, "prep": prep, "prepped": prepped, "ranges": r}
+
+
+def quantized(work: dict, target: str, name: str, keep=(), vnni=None):
+    import onnx
+
+    from calibration import qdq
+
+    out = work["root"] / name
+    info = qdq.quantize(work["prep"], out, work["calib"], target, work["ranges"], keep, vnni)
+    qdq.stamp(out, work["meta"], work["src"], info)
+    return onnx.load(str(out)), out
+
+
+def qdq_parts(model):
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    return inits, nodes
+
+
+def logits(path_or_model, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    data = path_or_model if isinstance(path_or_model, bytes) else Path(path_or_model).read_bytes()
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"input": x})[0][:, 0]
+
+
+def test_trt_target_is_symmetric_signed_int8_with_per_channel_weights(work: dict) -> None:
+    from runtime.meta import ONNX_KEY, Meta, sha256_file
+
+    model, path = quantized(work, "trt", "detect.int8.onnx")
+    inits, nodes = qdq_parts(model)
+    assert nodes
+    for n in nodes:  # every zero point: int8 and 0; every scale positive
+        zp = inits[n.input[2]]
+        assert zp.dtype == np.int8 and not zp.any(), n.name
+        assert (inits[n.input[1]] > 0).all()
+    weight_dq = [n for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers = {}
+    for n in model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    convs = 0
+    for dq in weight_dq:
+        w, scale = inits[dq.input[0]], inits[dq.input[1]]
+        assert w.dtype == np.int8  # no int32 bias: TensorRT has no INT32 dequantize for biases
+        user = consumers[dq.output[0]][0]
+        if user.op_type == "Conv":
+            convs += 1
+            axis = {a.name: a.i for a in dq.attribute}.get("axis", 1)
+            assert axis == 0 and scale.shape == (w.shape[0],), (dq.name, scale.shape, w.shape)
+    assert convs == sum(n.op_type == "Conv" for n in model.graph.node)  # every conv has int8 weights
+    # Q/DQ sit on inputs: no weighted layer's output is quantized unless it feeds a residual Add
+    for n in nodes:
+        if n.op_type == "QuantizeLinear" and n.input[0] in producer:
+            src = producer[n.input[0]]
+            if src.op_type in ("Conv", "Gemm"):
+                assert all(c.op_type == "QuantizeLinear" for c in consumers[n.input[0]]) or any(
+                    c.op_type == "Add" for c in consumers[n.input[0]])
+    # activations stay explicit (TensorRT fuses them itself)
+    before = Counter(n.op_type for n in work["prepped"].graph.node)
+    after = Counter(n.op_type for n in model.graph.node)
+    assert after["Relu"] == before["Relu"] and after["HardSigmoid"] == before["HardSigmoid"]
+    assert {o.domain for o in model.opset_import} <= {"", "ai.onnx"}  # nothing ORT-specific left
+    props = {p.key: p.value for p in model.metadata_props}
+    meta = Meta.from_json(props[ONNX_KEY])
+    assert meta.precision == "int8" and meta.source_sha256 == sha256_file(work["src"])
+    quant = json.loads(props["jrc_quant"])
+    assert quant["target"] == "trt" and quant["activation_type"] == "int8" and quant["symmetric_activations"]
+    assert quant["calibration"]["data_sha256"] == work["calib"].data_sha256
+
+
+def test_cpu_target_is_unsigned_activations_and_signed_weights(work: dict) -> None:
+    model, _ = quantized(work, "cpu", "detect.int8-cpu.onnx", vnni=False)
+    inits, nodes = qdq_parts(model)
+    act = [n for n in nodes if n.op_type == "QuantizeLinear"]
+    assert act and all(inits[n.input[2]].dtype == np.uint8 for n in act)
+    assert any(inits[n.input[2]].any() for n in act)  # asymmetric: some zero points are not 0
+    weights = [inits[n.input[0]] for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] in inits
+               and inits[n.input[0]].dtype == np.int8]
+    assert weights and all(np.abs(w.astype(int)).max() <= 64 for w in weights)  # reduce_range: 7 bits
+    assert any(inits[n.input[0]].dtype == np.int32 for n in nodes if n.input[0] in inits)  # int32 biases
+    full, _ = quantized(work, "cpu", "vnni.onnx", vnni=True)
+    inits, nodes = qdq_parts(full)
+    assert max(int(np.abs(inits[n.input[0]]).max()) for n in nodes
+               if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].dtype == np.int8) == 127
+
+
+def test_both_targets_run_in_onnxruntime_close_to_fp32(work: dict) -> None:
+    x = work["calib"].inputs()
+    ref = logits(work["src"], x)
+    for target in ("trt", "cpu"):
+        _, path = quantized(work, target, f"run-{target}.onnx")
+        got = logits(path, x)
+        assert got.shape == ref.shape and np.isfinite(got).all()
+        assert np.abs(got - ref).max() < 0.25 * (np.abs(ref).max() + 1), target
+        assert not np.array_equal(got, ref)
+
+
+def test_keep_float_leaves_first_conv_and_head_without_qdq(work: dict) -> None:
+    from calibration import qdq
+
+    keep = qdq.resolve_keep_float(work["prepped"], ["first", "head"], "m")
+    aliases = qdq.first_and_head(work["prepped"])
+    assert aliases["first"] and aliases["head"] and set(keep) == set(aliases["first"] + aliases["head"])
+    assert all(n.op_type == "Gemm" for n in work["prepped"].graph.node if n.name in aliases["head"])
+    model, _ = quantized(work, "trt", "keep.onnx", keep)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        fed = [producer[t].op_type for t in node.input if t in producer]
+        if node.name in keep:
+            assert "DequantizeLinear" not in fed, node.name
+        elif node.op_type == "Conv":
+            assert "DequantizeLinear" in fed, node.name
+    with pytest.raises(Exception, match="no such node"):
+        qdq.resolve_keep_float(work["prepped"], ["nonexistent"], "m")
+
+
+def test_sensitivity_quantizes_one_layer_at_a_time(work: dict) -> None:
+    import onnx
+
+    from calibration import qdq, sensitivity
+
+    full, _ = quantized(work, "trt", "all.onnx")
+    names = qdq.weighted_nodes(work["prepped"])
+    variant = sensitivity.single_layer_variant(work["prepped"], full, names[3])
+    onnx.checker.check_model(variant)
+    ops = Counter(n.op_type for n in variant.graph.node)
+    assert ops["QuantizeLinear"] == 1 and ops["DequantizeLinear"] == 2  # its activation and its weights
+    rows = sensitivity.analyse(work["prepped"], full, work["calib"].inputs()[:8], "input")
+    assert {r.node for r in rows} == set(names)
+    assert [r.mean_abs_dlogit for r in rows] == sorted((r.mean_abs_dlogit for r in rows), reverse=True)
+    assert rows[0].mean_abs_dlogit > 0
+
+
+def test_has_vnni_reads_cpu_flags(tmp_path: Path) -> None:
+    from calibration.qdq import has_vnni
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert not has_vnni(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert has_vnni(str(info))
+    info.write_text("flags\t\t: fpu avx2 avx_vnni\n")
+    assert has_vnni(str(info))
+    assert not has_vnni(str(tmp_path / "missing"))
+
+
+def test_ranges_methods_on_known_distributions() -> None:
+    from calibration.ranges import TensorStats
+
+    rng = np.random.default_rng(0)
+    gauss, relu = TensorStats(), TensorStats()
+    for _ in range(4):  # several batches: the histogram grows as the range does
+        gauss.add(rng.standard_normal(100_000).astype(np.float32))
+        relu.add(np.maximum(rng.standard_normal(100_000), 0).astype(np.float32) * 3)
+    lo, hi = gauss.minmax()
+    assert lo < -4 and hi > 4 and gauss.hist.sum() == 400_000
+    p_lo, p_hi = gauss.percentile(99.99)
+    assert p_lo == -p_hi and 3.5 < p_hi < hi
+    e_lo, e_hi = gauss.entropy()
+    assert lo <= e_lo < -3.0 and 3.0 < e_hi <= hi
+    r_lo, r_hi = relu.entropy()
+    assert r_lo == 0.0 and 6.0 < r_hi <= relu.hi  # the spike of zeros does not pull it down
+    constant = TensorStats()
+    constant.add(np.zeros(10, np.float32))
+    assert constant.entropy() == (0.0, 0.0)
+
+
+def test_cli_errors_are_one_line(work: dict) -> None:
+    r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic", "--target", "gpu")
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "calibration.quantize: error: --target 'gpu': expected trt, cpu, trt,cpu or both"]
+    r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic", "--target", "trt,cpu",
+                   "--out", work["root"] / "x.onnx")
+    assert r.returncode == 1 and "use --out-dir" in r.stderr and "Traceback" not in r.stderr
+    r = run_module("calibration.quantize", "--onnx", work["root"] / "missing.onnx", "--data", "synthetic")
+    assert r.returncode == 1 and "missing.onnx: no such ONNX file" in r.stderr

@@ -1,0 +1,228 @@
+"""export.engine without TensorRT hardware: build decisions per release, the plan + sidecar it
+writes (through per-release fakes), and its one-line errors in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from export._onnx_io import inspect_onnx, load_onnx
+from export._trt_build import EngineOptions, plan_build, resolve_profile
+from export.engine import default_output, fp16_onnx_path, onnx_to_engine, parse_batch
+from runtime.backends import _trt
+from runtime.errors import UserError
+from runtime.meta import read_sidecar, sha256_file
+from tests.helpers import TRT_API_DIR, run_module
+from tests.helpers.models import tiny_onnx
+from tests.helpers.trt_fakes import FakeCuda, FakeTRT, has_cuda_driver, write_crashing_tensorrt
+
+REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "11.4")}
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("onnx")
+    from export.fp16 import convert_file
+
+    files = {"plain": tiny_onnx(d / "detect.onnx"), "qdq": tiny_onnx(d / "detect.int8.onnx", qdq=True),
+             "static": tiny_onnx(d / "static.onnx", batch=2), "full": tiny_onnx(d / "full.onnx", graph="full")}
+    files["half"] = convert_file(files["plain"], d / "detect.fp16.onnx")
+    cpu = load_onnx(files["qdq"])  # as calibration.quantize --target cpu marks its output
+    prop = cpu.metadata_props.add()
+    prop.key, prop.value = "jrc_quant", json.dumps({"target": "cpu"})
+    files["qdq_cpu"] = d / "detect.int8-cpu.onnx"
+    files["qdq_cpu"].write_bytes(cpu.SerializeToString())
+    return files
+
+
+def test_parse_batch() -> None:
+    assert parse_batch("4") == (4, 4, 4) and parse_batch("1:4:16") == (1, 4, 16)
+    for bad in ("0", "4:2:8", "1:2", "a:b:c", "1:4:16:32"):
+        with pytest.raises(UserError, match="--batch"):
+            parse_batch(bad)
+
+
+def test_output_names(tmp_path: Path) -> None:
+    assert default_output(Path("m/detect.onnx"), "fp16") == Path("m/detect.fp16.engine")
+    assert default_output(Path("detect.int8.onnx"), "int8") == Path("detect.int8.engine")
+    assert fp16_onnx_path(Path("full.onnx"), Path("full.engine")) == Path("full.fp16.onnx")
+    assert fp16_onnx_path(Path("d.onnx"), Path("d.fp16.engine")) == Path("d.fp16.onnx")
+    assert fp16_onnx_path(Path("d.fp16.onnx"), Path("d.fp16.engine")) == Path("d.fp16.built.fp16.onnx")
+
+
+@pytest.mark.parametrize("release,precision,kind,want", [
+    ("8.5.3.1", "fp16", "plain", (False, ("FP16",), None, False)),
+    ("8.5.3.1", "int8", "qdq", (False, ("INT8", "FP16"), "qdq", False)),
+    ("8.5.3.1", "int8", "plain", (False, ("INT8", "FP16"), "calibrator", False)),
+    ("10.3.0", "fp32", "plain", (False, (), None, False)),
+    ("10.3.0", "fp16", "plain", (False, ("FP16",), None, False)),
+    ("10.3.0", "int8", "qdq", (False, ("INT8", "FP16"), "qdq", False)),
+    ("10.3.0", "int8", "plain", (False, ("INT8", "FP16"), "calibrator", False)),
+    ("11.4", "fp32", "plain", (True, (), None, False)),
+    ("11.4", "fp16", "plain", (True, (), None, True)),
+    ("11.4", "fp16", "half", (True, (), None, False)),
+    ("11.4", "int8", "qdq", (True, (), "qdq", False)),
+])
+def test_plan_per_release(onnx_files: dict, release: str, precision: str, kind: str, want: tuple) -> None:
+    trt = FakeTRT(REL[release]).module
+    plan = plan_build(trt, inspect_onnx(onnx_files[kind]),
+                      EngineOptions(precision=precision, calib_data="synthetic"))
+    assert (plan.strongly_typed, plan.flags, plan.int8_mode, plan.convert_fp16) == want
+    if release == "10.3.0" and plan.int8_mode == "calibrator":
+        assert any("deprecates calibrators" in n for n in plan.notes)
+
+
+@pytest.mark.parametrize("release,kind,opts,match", [
+    ("11.4", "plain", {"precision": "int8", "calib_data": "x"}, "no INT8 calibrators.*calibration.quantize"),
+    ("10.3.0", "plain", {"precision": "int8"}, "--calib-data"),
+    ("10.3.0", "qdq", {"precision": "fp16"}, "Q/DQ.*--precision int8"),
+    ("10.3.0", "half", {"precision": "fp32"}, "FP16 ONNX"),
+    ("10.3.0", "plain", {"precision": "fp32", "dla_core": 0}, "DLA runs fp16 or int8"),
+    ("10.3.0", "plain", {"precision": "fp16", "gpu_fallback": True}, "--gpu-fallback only"),
+    ("8.5.3.1", "plain", {"version_compatible": True}, "8.6 or newer"),
+    ("8.5.3.1", "plain", {"hardware_compatible": True}, "8.6 or newer"),
+    ("8.5.3.1", "plain", {"opt_level": 3}, "8.6 or newer"),
+    ("10.3.0", "plain", {"opt_level": 7}, "0..5"),
+    ("10.3.0", "qdq_cpu", {"precision": "int8"}, "ONNX Runtime on the CPU.*--target trt"),
+])
+def test_plan_refusals(onnx_files: dict, release: str, kind: str, opts: dict, match: str) -> None:
+    trt = FakeTRT(REL[release]).module
+    with pytest.raises(UserError, match=match):
+        plan_build(trt, inspect_onnx(onnx_files[kind]), EngineOptions(**opts))
+
+
+def test_existing_calibration_cache_is_enough(onnx_files: dict, tmp_path: Path) -> None:
+    cache = tmp_path / "c.calib"
+    cache.write_bytes(b"TRT-8500-EntropyCalibration2\n")
+    plan = plan_build(FakeTRT(REL["8.6.1"]).module, inspect_onnx(onnx_files["plain"]),
+                      EngineOptions(precision="int8", calib_cache=cache))
+    assert plan.int8_mode == "calibrator"
+
+
+def test_profiles(onnx_files: dict) -> None:
+    dyn, static = inspect_onnx(onnx_files["plain"]), inspect_onnx(onnx_files["static"])
+    assert resolve_profile(dyn, EngineOptions()) == (1, 4, 16)
+    assert resolve_profile(dyn, EngineOptions(batch=(2, 8, 32))) == (2, 8, 32)
+    assert resolve_profile(static, EngineOptions()) == (2, 2, 2)
+    with pytest.raises(UserError, match="static batch of 2"):
+        resolve_profile(static, EngineOptions(batch=(1, 4, 8)))
+    with pytest.raises(UserError, match="--dla needs a static batch"):
+        resolve_profile(dyn, EngineOptions(dla_core=0, precision="fp16"))
+
+
+def _fakes(monkeypatch: pytest.MonkeyPatch, release: str) -> FakeTRT:
+    cuda = FakeCuda()
+    fake = FakeTRT(REL[release], cuda)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
+    monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
+    monkeypatch.setattr(_trt, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: _trt.CudaDevice(0, "NVIDIA GeForce RTX 4090", "8.9", 1 << 34))
+    return fake
+
+
+@pytest.mark.parametrize("release", ["8.5.3.1", "10.3.0", "11.4"])
+def test_engine_and_sidecar(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, release: str) -> None:
+    fake = _fakes(monkeypatch, release)
+    out = tmp_path / "detect.fp16.engine"
+    cache = tmp_path / "timing.cache"
+    opts = EngineOptions(precision="fp16", batch=(1, 2, 8), timing_cache=cache, workspace_mib=512)
+    assert onnx_to_engine(onnx_files["plain"], out, opts) == out
+    plan = json.loads(out.read_bytes())  # the fake's "plan": what the builder was asked to do
+    assert plan["profile"] == [[1, 3, 32, 32], [2, 3, 32, 32], [8, 3, 32, 32]]
+    eb = 1 << int(fake.module.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if release.startswith("8") else 0
+    st = 1 << int(fake.module.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if release == "11.4" else 0
+    assert plan["network_flags"] == eb | st
+    assert plan["flags"] == ([] if release == "11.4" else ["FP16"])
+    assert fake.configs[-1].pools == {"WORKSPACE": 512 << 20}
+    meta, raw = read_sidecar(out)  # also verifies plan_sha256
+    assert (meta.precision, meta.tensorrt_version, meta.device, meta.compute_capability) == (
+        "fp16", fake.version, "NVIDIA GeForce RTX 4090", "8.9")
+    assert meta.profile == {"min": 1, "opt": 2, "max": 8}
+    assert meta.source_sha256 == sha256_file(onnx_files["plain"])
+    assert raw["build_command"].startswith("python -m export.engine --onnx ") and "--batch 1:2:8" in raw["build_command"]
+    assert cache.read_bytes() == b"+"  # written back after the build
+    if release == "11.4":  # strongly typed FP16: built from an FP16 copy with fp32 I/O
+        half = inspect_onnx(tmp_path / "detect.fp16.onnx")
+        assert half.is_fp16 and half.input_type == 1 and set(half.output_types.values()) == {1}
+
+
+def test_int8_calibrator_gets_what_it_needs(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fakes(monkeypatch, "8.5.3.1")
+    calls = []
+    cal = types.ModuleType("export.trt_calibrator")
+
+    def make_calibrator(trt, onnx_path, data, meta, cache_path, batch_size, calib_size, method="entropy"):
+        fake.cuda.require_context()  # the calibrator's pycuda copies need a current context
+        calls.append((trt, onnx_path, data, meta.input_size, cache_path, batch_size, calib_size, method))
+        return trt.IInt8EntropyCalibrator2()
+
+    cal.make_calibrator = make_calibrator
+    monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    out = tmp_path / "d.int8.engine"
+    onnx_to_engine(onnx_files["plain"], out, EngineOptions(precision="int8", calib_data="crops/", batch=(1, 4, 8),
+                                                           calib_size=64))
+    assert calls == [(fake.module, str(onnx_files["plain"]), "crops/", 32, str(tmp_path / "d.int8.calib"), 4, 64,
+                      "entropy")]
+    cfg = fake.configs[-1]
+    assert "int8_calibrator" in cfg._state and cfg.flags_set == ["INT8", "FP16"]
+    assert fake.cuda.stack() == [] and all(c.detached for c in fake.cuda.contexts)  # released after the build
+    assert read_sidecar(out)[1]["int8_mode"] == "calibrator"
+
+
+def test_parser_errors_and_missing_metadata(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fakes(monkeypatch, "10.3.0")
+    fake.parse_ok = False
+    with pytest.raises(UserError, match="ONNX parser failed: Unsupported node FakeOp"):
+        onnx_to_engine(onnx_files["plain"], tmp_path / "x.engine", EngineOptions(precision="fp16"))
+    assert not (tmp_path / "x.engine").exists()
+    bare = load_onnx(onnx_files["plain"])
+    del bare.metadata_props[:]
+    import onnx
+
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    with pytest.raises(UserError, match="no jrc metadata"):
+        onnx_to_engine(tmp_path / "bare.onnx", tmp_path / "y.engine")
+
+
+def _one_line_error(p, prog: str) -> str:
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1, p.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), p.stderr
+    assert "Traceback" not in p.stderr
+    return lines[0]
+
+
+def test_cli_without_tensorrt(onnx_files: dict, tmp_path: Path) -> None:
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "tensorrt.py").write_text("raise ModuleNotFoundError(\"No module named 'tensorrt'\", name='tensorrt')\n")
+    env = {**os.environ, "PYTHONPATH": str(block)}
+    p = run_module("export.engine", "--onnx", onnx_files["plain"], "--precision", "fp16", env=env, timeout=120)
+    line = _one_line_error(p, "export.engine")
+    assert "tensorrt is not installed" in line and "pip install tensorrt" in line and "JetPack" in line
+
+
+@pytest.mark.skipif(has_cuda_driver(), reason="this machine has an NVIDIA driver: the no-GPU path is not reachable")
+def test_cli_with_tensorrt_but_no_gpu_never_builds(onnx_files: dict, tmp_path: Path) -> None:
+    marker = tmp_path / "reached"
+    env = {**os.environ, "PYTHONPATH": str(write_crashing_tensorrt(tmp_path / "site", marker))}
+    out = tmp_path / "d.engine"
+    p = run_module("export.engine", "--onnx", onnx_files["plain"], "--out", out, env=env, timeout=120)
+    line = _one_line_error(p, "export.engine")
+    assert "NVIDIA driver" in line or "CUDA device" in line
+    assert not marker.exists() and not out.exists()
+
+
+def test_cli_help_and_bad_input(tmp_path: Path) -> None:
+    p = run_module("export.engine", "--help", timeout=60)
+    assert p.returncode == 0 and "--precision" in p.stdout and "--timing-cache" in p.stdout
+    p = run_module("export.engine", "--onnx", tmp_path / "missing.onnx", timeout=60)
+    assert "missing.onnx: ONNX model not found" in _one_line_error(p, "export.engine")
+    p = run_module("export.engine", "--onnx", tmp_path / "x.onnx", "--batch", "8:4:2", timeout=60)
+    assert "--batch" in _one_line_error(p, "export.engine")

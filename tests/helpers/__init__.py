@@ -1,0 +1,42 @@
+"""Helpers shared by the tests: where things are, what the machine has, running a module, strict JSON.
+
+Builders of test inputs live beside this file: ``models`` (tiny ONNX models and checkpoints),
+``media`` (generated faces and videos), ``trt_fakes`` (a ``tensorrt`` and ``pycuda`` per release,
+built from the API lists in ``trt-api/``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TRT_API_DIR = ROOT / "trt-api"
+
+
+def has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def has_gpu() -> bool:
+    """TensorRT importable and a CUDA device usable (checked in a subprocess: no crash here)."""
+    if not (has_module("tensorrt") and has_module("pycuda")):
+        return False
+    code = "import pycuda.driver as d; d.init(); assert d.Device.count() > 0"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode == 0
+
+
+def run_module(module: str, *args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` from the repository root and capture its output."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def load_strict(path):
+    """Parse a benchmark's JSON strictly: NaN or Infinity in the file fails the test."""
+    def refuse(token):
+        raise ValueError(f"{path}: non-JSON constant {token}")
+    return json.loads(Path(path).read_text(), parse_constant=refuse)

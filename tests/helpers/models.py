@@ -1,0 +1,134 @@
+"""Tiny models for tests: ONNX graphs with known outputs, and checkpoints with realistic statistics.
+
+- :func:`make_onnx`: logit = 4 × the mean of the normalised input, so with mean = std = 0.5 a uniform
+  crop of grey level v scores logit 4·(2v/255 − 1): white → p ≈ 0.982, black → p ≈ 0.018
+  (:func:`expected_prob`); the full graph adds recon = input / 2.
+- :func:`tiny_onnx`: a small real network (Conv → ReLU → GAP → Gemm [+ recon], optional Q/DQ) for the
+  export and TensorRT tests.
+- :func:`make_checkpoint`: a JRC checkpoint with random BN statistics and logits of a few units.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.meta import ONNX_KEY, Meta
+
+SIZE = 32
+
+
+def tiny_meta(full: bool = False, size: int = SIZE, **changes) -> Meta:
+    m = Meta(encoder="edge", input_size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), threshold=0.5,
+             face_margin=0.0, graph="detect", outputs=("logit",))
+    m = m.for_graph("full") if full else m
+    return m.with_(**changes) if changes else m
+
+
+def make_onnx(path: Path, *, full: bool = False, meta: Meta | None | bool = True, size: int = SIZE,
+              batch: int | str = "N", poison_recon: bool = False, meta_text: str | None = None) -> Path:
+    """A tiny model: logit = 4·mean(input); recon = input/2 (or a node that fails when run)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, size, size])
+    outs = [helper.make_tensor_value_info("logit", TensorProto.FLOAT, [batch, 1])]
+    inits = [numpy_helper.from_array(np.array([4.0], np.float32), "k"),
+             numpy_helper.from_array(np.array([-1, 1], np.int64), "shape"),
+             numpy_helper.from_array(np.array([0.5], np.float32), "half"),
+             numpy_helper.from_array(np.array([-1, 7, 11, 13], np.int64), "bad_shape")]
+    nodes = [helper.make_node("ReduceMean", ["input"], ["m"], axes=[1, 2, 3], keepdims=1),
+             helper.make_node("Reshape", ["m", "shape"], ["m2"]),
+             helper.make_node("Mul", ["m2", "k"], ["logit"])]
+    if full:
+        outs.append(helper.make_tensor_value_info("recon", TensorProto.FLOAT, None))
+        if poison_recon:  # 3·32·32·N elements never fit 7·11·13 blocks: fails if ever run
+            nodes.append(helper.make_node("Reshape", ["input", "bad_shape"], ["recon"]))
+        else:
+            nodes.append(helper.make_node("Mul", ["input", "half"], ["recon"]))
+    graph = helper.make_graph(nodes, "tiny", [x], outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if meta_text is not None:
+        helper.set_model_props(model, {ONNX_KEY: meta_text})
+    elif meta:
+        m = meta if isinstance(meta, Meta) else tiny_meta(full, size)
+        helper.set_model_props(model, {ONNX_KEY: m.to_json()})
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def expected_prob(gray: float) -> float:
+    return 1.0 / (1.0 + math.exp(-4.0 * (2.0 * gray / 255.0 - 1.0)))
+
+
+def batch_of(*grays: float, size: int = SIZE) -> np.ndarray:
+    return np.stack([np.full((3, size, size), 2.0 * g / 255.0 - 1.0, np.float32) for g in grays])
+
+
+def tiny_onnx(path: Path, size: int = 32, batch: int | None = None, graph: str = "detect",
+              qdq: bool = False, meta: Any = None) -> Path:
+    """A small real ONNX (input N×3×size×size → logit N×1 [, recon]) with jrc metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export._onnx_io import set_meta
+    from runtime.meta import Meta
+
+    rng = np.random.default_rng(0)
+    n = batch if batch else "batch"
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.2, "w1"),
+             numpy_helper.from_array(np.full(4, 0.1, np.float32), "b1"),
+             numpy_helper.from_array(rng.standard_normal((1, 4)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "b2")]
+    nodes, first = [], "input"
+    if qdq:
+        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+                  numpy_helper.from_array(np.array(0, np.int8), "z")]
+        nodes += [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
+                  helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"])]
+        first = "dq"
+    nodes += [helper.make_node("Conv", [first, "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+              helper.make_node("Relu", ["c"], ["r"]),
+              helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+              helper.make_node("Flatten", ["p"], ["f"]),
+              helper.make_node("Gemm", ["f", "w2", "b2"], ["logit"], transB=1)]
+    outputs = [helper.make_tensor_value_info("logit", TensorProto.FLOAT, [n, 1])]
+    if graph == "full":
+        inits.append(numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1) * 0.5, "w3"))
+        nodes.append(helper.make_node("Conv", ["input", "w3"], ["recon"]))
+        outputs.append(helper.make_tensor_value_info("recon", TensorProto.FLOAT, [n, 3, size, size]))
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                         [n, 3, size, size])], outputs, inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = meta or Meta(input_size=size, graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",))
+    set_meta(model, meta)
+    onnx.checker.check_model(model, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_checkpoint(path: Path, encoder: str, seed: int = 0) -> Path:
+    """A checkpoint with non-trivial statistics: random BN stats and a head giving logits of a few units,
+    so a 1e-4 parity bound is tested on realistic magnitudes rather than on near-zero outputs."""
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.model import build_model, default_meta
+
+    torch.manual_seed(seed)
+    meta = default_meta(encoder)
+    model = build_model(meta)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+        model.head.fc2.weight.mul_(2.0)
+    save_checkpoint(path, model.eval(), meta, epoch=1)
+    return path

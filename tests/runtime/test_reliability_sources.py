@@ -1,0 +1,238 @@
+"""Failing live sources (issue 7): a network stream that stalls or stops mid-run, and a camera that
+disappears, comes back, or hangs in a read. Bounded read timeouts, reconnects with backoff up to
+--max-reconnects, and a clean end: exit 3, summary ``source_lost``, JSONL complete.
+
+The stream is MJPEG over HTTP (multipart/x-mixed-replace) served on 127.0.0.1 by a server that
+follows a script per connection and stops by itself; OpenCV's FFmpeg backend reads it. Cameras
+are fake captures handed to the real CLI in place of ``cv2.VideoCapture``.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import runtime.sources as sources
+from runtime.detect import main
+from tests.helpers import run_module
+from tests.helpers.models import make_onnx
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_onnx(tmp_path_factory.mktemp("m") / "m.onnx")
+
+
+def _jpeg(i: int) -> bytes:
+    return cv2.imencode(".jpg", np.full((48, 64, 3), (i * 7) % 256, np.uint8))[1].tobytes()
+
+
+class MjpegServer:
+    """Loopback MJPEG server. ``script[k]`` says what connection k gets: ``(frames, then)`` with
+    ``then`` in ``"stall"`` (keep the connection open, send nothing) or ``"close"``; connections
+    past the script get headers and then nothing. Every wait ends at ``stop()`` or after 30 s."""
+
+    def __init__(self, script: list[tuple[int, str]], shutdown_after: int | None = None) -> None:
+        self.script = script
+        self.connections: list[float] = []  # monotonic time of each connection
+        self._stop = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                k = len(outer.connections)
+                outer.connections.append(time.monotonic())
+                frames, then = outer.script[k] if k < len(outer.script) else (0, "stall")
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    for i in range(frames):
+                        if outer._stop.is_set():
+                            return
+                        b = _jpeg(i)
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                         % (len(b), b))
+                        self.wfile.flush()
+                        time.sleep(0.04)  # 25 fps, like a camera
+                except OSError:
+                    return
+                if then == "stall":
+                    outer._stop.wait(30)
+                if shutdown_after is not None and k + 1 >= shutdown_after:
+                    threading.Thread(target=outer.stop, daemon=True).start()  # later connections are refused
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cam.mjpg"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> MjpegServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self.server.shutdown()
+            self.server.server_close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self._thread.join(10)
+
+
+def _results(tmp: Path) -> tuple[dict, list[dict]]:
+    summary = json.loads((tmp / "s.json").read_text())
+    recs = [json.loads(x) for x in (tmp / "o.jsonl").read_text().splitlines()]  # every line complete
+    return summary, recs
+
+
+def _check_complete(summary: dict, recs: list[dict]) -> None:
+    assert summary["frames"] == len(recs) > 0
+    idx = [r["frame"] for r in recs]
+    assert idx == sorted(set(idx))  # in order, none twice; live sources may drop frames in between
+    assert summary["frames"] + summary["dropped"] <= max(idx) + 1
+
+
+def _one_line(stderr: str, *needles: str) -> None:
+    assert "Traceback" not in stderr
+    lines = [x for x in stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("jrc-detect: error: "), stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+def test_stream_that_stalls_recovers_then_is_given_up(model, tmp_path):
+    """Connection 1 stalls after 20 frames (read timeout), connection 2 closes after 20 frames
+    (end of stream), connection 3 stalls before its first frame (open timeout): with
+    --max-reconnects 1 the first two outages are each survived by one reconnect, the third is not."""
+    with MjpegServer([(20, "stall"), (20, "close")]) as server:
+        t0 = time.monotonic()
+        res = run_module("runtime.detect", "--engine", model, "--source", server.url, "--faces", "none",
+                         "--timeout", "1", "--max-reconnects", "1", "--quiet", "--jsonl", tmp_path / "o.jsonl",
+                         "--summary", tmp_path / "s.json", timeout=120)
+        elapsed = time.monotonic() - t0
+    assert res.returncode == 3, res.stderr
+    _one_line(res.stderr, server.url, "1 reconnect attempts failed")
+    summary, recs = _results(tmp_path)
+    assert summary["status"] == "source_lost" and summary["exit_code"] == 3 and summary["live"] is True
+    _check_complete(summary, recs)
+    assert summary["reconnects"] == 2 and len(server.connections) == 3
+    assert max(r["frame"] for r in recs) >= 20  # frames from after the first reconnect were processed
+    assert elapsed < 60  # bounded: a stalled read or open never hangs the run
+
+
+def test_stream_that_stops_for_good_ends_with_exit_3(model, tmp_path):
+    with MjpegServer([(25, "close")], shutdown_after=1) as server:
+        res = run_module("runtime.detect", "--engine", model, "--source", server.url, "--faces", "none",
+                         "--timeout", "2", "--max-reconnects", "2", "--quiet", "--jsonl", tmp_path / "o.jsonl",
+                         "--summary", tmp_path / "s.json", timeout=120)
+    assert res.returncode == 3, res.stderr
+    _one_line(res.stderr, "2 reconnect attempts failed")
+    summary, recs = _results(tmp_path)
+    assert summary["status"] == "source_lost" and summary["reconnects"] == 2
+    _check_complete(summary, recs)
+
+
+# --- cameras -----------------------------------------------------------------------------------
+class FakeCamera:
+    """A capture that delivers ``frames`` frames, then fails (unplugged) or, with ``hang``, blocks
+    in read() until ``release_hang`` is set, as some drivers do."""
+
+    def __init__(self, frames: int, opened: bool = True, hang: threading.Event | None = None) -> None:
+        self.left, self.opened, self.hang = frames, opened, hang
+        self.n = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
+        return self.opened
+
+    def get(self, prop: int) -> float:
+        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self):
+        if not self.opened:
+            return False, None
+        if self.left <= 0:
+            if self.hang is not None:
+                self.hang.wait(30)
+            return False, None
+        self.left -= 1
+        self.n += 1
+        time.sleep(0.01)
+        return True, np.full((48, 64, 3), (self.n * 9) % 256, np.uint8)
+
+    def release(self) -> None:
+        self.opened = False
+
+
+class Plug:
+    """The device: each open() returns the next scripted camera (None = the device is gone)."""
+
+    def __init__(self, script: list[FakeCamera | None]) -> None:
+        self.script, self.opens = script, []
+
+    def __call__(self, spec, kind, open_s, read_s):
+        assert kind == "camera"
+
+        def opener():
+            k = len(self.opens)
+            self.opens.append(time.monotonic())
+            cam = self.script[k] if k < len(self.script) else None
+            return cam if cam is not None else FakeCamera(0, opened=False)
+
+        return opener
+
+
+def _camera_run(model, tmp, monkeypatch, plug: Plug, *extra: str) -> int:
+    monkeypatch.setattr(sources, "_capture_opener", plug)
+    return main(["--engine", str(model), "--source", "0", "--faces", "none", "--quiet", "--jsonl",
+                 str(tmp / "o.jsonl"), "--summary", str(tmp / "s.json"), *extra])
+
+
+def test_camera_that_disappears_is_retried_with_backoff_then_given_up(model, tmp_path, monkeypatch, capsys):
+    plug = Plug([FakeCamera(15)])  # unplugged after 15 frames, never comes back
+    assert _camera_run(model, tmp_path, monkeypatch, plug, "--max-reconnects", "2", "--timeout", "2") == 3
+    _one_line(capsys.readouterr().err, "0: stopped delivering frames", "2 reconnect attempts failed")
+    summary, recs = _results(tmp_path)
+    assert summary["status"] == "source_lost" and summary["reconnects"] == 2
+    _check_complete(summary, recs)
+    assert len(plug.opens) == 3
+    waits = np.diff(plug.opens)
+    assert waits[0] >= sources.BACKOFF_S and waits[1] >= 2 * sources.BACKOFF_S  # the wait doubles
+
+
+def test_camera_that_comes_back_is_picked_up_again(model, tmp_path, monkeypatch):
+    plug = Plug([FakeCamera(10), None, None, FakeCamera(1000)])  # gone for two attempts, then back
+    assert _camera_run(model, tmp_path, monkeypatch, plug, "--max-reconnects", "5", "--max-frames", "40") == 0
+    summary, recs = _results(tmp_path)
+    assert summary["status"] == "ok" and summary["reconnects"] == 3 and summary["frames"] == 40
+    _check_complete(summary, recs)
+    assert max(r["frame"] for r in recs) >= 10  # frames of the camera after it came back
+
+
+def test_camera_that_hangs_in_a_read_is_ended_by_the_watchdog(model, tmp_path, monkeypatch, capsys):
+    hang = threading.Event()
+    try:
+        plug = Plug([FakeCamera(12, hang=hang)])
+        t0 = time.monotonic()
+        code = _camera_run(model, tmp_path, monkeypatch, plug, "--timeout", "0.5")
+        elapsed = time.monotonic() - t0
+    finally:
+        hang.set()  # let the stuck fake driver return
+    assert code == 3
+    _one_line(capsys.readouterr().err, "has not returned", "results so far are written")
+    summary, recs = _results(tmp_path)
+    assert summary["status"] == "source_lost" and summary["frames"] > 0
+    _check_complete(summary, recs)
+    assert elapsed < 30

@@ -1,0 +1,194 @@
+"""The TensorRT backend's logic without a GPU: per-release fake tensorrt + numpy pycuda, and its
+one-line errors (no TensorRT; TensorRT but no GPU) in subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export._trt_build import EngineOptions
+from export.engine import onnx_to_engine
+from runtime.backends import _trt, open_backend
+from runtime.backends.tensorrt import TensorRTBackend
+from runtime.errors import UserError
+from runtime.meta import Meta, read_sidecar, write_sidecar
+from tests.helpers import ROOT, TRT_API_DIR
+from tests.helpers.models import tiny_onnx
+from tests.helpers.trt_fakes import (
+    FakeCuda,
+    FakeTRT,
+    has_cuda_driver,
+    orin_device,
+    write_crashing_tensorrt,
+)
+
+HERE = orin_device()
+
+
+@pytest.fixture(params=["8.5.3.1", "10.3.0", "11.4"])
+def fakes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tuple[FakeTRT, FakeCuda]:
+    cuda = FakeCuda()
+    fake = FakeTRT(TRT_API_DIR / f"tensorrt-{request.param}.json", cuda)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
+    monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
+    monkeypatch.setattr(_trt, "probe_cuda_device", lambda index=0, timeout=60.0: HERE)
+    return fake, cuda
+
+
+def _engine(tmp: Path, graph: str = "detect", static: int | None = None, **opts) -> Path:
+    onnx = tiny_onnx(tmp / f"{graph}.onnx", graph=graph, batch=static)
+    return onnx_to_engine(onnx, tmp / f"{graph}.engine", EngineOptions(precision="fp16", **opts))
+
+
+def _x(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, 32, 32)).astype(np.float32)
+
+
+def test_infer_detect(fakes, tmp_path: Path) -> None:
+    fake, cuda = fakes
+    b = open_backend(_engine(tmp_path))
+    assert isinstance(b, TensorRTBackend) and b.max_batch == 16 and b.meta.graph == "detect"
+    x = _x(3)
+    out = b.infer(x)
+    assert set(out) == {"logit"} and out["logit"].shape == (3, 1) and out["logit"].dtype == np.float32
+    np.testing.assert_allclose(out["logit"][:, 0], x.reshape(3, -1).mean(1), rtol=1e-5, atol=1e-7)
+    out["logit"][:] = 7  # the caller owns the arrays
+    np.testing.assert_allclose(b.infer(x[:1])["logit"][0, 0], x[0].mean(), rtol=1e-5, atol=1e-7)
+    with pytest.raises(UserError, match="--reconstruct needs the full graph"):
+        b.infer(x, reconstruct=True)
+    with pytest.raises(ValueError, match="expected 1..16"):
+        b.infer(_x(17))
+    assert cuda.stack() == []  # nothing left pushed on this thread
+    b.close()
+    b.close()
+    assert cuda.freed == set(cuda.memory) and all(c.detached for c in cuda.contexts)
+    assert fake.deserialized == 1
+
+
+def test_recon_only_when_asked(fakes, tmp_path: Path) -> None:
+    fake, cuda = fakes
+    with open_backend(_engine(tmp_path, "full", batch=(1, 2, 4))) as b:
+        assert b.max_batch == 4
+        recon_addr = int(b._dev["recon"])
+        x = _x(2)
+        out = b.infer(x)
+        assert set(out) == {"logit"} and recon_addr not in cuda.dtoh
+        out = b.infer(x, reconstruct=True)
+        assert recon_addr in cuda.dtoh and out["recon"].shape == (2, 3, 32, 32)
+        np.testing.assert_allclose(out["recon"], x / 2, rtol=1e-6)
+
+
+def test_worker_thread_pushes_the_context(fakes, tmp_path: Path) -> None:
+    _, cuda = fakes
+    b = TensorRTBackend(str(_engine(tmp_path)))
+    results, errors = [], []
+
+    def work() -> None:
+        try:
+            for i in range(3):
+                results.append(b.infer(_x(2, seed=i))["logit"])
+            assert cuda.stack() == []
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    assert not errors and len(results) == 3
+    np.testing.assert_allclose(results[2][:, 0], _x(2, seed=2).reshape(2, -1).mean(1), rtol=1e-5, atol=1e-7)
+    b.close()
+
+
+def test_static_batch_engine(fakes, tmp_path: Path) -> None:
+    with TensorRTBackend(str(_engine(tmp_path, static=2))) as b:
+        assert b.max_batch == 2 and b.infer(_x(2))["logit"].shape == (2, 1)
+
+
+def _rewrite_sidecar(engine: Path, **changes) -> None:
+    meta, raw = read_sidecar(engine)
+    extra = {k: v for k, v in raw.items() if k not in Meta.__dataclass_fields__}
+    write_sidecar(engine, meta.with_(**changes), extra)
+
+
+def test_refuses_other_release_and_gpu_before_loading(fakes, tmp_path: Path, monkeypatch) -> None:
+    fake, _ = fakes
+    engine = _engine(tmp_path)
+    _rewrite_sidecar(engine, tensorrt_version="8.4.9")
+    with pytest.raises(UserError, match=r"built with TensorRT 8\.4\.9.*rebuild it here with: python -m export\.engine "
+                                        r"--onnx .*detect\.onnx --precision fp16"):
+        TensorRTBackend(str(engine))
+    _rewrite_sidecar(engine, tensorrt_version=fake.version, device="NVIDIA GeForce RTX 3060", compute_capability="8.6")
+    with pytest.raises(UserError, match="built for NVIDIA GeForce RTX 3060.*this is NVIDIA Jetson AGX Orin"):
+        TensorRTBackend(str(engine))
+    assert fake.deserialized == 0
+    engine.write_bytes(engine.read_bytes() + b" ")
+    with pytest.raises(UserError, match="does not match its sidecar"):
+        TensorRTBackend(str(engine))
+
+
+def test_version_compatible_plan_allows_host_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cuda = FakeCuda()
+    fake = FakeTRT(TRT_API_DIR / "tensorrt-10.13.0.35.json", cuda)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
+    monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
+    monkeypatch.setattr(_trt, "probe_cuda_device", lambda index=0, timeout=60.0: HERE)
+    engine = _engine(tmp_path, version_compatible=True, hardware_compatible=True)
+    raw = read_sidecar(engine)[1]
+    assert raw["version_compatible"] is True and raw["hardware_compatible"] == "AMPERE_PLUS"
+    monkeypatch.setattr(_trt, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: _trt.CudaDevice(0, "NVIDIA H100", "9.0", 1 << 36))
+    with TensorRTBackend(str(engine)) as b:  # another Ampere+ GPU: accepted
+        assert b._runtime._state.get("engine_host_code_allowed") is True
+
+
+def _open_in_subprocess(engine: Path, env: dict) -> subprocess.CompletedProcess:
+    code = ("import sys\nfrom runtime.errors import run_cli\nfrom runtime.backends import open_backend\n"
+            "run_cli(lambda: open_backend(sys.argv[1]).close(), 'jrc')\n")
+    return subprocess.run([sys.executable, "-c", code, str(engine)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _plain_engine(tmp: Path) -> Path:
+    engine = tmp / "detect.fp16.engine"
+    engine.write_bytes(b"not a real plan")
+    write_sidecar(engine, Meta(graph="detect", outputs=("logit",), precision="fp16", tensorrt_version="10.3.0",
+                               device="Orin", compute_capability="8.7", profile={"min": 1, "opt": 4, "max": 8}),
+                  {"onnx": "detect.onnx", "build_command": "python -m export.engine --onnx detect.onnx "
+                   "--precision fp16 --out detect.fp16.engine"})
+    return engine
+
+
+def test_without_tensorrt_one_line(tmp_path: Path) -> None:
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "tensorrt.py").write_text("raise ModuleNotFoundError(\"No module named 'tensorrt'\", name='tensorrt')\n")
+    p = _open_in_subprocess(_plain_engine(tmp_path), {**os.environ, "PYTHONPATH": str(block)})
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, p.stderr
+    assert lines[0].startswith("jrc: error: tensorrt is not installed") and "pip install tensorrt" in lines[0]
+
+
+@pytest.mark.skipif(has_cuda_driver(), reason="this machine has an NVIDIA driver: the no-GPU path is not reachable")
+def test_tensorrt_without_gpu_never_deserializes(tmp_path: Path) -> None:
+    marker = tmp_path / "reached"
+    env = {**os.environ, "PYTHONPATH": str(write_crashing_tensorrt(tmp_path / "site", marker))}
+    p = _open_in_subprocess(_plain_engine(tmp_path), env)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, p.stderr
+    assert lines[0].startswith("jrc: error: ") and ("NVIDIA driver" in lines[0] or "CUDA device" in lines[0])
+    assert not marker.exists()
+
+
+def test_module_imports_without_tensorrt_or_pycuda() -> None:
+    code = ("import sys\nfor m in ('tensorrt', 'pycuda', 'pycuda.driver', 'torch', 'onnx'):\n    sys.modules[m] = None\n"
+            "import runtime.backends.tensorrt, runtime.backends._trt, runtime.onnx_external\nprint('ok')\n")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "ok", p.stderr

@@ -1,0 +1,142 @@
+"""Calibration data: the runtime's preprocessing byte for byte, balanced, deterministic, hashed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.errors import UserError
+from runtime.faces import HaarFaceDetector
+from runtime.meta import Meta
+from runtime.preprocess import as_bgr8, crop_face, resize_square, to_input
+from tests.helpers import has_module
+from training import dataspec as data
+
+META = Meta(input_size=32, graph="detect", outputs=("logit",))
+
+
+def runtime_decode(path: Path) -> np.ndarray:
+    """How the runtime reads an image file (runtime/sources.py): imdecode unchanged, then as_bgr8."""
+    return as_bgr8(cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED))
+
+
+@pytest.fixture
+def crops_dir(tmp_path: Path) -> Path:
+    """real/ (6 files) and fake/ (3 files) of mixed sizes and formats, plus one broken file."""
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        img = rng.integers(0, 256, (40 + 4 * i, 40 + 4 * i, 3), dtype=np.uint8)
+        (tmp_path / "real" / f"clip{i}").mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "real" / f"clip{i}" / "000.png"), img)
+    (tmp_path / "fake").mkdir()
+    cv2.imwrite(str(tmp_path / "fake" / "a.jpg"), rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "fake" / "b.png"), rng.integers(0, 256, (20, 20), dtype=np.uint8))  # gray
+    cv2.imwrite(str(tmp_path / "fake" / "c.png"), rng.integers(0, 65535, (50, 50, 3), dtype=np.uint16))
+    (tmp_path / "fake" / "d.png").write_bytes(b"not an image")
+    return tmp_path
+
+
+def test_folder_batches_equal_runtime_preprocessing_byte_for_byte(crops_dir: Path) -> None:
+    cs = data.load(crops_dir, META, None, progress=False)
+    assert cs.skipped == 1 and len(cs) == 9 and cs.labels is not None
+    files = sorted(crops_dir.rglob("*.png")) + sorted(crops_dir.rglob("*.jpg"))
+    expected = {f: to_input(runtime_decode(f), META)[0] for f in files if f.name != "d.png"}
+    batches = np.concatenate(list(cs.batches(4)))
+    assert batches.dtype == np.float32 and batches.shape == (9, 3, 32, 32)
+    for row in batches:  # every batch row is exactly one file through the runtime's to_input
+        assert sum(row.tobytes() == e.tobytes() for e in expected.values()) == 1
+    assert cs.inputs().tobytes() == batches.tobytes()
+
+
+def test_balanced_interleaved_and_deterministic(crops_dir: Path) -> None:
+    a = data.load(crops_dir, META, 6, progress=False)
+    b = data.load(crops_dir, META, 6, progress=False)
+    assert list(a.labels) == [0, 1, 0, 1, 0, 1]  # 3 fakes readable, 3 reals to match
+    assert a.data_sha256 == b.data_sha256 and np.array_equal(a.crops, b.crops)
+    c = data.load(crops_dir, META, 6, seed=1, progress=False)
+    assert c.data_sha256 != a.data_sha256  # another seed, another draw
+    more = data.load(crops_dir, META, 8, progress=False)  # fakes run out: reals fill up
+    assert list(more.labels).count(1) == 3 and len(more) == 8
+
+
+def test_select_balances_and_fills() -> None:
+    labels = [0] * 10 + [1] * 3
+    idx = data.select(list(range(13)), labels, 8, seed=0)
+    assert len(idx) == 8 and sorted(labels[i] for i in idx) == [0] * 5 + [1] * 3
+    assert [labels[i] for i in idx[:6]] == [0, 1, 0, 1, 0, 1]
+    assert idx == data.select(list(range(13)), labels, 8, seed=0)
+    assert len(set(data.select(list(range(13)), None, 13, seed=3))) == 13
+
+
+def test_manifest_and_cache_key(crops_dir: Path, tmp_path: Path) -> None:
+    rows = ["path,label,video"] + [f"{p.relative_to(crops_dir)},{'fake' if 'fake' in p.parts else 0},v"
+                                   for p in sorted(crops_dir.rglob("*.png")) if p.name != "d.png"]
+    manifest = crops_dir / "list.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    cs = data.load(manifest, META, None, progress=False)
+    assert len(cs) == 8 and int(cs.labels.sum()) == 2
+    key = cs.cache_key()
+    assert key["data_sha256"] == cs.data_sha256 and key["preprocess"]["input_size"] == 32
+    other = data.CalibrationSet(cs.crops, cs.labels, META.with_(mean=(0.5, 0.5, 0.5)), cs.source)
+    assert other.data_sha256 == cs.data_sha256 and other.cache_key() != key  # same bytes, other preprocessing
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,label\nx.png,maybe\n")
+    with pytest.raises(UserError, match="bad.csv:2: expected 'path,label"):
+        data.load(bad, META, None, progress=False)
+
+
+def test_unlabelled_folder_and_errors(tmp_path: Path) -> None:
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((32, 32, 3), 40 * i, np.uint8))
+    cs = data.load(tmp_path, META, 2, progress=False)
+    assert cs.labels is None and len(cs) == 2
+    with pytest.raises(UserError, match="needs labels"):
+        data.load(tmp_path, META, 2, need_labels=True, progress=False)
+    with pytest.raises(UserError, match="not found"):
+        data.load(tmp_path / "nope", META, 2, progress=False)
+    with pytest.raises(UserError, match="--calib-size 0"):
+        data.load(tmp_path, META, 0, progress=False)
+
+
+def test_videos_are_cropped_as_the_runtime_crops_frames(tmp_path: Path) -> None:
+    """A clip of the astronaut's face drifting: each sampled frame → Haar's largest face → crop_face."""
+    pytest.importorskip("skimage")
+    from skimage import data as skdata
+
+    face = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)[:256, 96:352]
+    frames = [cv2.copyMakeBorder(face, 20 + k, 60 - k, 30 + 2 * k, 30, cv2.BORDER_CONSTANT) for k in range(12)]
+    h, w = frames[0].shape[:2]
+    (tmp_path / "real").mkdir()
+    path = tmp_path / "real" / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (w, h))
+    for f in frames:
+        writer.write(cv2.resize(f, (w, h)))
+    writer.release()
+    cs = data.load(tmp_path, META, 4, progress=False)
+    assert len(cs) == 4 and list(cs.labels) == [0, 0, 0, 0]
+    cap = cv2.VideoCapture(str(path))
+    decoded = [cap.read()[1] for _ in range(12)]
+    cap.release()
+    det = HaarFaceDetector()
+    want = [crop_face(decoded[i], det.detect(decoded[i])[0], META.face_margin, META.input_size)
+            for i in (0, 4, 7, 11)]  # np.linspace(0, 11, 4) rounded
+    assert cs.crops.tobytes() == np.stack(want).tobytes()
+
+
+@pytest.mark.skipif(not (has_module("torch") and has_module("skimage")), reason="needs torch and scikit-image")
+def test_synthetic_calibration_and_evaluation_use_disjoint_faces() -> None:
+    from training.data import open_dataset
+
+    calib = data.load("synthetic", META, 16, progress=False)
+    held = data.load("synthetic", META, 16, held_out=True, progress=False)
+    assert list(calib.labels) == [0, 1] * 8 and list(held.labels) == [0, 1] * 8
+    train_ds = open_dataset("synthetic:16", META, train=False, split="train", augment=False)
+    val_ds = open_dataset("synthetic:16", META, train=False, split="val", augment=False)
+    assert set(train_ds.videos).isdisjoint(val_ds.videos)
+    for i in range(16):  # the very crops training's datasets produce, as the network sees them
+        assert calib.crops[i].tobytes() == resize_square(train_ds.image(i), 32).tobytes()
+        assert held.crops[i].tobytes() == resize_square(val_ds.image(i), 32).tobytes()
+    assert calib.inputs().tobytes() == np.stack([train_ds[i][0].numpy() for i in range(16)]).tobytes()

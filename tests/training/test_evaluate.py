@@ -1,0 +1,136 @@
+"""training.evaluate: metrics of a tiny checkpoint on generated datasets, JSON and ROC PNG output."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import has_module, run_module
+
+pytestmark = pytest.mark.skipif(not (has_module("torch") and has_module("matplotlib")),
+                                reason="needs the train extra (torch, matplotlib)")
+
+SIZE = 64
+
+
+def _strict_json(text: str):
+    def no_nan(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=no_nan)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """An untrained edge model at 64 px, saved the way training saves it."""
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.model import build_model, default_meta
+
+    torch.manual_seed(0)
+    meta = default_meta("edge", SIZE)
+    net = build_model(meta)
+    meta = meta.with_(model=net.config(), threshold=0.5, training={"data": "unit-test", "epochs": 0})
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    save_checkpoint(path, net, meta, epoch=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """real/ and fake/ crops in per-video folders: 3 real videos and 2 fake ones, 2 frames each."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("faces") / "tinyset"
+    rng = np.random.default_rng(0)
+    for label, videos in (("real", ("r0", "r1", "r2")), ("fake", ("f0", "f1"))):
+        for v in videos:
+            (root / label / v).mkdir(parents=True)
+            base = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+            for k in range(2):
+                frame = np.clip(base.astype(int) + rng.integers(-20, 21, base.shape), 0, 255).astype(np.uint8)
+                cv2.imwrite(str(root / label / v / f"{k:06d}.png"), frame)
+    return root
+
+
+def _expected(ckpt, folder):
+    """Probabilities computed here from the files, independently of the CLI's data pipeline."""
+    import cv2
+    import torch
+
+    from runtime.preprocess import to_input
+    from training.checkpoint import load_model
+
+    net, meta = load_model(ckpt)
+    files = sorted((folder / "real").rglob("*.png")) + sorted((folder / "fake").rglob("*.png"))
+    x = to_input([cv2.imread(str(f)) for f in files], meta)
+    with torch.no_grad():
+        probs = torch.sigmoid(net(torch.from_numpy(x))).reshape(-1).numpy().astype(np.float64)
+    labels = np.array([0 if "real" in f.parts[-3] else 1 for f in files])
+    videos = [f"{f.parts[-3]}/{f.parent.name}" for f in files]
+    return probs, labels, videos
+
+
+def test_evaluate_cli_writes_json_png_and_table(ckpt, folder, tmp_path):
+    import cv2
+
+    sk = pytest.importorskip("sklearn.metrics")
+    out = tmp_path / "eval"
+    r = run_module("training.evaluate", "--ckpt", ckpt, "--data", folder, "synthetic:12", "--out", out,
+                   "--workers", "0", "--threads", "1", "--batch-size", "4", timeout=240)
+    assert r.returncode == 0, r.stderr
+    # the cross-dataset table: one row per dataset
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("tinyset", "synthetic"))]
+    assert len(rows) == 2, r.stdout
+    doc = _strict_json((out / "metrics.json").read_text())
+    assert set(doc["datasets"]) == {"tinyset", "synthetic:12"}
+    assert doc["threshold"] == 0.5 and doc["meta"]["encoder"] == "edge" and doc["meta"]["input_size"] == SIZE
+
+    tiny = doc["datasets"]["tinyset"]
+    probs, labels, videos = _expected(ckpt, folder)
+    assert tiny["frame"]["n"] == 10 and tiny["frame"]["n_fake"] == 4
+    assert tiny["frame"]["auc"] == pytest.approx(sk.roc_auc_score(labels, probs), abs=1e-6)
+    assert tiny["frame"]["ap"] == pytest.approx(sk.average_precision_score(labels, probs), abs=1e-6)
+    assert tiny["frame"]["acc"] == pytest.approx(np.mean((probs >= 0.5) == labels), abs=1e-9)
+    vprobs = [probs[[i for i, v in enumerate(videos) if v == name]].mean() for name in dict.fromkeys(videos)]
+    vlabels = [int(name.startswith("fake")) for name in dict.fromkeys(videos)]
+    assert tiny["video"]["n"] == 5
+    assert tiny["video"]["auc"] == pytest.approx(sk.roc_auc_score(vlabels, vprobs), abs=1e-6)
+
+    synth = doc["datasets"]["synthetic:12"]
+    assert synth["frame"]["n"] == 12 and synth["frame"]["n_fake"] == 6
+    for name in ("tinyset", "synthetic_12"):
+        png = out / f"roc_{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        img = cv2.imread(str(png))
+        assert img is not None and img.shape[0] > 100 and img.std() > 5  # a drawn plot, not a blank page
+
+
+def test_threshold_override_and_one_class_data(ckpt, folder, tmp_path):
+    only_real = tmp_path / "onlyreal"
+    (only_real / "real").mkdir(parents=True)
+    for f in sorted((folder / "real").rglob("*.png"))[:3]:
+        (only_real / "real" / f"{f.parent.name}_{f.name}").write_bytes(f.read_bytes())
+    out = tmp_path / "eval"
+    r = run_module("training.evaluate", "--ckpt", ckpt, "--data", only_real, "--out", out, "--threshold", "0",
+                   "--workers", "0", "--threads", "1", timeout=240)
+    assert r.returncode == 0, r.stderr
+    doc = _strict_json((out / "metrics.json").read_text())
+    frame = doc["datasets"]["onlyreal"]["frame"]
+    assert doc["threshold"] == 0.0 and frame["acc"] == 0.0  # everything called fake at threshold 0
+    assert frame["auc"] is None and frame["eer"] is None  # undefined with one class: null, and a note
+    assert any("only real" in n for n in doc["datasets"]["onlyreal"]["notes"])
+    assert "n/a" in r.stdout and (out / "roc_onlyreal.png").is_file()
+
+
+def test_user_errors_are_one_line(ckpt, tmp_path):
+    r = run_module("training.evaluate", "--ckpt", tmp_path / "missing.pt", "--data", "synthetic")
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0
+    assert r.stderr.startswith("training.evaluate: error:") and "not found" in r.stderr
+    r = run_module("training.evaluate", "--ckpt", ckpt, "--data", tmp_path / "nowhere")
+    assert r.returncode == 1 and "no such folder" in r.stderr
+    r = run_module("training.evaluate", "--ckpt", ckpt, "--data", "synthetic", "--threshold", "2")
+    assert r.returncode == 1 and "--threshold" in r.stderr

@@ -1,0 +1,146 @@
+"""Face extraction CLI on generated videos, with damaged files that must be skipped and reported."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.faces import make_detector
+from runtime.meta import Meta
+from runtime.preprocess import crop_face
+from tests.helpers import ROOT, run_module
+from training.data import open_dataset
+from training.extract import Manifest, sample_indices
+from training.sample_faces import astronaut_bgr
+
+SIZE = 64
+
+
+def write_video(path: Path, frames: int = 20, shift: int = 5) -> None:
+    """The astronaut's head moving over a gradient background, MJPG in an .avi."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    face = cv2.resize(astronaut_bgr(), (200, 200), interpolation=cv2.INTER_AREA)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    assert w.isOpened()
+    yy, xx = np.mgrid[0:240, 0:320]
+    for i in range(frames):
+        bg = np.zeros((240, 320, 3), np.uint8)
+        bg[..., 0], bg[..., 1], bg[..., 2] = (xx // 2) % 256, (yy + 5 * i) % 256, 90
+        x, y = 10 + shift * i, 20 + (i % 5) * 3
+        bg[y:y + 200, x:x + 200] = face
+        w.write(bg)
+    w.release()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    write_video(root / "real" / "clip1.avi")
+    write_video(root / "fake" / "set" / "clip2.avi", shift=4)
+    (root / "fake" / "broken.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
+    (root / "real" / "empty.mp4").write_bytes(b"")
+    (root / "real" / "readme.txt").write_text("not a video")
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(videos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("crops")
+    res = run_module("training.extract", "--videos", videos, "--out", out, "--frames", 8, "--size", SIZE)
+    return out, res
+
+
+def test_extract_writes_crops_and_reports_bad_files(extracted):
+    out, res = extracted
+    assert res.returncode == 0, res.stderr
+    skipped = [line for line in res.stderr.splitlines() if "skipped" in line and "extract:" in line]
+    assert any("broken.mp4" in line for line in skipped) and any("empty.mp4" in line for line in skipped)
+    assert "Traceback" not in res.stderr
+    summary = res.stdout.strip().splitlines()[-1]
+    m = re.search(r"2 videos processed, 2 skipped, (\d+) crops written, (\d+) sampled frames without", summary)
+    assert m, summary
+    crops, no_face = int(m.group(1)), int(m.group(2))
+    assert crops + no_face == 16 and crops >= 12  # Haar finds the astronaut in (nearly) every frame
+    with open(out / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == crops
+    assert {(r["label"], r["video"]) for r in rows} == {("real", "clip1"), ("fake", "set/clip2")}
+    for r in rows:
+        assert (out / r["path"]).is_file()
+        assert r["path"].startswith(f"{r['label']}/{r['video']}/")
+
+
+def test_crops_are_the_runtime_crop(videos, extracted):
+    out, _ = extracted
+    detector = make_detector("haar")
+    margin = Meta().face_margin
+    cap = cv2.VideoCapture(str(videos / "real" / "clip1.avi"))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 20
+    written = sorted((out / "real" / "clip1").glob("*.png"))
+    assert len(written) >= 6 and {int(p.stem) for p in written} <= set(sample_indices(20, 8))
+    for p in written:
+        frame = frames[int(p.stem)]
+        box = detector.detect(frame)[0]
+        np.testing.assert_array_equal(cv2.imread(str(p)), crop_face(frame, box, margin, SIZE))
+
+
+def test_extracted_folder_and_manifest_open_alike(extracted):
+    out, _ = extracted
+    meta = Meta(input_size=SIZE)
+    by_csv = open_dataset(out / "manifest.csv", meta, train=False)
+    by_dir = open_dataset(out, meta, train=False)
+    assert sorted(zip(by_csv.videos, by_csv.labels)) == sorted(zip(by_dir.videos, by_dir.labels))
+
+
+def test_extract_refuses_to_clobber_manifest(videos, extracted):
+    out, _ = extracted
+    res = run_module("training.extract", "--videos", videos, "--out", out, "--frames", 2)
+    assert res.returncode == 1 and "--overwrite" in res.stderr
+
+
+def test_extract_fails_cleanly_without_usable_videos(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run_module("training.extract", "--videos", empty, "--out", tmp_path / "o1", "--label", "real")
+    assert res.returncode == 1 and "no video files" in res.stderr and "Traceback" not in res.stderr
+    (empty / "bad.mp4").write_bytes(b"\x00garbage" * 100)
+    res = run_module("training.extract", "--videos", empty, "--out", tmp_path / "o2", "--label", "fake")
+    assert res.returncode == 1 and "skipped" in res.stderr and "0 videos processed, 1 skipped" in res.stdout
+    assert (tmp_path / "o2" / "manifest.csv").read_text() == "path,label,video\n"
+    res = run_module("training.extract", "--videos", empty, "--out", tmp_path / "o3")
+    assert res.returncode == 1 and "--label" in res.stderr
+
+
+def test_sample_indices():
+    assert sample_indices(20, 8) == [0, 3, 5, 8, 11, 14, 16, 19]
+    assert sample_indices(5, 32) == [0, 1, 2, 3, 4]
+    assert sample_indices(0, 4) == []
+
+
+def test_manifest_rows_are_on_disk_before_close(tmp_path):
+    m = Manifest(tmp_path / "manifest.csv")
+    m.add("real/a,b/000001.png", "real", "a,b")
+    rows = list(csv.DictReader(open(tmp_path / "manifest.csv", newline="")))
+    assert rows == [{"path": "real/a,b/000001.png", "label": "real", "video": "a,b"}]
+    m.close()
+
+
+def test_extract_imports_without_torch():
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['extract', '--help']\n"
+            "from training.extract import main\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    sys.exit(e.code)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--frames" in res.stdout, res.stderr

@@ -1,0 +1,244 @@
+"""training.train: a short synthetic run learns, checkpoints round-trip, resume continues, DDP runs.
+
+The recipe below was picked by experiment (numbers in the README's training section): four
+epochs of the edge encoder at 64 px on self-blended forgeries of the offline faces, without
+augmentation, validated on 20 faces training never saw. One thread: on a busy 2-core machine
+PyTorch's default of two threads is many times slower.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tests.helpers import ROOT, has_module, run_module
+
+pytestmark = pytest.mark.skipif(not has_module("torch"), reason="needs the train extra (torch)")
+
+EPOCHS = 4
+VAL = "synthetic:200"  # the 20 held-out faces, each real once and with 5 forgeries
+RECIPE = ["--data", "synthetic:1600", "--val", VAL, "--encoder", "edge", "--input-size", "64",
+          "--downsample", "max", "--epochs", str(EPOCHS), "--batch-size", "32", "--lr", "3e-3", "--lambda", "0.1",
+          "--no-augment", "--warmup", "0.1", "--threshold", "eer", "--workers", "0", "--threads", "1", "--seed", "0"]
+# Measured with this recipe over seeds 0-4 (see README): best val AUC 0.56-0.68, a held-out face's
+# forgery scored above the face itself in 60-85 % of pairs (chance 0.5 for both), last BCE 0.64-0.69;
+# on an AVX-512 CPU (other kernels, so other runs) seeds 0-3: 0.62-0.67, 72-83 %, 0.655-0.687.
+# Seed 0 (run here; deterministic on one CPU, not across CPUs): 0.68, 75 %, 0.64 and 0.62, 75 %, 0.687.
+MIN_VAL_AUC = 0.55
+MIN_PAIR_WINS = 0.62
+# Below chance (ln 2 = 0.693). Since training varies the faces' colour and sharpness
+# (training.sample_faces.vary_face) the net can no longer memorise its real faces pixel for pixel,
+# so four epochs end at 0.64-0.69 where they used to end below 0.5; a tighter bound (0.675) failed
+# seed 0 on the AVX-512 CPU.
+MAX_LAST_BCE = math.log(2)
+
+
+def _lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "run"
+    r = run_module("training.train", *RECIPE, "--out", out, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, r
+
+
+@pytest.mark.slow
+def test_short_synthetic_run_learns(run):
+    out, r = run
+    lines = _lines(r.stdout)
+    assert [d["epoch"] for d in lines] == list(range(1, EPOCHS + 1))
+    assert lines[-1]["loss"] < lines[0]["loss"] and lines[-1]["bce"] < lines[0]["bce"]
+    best = max(d["val_auc"] for d in lines)
+    assert best >= MIN_VAL_AUC, lines
+    assert lines[-1]["bce"] < MAX_LAST_BCE, lines
+    for d in lines:
+        assert {"loss", "bce", "recon", "lr", "val_auc", "val_eer", "val_ap", "val_acc", "seconds"} <= set(d)
+    # the same lines are in OUT/metrics.jsonl
+    assert _lines((out / "metrics.jsonl").read_text()) == lines
+
+
+@pytest.mark.slow
+def test_held_out_forgeries_score_above_their_faces(run):
+    """Per held-out face: is each of its forgeries scored above the real face? (100 pairs)"""
+    import numpy as np
+    import torch
+
+    from training.checkpoint import load_model
+    from training.data import open_dataset
+
+    out, _ = run
+    net, meta = load_model(out / "best.pt")
+    ds = open_dataset(VAL, meta, train=False, split="val")
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    with torch.no_grad():
+        p = torch.sigmoid(net(x)).reshape(-1).numpy()
+    y, faces = np.array(ds.labels), np.array(ds.videos)
+    wins = [p[(faces == f) & (y == 1)] > p[(faces == f) & (y == 0)][0] for f in sorted(set(faces))]
+    assert len(wins) == 20
+    assert np.mean(np.concatenate(wins)) >= MIN_PAIR_WINS
+
+
+@pytest.mark.slow
+def test_checkpoints_load_weights_only_with_metadata(run):
+    import torch
+
+    from runtime.meta import Meta
+    from training.checkpoint import load_model
+
+    out, r = run
+    lines = _lines(r.stdout)
+    best_epoch = max(lines, key=lambda d: d["val_auc"])["epoch"]
+    for name in ("last.pt", "best.pt"):
+        blob = torch.load(out / name, map_location="cpu", weights_only=True)
+        meta = Meta.from_dict(blob["meta"], source=name)
+        assert meta.encoder == "edge" and meta.input_size == 64 and meta.graph == "checkpoint"
+        t = meta.training
+        assert t["data"] == "synthetic:1600" and t["val"] == VAL and t["epochs"] == EPOCHS and t["lambda"] == 0.1 and t["seed"] == 0
+        assert t["best_epoch"] == best_epoch
+        assert t["best_val_auc"] == pytest.approx(max(d["val_auc"] for d in lines))
+        assert blob["epoch"] == (EPOCHS if name == "last.pt" else best_epoch)
+        # --threshold eer: the validation EER point of the best epoch, in both checkpoints
+        assert t["threshold"] == "eer"
+        assert meta.threshold == pytest.approx(next(d for d in lines if d["epoch"] == best_epoch)["val_eer_threshold"])
+    net, meta = load_model(out / "best.pt")
+    state = torch.load(out / "best.pt", weights_only=True)["model"]
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    with torch.no_grad():
+        logit, recon = net.forward_full(torch.zeros(2, 3, 64, 64))
+    assert logit.shape == (2, 1) and recon.shape == (2, 3, 64, 64)
+
+
+def test_resume_continues_from_saved_epoch(tmp_path):
+    import torch
+
+    out = tmp_path / "run"
+    tiny = ["--data", "synthetic:32", "--val", "synthetic:8", "--input-size", "32", "--batch-size", "4",
+            "--workers", "0", "--threads", "1"]
+    r = run_module("training.train", *tiny, "--epochs", "1", "--out", out, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    before = torch.load(out / "last.pt", weights_only=True)
+    # the stored settings are the defaults: only --resume and the new --epochs are needed
+    r = run_module("training.train", "--resume", out / "last.pt", "--epochs", "2", "--threads", "1", timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [d["epoch"] for d in _lines(r.stdout)] == [2]
+    assert [d["epoch"] for d in _lines((out / "metrics.jsonl").read_text())] == [1, 2]
+    after = torch.load(out / "last.pt", weights_only=True)
+    assert after["epoch"] == 2 and after["meta"]["training"]["epochs"] == 2
+    assert after["meta"]["training"]["data"] == "synthetic:32" and after["args"]["input_size"] == 32
+
+    def steps(blob):
+        return max(int(s["step"]) for s in blob["optimizer"]["state"].values())
+
+    assert steps(before) == 8 and steps(after) == 16  # Adam's state went on from the saved one
+    assert after["scheduler"]["last_epoch"] == 16
+    # nothing to do when the run is complete
+    r = run_module("training.train", "--resume", out / "last.pt", "--threads", "1")
+    assert r.returncode == 0 and _lines(r.stdout) == [] and "already finished" in r.stderr
+    # a resume must keep the network's shape
+    r = run_module("training.train", "--resume", out / "last.pt", "--input-size", "64", "--epochs", "3")
+    assert r.returncode == 1 and "same --encoder/--input-size" in r.stderr
+
+
+def test_lambda_zero_ablation_and_amp_on_cpu(tmp_path):
+    out = tmp_path / "abl"
+    r = run_module("training.train", "--data", "synthetic:16", "--input-size", "32", "--epochs", "1",
+                   "--batch-size", "4", "--lambda", "0", "--amp", "--device", "cpu", "--workers", "0",
+                   "--threads", "1", "--out", out, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "--amp needs CUDA" in r.stderr
+    (line,) = _lines(r.stdout)
+    assert line["recon"] == 0 and line["loss"] == pytest.approx(line["bce"])
+    assert math.isfinite(line["bce"]) and (out / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_with_torchrun_on_cpu(tmp_path):
+    """Two processes (gloo): only rank 0 writes; loss parts are averaged over both."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+           "training.train", "--data", "synthetic:32", "--val", "synthetic:8", "--input-size", "32", "--epochs",
+           "2", "--batch-size", "4", "--workers", "0", "--threads", "1", "--out", str(out)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = _lines(r.stdout)
+    assert [d["epoch"] for d in lines] == [1, 2]  # printed once (rank 0), not per process
+    assert _lines((out / "metrics.jsonl").read_text()) == lines
+    blob = torch.load(out / "last.pt", weights_only=True)
+    assert blob["meta"]["training"]["world_size"] == 2 and blob["epoch"] == 2
+    assert not any(k.startswith("module.") for k in blob["model"])  # saved unwrapped
+
+
+def test_user_errors(tmp_path):
+    r = run_module("training.train", "--synthetic", "--data", "x", "--out", tmp_path / "a")
+    assert r.returncode == 1 and r.stderr.startswith("training.train: error:") and "exactly one" in r.stderr
+    r = run_module("training.train", "--synthetic", "--epochs", "0")
+    assert r.returncode == 1 and "--epochs" in r.stderr
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "last.pt").write_bytes(b"")
+    r = run_module("training.train", "--synthetic", "--out", tmp_path / "b")
+    assert r.returncode == 1 and "--resume" in r.stderr
+    for bad in ("1.5", "best"):
+        r = run_module("training.train", "--synthetic", "--threshold", bad, "--out", tmp_path / "c")
+        assert r.returncode == 1 and "--threshold" in r.stderr and "eer" in r.stderr
+    r = run_module("training.train", "--resume", tmp_path / "nothing.pt")
+    assert r.returncode == 1 and "not found" in r.stderr
+    assert all(line.count("\n") == 0 for line in (r.stderr.strip(),))
+
+
+# --- the loop's pieces ----------------------------------------------------------------------
+def test_loss_parts():
+    import torch
+
+    from training.loop import jrc_loss
+
+    logit = torch.tensor([[0.0], [2.0]])
+    y = torch.tensor([0.0, 1.0])
+    x = torch.zeros(2, 3, 4, 4)
+    recon = torch.stack([torch.full((3, 4, 4), 1.0), torch.full((3, 4, 4), 3.0)])
+    bce = (math.log(2) + math.log(1 + math.exp(-2))) / 2
+    total, b, rec = jrc_loss(logit, recon, x, y, lam=0.5, kind="mse")
+    assert b.item() == pytest.approx(bce) and rec.item() == pytest.approx((1 + 9) / 2)
+    assert total.item() == pytest.approx(bce + 0.5 * 5)
+    _, _, rec = jrc_loss(logit, recon, x, y, lam=0.5, kind="l1")
+    assert rec.item() == pytest.approx(2.0)
+    _, _, rec = jrc_loss(logit, recon, x, y, lam=0.5, kind="mse", real_only=True)
+    assert rec.item() == pytest.approx(1.0)  # only the real sample (label 0) counts
+    recon.requires_grad_(True)
+    total, _, rec = jrc_loss(logit, recon, x, torch.ones(2), lam=0.5, kind="mse", real_only=True)
+    assert rec.item() == 0.0 and total.requires_grad  # no real face: a zero term, still in the graph (DDP)
+
+
+def test_cosine_schedule_with_warmup():
+    import torch
+
+    from training.loop import cosine_schedule
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    sched = cosine_schedule(opt, total_steps=10, warmup_steps=2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(1 / 3) and lrs[1] == pytest.approx(2 / 3) and lrs[2] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] < 0.05
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0)
+
+
+def test_video_ids_split_shared_face_ids_by_label():
+    from training.loop import video_ids
+
+    assert video_ids([0, 1, 0, 1], ["a", "a", "b", "c"]) == ["real/a", "fake/a", "b", "c"]
