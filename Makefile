@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local CPU wheel on the development machines; users with CUDA builds install their own torch first.
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo venv lint clean bundled-model bench
+.PHONY: test demo venv lint clean bundled-model bench gpu-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -55,3 +55,8 @@ lint: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# The first session on a machine with an NVIDIA GPU and TensorRT: builds, partial batches, leaks, caches,
+# version-compatible plans, INT8 from a cache, DLA on a Jetson; one PASS/FAIL table + runs/gpu_check/gpu_check.json.
+gpu-check: venv
+	$(BIN)/python -m benchmarks.gpu_check --out runs/gpu_check

@@ -5,8 +5,8 @@
 - ``python -m benchmarks.pipeline``: end-to-end frames/s and per-stage split, with and without
   tracking, vs classifier-only and vs a research-style loop.
 - ``python -m benchmarks.accuracy``: AUC beside latency and throughput per artifact.
-- ``pytest benchmarks --benchmark-only``: the pytest-benchmark suite.
-- ``python -m benchmarks.demo``: the demo (helper "runtime"); its clip generator feeds the pipeline benchmark.
+- ``pytest tests/benchmarks/suite --benchmark-only``: the pytest-benchmark suite (lives with the tests).
+- ``python -m benchmarks.demo``: the demo (``make demo``); its clip generator feeds the pipeline benchmark.
 
 :mod:`benchmarks.stats` holds the statistics (percentiles, interleaving, paired ratios).
 """

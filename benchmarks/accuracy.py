@@ -4,8 +4,9 @@ One table: for each artifact (backend × precision) the ROC AUC on a labelled fa
 p50 latency (batch 1) and throughput (faces/s at its max batch), so a precision or a backend is
 chosen on both at once. The faces go through the runtime's own preprocessing for each artifact's
 metadata and through the runtime's backend, so the scores are the ones ``runtime.detect`` would
-give. ``--data`` takes what ``training.data.open_dataset`` takes: a folder with ``real/`` and
-``fake/`` crops, a CSV manifest, or ``synthetic[:N]``. Speed is timed interleaved, as in
+give. ``--data`` is read by ``training.dataspec`` as an evaluation set, as training.evaluate and
+calibration.report read it: a folder with ``real/`` and ``fake/`` crops, a CSV manifest, a videos
+folder, or ``synthetic[:N]`` (the held-out faces training never saw). Speed is timed interleaved, as in
 ``benchmarks.latency``. ``--reference CKPT`` adds the checkpoint in PyTorch eager mode.
 """
 
@@ -27,9 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--engine", action="append", required=True, metavar="PATH", help="artifact (repeatable)")
     p.add_argument("--data", required=True, metavar="SPEC",
-                   help="labelled faces: folder with real/ and fake/, CSV manifest, or synthetic[:N]")
-    p.add_argument("--split", choices=("val", "train"), help="use only this split of --data's videos (default: all)")
-    p.add_argument("--limit", type=int, metavar="N", help="score at most N faces (evenly spaced)")
+                   help="labelled faces: folder with real/ and fake/, CSV manifest, videos, or synthetic[:N] "
+                   "(its held-out faces)")
+    p.add_argument("--split", choices=("val", "train"),
+                   help="use only this split of --data's videos (default: all; synthetic: val)")
+    p.add_argument("--limit", type=int, metavar="N", help="score at most N faces (a seeded, balanced choice)")
     p.add_argument("--reference", metavar="CKPT", help="add the checkpoint in PyTorch eager mode")
     p.add_argument("--runs", type=int, default=50, help="timed runs per artifact and batch (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up rounds (default 5)")
@@ -48,16 +51,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 class Faces:
     """The labelled crops, read once, turned into network input per metadata (cached)."""
 
-    def __init__(self, spec: str, split: str | None, limit: int | None, meta: Any) -> None:
-        from training.data import open_dataset
+    def __init__(self, spec: str, split: str | None, limit: int | None, meta: Any, progress: bool = False) -> None:
+        from training.dataspec import load
 
-        ds = open_dataset(spec, meta, train=False, split=split)
-        idx = np.arange(len(ds))
-        if limit and limit < len(idx):
-            idx = np.unique(np.linspace(0, len(ds) - 1, limit).round().astype(int))
-        self.crops = np.stack([ds.image(int(i)) for i in idx])
-        self.labels = np.asarray([ds.labels[int(i)] for i in idx], np.int64)
-        self.videos = [ds.videos[int(i)] for i in idx]
+        faces = load(spec, meta, limit, held_out=True, need_labels=True, progress=progress, split=split)
+        self.crops = faces.crops
+        self.labels = faces.labels
         self.spec = spec
         self._cache: dict[tuple, np.ndarray] = {}
 

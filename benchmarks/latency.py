@@ -29,7 +29,7 @@ from benchmarks.runners import Runner, Spec, make_input, open_runner
 from runtime.errors import UserError, run_cli
 
 PROG = "benchmarks.latency"
-OVERHEAD_TARGET = 1.03  # runtime within 3 % of bare onnxruntime (issue 4)
+OVERHEAD_TARGET = 1.03  # the runtime's backend may add at most 3 % to bare onnxruntime's latency
 
 
 def build_parser() -> argparse.ArgumentParser:

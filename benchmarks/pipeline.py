@@ -1,8 +1,8 @@
 """``python -m benchmarks.pipeline --engine A --source SRC``: end-to-end frames/s and the stage split.
 
-Runs the runtime's own frame loop (:class:`runtime.pipeline.Pipeline` with the Haar detector,
-the tracker, the backend and the JSONL output, as ``runtime.detect`` wires them) on a file, with
-tracking (``--detect-every N``) and without (detection on every frame), and measures:
+Runs the runtime's own frame loop (:class:`runtime.loop.FrameLoop`, the one ``runtime.detect``
+runs: Haar detector, tracker, threaded pipeline, backend, aggregation and JSONL output) on a file,
+with tracking (``--detect-every N``) and without (detection on every frame), and measures:
 
 - frames/s end to end, and ms per frame spent in each stage (decode / faces / preprocess / infer /
   output). Stages run in threads that overlap, so their sum can exceed the wall time per frame.
@@ -10,7 +10,8 @@ tracking (``--detect-every N``) and without (detection on every frame), and meas
   (opening, the first full-frame scan, filling the queues) is reported beside it;
 - the classifier alone on the same artifact (batch 1 and the backend's max batch, faces/s, each
   in its own block of calls: alternating batch sizes call by call slows ONNX Runtime at batch 1 by
-  ~13 %), and the pipeline's throughput as a fraction of it (issue 4's target: ≥ 0.8× with tracking);
+  ~13 %), and the pipeline's throughput as a fraction of it (target: ≥ 0.8× with tracking, so the
+  frame loop costs little beyond the classifier);
 - the same loop with the detector's cost taken out (boxes found beforehand, replayed): the most
   any tracking could give on this machine, since decoding and the classifier share its cores;
 - with ``--reference CKPT``: a research-style loop over the same frames (decode, the same face
@@ -19,7 +20,7 @@ tracking (``--detect-every N``) and without (detection on every frame), and meas
   end-to-end speed-up over it (target ≥ 5×).
 
 The runtime's configurations share the CPU as ``runtime.detect`` does
-(:func:`runtime.pipeline.share_cores`): OpenCV one thread per stage, the decoder the cores left.
+(:func:`runtime.loop.decoder_threads`): OpenCV one thread per stage, the decoder the cores left.
 
 Configurations take turns, round after round (``--repeats``), so ratios are per round; the
 median is reported. Without ``--source`` a 720p one-face clip is generated (the demo's generator,
@@ -38,9 +39,9 @@ import numpy as np
 
 from benchmarks import report, stats
 from runtime.errors import UserError, run_cli
+from runtime.pipeline import STAGES
 
 PROG = "benchmarks.pipeline"
-STAGES = ("decode", "faces", "preprocess", "infer", "output")
 FRACTION_TARGET, SPEEDUP_TARGET = 0.8, 5.0
 
 
@@ -64,22 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# --- the runtime's pipeline -------------------------------------------------------------------
-class ReplayDetector:
-    """Boxes found beforehand, handed back one frame at a time at no cost: the pipeline with the
-    face detector's cost taken out (the most tracking could ever save)."""
-
-    supports_roi = False
-
-    def __init__(self, boxes: list[list[Any]]) -> None:
-        self._boxes, self._i = boxes, 0
-
-    def detect(self, frame: np.ndarray, sizes: Any = None, coarse: bool = False) -> list[Any]:
-        got = self._boxes[self._i] if self._i < len(self._boxes) else []
-        self._i += 1
-        return list(got)
-
-
+# --- the runtime's frame loop -------------------------------------------------------------------
 RESEARCH_FRAMES = 100  # the research-style loop is slow and steady: fewer frames suffice
 
 
@@ -99,48 +85,31 @@ def detect_all(source: str, frames: int, detect_width: int, min_face: int) -> li
 def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, detect_width: int,
                  out_dir: str, min_face: int = 24, replay: list[list[Any]] | None = None,
                  decode_threads: int = 0) -> dict[str, Any]:
-    """One pass of the runtime's frame loop over ``frames`` frames; fps and ms per frame per stage.
-    With ``replay`` (boxes per frame), the detector's cost is taken out."""
-    from runtime.aggregate import Aggregator
-    from runtime.faces import make_detector
-    from runtime.pipeline import Pipeline
-    from runtime.sinks import JsonlSink, frame_record
+    """One pass of the runtime's frame loop (:class:`runtime.loop.FrameLoop`, JSONL output) over
+    ``frames`` frames; fps and ms per frame per stage. With ``replay`` (boxes per frame), the
+    detector's cost is taken out."""
+    from runtime.loop import Faces, FrameLoop, Outputs
     from runtime.sources import open_source
-    from runtime.tracking import FaceTracker
 
-    threshold = backend.meta.threshold
-    src = open_source(source, stride=1, live="no", decode_threads=decode_threads)
     if replay is not None:
-        detector: Any = ReplayDetector(replay)
         detect_every = 1
-    else:
-        detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
-    tracker = FaceTracker(detector, detect_every=detect_every)
-    agg, sink = Aggregator(threshold), JsonlSink(str(Path(out_dir) / f"every{detect_every}.jsonl"))
-    pipe = Pipeline(src, tracker, backend, queue_frames=4)
-    n = faces = faces_first = 0
-    t0 = time.perf_counter()
-    t_first = None
+    faces = Faces(detect_every=detect_every, detect_width=detect_width, min_face=min_face, given=replay)
+    jsonl = str(Path(out_dir) / f"every{detect_every}.jsonl")
+    src = open_source(source, stride=1, live="no", decode_threads=decode_threads)
+    loop = FrameLoop(backend, faces, Outputs(jsonl=jsonl), max_frames=frames)
     try:
-        for r in pipe:
-            t = time.perf_counter()
-            if t_first is None:
-                t_first, faces_first = t - t0, len(r.faces)
-            ended = agg.add(r)
-            sink.write(frame_record(r, ended, threshold, src.stats.dropped))
-            pipe.times.add("output", time.perf_counter() - t)
-            n += 1
-            faces += len(r.faces)
-            if n >= frames:
-                break
+        loop.run(src)
     finally:
-        pipe.stop()
-        sink.close()
-    elapsed = time.perf_counter() - t0
+        loop.close()
+    end = time.perf_counter()
+    assert loop.agg is not None and loop.pipeline is not None and loop.started is not None
+    n = loop.agg.frames
+    first = loop.first_result - loop.started if loop.first_result is not None else None
     what = "tracking" if detect_every > 1 else "no tracking"
     name = "runtime, faces given (detector cost removed)" if replay is not None else \
         f"runtime, detect every {detect_every} ({what})"
-    return _row(name, n, faces, elapsed, pipe.times.per_frame_ms(n), t_first, faces_first)
+    return _row(name, n, loop.agg.faces, end - loop.started, loop.pipeline.times.per_frame_ms(n), first,
+                loop.faces_first)
 
 
 def _row(config: str, frames: int, faces: int, elapsed: float, stage_ms: dict[str, float],
@@ -228,12 +197,12 @@ def _research(source: str, model: Any, meta: Any, frames: int, detect_width: int
 def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
     from benchmarks.runners import load_reference, make_input
     from runtime.backends import open_backend
-    from runtime.pipeline import share_cores
+    from runtime.loop import decoder_threads
 
     onnx = a.engine.lower().endswith(".onnx")
     opts = {"provider": a.provider, "threads": a.threads} if onnx else {}
     backend = open_backend(a.engine, **opts)
-    dt = share_cores(a.threads if onnx and a.provider == "cpu" else 0)
+    dt = decoder_threads(a.threads if onnx and a.provider == "cpu" else 0)
     progress = report.Progress(not a.quiet)
     ref = load_reference(a.reference, a.threads) if a.reference else None
     try:
@@ -284,6 +253,7 @@ def summarize(rounds: list[dict[str, Any]], backend: dict[str, Any]) -> dict[str
         runs = [r[k] for r in rounds]
         fps = med([x["fps"] for x in runs])
         row = {**runs[0], "key": k, "fps": round(fps, 3),
+               "seconds": round(med([x["seconds"] for x in runs]), 4),
                "faces_per_s": round(med([x["faces_per_s"] for x in runs]), 3),
                "fps_incl_start": round(med([x["fps_incl_start"] for x in runs]), 3),
                "first_result_ms": round(med([x["first_result_ms"] for x in runs]), 1),

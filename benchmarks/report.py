@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from runtime.errors import UserError
+from runtime.fileio import write_atomic
 from runtime.pipeline import usable_cores
 
 
@@ -122,10 +123,7 @@ def table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]], digits
 
 def write_json(path: str, data: dict[str, Any]) -> None:
     """Strict JSON (NaN and infinities become null), written atomically."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(json.dumps(strict(data), indent=2, allow_nan=False, default=_jsonable) + "\n")
-    os.replace(tmp, p)
+    write_atomic(path, json.dumps(strict(data), indent=2, allow_nan=False, default=_jsonable) + "\n")
 
 
 def strict(o: Any) -> Any:

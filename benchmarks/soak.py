@@ -1,15 +1,16 @@
 """``python -m benchmarks.soak --engine MODEL``: a long run that checks memory, descriptors and threads stay flat.
 
-Runs ``runtime.detect``'s own run loop (:class:`runtime.detect.Run`: backend, Haar face detector,
-tracker, threaded pipeline, aggregation, JSONL and summary) over a generated clip played in a loop
-for ``--warmup`` + ``--frames`` frames. In the clip faces move, appear and disappear, so tracks
-start and end all the time; the clip is re-opened with OpenCV at every pass, like a camera box
-that works through file after file. Every ``--interval`` frames it records the resident set
-(RSS), the open file descriptors (``/proc/self/fd``), the threads (``/proc/self/task``) and the
-size of the per-track state (the tracker's live tracks, the aggregator's open tracks).
+Runs ``runtime.detect`` itself (:class:`runtime.detect.Run` and its :class:`runtime.loop.FrameLoop`:
+backend, Haar face detector, tracker, threaded pipeline, aggregation, JSONL and summary) over a
+generated clip played in a loop for ``--warmup`` + ``--frames`` frames. In the clip faces move,
+appear and disappear, so tracks start and end all the time; the clip is re-opened with OpenCV at
+every pass, like a camera box that works through file after file. Every ``--interval`` frames it
+records the resident set (RSS), the open file descriptors (``/proc/self/fd``), the threads
+(``/proc/self/task``) and the size of the per-track state (the tracker's live tracks, the
+aggregator's open tracks).
 
 Verdicts, measured from the end of the warm-up to the last sample: RSS grows by at most
-``--max-rss-growth`` MB (10 by default, issue 7's bound for 50,000 frames), descriptors and
+``--max-rss-growth`` MB (10 by default: the product's bound for 50,000 frames), descriptors and
 threads do not grow at all, and the per-track state stays below a small bound although thousands
 of tracks come and go. Exit code 0 when every verdict holds, 1 when one fails.
 """
@@ -189,9 +190,13 @@ class Sampler:
         self.t0 = time.perf_counter()
         self._peak = 0
 
+    def _parts(self) -> tuple[Any, Any]:
+        """The run's face tracker and aggregator (None until its frame loop has them)."""
+        loop = getattr(self.run, "loop", None)
+        return getattr(loop, "tracker", None), getattr(loop, "agg", None)
+
     def _track_state(self) -> int:
-        pipe, agg = getattr(self.run, "pipeline", None), getattr(self.run, "agg", None)
-        tracker = getattr(pipe, "tracker", None)
+        tracker, agg = self._parts()
         return max(tracker.live_tracks if tracker else 0, len(agg._open) if agg else 0)  # noqa: SLF001
 
     def __call__(self, n: int, last: bool = False) -> None:
@@ -209,10 +214,7 @@ class Sampler:
         return peak
 
     def sample(self, n: int) -> dict[str, Any]:
-        run = self.run
-        pipe = getattr(run, "pipeline", None)
-        agg = getattr(run, "agg", None)
-        tracker = getattr(pipe, "tracker", None)
+        tracker, agg = self._parts()
         return {"frame": n, "processed": agg.frames if agg else 0,
                 "seconds": round(time.perf_counter() - self.t0, 2), "rss_mb": round(rss_mb(), 2),
                 "fds": open_fds(), "threads": thread_count(),

@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from runtime.errors import UserError
-from runtime.meta import ONNX_KEY, Meta, sha256_file
+from runtime.meta import Meta, sha256_file
 
 TARGETS = ("trt", "cpu")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 TRT_OPS = WEIGHTED_OPS + ("Add",)
 MIN_ORT = (1, 17)  # TensorQuantOverrides with rmin/rmax
-QUANT_KEY = "jrc_quant"  # metadata_props key: how the artifact was quantized (JSON)
 
 
 def has_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -43,51 +42,6 @@ def has_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
             flags = set(line.split(":", 1)[-1].split())
             return bool(flags & {"avx512_vnni", "avx_vnni"})
     return False
-
-
-def read_meta(model: Any, source: str) -> Meta:
-    """The ``jrc_meta`` metadata of an ONNX model (a ModelProto)."""
-    props = {p.key: p.value for p in model.metadata_props}
-    if ONNX_KEY not in props:
-        raise UserError(f"{source}: no '{ONNX_KEY}' metadata in the ONNX file; export it with "
-                        "python -m export.onnx --ckpt CKPT --out DIR")
-    return Meta.from_json(props[ONNX_KEY], source=source)
-
-
-def onnx_meta(path: Path) -> Meta:
-    """The metadata of an ONNX file (weights are not loaded)."""
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such ONNX file; export one with python -m export.onnx --ckpt CKPT --out DIR")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:160]}); re-export it") from None
-    return read_meta(model, str(path))
-
-
-def write_meta(path: Path, meta: Meta, extra: dict[str, Any] | None = None) -> None:
-    """Replace the artifact's ``jrc_meta`` (and ``jrc_quant``) metadata_props in place, drop the
-    opset imports of domains no node uses (ONNX Runtime's optimizer adds its own; other parsers
-    such as TensorRT's need not see them), and check the result."""
-    import json
-
-    import onnx
-
-    model = onnx.load(str(path))
-    used = {n.domain or "" for n in model.graph.node}
-    keep_ops = [o for o in model.opset_import if (o.domain or "") in used | {""}]
-    del model.opset_import[:]
-    model.opset_import.extend(keep_ops)
-    keep = [p for p in model.metadata_props if p.key not in (ONNX_KEY, QUANT_KEY)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    onnx.helper.set_model_props(model, {**{p.key: p.value for p in keep}, ONNX_KEY: meta.to_json(),
-                                        **({QUANT_KEY: json.dumps(extra, sort_keys=True)} if extra else {})})
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
 
 
 def preprocess(src: Path, dst: Path) -> Path:
@@ -223,8 +177,26 @@ def quantize(prepped: Path, out: Path, calib: Any, target: str, tensor_ranges: d
             "calibration_source": calib.source, "weighted_layers": len(weighted_nodes(model))}
 
 
+def drop_unused_opsets(model: Any) -> None:
+    """Drop the opset imports of domains no node uses (ONNX Runtime's optimizer adds its own; other
+    parsers such as TensorRT's need not see them)."""
+    used = {n.domain or "" for n in model.graph.node}
+    keep_ops = [o for o in model.opset_import if (o.domain or "") in used | {""}]
+    del model.opset_import[:]
+    model.opset_import.extend(keep_ops)
+
+
 def stamp(out: Path, meta: Meta, source: Path, info: dict[str, Any]) -> Meta:
-    """Write the metadata of an INT8 artifact: precision int8, hash of its fp32 source."""
+    """Finish an INT8 artifact in place: metadata with precision int8 and the hash of its fp32
+    source, the quantization record ``info``, no unused opset imports; checked, then saved atomically."""
+    import onnx
+
+    from export.onnx_io import load_onnx, save_onnx, set_meta
+
     qmeta = meta.with_(precision="int8", source_sha256=sha256_file(source))
-    write_meta(out, qmeta, info)
+    model = load_onnx(out)
+    drop_unused_opsets(model)
+    set_meta(model, qmeta, quant=info)
+    onnx.checker.check_model(model, full_check=True)
+    save_onnx(model, out)
     return qmeta

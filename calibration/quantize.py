@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -133,63 +134,94 @@ def _reject(path: Path) -> Path:
     return dest
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class _Quantized:
+    """What the quantization step made: artifact name ("int8-trt", "fp16", ...) -> file, and why."""
+
+    written: dict[str, Path] = field(default_factory=dict)
+    keep: list[str] = field(default_factory=list)
+    sensitivity: list[Any] = field(default_factory=list)
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], dict[str, Path]]:
+    """Arguments, targets and output paths, all checked before anything heavy is loaded."""
     a = build_parser().parse_args(argv)
     _check_args(a)
     targets = _targets(a.target)
     outs = _outputs(a, targets)
     try:
-        import onnx
+        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as e:
         raise missing_dependency(e.name or "onnx", "train") from None
+    return a, targets, outs
 
-    from calibration import qdq, ranges, report, speed
+
+def _load(a: argparse.Namespace) -> tuple[Any, Any]:
+    """The fp32 model's metadata and the calibration faces, preprocessed as the runtime does."""
+    from export.onnx_io import file_meta
     from training.dataspec import load
 
-    meta = qdq.onnx_meta(a.onnx)
+    meta = file_meta(a.onnx)
     if meta.precision != "fp32":
         raise UserError(f"{a.onnx}: metadata says precision {meta.precision}; quantize the fp32 ONNX from export.onnx")
     calib = load(a.data, meta, a.calib_size, seed=a.seed, progress=not a.quiet)
     fakes = "unlabelled" if calib.labels is None else f"{int(calib.labels.sum())} fake"
     print(f"calibration: {len(calib)} faces from {calib.source} ({fakes}), {a.method}, data sha256 "
           f"{calib.data_sha256[:12]}…" + (f", {calib.skipped} skipped" if calib.skipped else ""))
+    return meta, calib
+
+
+def _calibrate_and_quantize(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], meta: Any,
+                            calib: Any) -> _Quantized:
+    """Activation ranges, the layers kept in float, then one INT8 artifact per target (and FP16)."""
+    import onnx
+
+    from calibration import qdq, ranges
+
+    done = _Quantized()
     items = [s.strip() for s in a.keep_float.split(",") if s.strip()]
-    written: dict[str, Path] = {}
-    sens: list[Any] = []
     with tempfile.TemporaryDirectory(prefix="jrc-quant-") as tmpdir:
         tmp = Path(tmpdir)
         prep = qdq.preprocess(a.onnx, tmp / "prep.onnx")
         prepped = onnx.load(str(prep))
         stats = ranges.collect(prep, calib, a.batch_size, None if a.quiet else _bar)
         tensor_ranges = ranges.ranges(stats, a.method, a.percentile, ranges.full_range_tensors(prepped))
-        keep = qdq.resolve_keep_float(prepped, [s for s in items if s != "auto"], str(a.onnx))
+        done.keep = qdq.resolve_keep_float(prepped, [s for s in items if s != "auto"], str(a.onnx))
         if a.sensitivity or "auto" in items:
-            sens = _sensitivity(prep, calib, targets[0], tensor_ranges, a, tmp)
+            done.sensitivity = _sensitivity(prep, calib, targets[0], tensor_ranges, a, tmp)
             if "auto" in items:
-                keep = list(dict.fromkeys(keep + [r.node for r in sens[: a.auto_keep]]))
-        if keep:
-            print(f"kept in float: {', '.join(keep)}")
+                done.keep = list(dict.fromkeys(done.keep + [r.node for r in done.sensitivity[: a.auto_keep]]))
+        if done.keep:
+            print(f"kept in float: {', '.join(done.keep)}")
         for t in targets:
             outs[t].parent.mkdir(parents=True, exist_ok=True)
-            info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, keep, _vnni(a))
+            info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, done.keep, _vnni(a))
             info.update(method=a.method, **({"percentile": a.percentile} if a.method == "percentile" else {}))
-            if sens:
-                info["sensitivity"] = [r.to_dict() for r in sens[:10]]
+            if done.sensitivity:
+                info["sensitivity"] = [r.to_dict() for r in done.sensitivity[:10]]
             qdq.stamp(outs[t], meta, a.onnx, info)
-            written[f"int8-{t}"] = outs[t]
+            done.written[f"int8-{t}"] = outs[t]
             print(f"wrote {outs[t]} (int8 Q/DQ for {t}: {info['activation_type']} activations, int8 per-channel "
                   f"weights{', reduce_range' if info['reduce_range'] else ''})")
     if a.fp16:
         from export.fp16 import convert_file
 
-        written["fp16"] = Path(convert_file(a.onnx, outs["fp16"]))
-        print(f"wrote {written['fp16']} (fp16, fp32 inputs/outputs)")
+        done.written["fp16"] = Path(convert_file(a.onnx, outs["fp16"]))
+        print(f"wrote {done.written['fp16']} (fp16, fp32 inputs/outputs)")
+    return done
+
+
+def _evaluate(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], meta: Any,
+              done: _Quantized) -> tuple[Any, list[Any], Any]:
+    """Every artifact against fp32 on the held-out set; int8-cpu vs fp32 timing when asked for."""
+    from calibration import report, speed
+    from training.dataspec import load
 
     evalset = load(a.eval_data, meta, a.eval_size, seed=a.seed, held_out=True, need_labels=True,
                    progress=not a.quiet)
-    order = [k for k in ("fp16", "int8-trt", "int8-cpu") if k in written]
-    rows = report.evaluate([("fp32", a.onnx)] + [(k, written[k]) for k in order], evalset)
+    order = [k for k in ("fp16", "int8-trt", "int8-cpu") if k in done.written]
+    rows = report.evaluate([("fp32", a.onnx)] + [(k, done.written[k]) for k in order], evalset)
     print(f"accuracy on {evalset.source} ({'held-out ' if evalset.source.startswith('synthetic') else ''}"
           f"{len(evalset)} faces, {int(evalset.labels.sum())} fake; threshold {meta.threshold}):")
     print(report.format_table(rows))
@@ -199,17 +231,33 @@ def main(argv: list[str] | None = None) -> int:
                                rounds=a.speed_rounds)
         print(speed.format_speed(timing))
         print(speed.verdict(timing, "int8-cpu"))
+    return evalset, rows, timing
+
+
+def _report(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], calib: Any, done: _Quantized,
+            evalset: Any, rows: list[Any], timing: Any) -> None:
+    """Move failed artifacts aside, write the report JSON, and fail when accuracy dropped too much."""
+    from calibration import report
+
     bad = report.violations(rows, a.max_auc_drop)
     rejected = {r.name: str(_reject(Path(r.path))) for r in bad}
-    payload = {"source": str(a.onnx), "targets": targets, "method": a.method, "keep_float": keep,
+    payload = {"source": str(a.onnx), "targets": targets, "method": a.method, "keep_float": done.keep,
                "calibration": {"source": calib.source, **calib.cache_key()},
                "eval": {"source": evalset.source, **evalset.cache_key()},
                "rows": [r.to_dict() for r in rows], "max_auc_drop": a.max_auc_drop, "passed": not bad,
-               "rejected": rejected, "speed": timing, "sensitivity": [r.to_dict() for r in sens]}
+               "rejected": rejected, "speed": timing, "sensitivity": [r.to_dict() for r in done.sensitivity]}
     print(f"report: {report.write_json(outs['report'], payload)}")
     if bad:
         moved = ", ".join(f"{Path(p).name}" for p in rejected.values())
         raise UserError(report.failure_message(bad, rows, a.max_auc_drop) + f" (moved aside as {moved})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    a, targets, outs = _parse(argv)
+    meta, calib = _load(a)
+    done = _calibrate_and_quantize(a, targets, outs, meta, calib)
+    evalset, rows, timing = _evaluate(a, targets, outs, meta, done)
+    _report(a, targets, outs, calib, done, evalset, rows, timing)
     return 0
 
 

@@ -128,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from calibration.qdq import onnx_meta
+    from export.onnx_io import file_meta
     from training.dataspec import load
 
-    meta = onnx_meta(Path(args.fp32))
+    meta = file_meta(Path(args.fp32))
     artifacts: list[tuple[str, str]] = [("fp32", args.fp32)]
     for item in args.artifact:
         name, sep, path = item.partition("=")

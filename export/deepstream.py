@@ -11,6 +11,11 @@ offsets but ONE scale for all channels, while the model was trained with
   σ/std[c] (and whose metadata says std = σ): build the engine from that ONNX and the single
   scale is exact.
 
+nvinfer resolves relative paths in the config against the config file's folder, so the engine and
+ONNX paths are written relative to where the config is written (``--out`` anywhere works). A DLA
+engine (sidecar ``dla_core``) gets ``enable-dla=1`` and ``use-dla-core=N``: nvinfer rebuilding from
+the ONNX then builds for that DLA core, not the GPU.
+
 The engine runs as a secondary classifier on detected faces (process-mode 2). The model's output
 is a logit, not a probability, so the config uses ``network-type=100`` with
 ``output-tensor-meta=1``: the application reads ``logit`` from the tensor meta and applies
@@ -24,6 +29,7 @@ import os
 from pathlib import Path
 
 from runtime.errors import UserError, run_cli
+from runtime.fileio import write_atomic
 from runtime.meta import Meta, read_sidecar
 
 PROG = "export.deepstream"
@@ -39,8 +45,16 @@ def scale_and_offsets(meta: Meta) -> tuple[float, list[float], float, float]:
     return 1.0 / (255.0 * sigma), [255.0 * m for m in meta.mean], sigma, error
 
 
-def make_config(engine: Path, meta: Meta, batch: int, gpu_id: int = 0, onnx: Path | None = None) -> str:
-    """The [property] section nvinfer reads."""
+def config_path(target: Path, config: Path) -> str:
+    """``target`` as nvinfer should find it from ``config``: relative to the config's folder."""
+    rel = os.path.relpath(Path(target).resolve(), Path(config).resolve().parent)
+    return Path(rel).as_posix()
+
+
+def make_config(engine: Path, meta: Meta, batch: int, gpu_id: int = 0, onnx: Path | None = None,
+                dla_core: int | None = None, config: Path | None = None) -> str:
+    """The [property] section nvinfer reads; paths relative to ``config`` (default: beside the engine)."""
+    config = config or engine.with_name(engine.stem + ".nvinfer.txt")
     scale, offsets, sigma, error = scale_and_offsets(meta)
     s = meta.input_size
     # nvinfer orders offsets as the model's channel order (model-color-format)
@@ -56,10 +70,12 @@ def make_config(engine: Path, meta: Meta, batch: int, gpu_id: int = 0, onnx: Pat
         "(as in runtime/preprocess.py).",
         "[property]",
         f"gpu-id={gpu_id}",
-        f"model-engine-file={engine.name}",
+        f"model-engine-file={config_path(engine, config)}",
     ]
     if onnx is not None:
-        lines.append(f"onnx-file={onnx.name}")
+        lines.append(f"onnx-file={config_path(onnx, config)}")
+    if dla_core is not None:
+        lines += ["enable-dla=1", f"use-dla-core={int(dla_core)}"]
     lines += [
         f"batch-size={batch}",
         f"network-mode={NETWORK_MODE[meta.precision]}",
@@ -84,7 +100,7 @@ def fold_std(onnx: str | Path, out: str | Path) -> Path:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    from export._onnx_io import load_onnx, read_meta, save_onnx, set_meta
+    from export.onnx_io import load_onnx, read_meta, save_onnx, set_meta
 
     src = Path(onnx)
     model = load_onnx(src)
@@ -108,6 +124,20 @@ def fold_std(onnx: str | Path, out: str | Path) -> Path:
     return save_onnx(model, out)
 
 
+def source_onnx(engine: Path, raw: dict) -> Path | None:
+    """The ONNX the engine was built from. The sidecar records it as given on export.engine's command
+    line (relative to where that ran): try it as is, then beside the engine."""
+    name = raw.get("onnx")
+    if not isinstance(name, str) or not name:
+        return None
+    given = Path(name)
+    for candidate in (given, engine.parent / given.name):
+        if candidate.is_file():
+            return candidate
+    print(f"{PROG}: note: {name} (the engine's ONNX) was not found; onnx-file assumes it beside the engine")
+    return engine.parent / given.name
+
+
 def export_config(engine: str | Path, out: str | Path | None = None, batch: int | None = None,
                   gpu_id: int = 0) -> Path:
     """Write the nvinfer config beside the engine (or at ``out``)."""
@@ -118,11 +148,11 @@ def export_config(engine: str | Path, out: str | Path | None = None, batch: int 
     batch = batch or limit
     if not 1 <= batch <= limit:
         raise UserError(f"--batch {batch}: the engine's profile allows 1..{limit}")
-    onnx = Path(raw["onnx"]) if isinstance(raw.get("onnx"), str) else None
     path = Path(out) if out else engine.with_name(engine.stem + ".nvinfer.txt")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(make_config(engine, meta, batch, gpu_id, onnx))
-    os.replace(tmp, path)
+    onnx = source_onnx(engine, raw)
+    dla = raw.get("dla_core")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, make_config(engine, meta, batch, gpu_id, onnx, dla if isinstance(dla, int) else None, path))
     print(f"{PROG}: wrote {path}")
     return path
 

@@ -5,7 +5,7 @@ Writes a plain TensorRT plan (loadable by trtexec, Triton and DeepStream) and it
 batch profile and the sha256 of plan and source ONNX. Works with TensorRT 8.5, 8.6, 10.x and 11.x:
 
 - 8.5/8.6: EXPLICIT_BATCH network; FP16/INT8 builder flags; INT8 from a Q/DQ ONNX or with the
-  calibrator from ``calibration/`` (+ cache).
+  calibrator of :mod:`export.trt_calibrator` (+ cache).
 - 10.x: FP16 flag; INT8 from a Q/DQ ONNX (explicit), the calibrator as a deprecated fallback.
 - 11.x: no precision flags, no calibrators: strongly typed networks; FP16 from an FP16 copy of the
   ONNX (``export.fp16``, fp32 inputs/outputs kept), INT8 from a Q/DQ ONNX.
@@ -22,16 +22,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from export._onnx_io import inspect_onnx
-from export._trt_build import (
+from export.onnx_io import inspect_onnx
+from export.trt_build import (
     EngineOptions,
-    _write_atomic,
     build_serialized,
+    calibration_batch,
+    check_device,
     plan_build,
+    profile_notes,
     resolve_profile,
 )
-from runtime.backends import _trt
+from runtime.backends import trt_compat
 from runtime.errors import UserError, run_cli
+from runtime.fileio import replacing
 from runtime.meta import Meta, sha256_file, write_sidecar
 
 PROG = "export.engine"
@@ -87,11 +90,10 @@ def _calibrator(trt: Any, onnx: Path, meta: Meta, opts: EngineOptions, cache: Pa
     try:
         from export.trt_calibrator import make_calibrator
     except ImportError as e:
-        raise UserError(f"INT8 calibration needs the project's calibration package ({e}); "
+        raise UserError(f"INT8 calibration could not be loaded ({e}); "
                         "install jrc-edge with its training extras: pip install -e '.[train]'") from None
-    batch = min(max(opts.calib_batch or profile[1], profile[0]), profile[2])
-    return make_calibrator(trt, str(onnx), opts.calib_data, meta, str(cache), batch, opts.calib_size,
-                           method="entropy")
+    return make_calibrator(trt, str(onnx), opts.calib_data, meta, str(cache), calibration_batch(opts, profile),
+                           opts.calib_size, method="entropy")
 
 
 @contextmanager
@@ -101,7 +103,7 @@ def _calibration_context(needed: bool) -> Iterator[None]:
     if not needed:
         yield
         return
-    cuda = _trt.import_pycuda()
+    cuda = trt_compat.import_pycuda()
     cuda.init()
     ctx = cuda.Device(0).retain_primary_context()
     ctx.push()
@@ -124,11 +126,12 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
     if len(dims) != 3 or any(d is None for d in dims):
         raise UserError(f"{onnx}: input shape {info.input_shape}: expected N×3×H×W with fixed C, H, W")
     out = Path(out) if out else default_output(onnx, opts.precision)
-    trt = _trt.import_tensorrt()
+    trt = trt_compat.import_tensorrt()
     plan = plan_build(trt, info, opts)
     profile = resolve_profile(info, opts)
-    device = _trt.probe_cuda_device(0)  # before any builder call: no device, no build
-    for note in plan.notes:
+    device = trt_compat.probe_cuda_device(0)  # before any builder call: no device, no build
+    check_device(opts, device, trt_compat.is_jetson())
+    for note in (*plan.notes, *profile_notes(profile)):
         print(f"{PROG}: note: {note}")
     out.parent.mkdir(parents=True, exist_ok=True)
     build_from = onnx
@@ -144,13 +147,14 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
         def make_cal() -> Any:
             return _calibrator(trt, onnx, info.meta, opts, cache, profile)  # type: ignore[arg-type]
 
-    ver = _trt.trt_version(trt)
+    ver = trt_compat.trt_version(trt)
     print(f"{PROG}: building {out.name} ({opts.precision}, batch {':'.join(map(str, profile))}) with "
           f"TensorRT {ver} on {device.name}; this takes a while")
     with _calibration_context(plan.int8_mode == "calibrator"):
         serialized = build_serialized(trt, build_from, info.input_name, tuple(dims), profile, plan, opts,
                                       make_cal)  # type: ignore[arg-type]
-    _write_atomic(out, serialized)
+    with replacing(out) as tmp:
+        tmp.write_bytes(memoryview(serialized))
     meta = info.meta.with_(
         precision=opts.precision, tensorrt_version=ver, device=device.name,
         compute_capability=device.compute_capability,

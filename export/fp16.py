@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from export._onnx_io import import_onnx, load_onnx, read_meta, save_onnx, set_meta
+from export.onnx_io import import_onnx, load_onnx, read_meta, save_onnx, set_meta
 from runtime.errors import UserError, run_cli
 
 PROG = "export.fp16"

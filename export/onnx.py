@@ -23,15 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from export._onnx_io import import_onnx, save_onnx, set_meta
+from export.onnx_io import import_onnx, save_onnx, set_meta
 from runtime.errors import UserError, run_cli
-from runtime.meta import Meta, sha256_file
+from runtime.meta import OUTPUTS, Meta, sha256_file
 
 PROG = "export.onnx"
 DEFAULT_OPSET = 17
 PARITY_TOL = 1e-4  # max |Δlogit| allowed between ONNX Runtime and PyTorch
 PARITY_BATCHES = (1, 4)
-OUTPUTS = {"detect": ["logit"], "full": ["logit", "recon"]}
 
 
 def _wrapper(model: Any, graph: str) -> Any:

@@ -5,16 +5,21 @@ Writes ``REPO/<name>/config.pbtxt`` and ``REPO/<name>/1/model.onnx`` (platform
 runtime uses: dynamic batching, an instance group, input/output dims read from the model (the
 ONNX graph, or the engine's sidecar), and the jrc metadata in the config's ``parameters`` so a
 client can read input size, mean/std, colour order and threshold from the server.
+
+Engines: Triton's dynamic batcher sends any batch from 1 to ``max_batch_size``, and TensorRT refuses
+a batch below the profile's minimum, so an engine whose profile minimum is above 1 is refused
+(a static-batch engine is served with batching off, at its one batch size). A version-compatible
+plan needs ``tritonserver --backend-config=tensorrt,version-compatible=true``; the export says so.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 from pathlib import Path
 
 from runtime.errors import UserError, run_cli
+from runtime.fileio import replacing, write_atomic
 from runtime.meta import Meta, read_sidecar
 
 PROG = "export.triton"
@@ -43,7 +48,7 @@ def _tensor(name: str, dtype: str, dims: list[int]) -> str:
 def model_io(model: Path) -> tuple[Meta, str, list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]], int | None]:
     """(meta, platform, inputs, outputs, batch limit) with dims *including* the batch axis (-1: dynamic)."""
     if model.suffix.lower() == ".onnx":
-        from export._onnx_io import inspect_onnx
+        from export.onnx_io import inspect_onnx
 
         info = inspect_onnx(model)
         if info.meta is None:
@@ -99,6 +104,7 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
         raise UserError("--max-batch must be ≥ 0 and --instances ≥ 1")
     meta, platform, ins, outs, limit = model_io(model)
     dynamic = ins[0][2][0] == -1
+    notes = engine_notes(model, dynamic) if platform == "tensorrt_plan" else []
     batch = min(max_batch, limit) if (dynamic and limit) else (max_batch if dynamic else 0)
     if dynamic and limit and max_batch > limit:
         print(f"{PROG}: note: the engine's profile allows batch ≤ {limit}; max_batch_size set to {limit}")
@@ -110,15 +116,31 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
     version = folder / "1"
     version.mkdir(parents=True, exist_ok=True)
     target = version / ("model.plan" if platform == "tensorrt_plan" else "model.onnx")
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(model, tmp)
-    os.replace(tmp, target)
-    cfg = make_config(name, meta, platform, ins, outs, batch, instances, kind)
-    tmp = folder / "config.pbtxt.tmp"
-    tmp.write_text(cfg)
-    os.replace(tmp, folder / "config.pbtxt")
+    with replacing(target) as tmp:
+        shutil.copyfile(model, tmp)
+    write_atomic(folder / "config.pbtxt", make_config(name, meta, platform, ins, outs, batch, instances, kind))
     print(f"{PROG}: wrote {folder} ({platform}, max_batch_size {batch}, {instances}× {kind})")
+    for note in notes:
+        print(f"{PROG}: note: {note}")
     return folder
+
+
+VERSION_COMPATIBLE_FLAG = "--backend-config=tensorrt,version-compatible=true"
+
+
+def engine_notes(model: Path, dynamic: bool) -> list[str]:
+    """Refuse an engine Triton would fail on; notes for what the server needs."""
+    meta, raw = read_sidecar(model)
+    lo = int((meta.profile or {}).get("min") or 1)
+    if dynamic and lo > 1:
+        raise UserError(f"{model}: the engine's batch profile starts at {lo}, but Triton's dynamic batcher "
+                        "sends batches from 1 and TensorRT refuses smaller ones; rebuild it with "
+                        "python -m export.engine --batch 1:OPT:MAX (or a static --batch N)")
+    notes = []
+    if raw.get("version_compatible"):
+        notes.append(f"this plan is version-compatible: start Triton with {VERSION_COMPATIBLE_FLAG} "
+                     "(the TensorRT backend refuses plans with embedded host code otherwise)")
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,6 @@ the thread that builds the engine (``export.engine`` sets one up).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.fileio import write_atomic
 from runtime.meta import Meta, sha256_file
 
 CACHE_FORMAT = 1
@@ -91,13 +91,9 @@ class CalibrationCache:
     def write(self, data: bytes) -> None:
         """Store TensorRT's bytes unchanged, then the sidecar (both atomically)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, self.path)
-        side = sidecar(self.path)
-        tmp = side.with_name(side.name + ".tmp")
-        tmp.write_text(json.dumps({**self.key, "cache_sha256": sha256_file(self.path)}, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, side)
+        write_atomic(self.path, data)
+        write_atomic(sidecar(self.path),
+                     json.dumps({**self.key, "cache_sha256": sha256_file(self.path)}, indent=2, sort_keys=True) + "\n")
 
 
 def _calibrator_class(trt: Any, method: str) -> type:
@@ -134,7 +130,7 @@ def _calibrator_class(trt: Any, method: str) -> type:
                 return None
             batch = np.ascontiguousarray(batch, dtype=np.float32)
             if self._device is None:
-                from runtime.backends._trt import import_pycuda
+                from runtime.backends.trt_compat import import_pycuda
 
                 self._cuda = import_pycuda()
                 self._device = self._cuda.mem_alloc(batch.nbytes)

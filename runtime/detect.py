@@ -8,7 +8,6 @@ written), 130 interrupted (SIGINT/SIGTERM; results so far are written).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -39,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), help="ONNX Runtime execution provider "
                    "(.onnx only; default cpu)")
     m.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime intra-op threads (default: the cores "
-                   "minus two, at least one: decoding and face detection run beside it)")
+                   "this process may use minus two, at least one: decoding and face detection run beside it)")
     m.add_argument("--max-batch", type=int, metavar="N", help="faces per inference batch for a dynamic-batch "
                    "ONNX (default 8; engines use their profile's max)")
     m.add_argument("--threshold", type=float, metavar="P", help="probability of fake at or above which a "
@@ -102,6 +101,27 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UserError("--face-model with --faces none: pick one")
 
 
+def _check_outputs(a: argparse.Namespace) -> None:
+    from runtime.sinks import check_writable
+
+    for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save)):
+        if path:
+            check_writable(path, flag)
+
+
+def _faces(a: argparse.Namespace) -> Any:
+    from runtime.loop import Faces
+
+    return Faces(a.faces, a.face_model, detect_every=a.detect_every, detect_width=a.detect_width,
+                 min_face=a.min_face, max_faces=a.max_faces, scan_every=a.scan_every)
+
+
+def _outputs(a: argparse.Namespace) -> Any:
+    from runtime.loop import Outputs
+
+    return Outputs(jsonl=a.jsonl, save=a.save, show=a.show, status=not a.quiet)
+
+
 def _backend_options(a: argparse.Namespace) -> dict[str, Any]:
     if Path(a.engine).suffix.lower() != ".onnx":
         return {}
@@ -118,12 +138,14 @@ def _inference_cpu_threads(a: argparse.Namespace) -> int:
 
 
 def default_threads() -> int:
-    """Inference threads when not given: leave two cores to decoding and face detection.
+    """Inference threads when not given: leave two of the usable cores to decoding and face detection.
 
     The stages already run in parallel; letting ONNX Runtime (and OpenCV) take every core as
     well oversubscribes small CPUs (measured: 2 cores, 720p, 30-43 fps → 51-73 fps).
     """
-    return max(1, (os.cpu_count() or 1) - 2)
+    from runtime.pipeline import usable_cores
+
+    return max(1, usable_cores() - 2)
 
 
 class StopSignals:
@@ -185,11 +207,9 @@ class Run:
         self.backend: Any = None
         self.backend_info: dict[str, Any] = {}
         self.source: Any = None
-        self.pipeline: Any = None
-        self.agg: Any = None
-        self.sinks: list[Any] = []
+        self.loop: Any = None  # the runtime.loop.FrameLoop, once the model is open
         self.started = time.time()
-        self.t0 = self.t_loop = time.perf_counter()
+        self.t0 = time.perf_counter()
 
     def run(self) -> int:
         self.signals.install()
@@ -216,99 +236,56 @@ class Run:
         return code
 
     def _loop(self) -> None:
-        from runtime.aggregate import Aggregator
-        from runtime.backends import open_backend
-        from runtime.faces import make_detector
-        from runtime.pipeline import Pipeline, share_cores
-        from runtime.sinks import (
-            Console,
-            JsonlSink,
-            ShowSink,
-            VideoSink,
-            annotate,
-            check_writable,
-            frame_record,
-        )
-        from runtime.sources import open_source, quiet_video_logs
-        from runtime.tracking import FaceTracker
+        from runtime.loop import FrameLoop
 
         a = self.args
         _check_args(a)
-        for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save)):
-            if path:
-                check_writable(path, flag)
-        self.backend = open_backend(a.engine, **_backend_options(a))
+        _check_outputs(a)
+        self._open_model()
+        self.loop = FrameLoop(self.backend, _faces(a), _outputs(a), threshold=a.threshold,
+                              reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals)
+        self._open_source()
+        self.loop.run(self.source)
+        self._check_decoded()
+
+    def _open_model(self) -> None:
+        from runtime.backends import open_backend
+
+        self.backend = open_backend(self.args.engine, **_backend_options(self.args))
         self.backend_info = self.backend.describe()
-        meta = self.backend.meta
-        if a.reconstruct:
-            self.backend.require_recon()
-        threshold = meta.threshold if a.threshold is None else a.threshold
-        kind = "yunet" if a.face_model else a.faces
-        det_kw: dict[str, Any] = {} if kind == "none" else {"detect_width": a.detect_width, "min_face": a.min_face}
-        if kind == "yunet":
-            det_kw["model"] = a.face_model
-        tracker = FaceTracker(make_detector(kind, **det_kw), detect_every=a.detect_every, max_faces=a.max_faces,
-                              full_every=a.scan_every)
-        show = ShowSink() if a.show else None
-        quiet_video_logs()
-        decode_threads = share_cores(_inference_cpu_threads(a))
+
+    def _open_source(self) -> None:
+        from runtime.loop import decoder_threads
+        from runtime.sources import open_source
+
+        a = self.args
+        threads = decoder_threads(_inference_cpu_threads(a))
         if self.source_factory is not None:
             self.source = self.source_factory(a)
         else:
             self.source = open_source(a.source, stride=a.stride, live=a.live, max_reconnects=a.max_reconnects,
-                                      open_timeout=a.timeout, read_timeout=a.timeout,
-                                      decode_threads=decode_threads)
+                                      open_timeout=a.timeout, read_timeout=a.timeout, decode_threads=threads)
         if a.stride > 1 and self.source.live:
             raise UserError(f"{a.source}: --stride applies to files; live sources drop stale frames instead")
-        self.agg = Aggregator(threshold)
-        jsonl = JsonlSink(a.jsonl) if a.jsonl else None
-        video = VideoSink(a.save, self.source.fps) if a.save else None
-        console = Console(enabled=not a.quiet)
-        self.sinks = [s for s in (jsonl, video, show, console) if s is not None]
-        self.pipeline = Pipeline(self.source, tracker, self.backend, reconstruct=a.reconstruct,
-                                 keep_images=bool(video or show), queue_frames=4)
-        stats, last_p = self.source.stats, None
-        self.t_loop = time.perf_counter()
-        for r in self.pipeline:
-            self.signals.begin_frame()  # a stop signal takes effect once this frame is fully written
-            t = time.perf_counter()
-            ended = self.agg.add(r)
-            if jsonl:
-                jsonl.write(frame_record(r, ended, threshold, stats.dropped))
-            if video or show:
-                img = annotate(r, threshold)
-                if video:
-                    video.write(img)
-                if show and not show.show(img):
-                    break
-            last_p = max((f.prob for f in r.faces), default=None)
-            console.update(self.agg.frames, last_p, stats.dropped)
-            self.pipeline.times.add("output", time.perf_counter() - t)
-            self.signals.end_frame()
-            if a.max_frames and self.agg.frames >= a.max_frames:
-                break
-        self.signals.end_frame()  # a signal during the last frame (--show quit, --max-frames) still counts
-        self.pipeline.stop()
-        console.update(self.agg.frames, last_p, stats.dropped, force=True)
-        if self.agg.frames == 0 and stats.skipped:
-            raise UserError(f"{a.source}: none of its {len(stats.skipped)} files could be decoded")
+
+    def _check_decoded(self) -> None:
+        skipped = self.source.stats.skipped
+        if self.loop.agg.frames == 0 and skipped:
+            raise UserError(f"{self.args.source}: none of its {len(skipped)} files could be decoded")
 
     def _finish(self, status: str, code: int, error: str | None) -> None:
         from runtime.sinks import write_summary
 
-        for obj in (self.pipeline, self.source):
-            if obj is not None:
-                (obj.stop if hasattr(obj, "stop") else obj.close)()
-        tail = self.agg.finish() if self.agg is not None else []
-        for s in self.sinks:
-            s.close()
+        tail = self.loop.close() if self.loop is not None else []
+        if self.source is not None:
+            self.source.close()  # idempotent: the run may have stopped before the loop took the source
         if self.backend is not None:
             self.backend.close()
         elapsed = time.perf_counter() - self.t0
         summary = self._summary(status, code, error, elapsed, tail)
         if self.args.summary:
             write_summary(self.args.summary, summary)
-        if self.agg is not None and self.agg.frames:
+        if summary.get("frames"):
             _print_verdicts(summary)
 
     def _summary(self, status: str, code: int, error: str | None, elapsed: float,
@@ -329,14 +306,13 @@ class Run:
             st = self.source.stats
             d.update({"live": self.source.live, "dropped": st.dropped, "damaged": st.damaged,
                       "missing": st.missing, "reconnects": st.reconnects, "skipped": st.skipped})
-        if self.pipeline is not None:
-            d["decoded"] = self.pipeline.decoded
-        if self.agg is not None:
-            d.update(self.agg.summary())
-            loop = time.perf_counter() - self.t_loop
-            d["fps"] = round(self.agg.frames / loop, 3) if loop > 0 and self.agg.frames else None
-            if self.pipeline is not None:
-                d["timing_ms_per_frame"] = self.pipeline.times.per_frame_ms(self.agg.frames)
+        if self.loop is not None and self.loop.pipeline is not None:  # frames started flowing
+            agg, pipeline = self.loop.agg, self.loop.pipeline
+            d["decoded"] = pipeline.decoded
+            d.update(agg.summary())
+            loop = time.perf_counter() - self.loop.started
+            d["fps"] = round(agg.frames / loop, 3) if loop > 0 and agg.frames else None
+            d["timing_ms_per_frame"] = pipeline.times.per_frame_ms(agg.frames)
         return d
 
 

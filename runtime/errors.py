@@ -21,10 +21,22 @@ class UserError(Exception):
         self.exit_code = exit_code
 
 
-def missing_dependency(module: str, extra: str, how: str | None = None) -> UserError:
-    """The ImportError-turned-UserError for an optional dependency that is not installed."""
-    hint = how or f"pip install 'jrc-edge[{extra}]'"
-    return UserError(f"{module} is not installed: it is needed here (extra '{extra}'); install it with: {hint}")
+# The optional-dependency groups of pyproject.toml ([project.optional-dependencies]); a test keeps
+# them equal. ``None`` names the package's own dependencies (``pip install -e .``).
+EXTRAS = ("train", "tensorrt", "dev")
+
+
+def missing_dependency(module: str, extra: str | None, how: str | None = None) -> UserError:
+    """The ImportError-turned-UserError for a dependency that is not installed.
+
+    ``extra`` is the pyproject extra that installs it, or None for one of the package's own
+    dependencies; ``how`` replaces the default install command.
+    """
+    if extra is not None and extra not in EXTRAS:
+        raise ValueError(f"missing_dependency: no extra named {extra!r}; the extras are {EXTRAS}")
+    where = f"extra '{extra}'" if extra else "a dependency of jrc-edge itself"
+    hint = how or (f"pip install 'jrc-edge[{extra}]'" if extra else f"pip install {module}")
+    return UserError(f"{module} is not installed: it is needed here ({where}); install it with: {hint}")
 
 
 def run_cli(main: Callable[[], int | None], prog: str) -> NoReturn:

@@ -12,14 +12,14 @@ option; ``none`` treats every frame as one face crop. Detection runs on a frame 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from runtime.errors import UserError
 
-Box = Tuple[int, int, int, int]  # x, y, w, h in frame pixels
+Box = Tuple[int, int, int, int]  # x, y, w, h in frame pixels (detection, tracking and crops share it)
 
 CASCADES = {"alt2": "haarcascade_frontalface_alt2.xml", "default": "haarcascade_frontalface_default.xml"}
 DEFAULT_CASCADE = "alt2"
@@ -127,6 +127,22 @@ class WholeFrameDetector:
     def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None, coarse: bool = False) -> list[Box]:
         h, w = frame.shape[:2]
         return [(0, 0, w, h)]
+
+
+class GivenFaces:
+    """Boxes found beforehand, one list per frame, handed back at no cost: the frame loop with the
+    face detector's cost taken out (``benchmarks.pipeline``'s "faces given", the most tracking could
+    ever save). Frames past the end of the list have no face."""
+
+    supports_roi = False
+
+    def __init__(self, boxes: Sequence[Sequence[Box]]) -> None:
+        self._boxes, self._i = boxes, 0
+
+    def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None, coarse: bool = False) -> list[Box]:
+        got = self._boxes[self._i] if self._i < len(self._boxes) else []
+        self._i += 1
+        return list(got)
 
 
 def make_detector(kind: str = "haar", **kwargs) -> HaarFaceDetector | YuNetFaceDetector | WholeFrameDetector:

@@ -1,6 +1,8 @@
 """What a media file is: the one list of image and video suffixes, a content-vs-name check, and
-the image reader. Shared by the runtime's sources, training's extraction and datasets, and
-calibration, so every layer accepts the same files.
+the image reader. Used by ``runtime.sources`` (what ``--source`` accepts, and how an image is
+decoded), ``training.dataspec`` (which files a crops or videos spec holds, and the crop decoder,
+so training, calibration and evaluation decode crops as the runtime decodes images) and
+``training.extract`` (which files are videos).
 """
 
 from __future__ import annotations

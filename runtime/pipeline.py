@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.faces import Box
 from runtime.preprocess import crop_face, to_input
 from runtime.sources import Frame, Source
-from runtime.tracking import Box, FaceTracker
+from runtime.tracking import FaceTracker
 
-STAGES = ("decode", "faces", "preprocess", "infer", "output")
+STAGES = ("decode", "faces", "preprocess", "infer", "output")  # timed per frame (summary, benchmarks)
 _END = object()  # end of stream, travels through the queues
 _ABORT = object()  # returned by a get() when the run is being torn down
 

@@ -12,9 +12,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from runtime.faces import Box
 from runtime.meta import Meta
-
-Box = Sequence[float]  # (x, y, w, h) in frame pixels
 
 
 def as_bgr8(image: np.ndarray) -> np.ndarray:
@@ -98,13 +97,3 @@ def to_input(crops: np.ndarray | Sequence[np.ndarray], meta: Meta, out: np.ndarr
     x *= scale
     x -= shift
     return x
-
-
-def from_input(x: np.ndarray, meta: Meta) -> np.ndarray:
-    """Inverse of :func:`to_input` (e.g. for a reconstruction): float NCHW → uint8 BGR NHWC."""
-    x = np.asarray(x, np.float32).transpose(0, 2, 3, 1)
-    img = (x * np.asarray(meta.std, np.float32) + np.asarray(meta.mean, np.float32)) * 255.0
-    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    if meta.color == "RGB":
-        img = img[..., ::-1]
-    return np.ascontiguousarray(img)

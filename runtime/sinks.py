@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.fileio import write_atomic
 from runtime.pipeline import Result
 
 JSONL_SCHEMA = 1
@@ -75,11 +76,7 @@ class JsonlSink:
 
 def write_summary(path: str, summary: dict[str, Any]) -> None:
     """Write the summary atomically: a reader never sees half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(summary, indent=2) + "\n")
 
 
 # --- drawing ------------------------------------------------------------------------------

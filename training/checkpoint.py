@@ -6,25 +6,24 @@ never needs pickle to load, and one that does (a hostile or foreign file) is ref
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError
+from runtime.fileio import replacing
 from runtime.meta import Meta
 
 
 def save_checkpoint(path: str | Path, model: Any, meta: Meta, **state: Any) -> Path:
-    """Write atomically (tmp file + rename) so a crash never leaves a half checkpoint."""
+    """Write atomically (``runtime.fileio.replacing``) so a crash never leaves a half checkpoint."""
     import torch
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = getattr(model, "module", model)  # unwrap DDP
     blob = {"model": net.state_dict(), "meta": meta.to_dict(), **state}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

@@ -1,18 +1,53 @@
-"""Calibration and evaluation data: face crops exactly as the runtime feeds them to the model.
+"""Data specs: the one reader of ``--data`` / ``--val`` / ``--eval-data`` for every tool.
 
-Every source ends as uint8 BGR crops of ``meta.input_size`` (what ``runtime/preprocess.py``'s
-``crop_face`` / ``resize_square`` produce) and goes through ``to_input`` batch by batch, so an
-INT8 scale is fitted on the very tensors the deployed model will see. Sources:
+A spec is one of:
 
-- a folder of crops: ``real/`` and ``fake/`` below it (labelled), or any images (unlabelled);
-- a CSV manifest ``path,label[,video]`` (paths relative to the manifest);
-- a folder of videos (or one video): evenly spaced frames, largest face by ``runtime.faces``,
-  cropped by ``crop_face`` with the metadata's margin; ``real/`` / ``fake/`` subfolders label them;
-- ``synthetic``: offline real faces and their self-blended forgeries (``training.data``).
+* **a folder of face crops** (PNG, JPEG, … any depth). With ``real/`` and/or ``fake/`` below it,
+  those give the labels (0 real, 1 fake) and files elsewhere are ignored; without them every
+  image counts, unlabelled (calibration accepts that; training and evaluation need labels).
+  Video id: the file's folder below ``real|fake`` (``real/clip01/000012.png`` → ``clip01``, what
+  ``training.extract`` writes); for a file directly in ``real|fake``, its stem without a
+  trailing ``_f<digits>`` frame suffix (``fake/clip07_f0031.png`` → ``clip07``).
+* **a CSV manifest** (a ``.csv`` file), UTF-8. The first row that is not blank and not a comment
+  is the header, which must name ``path`` and ``label`` (``video`` optional, other columns and
+  the column order free). Rows whose first cell starts with ``#`` are comments, blank rows are
+  skipped. Label ``0``/``1`` (also ``0.0``/``1.0``) or ``real``/``fake``, any case. A relative path is
+  resolved against the CSV's folder. An empty or absent video makes the row its own video (its
+  path as written). A bad label, an empty path and every missing file are errors reported with
+  the line number. Optional columns: ``split`` (``train``, ``val``, ``test`` or empty: the
+  official side, written by ``python -m training.datasets``), ``group`` (videos that must stay on
+  one side of a split: a fake and its source), ``method`` and ``dataset`` (kept in
+  :attr:`CropFiles.columns` for per-method reports).
+* **a video file, or a folder of videos** (a folder holding videos and no images; ``real/`` and
+  ``fake/`` label them as for crops): evenly spaced frames (``training.extract.sample_frames``),
+  the largest face of each (``runtime.faces``) cropped by ``runtime.preprocess.crop_face``, in
+  memory. Only calibration and its report read videos; to train or evaluate on them, extract the
+  crops once with ``python -m training.extract``.
+* **``synthetic``** or ``synthetic:<n>``: the offline real faces (``training.sample_faces``) as
+  label 0 alternating with self-blends of them (``training.synthetic``) as label 1, ``n`` items
+  (default: two per face; a tool's size limit below ``n`` gives ``synthetic:<limit>``); the
+  video id is the face id.
 
-Selection is deterministic (sorted sources, seeded shuffle) and balanced between real and fake
-where labels exist. :attr:`CalibrationSet.data_sha256` hashes the crops and labels in order;
-:meth:`CalibrationSet.cache_key` adds the preprocessing parameters, for cache keys.
+Rules shared by every spec: a video id that occurs under both labels becomes ``real/<id>`` and
+``fake/<id>``; a crop file that cannot be decoded is an error naming it (a skipped crop would
+change the metrics unnoticed); a video that cannot be decoded and a sampled frame without a face
+are counted in :attr:`CalibrationSet.skipped` and skipped, as ``training.extract`` does.
+
+Splits: :func:`split_ids` partitions video (face) ids ~80/20 by a stable hash, never by seed, so
+a set opened for training and one opened for validation never share a video. :func:`split_for`
+says which part a tool reads: ``synthetic`` is always split (training and calibration read its
+``train`` faces; validation and every evaluation tool — training.evaluate, calibration.quantize's
+report, calibration.report, benchmarks.accuracy — its ``val`` faces, so ``synthetic:200`` is the
+same 200 held-out items everywhere); a folder, manifest or videos is read whole, since held-out
+data is its own spec (training without ``--val`` is the exception: it holds out the val split
+of ``--data``). A manifest with a ``split`` column is split by it, not by hash: split ``s`` is
+its rows whose column says ``s`` (``test`` exists only there); without that column a manifest's
+hash split draws whole ``group``s when that column is present, so a fake and its source stay together.
+
+:func:`load` reads a spec as :class:`CalibrationSet`: uint8 BGR crops of ``meta.input_size``, fed
+through ``runtime.preprocess.to_input`` batch by batch, in a seeded order balanced between real
+and fake. This module needs numpy and OpenCV only (export.engine uses it where torch is absent);
+``training.data`` wraps :func:`open_items` in a torch ``Dataset`` for training.
 """
 
 from __future__ import annotations
@@ -20,22 +55,301 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import cv2
 import numpy as np
 
 from runtime.errors import UserError
-from runtime.media import IMAGE_EXTS, VIDEO_EXTS
+from runtime.media import IMAGE_EXTS, VIDEO_EXTS, read_image
 from runtime.meta import Meta
-from runtime.preprocess import as_bgr8, crop_face, resize_square, to_input
+from runtime.preprocess import resize_square, to_input
 
-LABELS = {"0": 0, "real": 0, "1": 1, "fake": 1}
-SPEC_HELP = "a crops folder (real/, fake/), a CSV manifest, a videos folder or file, or 'synthetic'"
+LABELS = ("real", "fake")
+MANIFEST_SPLITS = ("train", "val", "test")
+_EXTRA_COLUMNS = ("split", "group", "method", "dataset")
+SPEC_HELP = "a crops folder (real/, fake/), a CSV manifest, a videos folder or file, or 'synthetic[:N]'"
+_LABEL_SPELLINGS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "real": 0, "fake": 1}
+_FRAME_SUFFIX = re.compile(r"_f\d+$")
+_SYNTHETIC = re.compile(r"synthetic(?::(\d+))?")
 
 
+# --- splits ----------------------------------------------------------------------------------
+def is_synthetic(spec: str | Path) -> bool:
+    return _SYNTHETIC.fullmatch(str(spec).strip()) is not None
+
+
+def split_for(spec: str | Path, role: str) -> str | None:
+    """The split a tool in ``role`` ("train", "calibrate", "validate", "evaluate") reads of ``spec``."""
+    if role not in ("train", "calibrate", "validate", "evaluate"):
+        raise ValueError(f"role {role!r}")
+    if not is_synthetic(spec):
+        return None
+    return "train" if role in ("train", "calibrate") else "val"
+
+
+def split_ids(ids: Sequence[str], split: str | None, val_fraction: float = 0.2) -> set:
+    """The ids (face or video ids) in ``split`` ("train", "val" or None = all); with two ids or
+    more, each side gets at least one. Depends only on the ids (a stable hash order)."""
+    unique = sorted(set(ids))
+    if split is None:
+        return set(unique)
+    if split not in ("train", "val"):
+        raise UserError(f"split {split!r} is unknown; use 'train', 'val' or none")
+    order = sorted(unique, key=lambda k: (zlib.crc32(k.encode("utf-8")) & 0xFFFFFFFF, k))
+    n_val = int(round(len(order) * val_fraction))
+    if len(order) >= 2:
+        n_val = min(max(n_val, 1), len(order) - 1)
+    val = set(order[:n_val])
+    return val if split == "val" else set(order) - val
+
+
+# --- items: what a spec lists, before any pixel is read -------------------------------------
+class CropFiles:
+    """Crops stored as image files (a folder or a manifest)."""
+
+    def __init__(self, spec: str, paths: Sequence[Path], labels: Sequence[int] | None, videos: Sequence[str],
+                 columns: dict[str, list[str]] | None = None):
+        self.spec, self.paths, self.videos = spec, [Path(p) for p in paths], list(videos)
+        self.labels = None if labels is None else [int(v) for v in labels]
+        self.columns = dict(columns or {})  # a manifest's optional columns (split, group, method, dataset)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def crop(self, index: int, rng: np.random.Generator, vary: bool = False) -> np.ndarray:
+        return read_crop(self.paths[index])
+
+
+class SyntheticFaces:
+    """Offline real faces (label 0) alternating with self-blends of them (label 1)."""
+
+    def __init__(self, spec: str, faces: Sequence[tuple[str, np.ndarray]], n: int | None = None):
+        self.spec, self.faces = spec, list(faces)
+        f = len(self.faces)
+        n = 2 * f if n is None else int(n)
+        pairs = (n + 1) // 2
+        # Item 2k is a face's real crop, item 2k+1 its forgery. With fewer pairs than faces the
+        # pairs are spread evenly over the faces; with more, the faces repeat.
+        self.face_of = [((i // 2) * f // pairs) if pairs <= f else (i // 2) % f for i in range(n)]
+        self.labels = [i % 2 for i in range(n)]
+        self.videos = [self.faces[k][0] for k in self.face_of]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def crop(self, index: int, rng: np.random.Generator, vary: bool = False) -> np.ndarray:
+        """Item ``index``; ``rng`` draws the forgery, ``vary`` adds training's global variants first."""
+        from training.sample_faces import vary_face
+        from training.synthetic import self_blend
+
+        face = self.faces[self.face_of[index]][1]
+        if vary:  # before blending: the real and the fake crop of a face share them
+            face = vary_face(face, rng)
+        return face.copy() if self.labels[index] == 0 else self_blend(face, rng)[0]
+
+
+def read_crop(path: Path) -> np.ndarray:
+    """A crop file decoded as the runtime decodes images (any depth/channels → 8-bit BGR)."""
+    img = read_image(str(path))
+    if img is None:
+        raise UserError(f"{path}: cannot be decoded as an image (missing, damaged or not an image); "
+                        "delete it or re-extract the crops")
+    return img
+
+
+def video_id_from_path(rel: Path) -> str:
+    """The folder rule: ``clip01/000012.png`` → ``clip01``; ``clip07_f0031.png`` → ``clip07``."""
+    if len(rel.parts) > 1:
+        return rel.parent.as_posix()
+    return _FRAME_SUFFIX.sub("", rel.stem) or rel.stem
+
+
+def parse_label(value: str) -> int | None:
+    return _LABEL_SPELLINGS.get(value.strip().lower())
+
+
+def _files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts and p.is_file())
+
+
+def labelled_files(root: Path, exts: tuple[str, ...]) -> tuple[list[Path], list[int] | None, list[str]]:
+    """Files below ``root/real`` and ``root/fake`` (labelled), or below ``root`` (unlabelled), with video ids."""
+    if not any((root / name).is_dir() for name in LABELS):
+        files = _files(root, exts)
+        return files, None, [video_id_from_path(p.relative_to(root)) for p in files]
+    files, labels, videos = [], [], []
+    for y, name in enumerate(LABELS):
+        found = _files(root / name, exts) if (root / name).is_dir() else []
+        files += found
+        labels += [y] * len(found)
+        videos += [video_id_from_path(p.relative_to(root / name)) for p in found]
+    return files, labels, videos
+
+
+def read_manifest(csv_path: Path) -> tuple[list[Path], list[int], list[str]]:
+    """(paths, labels, video ids) of a manifest; the rules are in the module docstring."""
+    return read_manifest_columns(csv_path)[:3]  # type: ignore[return-value]
+
+
+def read_manifest_columns(csv_path: Path) -> tuple[list[Path], list[int], list[str], dict[str, list[str]]]:
+    """:func:`read_manifest` plus the optional columns present (split, group, method, dataset)."""
+    base, rows, missing = csv_path.parent, [], []
+    try:
+        handle = open(csv_path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise UserError(f"{csv_path}: cannot be read ({e.strerror or e})") from None
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            columns: dict[str, int] | None = None
+            for row in reader:
+                line = reader.line_num
+                if not any(c.strip() for c in row) or row[0].lstrip().startswith("#"):
+                    continue
+                if columns is None:
+                    columns = {c.strip().lower(): i for i, c in enumerate(row)}
+                    if "path" not in columns or "label" not in columns:
+                        raise UserError(f"{csv_path}:{line}: header {row}, expected columns path,label,video; "
+                                        "add that header line")
+                    continue
+                cell = {k: (row[i].strip() if i < len(row) else "") for k, i in columns.items()}
+                label = parse_label(cell["label"])
+                if not cell["path"]:
+                    raise UserError(f"{csv_path}:{line}: empty path; every row needs path,label,video")
+                if label is None:
+                    raise UserError(f"{csv_path}:{line}: label {cell['label']!r}, expected 0, 1, real or fake; "
+                                    "fix the row")
+                split_cell = cell.get("split", "").lower()
+                if split_cell and split_cell not in MANIFEST_SPLITS:
+                    raise UserError(f"{csv_path}:{line}: split {cell['split']!r}, expected train, val, test or empty; "
+                                    "fix the row")
+                p = Path(cell["path"])
+                p = p if p.is_absolute() else base / p
+                if not p.is_file():
+                    missing.append((line, cell["path"]))
+                extra = {k: (split_cell if k == "split" else cell[k]) for k in _EXTRA_COLUMNS if k in cell}
+                rows.append((p, label, cell.get("video") or cell["path"], extra))
+        except csv.Error as e:
+            raise UserError(f"{csv_path}:{reader.line_num}: malformed CSV ({e}); fix the row") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{csv_path}: is not UTF-8 text; save the manifest as UTF-8 CSV") from None
+    if missing:
+        line, raw = missing[0]
+        more = f" ({len(missing) - 1} more rows name missing files)" if len(missing) > 1 else ""
+        raise UserError(f"{csv_path}:{line}: {raw} does not exist{more}; fix the path (relative paths are "
+                        f"resolved against {base})")
+    if not rows:
+        raise UserError(f"{csv_path}: has no rows; list crops as path,label,video")
+    names = [k for k in _EXTRA_COLUMNS if k in rows[0][3]]
+    return ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+            {k: [r[3][k] for r in rows] for k in names})
+
+
+def _qualify(videos: list[str], labels: list[int] | None) -> list[str]:
+    """Give a video id that occurs under both labels a ``real/``/``fake/`` prefix."""
+    if labels is None:
+        return videos
+    seen: dict[str, set[int]] = {}
+    for v, y in zip(videos, labels):
+        seen.setdefault(v, set()).add(y)
+    return [f"{LABELS[y]}/{v}" if len(seen[v]) > 1 else v for v, y in zip(videos, labels)]
+
+
+def _kind(path: Path) -> str:
+    if path.is_dir():
+        return "videos" if not _files(path, IMAGE_EXTS) and _files(path, VIDEO_EXTS) else "crops"
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return "manifest"
+    if path.is_file() and path.suffix.lower() in VIDEO_EXTS:
+        return "videos"
+    if path.is_file():
+        raise UserError(f"{path}: neither a .csv manifest nor a video ({', '.join(VIDEO_EXTS)}); pass {SPEC_HELP}")
+    raise UserError(f"{path}: not found (no such folder or file); pass {SPEC_HELP}")
+
+
+def open_items(spec: str | Path, meta: Meta, split: str | None = None, val_fraction: float = 0.2,
+               need_labels: bool = True, check_files: bool = True) -> CropFiles | SyntheticFaces:
+    """The items of a crops folder, manifest or ``synthetic[:n]`` spec (``split`` of them).
+
+    ``check_files`` verifies every image header up front, so a bad crop is reported before a long
+    run starts.
+    """
+    text = str(spec).strip()
+    m = _SYNTHETIC.fullmatch(text)
+    if m:
+        n = int(m.group(1)) if m.group(1) else None
+        if n is not None and n < 2:
+            raise UserError(f"{text}: synthetic:<n> needs n >= 2 (one real and one fake)")
+        from training.sample_faces import sample_real_faces
+
+        faces = sample_real_faces(meta.input_size, meta.face_margin)
+        keep = split_ids([fid for fid, _ in faces], split, val_fraction)
+        return SyntheticFaces(text, [f for f in faces if f[0] in keep], n)
+    path = Path(text).expanduser()
+    kind = _kind(path)
+    if kind == "videos":
+        raise UserError(f"{path}: holds videos; training and evaluation read face crops: extract them with "
+                        f"python -m training.extract --videos {path} --out CROPS and pass CROPS")
+    columns: dict[str, list[str]] = {}
+    if kind == "manifest":
+        paths, labels, videos, columns = read_manifest_columns(path)
+    else:
+        paths, labels, videos = labelled_files(path, IMAGE_EXTS)
+        if labels is None and need_labels:
+            raise UserError(f"{path}: has neither a real/ nor a fake/ subfolder, and this tool needs labels; put "
+                            f"face crops in {path}/real and {path}/fake, or pass a CSV manifest")
+        if not paths:
+            raise UserError(f"{path}: real/ and fake/ hold no images ({', '.join(IMAGE_EXTS)}); "
+                            "extract crops with python -m training.extract")
+    videos = _qualify(videos, labels)
+    idx = _split_rows(text, videos, columns, split, val_fraction)
+    items = CropFiles(text, [paths[i] for i in idx], None if labels is None else [labels[i] for i in idx],
+                      [videos[i] for i in idx], {k: [v[i] for i in idx] for k, v in columns.items()})
+    if check_files:
+        _check_readable(items.paths, text)
+    return items
+
+
+def _split_rows(spec: str, videos: list[str], columns: dict[str, list[str]], split: str | None,
+                val_fraction: float) -> list[int]:
+    """Rows of ``split``: by a manifest's split column when it has one, else by hash of group or video."""
+    if split is not None and split not in MANIFEST_SPLITS:
+        raise UserError(f"split {split!r} is unknown; use train, val or test")
+    if split is not None and "split" in columns:
+        idx = [i for i, s in enumerate(columns["split"]) if s == split]
+        if not idx:
+            present = sorted(set(columns["split"]) - {""}) or ["none"]
+            raise UserError(f"{spec}: no row has split {split!r} (its split column holds {', '.join(present)}); "
+                            "choose another split, or pass the held-out data as its own spec")
+        return idx
+    if split == "test":
+        raise UserError(f"{spec}: has no split column, so it has no test split; write one with python -m "
+                        "training.datasets, or pass the test data as its own spec without a split")
+    keys = ([g or v for g, v in zip(columns["group"], videos)] if "group" in columns and split is not None
+            else videos)
+    keep = split_ids(keys, split, val_fraction)
+    idx = [i for i, k in enumerate(keys) if k in keep]
+    if not idx:
+        raise UserError(f"{spec}: the {split} split is empty (only {len(set(keys))} video ids); "
+                        "use more videos or no split")
+    return idx
+
+
+def _check_readable(paths: Sequence[Path], source: str) -> None:
+    import cv2
+
+    bad = [p for p in paths if not cv2.haveImageReader(str(p))]
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UserError(f"{bad[0]}{more}: not a readable image (empty, damaged or unknown format), listed by "
+                        f"{source}; delete or replace it")
+
+
+# --- calibration / evaluation sets -----------------------------------------------------------
 @dataclass
 class CalibrationSet:
     """Runtime crops (N×S×S×3 uint8 BGR), their labels (0 real, 1 fake, or None) and the metadata."""
@@ -44,7 +358,7 @@ class CalibrationSet:
     labels: np.ndarray | None
     meta: Meta
     source: str
-    skipped: int = 0  # unreadable files, frames without a face
+    skipped: int = 0  # unreadable videos, sampled frames without a face
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -79,7 +393,6 @@ def preprocess_params(meta: Meta) -> dict[str, Any]:
             "input_name": meta.input_name}
 
 
-# --- selection -------------------------------------------------------------------------------
 def select(items: Sequence[Any], labels: Sequence[int] | None, n: int | None, seed: int = 0) -> list[int]:
     """Indices of ``n`` items: seeded shuffle, balanced real/fake and interleaved when labelled."""
     rng = np.random.default_rng(seed)
@@ -102,125 +415,19 @@ def select(items: Sequence[Any], labels: Sequence[int] | None, n: int | None, se
     return out
 
 
-# --- readers ---------------------------------------------------------------------------------
-def read_crop(path: Path, size: int) -> np.ndarray | None:
-    """A crop file decoded as the runtime decodes images (any depth/channels → 8-bit BGR), resized
-    to the input size as ``to_input`` would: the crop already holds the face margin."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError:
-        return None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None or img.size == 0:
-        return None
-    return resize_square(as_bgr8(img), size)
-
-
-def _files(folder: Path, exts: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts and p.is_file())
-
-
-def _labelled_files(root: Path, exts: tuple[str, ...]) -> tuple[list[Path], list[int] | None]:
-    if (root / "real").is_dir() or (root / "fake").is_dir():
-        files, labels = [], []
-        for name, label in (("real", 0), ("fake", 1)):
-            found = _files(root / name, exts) if (root / name).is_dir() else []
-            files += found
-            labels += [label] * len(found)
-        return files, labels
-    return _files(root, exts), None
-
-
-def read_manifest(path: Path) -> tuple[list[Path], list[int], list[str]]:
-    """``path,label[,video]`` rows (a header row is allowed); paths relative to the manifest."""
-    files, labels, videos = [], [], []
-    with open(path, newline="") as f:
-        for row_no, row in enumerate(csv.reader(f), 1):
-            if not row or row[0].startswith("#"):
-                continue
-            if row_no == 1 and row[0].strip().lower() == "path":
-                continue
-            label = LABELS.get(row[1].strip().lower()) if len(row) > 1 else None
-            if label is None:
-                raise UserError(f"{path}:{row_no}: expected 'path,label[,video]' with label 0/1/real/fake, "
-                                f"got {','.join(row)[:120]!r}; fix the manifest")
-            p = Path(row[0].strip())
-            files.append(p if p.is_absolute() else path.parent / p)
-            labels.append(label)
-            videos.append(row[2].strip() if len(row) > 2 else p.stem)
-    return files, labels, videos
-
-
-def _video_crops(path: Path, frames: int, meta: Meta, detector: Any) -> tuple[list[np.ndarray], int]:
-    """Up to ``frames`` evenly spaced frames: the largest face of each, cropped as the runtime does.
-
-    Frames are decoded in order (grab, then retrieve only the wanted ones), as the runtime reads a
-    file, rather than by seeking, which some codecs do inexactly.
-    """
-    cap = cv2.VideoCapture(str(path))
-    try:
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if not cap.isOpened() or count <= 0:
-            return [], 1
-        wanted = {int(round(i)) for i in np.linspace(0, count - 1, min(frames, count))}
-        crops, missed = [], 0
-        for idx in range(max(wanted) + 1):
-            if not cap.grab():
-                missed += len([w for w in wanted if w >= idx])
-                break
-            if idx not in wanted:
-                continue
-            ok, frame = cap.retrieve()
-            boxes = detector.detect(as_bgr8(frame)) if ok and frame is not None else []
-            if not boxes:
-                missed += 1
-                continue
-            crops.append(crop_face(as_bgr8(frame), boxes[0], meta.face_margin, meta.input_size))
-        return crops, missed
-    finally:
-        cap.release()
-
-
 def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="face", disable=not enabled, leave=False)
 
 
-def _from_files(files: list[Path], labels: list[int] | None, n: int | None, seed: int, meta: Meta,
-                progress: bool) -> tuple[list[np.ndarray], list[int], int]:
-    """Decode files in the balanced order of :func:`select`. An unreadable file is skipped (and
-    counted) and the next file of the same class taken instead, so the balance holds."""
-    from collections import deque
-
-    order = select(files, labels, len(files), seed)  # everything: real, fake, real, ... then the rest
-    lab = labels if labels is not None else [0] * len(files)
-    pools = {c: deque(i for i in order if lab[i] == c) for c in (0, 1)}
-    target = len(order) if n is None else min(n, len(order))
-    crops, out_labels, skipped = [], [], 0
-    with _progress(target, "calibration data", progress) as bar:
-        for want in (lab[i] for i in order):
-            if len(crops) >= target:
-                break
-            pool = pools[want] or pools[1 - want]
-            while pool:
-                i = pool.popleft()
-                crop = read_crop(files[i], meta.input_size)
-                if crop is not None:
-                    crops.append(crop)
-                    out_labels.append(lab[i])
-                    bar.update(1)
-                    break
-                skipped += 1
-    return crops, out_labels, skipped
-
-
 def _from_videos(root: Path, n: int, seed: int, meta: Meta, progress: bool,
                  detector_factory: Callable[[], Any] | None) -> tuple[list[np.ndarray], list[int] | None, int]:
-    files, labels = ([root], None) if root.is_file() else _labelled_files(root, VIDEO_EXTS)
+    files, labels, _ = ([root], None, []) if root.is_file() else labelled_files(root, VIDEO_EXTS)
     if not files:
         raise UserError(f"{root}: no videos ({', '.join(VIDEO_EXTS)}) found; pass {SPEC_HELP}")
     from runtime.faces import make_detector
+    from training.extract import video_crops
 
     detector = (detector_factory or make_detector)()
     order = select(files, labels, len(files), seed)
@@ -228,8 +435,14 @@ def _from_videos(root: Path, n: int, seed: int, meta: Meta, progress: bool,
     crops, out_labels, skipped = [], [], 0
     with _progress(n, "calibration frames", progress) as bar:
         for i in order:
-            got, missed = _video_crops(files[i], per_video, meta, detector)
-            skipped += missed
+            stats: dict = {}
+            try:
+                got = [c for _, _, c in video_crops(files[i], per_video, detector, meta.input_size,
+                                                    meta.face_margin, stats=stats)]
+                skipped += stats["wanted"] - stats["read"] + stats["no_face"]
+            except UserError:  # not a readable video
+                got = []
+                skipped += 1
             got = got[: n - len(crops)]
             crops += got
             out_labels += [labels[i] if labels is not None else 0] * len(got)
@@ -239,61 +452,50 @@ def _from_videos(root: Path, n: int, seed: int, meta: Meta, progress: bool,
     return crops, (out_labels if labels is not None else None), skipped
 
 
-def _synthetic(spec: str, n: int, seed: int, meta: Meta, held_out: bool,
-               progress: bool) -> tuple[list[np.ndarray], list[int]]:
-    """Offline real faces and self-blended forgeries of them (``training.data``, needs torch),
-    alternating real / fake: the training faces for calibration, the validation faces
-    (``held_out``) for evaluation, split exactly as training splits them."""
-    from training.data import open_dataset
-
-    ds = open_dataset(spec if ":" in spec else f"{spec}:{n}", meta, train=False,
-                      split="val" if held_out else "train", seed=seed, augment=False)
-    crops = []
-    with _progress(len(ds), "synthetic faces", progress) as bar:
-        for i in range(len(ds)):
-            crops.append(resize_square(ds.image(i), meta.input_size))
-            bar.update(1)
-    return crops, list(ds.labels)
-
-
-# --- entry point -----------------------------------------------------------------------------
 def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, held_out: bool = False,
-         need_labels: bool = False, progress: bool = True,
-         detector_factory: Callable[[], Any] | None = None) -> CalibrationSet:
-    """Load ``size`` samples (None: all of a folder/manifest) from ``spec`` as runtime crops.
+         need_labels: bool = False, progress: bool = True, detector_factory: Callable[[], Any] | None = None,
+         split: str | None = None) -> CalibrationSet:
+    """Up to ``size`` samples (None: all) of ``spec`` as runtime crops, in :func:`select`'s order.
 
-    ``held_out`` picks the synthetic validation faces (for evaluation); other sources are used as
-    given, so pass a different folder for evaluation than for calibration.
+    ``held_out``: the set is for evaluation (:func:`split_for` role "evaluate", else "calibrate");
+    ``split`` overrides that choice. Synthetic forgeries are drawn with ``seed`` for calibration
+    and with seed 0 for evaluation, so every evaluation tool scores the same items.
     """
     if size is not None and size < 1:
         raise UserError(f"--calib-size {size}: expected a positive number of samples")
     name = str(spec)
-    crops: list[np.ndarray]
+    split = split if split is not None else split_for(name, "evaluate" if held_out else "calibrate")
     labels: list[int] | None
     skipped = 0
-    if name == "synthetic" or name.startswith("synthetic:"):
-        crops, labels = _synthetic(name, size or 256, seed, meta, held_out, progress)
+    if is_synthetic(name):
+        given = _SYNTHETIC.fullmatch(name.strip()).group(1)  # type: ignore[union-attr]
+        n = size if given is None else int(given) if size is None else min(int(given), size)
+        items = open_items(f"synthetic:{n}" if n else "synthetic", meta, split)
+        item_seed = 0 if held_out else seed
+        with _progress(len(items), "synthetic faces", progress) as bar:
+            crops = []
+            for i in range(len(items)):
+                rng = np.random.default_rng([item_seed & 0xFFFFFFFF, 0, i])
+                crops.append(resize_square(items.crop(i, rng), meta.input_size))
+                bar.update(1)
+        labels = list(items.labels)
+    elif _kind(Path(name).expanduser()) == "videos":
+        crops, labels, skipped = _from_videos(Path(name).expanduser(), size or 256, seed, meta, progress,
+                                              detector_factory)
     else:
-        path = Path(spec)
-        if not path.exists():
-            raise UserError(f"{path}: not found; pass {SPEC_HELP}")
-        if path.is_file() and path.suffix.lower() == ".csv":
-            files, labs, _ = read_manifest(path)
-            crops, labels, skipped = _from_files(files, labs, size, seed, meta, progress)
-        elif (path.is_file() and path.suffix.lower() in VIDEO_EXTS) or (path.is_dir() and not _files(path, IMAGE_EXTS)):
-            crops, labels, skipped = _from_videos(path, size or 256, seed, meta, progress, detector_factory)
-        elif path.is_dir():
-            files, labs = _labelled_files(path, IMAGE_EXTS)
-            crops, got, skipped = _from_files(files, labs, size, seed, meta, progress)
-            labels = got if labs is not None else None
-        else:
-            raise UserError(f"{path}: unsupported file type; pass {SPEC_HELP}")
+        files = open_items(name, meta, split, need_labels=need_labels)
+        order = select(files.paths, files.labels, size, seed)
+        with _progress(len(order), "calibration data", progress) as bar:
+            crops = []
+            for i in order:
+                crops.append(resize_square(read_crop(files.paths[i]), meta.input_size))
+                bar.update(1)
+        labels = None if files.labels is None else [files.labels[i] for i in order]
     if not crops:
-        raise UserError(f"{name}: no usable face crops ({skipped} unreadable files or frames without a face); "
+        raise UserError(f"{name}: no usable face crops ({skipped} unreadable videos or frames without a face); "
                         f"pass {SPEC_HELP}")
     if need_labels and labels is None:
         raise UserError(f"{name}: the evaluation set needs labels; use real/ and fake/ subfolders, "
                         "a manifest with a label column, or 'synthetic'")
     arr = np.stack(crops).astype(np.uint8, copy=False)
-    lab = None if labels is None else np.asarray(labels, np.int64)
-    return CalibrationSet(arr, lab, meta, name, skipped)
+    return CalibrationSet(arr, None if labels is None else np.asarray(labels, np.int64), meta, name, skipped)

@@ -60,10 +60,9 @@ def _device(arg: str) -> Any:
 
 def _open(spec: str, meta: Any) -> Any:
     from training.data import open_dataset
+    from training.dataspec import split_for
 
-    if spec.strip().split(":")[0] == "synthetic":  # only faces training never saw
-        return open_dataset(spec, meta, train=False, split="val")
-    return open_dataset(spec, meta, train=False)
+    return open_dataset(spec, meta, train=False, split=split_for(spec, "evaluate"))
 
 
 def evaluate(ckpt: str | Path, specs: list[str], threshold: float | None = None, batch_size: int = 64,

@@ -16,14 +16,13 @@ astronaut is ``astronaut``.
 
 from __future__ import annotations
 
-import zlib
 from functools import lru_cache
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import cv2
 import numpy as np
 
-from runtime.errors import UserError, missing_dependency
+from runtime.errors import missing_dependency
 from runtime.faces import HaarFaceDetector
 from runtime.preprocess import crop_face
 from training.synthetic import is_gray
@@ -130,27 +129,3 @@ def _vary_colour(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         g = cv2.cvtColor(cv2.cvtColor(face, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR).astype(np.float32)
         return np.clip(np.rint(g + keep * (face.astype(np.float32) - g)), 0, 255).astype(np.uint8)
     return face.copy()
-
-
-def _bucket(key: str) -> int:
-    return zlib.crc32(key.encode("utf-8")) & 0xFFFFFFFF
-
-
-def split_ids(ids: Sequence[str], split: str | None, val_fraction: float = 0.2) -> set:
-    """The ids (face or video ids) that belong to ``split`` ("train", "val" or None = all).
-
-    The split depends only on the ids (a stable hash order), never on a seed, so a training set
-    and a validation set opened separately never share an id. With at least two ids, each side
-    gets at least one.
-    """
-    unique = sorted(set(ids))
-    if split is None:
-        return set(unique)
-    if split not in ("train", "val"):
-        raise UserError(f"split {split!r} is unknown; use 'train', 'val' or none")
-    order = sorted(unique, key=lambda k: (_bucket(k), k))
-    n_val = int(round(len(order) * val_fraction))
-    if len(order) >= 2:
-        n_val = min(max(n_val, 1), len(order) - 1)
-    val = set(order[:n_val])
-    return val if split == "val" else set(order) - val

@@ -15,15 +15,17 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError, run_cli
+from training.dataspec import is_synthetic
 
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
 _ARG_KEYS = ("data", "val", "synthetic", "augment", "encoder", "input_size", "epochs", "batch_size", "lr", "optimizer",
              "weight_decay", "warmup", "lam", "recon_loss", "recon_real_only", "backbone_weights", "seed",
-             "workers", "amp", "sync_bn", "threshold")
+             "workers", "amp", "sync_bn", "threshold", "split", "balance")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -45,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
                      f"({SYNTHETIC_VAL} for synthetic data: the held-out faces, 5 forgeries each)")
     src.add_argument("--synthetic", action="store_true",
                      help="same as --data synthetic: self-blended forgeries of the offline sample faces")
+    src.add_argument("--split", choices=("train", "val", "test"),
+                     help="train on the rows of --data whose split column says this (manifests of "
+                     "python -m training.datasets: the official split); default: train, or all of --data with --val")
+    src.add_argument("--balance", choices=("none", "sampler"), default="none",
+                     help="class balance: 'sampler' draws real and fake items equally often (with replacement), "
+                     "for sets such as FF++ with 4-6 fakes per real video; recorded in the checkpoint")
     src.add_argument("--no-augment", dest="augment", action="store_false",
                      help="no flip/colour/blur/JPEG augmentation (tiny data sets learn faster without)")
     m = p.add_argument_group("model")
@@ -149,18 +157,15 @@ def _distributed(device_arg: str) -> tuple[int, int, Any]:
     return rank, world, device
 
 
-def _is_synthetic(spec: str) -> bool:
-    return str(spec).strip().split(":")[0] == "synthetic"
-
-
 def _datasets(a: argparse.Namespace, meta: Any) -> tuple[Any, Any]:
-    """Train/val sets. Without --val, a stable ~80/20 split of --data by video (face) id; synthetic
-    specs always use that split (they draw on the same faces), so no face is in both."""
+    """Train/val sets. Without --val, the val split of --data (~20 % of its videos) is held out;
+    a synthetic spec is always split by face (``training.dataspec.split_for``), so no face is in both."""
     from training.data import open_dataset
+    from training.dataspec import split_for
 
-    val_spec = a.val or (SYNTHETIC_VAL if _is_synthetic(a.data) else a.data)
-    train_split = "train" if not a.val or _is_synthetic(a.data) else None
-    val_split = "val" if not a.val or _is_synthetic(val_spec) else None
+    val_spec = a.val or (SYNTHETIC_VAL if is_synthetic(a.data) else a.data)
+    train_split = a.split or (split_for(a.data, "train") if a.val else "train")
+    val_split = split_for(val_spec, "validate") if a.val else "val"
     augment = None if a.augment else False
     return (open_dataset(a.data, meta, train=True, split=train_split, seed=a.seed, augment=augment),
             open_dataset(val_spec, meta, train=False, split=val_split, seed=0))  # one fixed val set
@@ -176,8 +181,14 @@ def _loaders(a: argparse.Namespace, train_ds: Any, val_ds: Any, world: int, devi
         raise UserError(f"training set: {len(train_ds)} items, fewer than one batch ({a.batch_size} x {world} "
                         "processes); lower --batch-size or add data")
     gen = torch.Generator()
-    sampler = (DistributedSampler(train_ds, shuffle=True, seed=a.seed, drop_last=True) if world > 1
-               else RandomSampler(train_ds, generator=gen))
+    if a.balance == "sampler":
+        from training.balance import ClassBalancedSampler
+
+        rank = int(os.environ.get("RANK", "0")) if world > 1 else 0
+        sampler = ClassBalancedSampler(train_ds.labels, a.seed, rank, world)
+    else:
+        sampler = (DistributedSampler(train_ds, shuffle=True, seed=a.seed, drop_last=True) if world > 1
+                   else RandomSampler(train_ds, generator=gen))
     common = {"num_workers": a.workers, "pin_memory": device.type == "cuda", "worker_init_fn": worker_init}
     train = DataLoader(train_ds, batch_size=a.batch_size, sampler=sampler, drop_last=True, generator=gen, **common)
     val = DataLoader(val_ds, batch_size=a.batch_size, shuffle=False, **common) if val_ds is not None else None
@@ -210,10 +221,11 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
 
 
 def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, best_epoch: int) -> dict[str, Any]:
-    val = a.val or (SYNTHETIC_VAL if _is_synthetic(a.data) else f"{a.data} (held-out ~20% of videos)")
+    val = a.val or (SYNTHETIC_VAL if is_synthetic(a.data) else f"{a.data} (held-out ~20% of videos)")
     return {"data": a.data, "val": val,
             "epochs": a.epochs, "epochs_done": epoch, "lambda": a.lam, "recon_loss": a.recon_loss,
             "recon_real_only": a.recon_real_only, "optimizer": a.optimizer, "lr": a.lr,
+            "split": a.split, "balance": a.balance,
             "batch_size": a.batch_size, "world_size": world, "seed": a.seed, "threshold": a.threshold,
             "best_val_auc": None if math.isnan(best) else best, "best_epoch": best_epoch or None}
 
@@ -266,19 +278,55 @@ def _emit(out: Path, record: dict[str, Any]) -> None:
         fh.write(line + "\n")
 
 
+@dataclass
+class _Run:
+    """What the epochs share: the process's place in DDP, the data, the model and its optimiser."""
+
+    args: argparse.Namespace
+    out: Path
+    rank: int
+    world: int
+    device: Any
+    amp: bool
+    meta: Any = None
+    net: Any = None  # the JRC network (unwrapped: what checkpoints store)
+    model: Any = None  # what the optimiser steps through: graph wrapper, maybe DDP
+    train_ds: Any = None
+    val_ds: Any = None
+    train_dl: Any = None
+    val_dl: Any = None
+    gen: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    scaler: Any = None
+    start: int = 1
+    best: float = math.nan
+    best_epoch: int = 0
+
+    @property
+    def main_proc(self) -> bool:
+        return self.rank == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args, blob = _parse(argv)
-    import torch
-    from tqdm import tqdm
+    run = _start(args, blob)
+    _build(run, blob)
+    _restore(run, blob)
+    _announce(run, fresh=blob is None)
+    for epoch in range(run.start, args.epochs + 1):
+        _epoch(run, epoch)
+    _finish(run)
+    return 0
 
-    from training.checkpoint import save_checkpoint
-    from training.loop import cosine_schedule, seed_all, train_one_epoch
-    from training.model import DetectGraph, FullGraph
+
+def _start(args: argparse.Namespace, blob: dict[str, Any] | None) -> _Run:
+    """Threads, DDP place and device, AMP availability; refuses to overwrite an earlier run."""
+    import torch
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     rank, world, device = _distributed(args.device)
-    main_proc = rank == 0
     amp = bool(args.amp)
     if amp and device.type != "cuda":
         print("training: warning: --amp needs CUDA; training in fp32 on the CPU", file=sys.stderr)
@@ -287,84 +335,123 @@ def main(argv: list[str] | None = None) -> int:
     if blob is None and (out / "last.pt").exists():
         raise UserError(f"--out {out}: holds last.pt from an earlier run; continue it with --resume "
                         f"{out / 'last.pt'} or choose another --out")
-    seed_all(args.seed)
-    meta, net = _meta_and_model(args, blob)
-    train_ds, val_ds = _datasets(args, meta)
-    train_dl, val_dl, gen = _loaders(args, train_ds, val_ds, world, device)
-    if args.sync_bn and world > 1 and device.type == "cuda":  # PyTorch syncs BatchNorm on GPUs only
+    return _Run(args, out, rank, world, device, amp)
+
+
+def _build(run: _Run, blob: dict[str, Any] | None) -> None:
+    """Model, datasets, loaders, DDP wrapping, optimiser, schedule and gradient scaler."""
+    import torch
+
+    from training.loop import cosine_schedule, seed_all
+    from training.model import DetectGraph, FullGraph
+
+    a = run.args
+    seed_all(a.seed)
+    run.meta, net = _meta_and_model(a, blob)
+    run.train_ds, run.val_ds = _datasets(a, run.meta)
+    run.train_dl, run.val_dl, run.gen = _loaders(a, run.train_ds, run.val_ds, run.world, run.device)
+    if a.sync_bn and run.world > 1 and run.device.type == "cuda":  # PyTorch syncs BatchNorm on GPUs only
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-    elif args.sync_bn and main_proc:
+    elif a.sync_bn and run.main_proc:
         print("training: warning: --sync-bn needs DDP on CUDA devices; ignored", file=sys.stderr)
-    net.to(device)
-    model = FullGraph(net) if args.lam > 0 else DetectGraph(net)  # λ = 0: the decoder is not run
-    if world > 1:
+    run.net = net.to(run.device)
+    run.model = FullGraph(net) if a.lam > 0 else DetectGraph(net)  # λ = 0: the decoder is not run
+    if run.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                        find_unused_parameters=args.lam == 0)
-    opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps = len(train_dl)
-    scheduler = cosine_schedule(optimizer, args.epochs * steps, round(args.warmup * steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    start, best, best_epoch = 1, math.nan, 0
-    if blob is not None:
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
-        if amp and blob.get("scaler"):
-            scaler.load_state_dict(blob["scaler"])
-        start, best, best_epoch = int(blob["epoch"]) + 1, float(blob.get("best_auc", math.nan)), int(blob.get("best_epoch", 0))
-        if start > args.epochs and main_proc:
-            print(f"training: {args.resume} already finished epoch {start - 1} of {args.epochs}; "
-                  "pass a larger --epochs to train on", file=sys.stderr)
-    if main_proc:
-        out.mkdir(parents=True, exist_ok=True)
-        if blob is None:
-            (out / "metrics.jsonl").write_text("")
-        print(f"training: {meta.encoder} at {meta.input_size}px on {device} x{world}; {len(train_ds)} train / "
-              f"{len(val_ds)} val items; epochs {start}..{args.epochs}; out {out}", file=sys.stderr)
-    for epoch in range(start, args.epochs + 1):
-        t0 = time.time()
-        seed_all(args.seed * 1000 + epoch)  # per-epoch seeds: a resumed run replays the same epochs
-        gen.manual_seed(args.seed * 1000 + epoch)
-        train_ds.set_epoch(epoch)
-        if world > 1:
-            train_dl.sampler.set_epoch(epoch)
-        with tqdm(total=steps, desc=f"epoch {epoch}/{args.epochs}", disable=not main_proc, leave=False,
-                  file=sys.stderr, dynamic_ncols=True) as bar:
-            parts = train_one_epoch(model, train_dl, optimizer, scheduler, scaler, device=device, lam=args.lam,
-                                    recon_kind=args.recon_loss, real_only=args.recon_real_only, amp=amp,
-                                    progress=bar)
-        if world > 1:
-            parts = _mean_over_ranks(parts, device)
-        if not main_proc:
-            continue  # only rank 0 validates and writes; the others go on to the next epoch
-        record: dict[str, Any] = {"epoch": epoch, "loss": parts["loss"], "bce": parts["bce"],
-                                  "recon": parts["recon"], "lr": optimizer.param_groups[0]["lr"]}
-        record.update(_validate(net, val_dl, val_ds, device, amp, meta.threshold))
-        improved = not math.isnan(record["val_auc"]) and (math.isnan(best) or record["val_auc"] > best)
-        if improved:
-            best, best_epoch = record["val_auc"], epoch
-        record["seconds"] = round(time.time() - t0, 3)
-        threshold = _threshold(args.threshold, record, meta.threshold)
-        meta = meta.with_(threshold=threshold) if improved or args.threshold != "eer" else meta
-        ckpt_meta = meta.with_(training=_training_info(args, world, epoch, best, best_epoch))
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "scaler": scaler.state_dict() if amp else {}, "epoch": epoch, "best_auc": best,
-                 "best_epoch": best_epoch, "args": {k: getattr(args, k) for k in _ARG_KEYS}}
-        save_checkpoint(out / "last.pt", net, ckpt_meta, **state)
-        if improved:
-            save_checkpoint(out / "best.pt", net, ckpt_meta, **state)
-        _emit(out, record)
-    if world > 1:
+        run.model = DistributedDataParallel(run.model, device_ids=[run.device.index] if run.device.type == "cuda"
+                                            else None, find_unused_parameters=a.lam == 0)
+    opt_cls = torch.optim.AdamW if a.optimizer == "adamw" else torch.optim.Adam
+    run.optimizer = opt_cls(net.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    steps = len(run.train_dl)
+    run.scheduler = cosine_schedule(run.optimizer, a.epochs * steps, round(a.warmup * steps))
+    run.scaler = torch.amp.GradScaler("cuda", enabled=run.amp)
+
+
+def _restore(run: _Run, blob: dict[str, Any] | None) -> None:
+    """With --resume: optimiser, schedule, scaler and the best epoch so far."""
+    if blob is None:
+        return
+    run.optimizer.load_state_dict(blob["optimizer"])
+    run.scheduler.load_state_dict(blob["scheduler"])
+    if run.amp and blob.get("scaler"):
+        run.scaler.load_state_dict(blob["scaler"])
+    run.start = int(blob["epoch"]) + 1
+    run.best, run.best_epoch = float(blob.get("best_auc", math.nan)), int(blob.get("best_epoch", 0))
+    if run.start > run.args.epochs and run.main_proc:
+        print(f"training: {run.args.resume} already finished epoch {run.start - 1} of {run.args.epochs}; "
+              "pass a larger --epochs to train on", file=sys.stderr)
+
+
+def _announce(run: _Run, fresh: bool) -> None:
+    if not run.main_proc:
+        return
+    run.out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (run.out / "metrics.jsonl").write_text("")
+    print(f"training: {run.meta.encoder} at {run.meta.input_size}px on {run.device} x{run.world}; "
+          f"{len(run.train_ds)} train / {len(run.val_ds)} val items; epochs {run.start}..{run.args.epochs}; "
+          f"out {run.out}", file=sys.stderr)
+
+
+def _epoch(run: _Run, epoch: int) -> None:
+    """Train one epoch; on rank 0 also validate, checkpoint and log it."""
+    from tqdm import tqdm
+
+    from training.loop import seed_all, train_one_epoch
+
+    a, t0 = run.args, time.time()
+    seed_all(a.seed * 1000 + epoch)  # per-epoch seeds: a resumed run replays the same epochs
+    run.gen.manual_seed(a.seed * 1000 + epoch)
+    run.train_ds.set_epoch(epoch)
+    if hasattr(run.train_dl.sampler, "set_epoch"):  # DistributedSampler, ClassBalancedSampler
+        run.train_dl.sampler.set_epoch(epoch)
+    with tqdm(total=len(run.train_dl), desc=f"epoch {epoch}/{a.epochs}", disable=not run.main_proc, leave=False,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        parts = train_one_epoch(run.model, run.train_dl, run.optimizer, run.scheduler, run.scaler, device=run.device,
+                                lam=a.lam, recon_kind=a.recon_loss, real_only=a.recon_real_only, amp=run.amp,
+                                progress=bar)
+    if run.world > 1:
+        parts = _mean_over_ranks(parts, run.device)
+    if not run.main_proc:
+        return  # only rank 0 validates and writes; the others go on to the next epoch
+    record: dict[str, Any] = {"epoch": epoch, "loss": parts["loss"], "bce": parts["bce"],
+                              "recon": parts["recon"], "lr": run.optimizer.param_groups[0]["lr"]}
+    record.update(_validate(run.net, run.val_dl, run.val_ds, run.device, run.amp, run.meta.threshold))
+    improved = not math.isnan(record["val_auc"]) and (math.isnan(run.best) or record["val_auc"] > run.best)
+    if improved:
+        run.best, run.best_epoch = record["val_auc"], epoch
+    record["seconds"] = round(time.time() - t0, 3)
+    if improved or a.threshold != "eer":
+        run.meta = run.meta.with_(threshold=_threshold(a.threshold, record, run.meta.threshold))
+    _save(run, epoch, improved)
+    _emit(run.out, record)
+
+
+def _save(run: _Run, epoch: int, improved: bool) -> None:
+    """OUT/last.pt every epoch, OUT/best.pt when validation AUC improved."""
+    from training.checkpoint import save_checkpoint
+
+    a = run.args
+    ckpt_meta = run.meta.with_(training=_training_info(a, run.world, epoch, run.best, run.best_epoch))
+    state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+             "scaler": run.scaler.state_dict() if run.amp else {}, "epoch": epoch, "best_auc": run.best,
+             "best_epoch": run.best_epoch, "args": {k: getattr(a, k) for k in _ARG_KEYS}}
+    save_checkpoint(run.out / "last.pt", run.net, ckpt_meta, **state)
+    if improved:
+        save_checkpoint(run.out / "best.pt", run.net, ckpt_meta, **state)
+
+
+def _finish(run: _Run) -> None:
+    if run.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
         dist.destroy_process_group()
-    if main_proc and start <= args.epochs:
-        tail = f"best val AUC {best:.4f} at epoch {best_epoch} -> {out / 'best.pt'}" if best_epoch else "no validation AUC"
-        print(f"training: done; {tail}; last -> {out / 'last.pt'}", file=sys.stderr)
-    return 0
+    if run.main_proc and run.start <= run.args.epochs:
+        tail = (f"best val AUC {run.best:.4f} at epoch {run.best_epoch} -> {run.out / 'best.pt'}" if run.best_epoch
+                else "no validation AUC")
+        print(f"training: done; {tail}; last -> {run.out / 'last.pt'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from runtime.backends._onnx_proto import graph_outputs, prune_outputs
 from runtime.backends.base import Backend
 from runtime.errors import UserError, missing_dependency
 from runtime.meta import ONNX_KEY, Meta
-from runtime.onnx_external import check_external_data
+from runtime.onnx_proto import check_external_data, graph_outputs, prune_outputs
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -30,7 +29,7 @@ def _import_ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise missing_dependency("onnxruntime", "runtime", how="pip install onnxruntime "
+        raise missing_dependency("onnxruntime", None, how="pip install onnxruntime "
                                  "(or onnxruntime-gpu for the CUDA/TensorRT providers)") from None
     return onnxruntime
 

@@ -8,7 +8,11 @@ device is confirmed in a child process, so a wrong or unrunnable plan is a one-l
 
 Buffers are sized once for the profile's max batch: pinned host memory and device memory per I/O
 tensor, one stream, async copies, ``set_input_shape`` + ``set_tensor_address`` +
-``execute_async_v3`` (the API common to TensorRT 8.5 through 11). The CUDA context is the device's
+``execute_async_v3`` (the API common to TensorRT 8.5 through 11). TensorRT refuses a shape outside
+the optimisation profile, and the pipeline sends partial batches, so a batch smaller than the
+profile's minimum (a static batch, every DLA engine) is padded with zero rows up to it and only the
+first rows come back, as the ONNX Runtime backend does with fixed-batch graphs. A DLA plan is
+deserialized with ``IRuntime.DLA_core`` set to the core its sidecar names (as trtexec does). The CUDA context is the device's
 primary context, retained once and pushed/popped around every call, so the backend can be opened on
 one thread and used from a worker thread. tensorrt and pycuda are imported when a backend is
 opened, never at module import.
@@ -21,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends import _trt
+from runtime.backends import trt_compat
 from runtime.backends.base import Backend
 from runtime.errors import UserError
 from runtime.meta import read_sidecar
@@ -41,12 +45,12 @@ class TensorRTBackend(Backend):
         meta, raw = read_sidecar(path, verify_hash=verify_hash)
         self._ctx = None
         self._allocs: list[Any] = []
-        self._engine = self._context = None
-        trt = _trt.import_tensorrt()
-        _trt.check_engine_matches(path, raw, _trt.trt_version(trt), None)  # cheap check first
-        dev = _trt.probe_cuda_device(int(device))
-        _trt.check_engine_matches(path, raw, _trt.trt_version(trt), dev)
-        cuda = _trt.import_pycuda()
+        self._engine = self._context = self._stream = None
+        trt = trt_compat.import_tensorrt()
+        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), None)  # cheap check first
+        dev = trt_compat.probe_cuda_device(int(device))
+        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), dev)
+        cuda = trt_compat.import_pycuda()
         self._cuda, self._trt, self.device = cuda, trt, dev
         cuda.init()
         self._ctx = cuda.Device(int(device)).retain_primary_context()
@@ -67,7 +71,8 @@ class TensorRTBackend(Backend):
         self._logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self._logger)
         if raw.get("version_compatible"):
-            _trt.allow_host_code(runtime)
+            trt_compat.allow_host_code(runtime)
+        trt_compat.set_dla_core(runtime, raw.get("dla_core"), path)
         # bytes that are not a plan make TensorRT log its own error line(s); the one-line error below
         # says it instead (the sidecar check already ruled out another release or GPU)
         self._logger.min_severity = trt.Logger.INTERNAL_ERROR
@@ -76,11 +81,11 @@ class TensorRTBackend(Backend):
         finally:
             self._logger.min_severity = trt.Logger.WARNING
         if engine is None:
-            raise UserError(f"{path}: TensorRT {_trt.trt_version(trt)} could not load this plan; rebuild it "
-                            f"with: {_trt.rebuild_command(path, raw)}")
+            raise UserError(f"{path}: TensorRT {trt_compat.trt_version(trt)} could not load this plan; rebuild it "
+                            f"with: {trt_compat.rebuild_command(path, raw)}")
         self._runtime, self._engine = runtime, engine
         self._context = engine.create_execution_context()
-        tensors = {t.name: t for t in _trt.io_tensors(trt, engine)}
+        tensors = {t.name: t for t in trt_compat.io_tensors(trt, engine)}
         inp = tensors.get(meta.input_name)
         if inp is None or not inp.is_input:
             raise UserError(f"{path}: the engine has no input {meta.input_name!r} (it has "
@@ -88,12 +93,14 @@ class TensorRTBackend(Backend):
         missing = [o for o in meta.outputs if o not in tensors or tensors[o].is_input]
         if missing:
             raise UserError(f"{path}: the engine lacks the output(s) {missing} its sidecar lists; "
-                            f"rebuild it with: {_trt.rebuild_command(path, raw)}")
+                            f"rebuild it with: {trt_compat.rebuild_command(path, raw)}")
         s = meta.input_size
         if tuple(inp.shape[1:]) != (3, s, s):
             raise UserError(f"{path}: engine input is {inp.shape}, its sidecar says 3×{s}×{s}; "
-                            f"rebuild it with: {_trt.rebuild_command(path, raw)}")
+                            f"rebuild it with: {trt_compat.rebuild_command(path, raw)}")
         max_batch = inp.shape[0] if inp.shape[0] > 0 else inp.profile[2][0]  # type: ignore[index]
+        #: the smallest batch TensorRT accepts; smaller ones are zero-padded up to it
+        self.min_batch = inp.shape[0] if inp.shape[0] > 0 else max(1, inp.profile[0][0])  # type: ignore[index]
         super().__init__(path, meta, max_batch)
         self._input = inp
         self._stream = cuda.Stream()
@@ -120,14 +127,17 @@ class TensorRTBackend(Backend):
             raise RuntimeError(f"{self.path}: backend is closed")
         x = self.check_batch(x, reconstruct)
         n, cuda, name = x.shape[0], self._cuda, self._input.name
+        m = max(n, self.min_batch)  # rows TensorRT runs: padded up to the profile's minimum
         wanted = ["logit"] + (["recon"] if reconstruct else [])
         self._ctx.push()
         try:
-            host_in = self._host[name][:n]
-            np.copyto(host_in, x, casting="unsafe")
+            host_in = self._host[name][:m]
+            np.copyto(host_in[:n], x, casting="unsafe")
+            host_in[n:] = 0
             cuda.memcpy_htod_async(self._dev[name], host_in, self._stream)
             if not self._context.set_input_shape(name, tuple(host_in.shape)):
-                raise RuntimeError(f"{self.path}: TensorRT refused input shape {host_in.shape}")
+                raise RuntimeError(f"{self.path}: TensorRT refused input shape {host_in.shape} (profile "
+                                   f"{self.min_batch}..{self.max_batch})")
             if not self._context.execute_async_v3(self._stream.handle):
                 raise RuntimeError(f"{self.path}: TensorRT execution failed")
             views = {}
@@ -139,7 +149,7 @@ class TensorRTBackend(Backend):
             self._stream.synchronize()
         finally:
             self._ctx.pop()
-        out = {o: v.astype(np.float32, copy=True) for o, v in views.items()}
+        out = {o: v[:n].astype(np.float32, copy=True) for o, v in views.items()}
         out["logit"] = out["logit"].reshape(n, 1)
         return out
 
@@ -154,7 +164,7 @@ class TensorRTBackend(Backend):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(device=self.device.name, compute_capability=self.device.compute_capability,
-                 tensorrt=_trt.trt_version(self._trt))
+                 tensorrt=trt_compat.trt_version(self._trt), min_batch=self.min_batch)
         return d
 
     # --- teardown ---------------------------------------------------------------------------
@@ -170,9 +180,16 @@ class TensorRTBackend(Backend):
             self._ctx = None
 
     def _release(self) -> None:
-        """Free TensorRT objects before the memory they use, inside the pushed context."""
+        """Free TensorRT objects, then the stream and the memory they use, inside the pushed context.
+
+        The stream must be dropped here: pycuda destroys it in its context, and once that context is
+        detached the destruction fails with a swallowed warning and the stream leaks (one per open).
+        """
+        if self._stream is not None:
+            self._stream.synchronize()
         self._context = self._engine = None
         self._runtime = None
+        self._stream = None
         self._host = {}
         for a in self._allocs:
             a.free()

@@ -220,3 +220,27 @@ def test_speed_artifacts_are_full_width_models_of_the_asked_size(tmp_path):
     assert size > 1_000_000
     bad = run_module("benchmarks.fixtures", "--out", tmp_path / "x", "--input-size", "5")
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "--input-size 5" in bad.stderr
+
+
+def test_synthetic_is_the_same_held_out_set_in_every_evaluation_tool():
+    """benchmarks.accuracy used to score the training faces too (AUC 0.80 vs 0.72 elsewhere)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("skimage")
+    import numpy as np
+
+    from benchmarks.accuracy import Faces
+    from runtime.meta import Meta
+    from runtime.preprocess import resize_square
+    from training.dataspec import load, split_ids
+    from training.evaluate import _open
+    from training.sample_faces import sample_real_faces
+
+    meta = Meta(input_size=32)
+    held_out = split_ids([fid for fid, _ in sample_real_faces(32)], "val")
+    ds = _open("synthetic:20", meta)  # training.evaluate
+    assert set(ds.videos) <= held_out
+    evaluated = np.stack([resize_square(ds.image(i), 32) for i in range(len(ds))])
+    report = load("synthetic:20", meta, 200, held_out=True, need_labels=True, progress=False)  # calibration
+    faces = Faces("synthetic:20", None, None, meta)  # benchmarks.accuracy
+    assert faces.crops.tobytes() == report.crops.tobytes() == evaluated.tobytes()
+    assert faces.labels.tolist() == report.labels.tolist() == ds.labels

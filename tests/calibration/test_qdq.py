@@ -25,6 +25,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     from calibration import qdq, ranges
     from export.onnx import export_checkpoint
+    from export.onnx_io import file_meta
     from training import dataspec as data
     from training.checkpoint import save_checkpoint
     from training.model import JRC, default_meta
@@ -37,7 +38,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ckpt = save_checkpoint(root / "m.pt", JRC("edge", SIZE, **meta.model).eval(), meta)
     export_checkpoint(ckpt, root)
     src = root / "detect.onnx"
-    meta = qdq.onnx_meta(src)
+    meta = file_meta(src)
     rng = np.random.default_rng(0)
     calib = data.CalibrationSet(rng.integers(0, 256, (24, SIZE, SIZE, 3), dtype=np.uint8), None, meta, "random")
     prep = qdq.preprocess(src, root / "prep.onnx")
@@ -75,6 +76,7 @@ def logits(path_or_model, x: np.ndarray) -> np.ndarray:
 
 
 def test_trt_target_is_symmetric_signed_int8_with_per_channel_weights(work: dict) -> None:
+    from export.onnx_io import QUANT_KEY
     from runtime.meta import ONNX_KEY, Meta, sha256_file
 
     model, path = quantized(work, "trt", "detect.int8.onnx")
@@ -115,7 +117,7 @@ def test_trt_target_is_symmetric_signed_int8_with_per_channel_weights(work: dict
     props = {p.key: p.value for p in model.metadata_props}
     meta = Meta.from_json(props[ONNX_KEY])
     assert meta.precision == "int8" and meta.source_sha256 == sha256_file(work["src"])
-    quant = json.loads(props["jrc_quant"])
+    quant = json.loads(props[QUANT_KEY])
     assert quant["target"] == "trt" and quant["activation_type"] == "int8" and quant["symmetric_activations"]
     assert quant["calibration"]["data_sha256"] == work["calib"].data_sha256
 

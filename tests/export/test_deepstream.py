@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export._onnx_io import load_onnx, read_meta
 from export.deepstream import export_config, fold_std, scale_and_offsets
+from export.onnx_io import load_onnx, read_meta
 from runtime.errors import UserError
 from runtime.meta import Meta, write_sidecar
 from runtime.preprocess import to_input
@@ -20,12 +20,12 @@ from tests.helpers.models import tiny_onnx
 IMAGENET = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
-def _engine(tmp: Path, precision: str = "fp16", color: str = "RGB", **meta) -> Path:
+def _engine(tmp: Path, precision: str = "fp16", color: str = "RGB", extra: dict | None = None, **meta) -> Path:
     engine = tmp / f"detect.{precision}.engine"
     engine.write_bytes(b"plan")
     m = Meta(graph="detect", outputs=("logit",), precision=precision, color=color, tensorrt_version="10.3.0",
              device="Orin", compute_capability="8.7", profile={"min": 1, "opt": 4, "max": 8}, **meta)
-    write_sidecar(engine, m, {"onnx": "detect.onnx"})
+    write_sidecar(engine, m, {"onnx": "detect.onnx", **(extra or {})})
     return engine
 
 
@@ -93,3 +93,28 @@ def test_batch_limits_and_cli(tmp_path: Path) -> None:
     assert _read(tmp_path / "cfg.txt")[0]["batch-size"] == "4"
     p = run_module("export.deepstream", timeout=60)
     assert p.returncode == 1 and p.stderr.strip().startswith("export.deepstream: error: pass --engine")
+
+
+def test_dla_engine_enables_the_dla(tmp_path: Path) -> None:
+    """#15.2: a DLA engine's config must say enable-dla/use-dla-core, or nvinfer rebuilding from the
+    ONNX makes a GPU engine."""
+    prop, _ = _read(export_config(_engine(tmp_path, precision="int8", extra={"dla_core": 1})))
+    assert (prop["enable-dla"], prop["use-dla-core"]) == ("1", "1")
+    prop, _ = _read(export_config(_engine(tmp_path / "gpu" if (tmp_path / "gpu").mkdir() is None else tmp_path)))
+    assert "enable-dla" not in prop and "use-dla-core" not in prop
+
+
+def test_paths_are_relative_to_the_config(tmp_path: Path) -> None:
+    """#15.3: nvinfer resolves model-engine-file and onnx-file against the config file's folder."""
+    models = tmp_path / "models"
+    models.mkdir()
+    engine = _engine(models)
+    (models / "detect.onnx").write_bytes(b"onnx")
+    cfg = export_config(engine, out=tmp_path / "ds" / "configs" / "sgie.txt")
+    prop, _ = _read(cfg)
+    assert prop["model-engine-file"] == "../../models/detect.fp16.engine"
+    assert prop["onnx-file"] == "../../models/detect.onnx"
+    assert (cfg.parent / prop["model-engine-file"]).resolve() == engine.resolve()
+    assert (cfg.parent / prop["onnx-file"]).resolve() == (models / "detect.onnx").resolve()
+    prop, _ = _read(export_config(engine))  # default: beside the engine
+    assert prop["model-engine-file"] == engine.name and prop["onnx-file"] == "detect.onnx"

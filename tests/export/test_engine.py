@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from export._onnx_io import inspect_onnx, load_onnx
-from export._trt_build import EngineOptions, plan_build, resolve_profile
 from export.engine import default_output, fp16_onnx_path, onnx_to_engine, parse_batch
-from runtime.backends import _trt
+from export.onnx_io import QUANT_KEY, inspect_onnx, load_onnx
+from export.trt_build import EngineOptions, check_device, plan_build, resolve_profile
+from runtime.backends import trt_compat
 from runtime.errors import UserError
 from runtime.meta import read_sidecar, sha256_file
 from tests.helpers import TRT_API_DIR, run_module
@@ -34,7 +34,7 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files["half"] = convert_file(files["plain"], d / "detect.fp16.onnx")
     cpu = load_onnx(files["qdq"])  # as calibration.quantize --target cpu marks its output
     prop = cpu.metadata_props.add()
-    prop.key, prop.value = "jrc_quant", json.dumps({"target": "cpu"})
+    prop.key, prop.value = QUANT_KEY, json.dumps({"target": "cpu"})
     files["qdq_cpu"] = d / "detect.int8-cpu.onnx"
     files["qdq_cpu"].write_bytes(cpu.SerializeToString())
     return files
@@ -121,8 +121,8 @@ def _fakes(monkeypatch: pytest.MonkeyPatch, release: str) -> FakeTRT:
     monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
     monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
-    monkeypatch.setattr(_trt, "probe_cuda_device",
-                        lambda index=0, timeout=60.0: _trt.CudaDevice(0, "NVIDIA GeForce RTX 4090", "8.9", 1 << 34))
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "NVIDIA GeForce RTX 4090", "8.9", 1 << 34))
     return fake
 
 
@@ -146,7 +146,7 @@ def test_engine_and_sidecar(onnx_files: dict, tmp_path: Path, monkeypatch: pytes
     assert meta.profile == {"min": 1, "opt": 2, "max": 8}
     assert meta.source_sha256 == sha256_file(onnx_files["plain"])
     assert raw["build_command"].startswith("python -m export.engine --onnx ") and "--batch 1:2:8" in raw["build_command"]
-    assert cache.read_bytes() == b"+"  # written back after the build
+    assert cache.read_bytes() == fake.timing_blob()  # written back after the build
     if release == "11.4":  # strongly typed FP16: built from an FP16 copy with fp32 I/O
         half = inspect_onnx(tmp_path / "detect.fp16.onnx")
         assert half.is_fp16 and half.input_type == 1 and set(half.output_types.values()) == {1}
@@ -226,3 +226,69 @@ def test_cli_help_and_bad_input(tmp_path: Path) -> None:
     assert "missing.onnx: ONNX model not found" in _one_line_error(p, "export.engine")
     p = run_module("export.engine", "--onnx", tmp_path / "x.onnx", "--batch", "8:4:2", timeout=60)
     assert "--batch" in _one_line_error(p, "export.engine")
+
+
+# --- issue #15 ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("release", ["8.5.3.1", "10.3.0", "11.4"])
+def test_garbage_timing_cache_starts_fresh_with_a_note(onnx_files: dict, tmp_path: Path, capsys,
+                                                        monkeypatch: pytest.MonkeyPatch, release: str) -> None:
+    """#15.6: create_timing_cache returns None for a truncated or foreign file; set_timing_cache(None)
+    would be a TypeError. The build goes on with a new cache and says so in one line."""
+    fake = _fakes(monkeypatch, release)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(fake.timing_blob()[:7])  # truncated
+    onnx_to_engine(onnx_files["plain"], tmp_path / "a.engine", EngineOptions(precision="fp32", timing_cache=cache))
+    notes = [ln for ln in capsys.readouterr().out.splitlines() if "timing cache" in ln]
+    assert len(notes) == 1 and "not a TensorRT timing cache" in notes[0] and "starting a new one" in notes[0]
+    assert cache.read_bytes() == fake.timing_blob()  # replaced by a valid one
+    cache.write_bytes(fake.timing_blob("7.0.0"))  # another release's cache: set_timing_cache says False
+    onnx_to_engine(onnx_files["plain"], tmp_path / "b.engine", EngineOptions(precision="fp32", timing_cache=cache))
+    assert "from another GPU or TensorRT release" in capsys.readouterr().out
+    assert cache.read_bytes() == fake.timing_blob()
+
+
+def test_build_failure_is_one_line(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fakes(monkeypatch, "10.3.0")
+    fake.build_ok = False  # build_serialized_network returns None after TensorRT logged why
+    with pytest.raises(UserError, match="could not build the engine"):
+        onnx_to_engine(onnx_files["plain"], tmp_path / "x.engine", EngineOptions(precision="fp16"))
+    assert not (tmp_path / "x.engine").exists()
+
+
+def test_min_batch_above_one_is_noted_at_build(onnx_files: dict, tmp_path: Path, capsys,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """#15.1: a profile minimum above 1 (or a static batch) means padding; the build says so."""
+    _fakes(monkeypatch, "10.3.0")
+    onnx_to_engine(onnx_files["plain"], tmp_path / "a.engine", EngineOptions(precision="fp16", batch=(4, 4, 4)))
+    out = capsys.readouterr().out
+    assert "minimum batch is 4" in out and "pads" in out
+    onnx_to_engine(onnx_files["plain"], tmp_path / "b.engine", EngineOptions(precision="fp16", batch=(1, 4, 8)))
+    assert "minimum batch" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("jetson,cc,match", [(True, "8.7", "not supported on Jetson"),
+                                             (False, "7.5", "compute capability 8.0")])
+def test_hardware_compatible_refused_where_it_cannot_build(onnx_files: dict, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch, jetson: bool, cc: str,
+                                                           match: str) -> None:
+    """#15.8: AMPERE_PLUS is not supported on JetPack and needs 8.0+: one line before the builder,
+    not a failed build with a hint about --workspace."""
+    fake = _fakes(monkeypatch, "10.3.0")
+    fake.jetson, fake.device_cc = jetson, tuple(int(x) for x in cc.split("."))
+    monkeypatch.setattr(trt_compat, "is_jetson", lambda: jetson)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "GPU", cc, 1 << 33))
+    with pytest.raises(UserError, match=match) as e:
+        onnx_to_engine(onnx_files["plain"], tmp_path / "x.engine", EngineOptions(precision="fp16",
+                                                                                 hardware_compatible=True))
+    assert "--workspace" not in str(e.value) and fake.built == []
+    check_device(EngineOptions(hardware_compatible=True), trt_compat.CudaDevice(0, "A100", "8.0", 1), False)
+
+
+def test_dla_engine_is_static_and_records_its_core(onnx_files: dict, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _fakes(monkeypatch, "10.3.0")
+    out = onnx_to_engine(onnx_files["plain"], tmp_path / "d.engine", EngineOptions(precision="fp16", dla_core=1,
+                                                                                   batch=(4, 4, 4)))
+    assert fake.built[-1]["dla_core"] == 1 and read_sidecar(out)[1]["dla_core"] == 1
+    assert "--dla 1" in read_sidecar(out)[1]["build_command"]

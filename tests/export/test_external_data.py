@@ -1,4 +1,4 @@
-"""ONNX external data must stay in the model's folder (runtime/onnx_external.py, used by export and
+"""ONNX external data must stay in the model's folder (runtime/onnx_proto.py, used by export and
 available to the runtime without the onnx package)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export._onnx_io import load_onnx
+from export.onnx_io import load_onnx
 from runtime.errors import UserError
-from runtime.onnx_external import check_external_data, external_locations
+from runtime.onnx_proto import check_external_data, external_locations
 from tests.helpers import ROOT
 from tests.helpers.models import tiny_onnx
 
@@ -122,6 +122,6 @@ def test_not_onnx(tmp_path: Path) -> None:
 def test_checker_needs_no_onnx_package(tmp_path: Path) -> None:
     path = _external(tmp_path)
     code = ("import sys\nsys.modules['onnx'] = None\nsys.modules['google.protobuf'] = None\n"
-            "from runtime.onnx_external import check_external_data\nprint(len(check_external_data(sys.argv[1])))\n")
+            "from runtime.onnx_proto import check_external_data\nprint(len(check_external_data(sys.argv[1])))\n")
     p = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "1", p.stderr

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import export.onnx as export_onnx
-from export._onnx_io import inspect_onnx, load_onnx, read_meta
 from export.fp16 import convert_file, convert_model
+from export.onnx_io import inspect_onnx, load_onnx, read_meta
 from runtime.errors import UserError
 from tests.helpers import run_module
 from tests.helpers.models import make_checkpoint

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import export.onnx as export_onnx
-from export._onnx_io import load_onnx, read_meta
+from export.onnx_io import load_onnx, read_meta
 from runtime.errors import UserError
 from runtime.meta import sha256_file
-from runtime.onnx_external import check_external_data
+from runtime.onnx_proto import check_external_data
 from tests.helpers import run_module
 from tests.helpers.models import make_checkpoint
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import export.onnx as export_onnx
-from export._onnx_io import load_onnx, read_meta
+from export.onnx_io import load_onnx, read_meta
 from tests.helpers.models import make_checkpoint
 
 

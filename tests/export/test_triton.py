@@ -93,12 +93,13 @@ def test_static_onnx_turns_batching_off(tmp_path: Path, capsys) -> None:
     assert "batching is off" in capsys.readouterr().out
 
 
-def _engine(tmp: Path, graph: str, profile: dict) -> Path:
+def _engine(tmp: Path, graph: str, profile: dict, **extra) -> Path:
     engine = tmp / f"{graph}.fp16.engine"
     engine.write_bytes(b"plan bytes")
     outputs = ("logit", "recon") if graph == "full" else ("logit",)
     write_sidecar(engine, Meta(input_size=64, graph=graph, outputs=outputs, precision="fp16", tensorrt_version="10.3.0",
-                               device="Orin", compute_capability="8.7", profile=profile), {"onnx": f"{graph}.onnx"})
+                               device="Orin", compute_capability="8.7", profile=profile),
+                  {"onnx": f"{graph}.onnx", **extra})
     return engine
 
 
@@ -141,3 +142,26 @@ def test_cli(tmp_path: Path) -> None:
                    "--max-batch", "4", timeout=120)
     assert p.returncode == 0, p.stderr
     assert parse_config(tmp_path / "repo" / "jrc_detect" / "config.pbtxt").max_batch_size == 4
+
+
+def test_version_compatible_engine_names_the_server_flag(tmp_path: Path, capsys) -> None:
+    """#15.7: Triton loads version-compatible plans only with the backend config flag; say so."""
+    engine = _engine(tmp_path, "detect", {"min": 1, "opt": 4, "max": 8}, version_compatible=True)
+    export_repository(engine, tmp_path / "repo")
+    assert "--backend-config=tensorrt,version-compatible=true" in capsys.readouterr().out
+    plain = _engine(tmp_path / "p" if (tmp_path / "p").mkdir() is None else tmp_path, "detect",
+                    {"min": 1, "opt": 4, "max": 8})
+    export_repository(plain, tmp_path / "repo2")
+    assert "version-compatible" not in capsys.readouterr().out
+
+
+def test_engine_with_profile_minimum_above_one_is_refused(tmp_path: Path) -> None:
+    """#15.7: Triton's dynamic batcher sends batches from 1; TensorRT refuses those below the minimum."""
+    engine = _engine(tmp_path, "detect", {"min": 2, "opt": 4, "max": 8})
+    with pytest.raises(UserError, match="starts at 2.*--batch 1:OPT:MAX"):
+        export_repository(engine, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+    static = _engine(tmp_path / "s" if (tmp_path / "s").mkdir() is None else tmp_path, "detect",
+                     {"min": 4, "opt": 4, "max": 4})
+    cfg = parse_config(export_repository(static, tmp_path / "repo") / "config.pbtxt")
+    assert cfg.max_batch_size == 0 and list(cfg.input[0].dims) == [4, 3, 64, 64]  # one fixed batch

@@ -1,8 +1,8 @@
 """Every tensorrt name the project touches exists in each release it claims (no TensorRT needed).
 
-Two checks against ``shared/trt-api/*.json``:
+Two checks against ``trt-api/*.json``:
 - static: every ``trt.X`` / ``trt.X.Y`` written in the project's sources exists in some release,
-  and one missing from a release is declared in ``_trt.VERSION_GATED`` with exactly the releases
+  and one missing from a release is declared in ``trt_compat.VERSION_GATED`` with exactly the releases
   that have it (the claims themselves are checked against the lists too);
 - dynamic: per release, the build (every precision and option that release supports) and the run
   path (engine load, inference with and without reconstruction) go end to end against a fake
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export._onnx_io import inspect_onnx
-from export._trt_build import EngineOptions, build_serialized, plan_build, resolve_profile
-from runtime.backends import _trt
+from export import trt_build
+from export.onnx_io import inspect_onnx
+from export.trt_build import EngineOptions, build_serialized, plan_build, resolve_profile
+from runtime.backends import trt_compat
 from runtime.errors import UserError
 from tests.helpers import ROOT, TRT_API_DIR
 from tests.helpers.models import tiny_onnx
@@ -35,7 +36,7 @@ RELEASES = {p.stem: json.loads(p.read_text()) for p in api_files()}
 
 
 def _release_version(d: dict) -> tuple[int, int, int]:
-    return _trt.parse_version(d["__version__"])
+    return trt_compat.parse_version(d["__version__"])
 
 
 def _exists(name: str, top: dict) -> bool:
@@ -80,17 +81,17 @@ def test_static_names_exist_or_are_gated_correctly() -> None:
         if not present:
             problems.append(f"trt.{name} ({', '.join(sorted(files))}) exists in no TensorRT release")
         elif present != set(RELEASES):
-            gate = _trt.VERSION_GATED.get(name)
+            gate = trt_compat.VERSION_GATED.get(name)
             if gate is None:
                 problems.append(f"trt.{name} ({', '.join(sorted(files))}) is missing from "
                                 f"{sorted(set(RELEASES) - present)} and not in VERSION_GATED")
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("name", sorted(_trt.VERSION_GATED))
+@pytest.mark.parametrize("name", sorted(trt_compat.VERSION_GATED))
 def test_gate_claims_match_the_lists(name: str) -> None:
     present = {r for r, d in RELEASES.items() if _exists(name, d["top"])}
-    assert present == _claimed(_trt.VERSION_GATED[name]), (name, sorted(present))
+    assert present == _claimed(trt_compat.VERSION_GATED[name]), (name, sorted(present))
 
 
 # --- dynamic: run the code against each release ----------------------------------------------
@@ -98,8 +99,8 @@ def _install(monkeypatch: pytest.MonkeyPatch, fake: FakeTRT, cuda: FakeCuda) -> 
     monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
     monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
-    monkeypatch.setattr(_trt, "probe_cuda_device",
-                        lambda index=0, timeout=60.0: _trt.CudaDevice(index, "NVIDIA Orin (fake)", "8.7", 1 << 33))
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(index, "NVIDIA Orin (fake)", "8.7", 1 << 33))
     cal = types.ModuleType("export.trt_calibrator")
     cal.make_calibrator = lambda trt, *a, **k: trt.IInt8EntropyCalibrator2()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
@@ -114,18 +115,18 @@ def exercise(api: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTRT:
     fake = FakeTRT(api, cuda)
     trt = fake.module
     _install(monkeypatch, fake, cuda)
-    assert _trt.import_tensorrt() is trt
-    _trt.network_flags(trt)
-    if _trt.supports_strongly_typed(trt):
-        _trt.network_flags(trt, strongly_typed=True)
+    assert trt_compat.import_tensorrt() is trt
+    trt_build.network_flags(trt)
+    if trt_build.supports_strongly_typed(trt):
+        trt_build.network_flags(trt, strongly_typed=True)
     plain = tiny_onnx(tmp / "detect.onnx")
     qdq = tiny_onnx(tmp / "detect.int8.onnx", qdq=True)
     full = tiny_onnx(tmp / "full.onnx", graph="full")
-    newer = _trt.supports_opt_level(trt)
+    newer = trt_build.supports_opt_level(trt)
     runs = [("fp32", plain, {}), ("fp16", plain, {"workspace_mib": 256, "verbose": True}),
             ("int8", qdq, {"timing_cache": tmp / "t.cache"}),
             ("fp16", plain, {"dla_core": 0, "gpu_fallback": True, "batch": (2, 2, 2)})]
-    if _trt.has_calibrators(trt):
+    if trt_build.has_calibrators(trt):
         runs.append(("int8", plain, {"calib_data": "synthetic", "calib_cache": tmp / "c.cache"}))
     if newer:
         runs.append(("fp16", plain, {"version_compatible": True, "hardware_compatible": True, "opt_level": 4}))
@@ -163,7 +164,7 @@ def test_build_and_run_use_only_names_of_the_release(api: Path, tmp_path: Path,
             "IExecutionContext.set_input_shape", "IExecutionContext.set_tensor_address",
             "IExecutionContext.execute_async_v3", "ITimingCache.serialize", "IBuilderConfig.DLA_core"}
     assert core <= used, sorted(core - used)
-    v = _trt.parse_version(fake.version)
+    v = trt_compat.parse_version(fake.version)
     assert ("NetworkDefinitionCreationFlag.EXPLICIT_BATCH" in used) == (v[0] < 10)
     assert ("BuilderFlag.FP16" in used) == (v[0] < 11)
     assert ("NetworkDefinitionCreationFlag.STRONGLY_TYPED" in used) == (v[0] >= 10)
@@ -173,7 +174,7 @@ def test_build_and_run_use_only_names_of_the_release(api: Path, tmp_path: Path,
 
 def test_calibrator_free_release_refuses_plain_int8(tmp_path: Path) -> None:
     trt = FakeTRT(TRT_API_DIR / "tensorrt-11.4.json").module
-    assert not _trt.has_calibrators(trt)
+    assert not trt_build.has_calibrators(trt)
     info = inspect_onnx(tiny_onnx(tmp_path / "d.onnx"))
     with pytest.raises(UserError, match="Q/DQ"):
         plan_build(trt, info, EngineOptions(precision="int8", calib_data="synthetic"))

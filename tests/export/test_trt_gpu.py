@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import export.onnx as export_onnx
-from export._trt_build import EngineOptions
 from export.engine import onnx_to_engine
+from export.trt_build import EngineOptions
 from runtime.meta import read_sidecar
 from tests.helpers import run_module
 from tests.helpers.models import make_checkpoint, tiny_onnx
@@ -78,11 +78,12 @@ def test_engine_matches_onnxruntime(models: Path, tmp_path: Path, precision: str
 
 @pytest.mark.gpu
 def test_int8_engine_matches_onnxruntime_loosely(models: Path, tmp_path: Path) -> None:
-    from runtime.backends import _trt as trt_helpers
+    from export import trt_build
+    from runtime.backends import trt_compat
 
-    trt = trt_helpers.import_tensorrt()
+    trt = trt_compat.import_tensorrt()
     onnx = models / "detect.onnx"
-    if trt_helpers.has_calibrators(trt):  # 8.5 - 10.x: implicit INT8 with the calibrator + cache
+    if trt_build.has_calibrators(trt):  # 8.5 - 10.x: implicit INT8 with the calibrator + cache
         opts = EngineOptions(precision="int8", batch=(1, 4, 8), calib_data="synthetic", calib_size=64,
                              calib_batch=8, calib_cache=tmp_path / "calib.cache")
     else:  # 11.x: explicit INT8 from a Q/DQ ONNX

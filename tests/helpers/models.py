@@ -75,7 +75,7 @@ def tiny_onnx(path: Path, size: int = 32, batch: int | None = None, graph: str =
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from export._onnx_io import set_meta
+    from export.onnx_io import set_meta
     from runtime.meta import Meta
 
     rng = np.random.default_rng(0)

@@ -5,9 +5,19 @@
   class and instance level (also on assignment), and every name touched is recorded in ``used``.
   Enough behaviour is simulated (builder → JSON "plan" → engine → execution context) for the
   project's build and run code to go end to end; the arithmetic is ``logit = mean(x)``,
-  ``recon = x / 2``.
+  ``recon = x / 2``. Where the real bindings refuse or fail, so does the fake: ``set_input_shape``
+  outside the profile returns False, ``execute_async_v3`` takes an int stream handle (a pycuda
+  ``Stream`` object is a TypeError) and only enqueues, ``build_serialized_network`` returns None
+  (``build_ok = False``, a DLA profile with min != max, AMPERE_PLUS on a Jetson or below 8.0),
+  ``create_timing_cache`` returns None for bytes that are not a cache, ``set_timing_cache(None, ...)``
+  is a TypeError, a DLA plan only deserializes with ``Runtime.DLA_core`` set to its core (default 0
+  on 8.x, -1 from 10.0) and a version-compatible plan only with ``engine_host_code_allowed``.
 - :class:`FakeCuda`: a numpy-backed ``pycuda.driver`` with per-thread context stacks; memory
-  operations and execution without a pushed context raise, so push/pop mistakes show.
+  operations and execution without a pushed context raise, so push/pop mistakes show. Async copies
+  and kernels run at ``Stream.synchronize()`` (a device-to-host copy is not in host memory before
+  it). Streams and allocations belong to the context current at creation; destroying or freeing them
+  after that context was detached leaks them (pycuda warns and swallows the error), which
+  ``leaked`` records; ``live_streams()`` lists streams not yet destroyed.
 - :func:`write_crashing_tensorrt`: an importable stand-in ``tensorrt`` that records and kills the
   process if its Builder/Runtime/OnnxParser is reached (what must never happen without a GPU).
 - :func:`has_cuda_driver`: whether a CUDA driver library is installed.
@@ -18,6 +28,7 @@ from __future__ import annotations
 import json
 import threading
 import types
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +135,8 @@ class _Obj(metaclass=_ClassMeta):
 class FakeTRT:
     """One release's ``tensorrt`` module (``.module``) with recorded names (``.used``)."""
 
-    PROPERTIES = {"b_Builder_num_DLA_cores", "b_OnnxParser_num_errors", "b_ICudaEngine_num_io_tensors"}
+    PROPERTIES = {"b_Builder_num_DLA_cores", "b_OnnxParser_num_errors", "b_ICudaEngine_num_io_tensors",
+                  "b_Runtime_DLA_core", "b_Runtime_num_DLA_cores", "b_Runtime_engine_host_code_allowed"}
 
     def __init__(self, api_json: Path, cuda: FakeCuda | None = None) -> None:
         d = json.loads(Path(api_json).read_text())
@@ -134,6 +146,10 @@ class FakeTRT:
         self.cuda = cuda
         self.deserialized = 0
         self.parse_ok = True
+        self.build_ok = True
+        self.dla_cores = 2
+        self.device_cc = (8, 7)  # what the builder sees (hardware compatibility needs 8.0+)
+        self.jetson = False  # hardware compatibility is not supported on JetPack
         self.built: list[dict[str, Any]] = []
         self.configs: list[Any] = []
         m = _Module("tensorrt")
@@ -177,7 +193,7 @@ class FakeTRT:
         return p
 
     def b_Builder_num_DLA_cores(self, b: Any) -> int:
-        return 2
+        return self.dla_cores
 
     def b_IOptimizationProfile_set_shape(self, p: Any, name: str, lo: Any, opt: Any, hi: Any) -> None:
         p.shapes[name] = [list(lo), list(opt), list(hi)]
@@ -192,20 +208,41 @@ class FakeTRT:
     def b_IBuilderConfig_set_memory_pool_limit(self, cfg: Any, pool: Any, n: int) -> None:
         cfg.pools[pool.name] = n
 
+    TIMING_MAGIC = b"FAKE-TIMING-CACHE "
+
+    def timing_blob(self, version: str | None = None) -> bytes:
+        """The bytes of a timing cache made by ``version`` (default: this release)."""
+        return self.TIMING_MAGIC + json.dumps({"tensorrt": version or self.version}).encode()
+
     def b_IBuilderConfig_create_timing_cache(self, cfg: Any, blob: bytes) -> Any:
+        """Empty bytes: a new cache. Bytes that are not a cache: None (TensorRT logs an error)."""
+        blob = bytes(blob)
+        if not blob:
+            blob = self.timing_blob()
+        elif not blob.startswith(self.TIMING_MAGIC):
+            return None
+        try:
+            made_by = json.loads(blob[len(self.TIMING_MAGIC):])["tensorrt"]
+        except (ValueError, KeyError, TypeError):
+            return None
         c = self.new("ITimingCache")
-        object.__setattr__(c, "blob", bytes(blob) + b"+")
+        object.__setattr__(c, "made_by", made_by)
         return c
 
     def b_IBuilderConfig_set_timing_cache(self, cfg: Any, cache: Any, ignore_mismatch: bool) -> bool:
+        if cache is None or type(cache).__name__ != "ITimingCache":  # pybind: incompatible arguments
+            raise TypeError("set_timing_cache(): incompatible function arguments; "
+                            f"invoked with {cache!r}, {ignore_mismatch!r}")
+        if cache.made_by != self.version and not ignore_mismatch:
+            return False
         object.__setattr__(cfg, "cache", cache)
         return True
 
     def b_IBuilderConfig_get_timing_cache(self, cfg: Any) -> Any:
-        return cfg.cache
+        return getattr(cfg, "cache", None)
 
     def b_ITimingCache_serialize(self, c: Any) -> bytes:
-        return c.blob
+        return self.timing_blob()
 
     def b_OnnxParser_parse_from_file(self, parser: Any, path: str) -> bool:
         import onnx
@@ -226,19 +263,45 @@ class FakeTRT:
     def b_ParserError_desc(self, err: Any) -> str:
         return "Unsupported node FakeOp"
 
-    def b_Builder_build_serialized_network(self, b: Any, net: Any, cfg: Any) -> bytes:
+    def b_Builder_build_serialized_network(self, b: Any, net: Any, cfg: Any) -> bytes | None:
+        """A JSON "plan", or None where TensorRT's build fails (after logging why)."""
         (name, dims), = net.io["inputs"].items()
         prof = cfg.profiles[0].shapes[name]
+        state = cfg._state
+        dla = state.get("DLA_core") if "default_device_type" in state else None
+        hw = state.get("hardware_compatibility_level")
+        if not self.build_ok:
+            return None
+        if dla is not None and not prof[0] == prof[1] == prof[2]:
+            return None  # the DLA needs min = opt = max
+        if hw is not None and getattr(hw, "name", "") == "AMPERE_PLUS" and (self.jetson or self.device_cc < (8, 0)):
+            return None
         plan = {"inputs": {name: dims}, "outputs": net.io["outputs"], "profile": prof,
-                "flags": cfg.flags_set, "network_flags": net._args[0], "state": sorted(cfg._state)}
+                "flags": cfg.flags_set, "network_flags": net._args[0], "state": sorted(state),
+                "dla_core": dla, "version_compatible": "VERSION_COMPATIBLE" in cfg.flags_set}
         self.built.append(plan)
         return json.dumps(plan).encode()
 
     # --- runtime ----------------------------------------------------------------------------
+    def b_Runtime_DLA_core(self, rt: Any) -> int:
+        return 0 if trt_major(self.version) < 10 else -1  # the default changed in 10.0
+
+    def b_Runtime_num_DLA_cores(self, rt: Any) -> int:
+        return self.dla_cores
+
+    def b_Runtime_engine_host_code_allowed(self, rt: Any) -> bool:
+        return False
+
     def b_Runtime_deserialize_cuda_engine(self, rt: Any, blob: bytes) -> Any:
+        """An engine, or None where TensorRT refuses the plan (after logging why)."""
         self.deserialized += 1
+        plan = json.loads(bytes(blob))
+        if plan.get("dla_core") is not None and rt.DLA_core != plan["dla_core"]:
+            return None  # a DLA plan runs on the core the runtime is set to
+        if plan.get("version_compatible") and not rt.engine_host_code_allowed:
+            return None  # the plan's lean runtime is host code
         eng = self.new("ICudaEngine")
-        object.__setattr__(eng, "plan", json.loads(bytes(blob)))
+        object.__setattr__(eng, "plan", plan)
         names = list(eng.plan["inputs"]) + list(eng.plan["outputs"])
         object.__setattr__(eng, "names", names)
         return eng
@@ -270,7 +333,15 @@ class FakeTRT:
         return ctx
 
     def b_IExecutionContext_set_input_shape(self, ctx: Any, name: str, shape: tuple) -> bool:
-        ctx.shapes[name] = tuple(shape)
+        """False (TensorRT logs an error) for a shape the engine or its profile does not allow."""
+        plan = ctx.engine_.plan
+        dims, (lo, _, hi) = plan["inputs"][name], plan["profile"]
+        shape = tuple(int(d) for d in shape)
+        if len(shape) != len(dims) or any(d >= 0 and s != d for s, d in zip(shape, dims)):
+            return False
+        if any(not a <= s <= b for s, a, b in zip(shape, lo, hi)):
+            return False
+        ctx.shapes[name] = shape
         return True
 
     def b_IExecutionContext_set_tensor_address(self, ctx: Any, name: str, addr: int) -> bool:
@@ -281,27 +352,48 @@ class FakeTRT:
         n = next(iter(ctx.shapes.values()))[0]
         return (n,) + tuple(ctx.engine_.plan["outputs"][name][1:])
 
-    def b_IExecutionContext_execute_async_v3(self, ctx: Any, stream: int) -> bool:
+    def b_IExecutionContext_execute_async_v3(self, ctx: Any, stream_handle: int) -> bool:
+        """Enqueue on the stream with this handle (an int, as the binding requires); runs on sync."""
+        if not isinstance(stream_handle, int) or isinstance(stream_handle, bool):
+            raise TypeError("execute_async_v3(): incompatible function arguments; "
+                            f"stream_handle must be an int, got {type(stream_handle).__name__}")
         cuda = self.cuda
         cuda.require_context()
+        if set(ctx.shapes) != set(ctx.engine_.plan["inputs"]):
+            return False  # an input shape was never set
         (name, shape), = ctx.shapes.items()
-        x = cuda.read(ctx.addr[name], shape, np.float32)
-        cuda.write(ctx.addr["logit"], x.reshape(shape[0], -1).mean(axis=1, keepdims=True))
-        if "recon" in ctx.addr:
-            cuda.write(ctx.addr["recon"], x / 2)
+        addr = dict(ctx.addr)
+
+        def run() -> None:
+            x = cuda.read(addr[name], shape, np.float32)
+            cuda.write(addr["logit"], x.reshape(shape[0], -1).mean(axis=1, keepdims=True))
+            if "recon" in addr:
+                cuda.write(addr["recon"], x / 2)
+
+        cuda.stream_for(stream_handle).enqueue(run)
         return True
+
+
+def trt_major(version: str) -> int:
+    return int(str(version).split(".")[0])
 
 
 class FakeCuda:
     """pycuda.driver on numpy; ``module`` (pycuda) and ``driver`` go into sys.modules."""
 
+    TOTAL = 1 << 33
+
     def __init__(self) -> None:
         self.memory: dict[int, np.ndarray] = {}
         self.freed: set[int] = set()
+        self.leaked: list[str] = []  # "stream 0x.." / "alloc 0x..": destroyed after their context died
         self.dtoh: list[int] = []
         self.local = threading.local()
         self.contexts: list[Any] = []
+        self.streams: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # handle -> Stream
+        self.live: set[int] = set()  # handles of streams not yet destroyed
         self._next = 0x1000
+        self._next_stream = 0x7000
         fake = self
         drv = types.ModuleType("pycuda.driver")
 
@@ -309,6 +401,8 @@ class FakeCuda:
             detached = False
 
             def push(self) -> None:
+                if self.detached:
+                    raise RuntimeError("push of a detached context")
                 fake.stack().append(self)
 
             def pop(self) -> None:
@@ -330,19 +424,47 @@ class FakeCuda:
 
         class Alloc:
             def __init__(self, addr: int) -> None:
-                self.addr = addr
+                self.addr, self.ctx, self.valid = addr, fake.stack()[-1], True
 
             def __int__(self) -> int:
                 return self.addr
 
             def free(self) -> None:
-                fake.freed.add(self.addr)
+                # pycuda activates the allocation's own context; a dead one: warning, memory leaked
+                if not self.valid:
+                    raise RuntimeError("device_allocation::free failed: invalid handle (freed twice)")
+                self.valid = False
+                if self.ctx.detached:
+                    fake.leaked.append(f"alloc {self.addr:#x}")
+                else:
+                    fake.freed.add(self.addr)
 
         class Stream:
-            handle = 0xBEEF
+            def __init__(self, flags: int = 0) -> None:
+                fake.require_context()
+                self.ctx, self.pending = fake.stack()[-1], []
+                self.handle = fake._next_stream
+                fake._next_stream += 0x10
+                fake.streams[self.handle] = self
+                fake.live.add(self.handle)
+
+            def enqueue(self, op: Any) -> None:
+                self.pending.append(op)
 
             def synchronize(self) -> None:
                 fake.require_context()
+                ops, self.pending = self.pending, []
+                for op in ops:
+                    op()
+
+            def __del__(self) -> None:
+                # pycuda's ~stream activates the stream's context; a detached one fails, and the
+                # error is swallowed with a warning: the stream leaks
+                if "handle" not in self.__dict__:  # creation failed
+                    return
+                fake.live.discard(self.handle)
+                if self.ctx.detached:
+                    fake.leaked.append(f"stream {self.handle:#x}")
 
         def mem_alloc(n: int) -> Alloc:
             fake.require_context()
@@ -354,22 +476,47 @@ class FakeCuda:
             fake.require_context()
             return np.zeros(shape, dtype)
 
+        def on(stream: Any, op: Any) -> None:
+            if stream is None:
+                op()
+            elif not isinstance(stream, Stream):
+                raise TypeError(f"stream must be a pycuda Stream, got {type(stream).__name__}")
+            else:
+                stream.enqueue(op)
+
         def htod(dev: Any, host: np.ndarray, stream: Any = None) -> None:
             fake.require_context()
-            fake.write(int(dev), host)
+            on(stream, lambda: fake.write(int(dev), host))  # reads the host memory when it runs
 
         def dtoh(host: np.ndarray, dev: Any, stream: Any = None) -> None:
             fake.require_context()
             fake.dtoh.append(int(dev))
-            host[...] = fake.read(int(dev), host.shape, host.dtype)
+
+            def copy() -> None:
+                host[...] = fake.read(int(dev), host.shape, host.dtype)
+
+            on(stream, copy)
+
+        def mem_get_info() -> tuple[int, int]:
+            fake.require_context()
+            used = sum(m.size for a, m in fake.memory.items() if a not in fake.freed)
+            return fake.TOTAL - used, fake.TOTAL
 
         for k, v in dict(init=lambda: None, Device=Device, Stream=Stream, mem_alloc=mem_alloc,
                          pagelocked_empty=pagelocked_empty, memcpy_htod_async=htod,
-                         memcpy_dtoh_async=dtoh).items():
+                         memcpy_dtoh_async=dtoh, mem_get_info=mem_get_info).items():
             setattr(drv, k, v)
         self.driver = drv
         self.module = types.ModuleType("pycuda")
         self.module.driver = drv
+
+    def stream_for(self, handle: int) -> Any:
+        if handle not in self.streams:
+            raise RuntimeError(f"CUDA error: invalid resource handle (stream {handle:#x})")
+        return self.streams[handle]
+
+    def live_streams(self) -> list[int]:
+        return sorted(self.live)
 
     def stack(self) -> list:
         if not hasattr(self.local, "stack"):
@@ -438,6 +585,6 @@ def has_cuda_driver() -> bool:
 
 def orin_device() -> Any:
     """The CUDA device the fakes stand for (a Jetson AGX Orin, compute capability 8.7)."""
-    from runtime.backends import _trt
+    from runtime.backends import trt_compat
 
-    return _trt.CudaDevice(0, "NVIDIA Jetson AGX Orin", "8.7", 1 << 35)
+    return trt_compat.CudaDevice(0, "NVIDIA Jetson AGX Orin", "8.7", 1 << 35)

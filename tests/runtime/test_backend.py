@@ -104,7 +104,7 @@ def test_truncated_and_foreign_files(tmp_path):
 def test_external_data_outside_the_folder_is_refused(tmp_path):
     from onnx.external_data_helper import set_external_data
 
-    from runtime.onnx_external import external_locations
+    from runtime.onnx_proto import external_locations
 
     model_dir = tmp_path / "model"
     model_dir.mkdir()

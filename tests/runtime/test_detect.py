@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import cv2
@@ -178,3 +179,15 @@ def test_decoder_runs_only_with_reconstruct(tmp_path):
     args = ["--engine", str(poison), "--source", str(clip), "--faces", "none", "--quiet"]
     assert main(args) == 0
     assert main(args + ["--reconstruct"]) == 1
+
+
+def test_default_threads_follow_the_cpu_affinity(monkeypatch):
+    """A process pinned to one core (taskset, a container's cpuset) gets one inference thread,
+    however many cores the machine has."""
+    from runtime.detect import default_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert default_threads() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    assert default_threads() == 4

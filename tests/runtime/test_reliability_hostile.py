@@ -1,6 +1,7 @@
-"""Hostile and broken files (issue 7): each is refused with one line naming the file, a non-zero exit
-and no traceback, and the outputs of an earlier run (--jsonl, --save) are left as they were; the
---summary is either left alone or replaced, atomically, by a complete summary of the failed run.
+"""Hostile and broken files must never crash the detector or damage earlier results: each is refused
+with one line naming the file, a non-zero exit and no traceback, and the outputs of an earlier run
+(--jsonl, --save) are left as they were; the --summary is either left alone or replaced, atomically,
+by a complete summary of the failed run.
 
 ``runtime.detect.main`` runs in-process (an escaping exception would fail the test as surely as a
 traceback in a subprocess); a few cases also go through ``python -m runtime.detect``.
@@ -204,7 +205,8 @@ def test_non_plan_with_a_matching_sidecar_is_one_line_when_tensorrt_rejects_it(t
     plan; that must become the one-line error with the rebuild command (fake TensorRT 10.3)."""
     import sys
 
-    from runtime.backends import _trt, open_backend
+    from runtime.backends import open_backend
+    from runtime.backends import trt_compat as _trt
     from runtime.errors import UserError
     from tests.helpers import TRT_API_DIR
     from tests.helpers.trt_fakes import FakeCuda, FakeTRT, orin_device

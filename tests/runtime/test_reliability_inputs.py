@@ -1,6 +1,6 @@
-"""Unusual but valid inputs (issue 7): 16-bit, grayscale and RGBA images, very large and very small
-images, a video with damaged frames. Each is processed (converted as needed; damaged frames
-skipped and counted) or reported as having no face, with exit 0."""
+"""Unusual but valid inputs must be handled, never refused or crashed on: 16-bit, grayscale and RGBA
+images, very large and very small images, a video with damaged frames. Each is processed (converted
+as needed; damaged frames skipped and counted) or reported as having no face, with exit 0."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""SIGINT and SIGTERM stop ``runtime.detect`` cleanly (issue 7): exit 130, the JSONL complete up to the
-last processed frame (every line valid, frames contiguous), the summary written (``interrupted``),
-and the --save video plays with exactly the processed frames in it."""
+"""SIGINT and SIGTERM stop ``runtime.detect`` cleanly, losing no result already produced: exit 130,
+the JSONL complete up to the last processed frame (every line valid, frames contiguous), the summary
+written (``interrupted``), and the --save video plays with exactly the processed frames in it."""
 
 from __future__ import annotations
 

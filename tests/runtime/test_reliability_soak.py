@@ -1,6 +1,7 @@
-"""Long runs (issue 7), short form: the soak benchmark over a few thousand frames must find RSS, open
-descriptors and threads flat after its warm-up, and the per-track state bounded while tracks come
-and go. The long form is ``python -m benchmarks.soak`` (50,000 frames; README, "Reliability")."""
+"""Long runs must not leak (RSS within 10 MB over 50,000 frames), short form: the soak benchmark
+over a few thousand frames must find RSS, open descriptors and threads flat after its warm-up, and
+the per-track state bounded while tracks come and go. The long form is ``python -m benchmarks.soak``
+(50,000 frames; README, "Reliability")."""
 
 from __future__ import annotations
 

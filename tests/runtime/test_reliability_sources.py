@@ -1,6 +1,7 @@
-"""Failing live sources (issue 7): a network stream that stalls or stops mid-run, and a camera that
-disappears, comes back, or hangs in a read. Bounded read timeouts, reconnects with backoff up to
---max-reconnects, and a clean end: exit 3, summary ``source_lost``, JSONL complete.
+"""Failing live sources must end the run cleanly, never hang it: a network stream that stalls or
+stops mid-run, and a camera that disappears, comes back, or hangs in a read. Bounded read timeouts,
+reconnects with backoff up to --max-reconnects, and a clean end: exit 3, summary ``source_lost``,
+JSONL complete.
 
 The stream is MJPEG over HTTP (multipart/x-mixed-replace) served on 127.0.0.1 by a server that
 follows a script per connection and stops by itself; OpenCV's FFmpeg backend reads it. Cameras

@@ -3,6 +3,7 @@ one-line errors (no TensorRT; TensorRT but no GPU) in subprocesses."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -12,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export._trt_build import EngineOptions
 from export.engine import onnx_to_engine
-from runtime.backends import _trt, open_backend
+from export.trt_build import EngineOptions
+from runtime.backends import open_backend, trt_compat
 from runtime.backends.tensorrt import TensorRTBackend
 from runtime.errors import UserError
 from runtime.meta import Meta, read_sidecar, write_sidecar
@@ -38,7 +39,7 @@ def fakes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> tu
     monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
     monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
-    monkeypatch.setattr(_trt, "probe_cuda_device", lambda index=0, timeout=60.0: HERE)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device", lambda index=0, timeout=60.0: HERE)
     return fake, cuda
 
 
@@ -139,14 +140,91 @@ def test_version_compatible_plan_allows_host_code(tmp_path: Path, monkeypatch: p
     monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
     monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
-    monkeypatch.setattr(_trt, "probe_cuda_device", lambda index=0, timeout=60.0: HERE)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device", lambda index=0, timeout=60.0: HERE)
     engine = _engine(tmp_path, version_compatible=True, hardware_compatible=True)
     raw = read_sidecar(engine)[1]
     assert raw["version_compatible"] is True and raw["hardware_compatible"] == "AMPERE_PLUS"
-    monkeypatch.setattr(_trt, "probe_cuda_device",
-                        lambda index=0, timeout=60.0: _trt.CudaDevice(0, "NVIDIA H100", "9.0", 1 << 36))
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "NVIDIA H100", "9.0", 1 << 36))
     with TensorRTBackend(str(engine)) as b:  # another Ampere+ GPU: accepted
         assert b._runtime._state.get("engine_host_code_allowed") is True
+
+
+# --- issue #15 ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("batch,static", [((4, 4, 4), None), ((2, 4, 8), None), (None, 3)])
+def test_partial_batch_is_padded_to_the_profile_minimum(fakes, tmp_path: Path, batch, static) -> None:
+    """#15.1: TensorRT refuses shapes below the profile minimum (the fake's set_input_shape returns
+    False, as the real one does); the backend pads with zero rows and returns the first n."""
+    fake, cuda = fakes
+    engine = _engine(tmp_path, static=static, **({"batch": batch} if batch else {}))
+    with TensorRTBackend(str(engine)) as b:
+        lo = batch[0] if batch else static
+        assert b.min_batch == lo and b.describe()["min_batch"] == lo
+        for n in sorted({1, lo - 1, lo, b.max_batch} - {0}):
+            x = _x(n, seed=n)
+            out = b.infer(x)["logit"]
+            assert out.shape == (n, 1)
+            np.testing.assert_allclose(out[:, 0], x.reshape(n, -1).mean(1), rtol=1e-5, atol=1e-7)
+        ctx = b._context
+        assert not ctx.set_input_shape("input", (lo - 1, 3, 32, 32)) or lo == 1  # the fake is strict
+
+
+def test_full_graph_partial_batch_recon(fakes, tmp_path: Path) -> None:
+    with TensorRTBackend(str(_engine(tmp_path, "full", batch=(2, 2, 2)))) as b:
+        x = _x(1)
+        out = b.infer(x, reconstruct=True)
+        assert out["recon"].shape == (1, 3, 32, 32) and out["logit"].shape == (1, 1)
+        np.testing.assert_allclose(out["recon"], x / 2, rtol=1e-6)
+
+
+def test_open_close_leaks_no_stream(fakes, tmp_path: Path) -> None:
+    """#15.4: pycuda destroys a stream in its own context; dropped after the context was detached,
+    the destruction fails (swallowed) and the stream leaks: one per open/close."""
+    _, cuda = fakes
+    engine = _engine(tmp_path)
+    for i in range(5):
+        b = TensorRTBackend(str(engine))
+        b.infer(_x(2, seed=i))
+        assert len(cuda.live_streams()) == 1
+        b.close()
+        assert cuda.live_streams() == [] and cuda.leaked == []
+        del b
+        gc.collect()
+    assert cuda.leaked == [] and cuda.freed == set(cuda.memory)
+
+
+@pytest.mark.parametrize("core", [0, 1])
+def test_dla_plan_loads_on_its_core(fakes, tmp_path: Path, core: int) -> None:
+    """#15.5: a DLA plan deserializes only with IRuntime.DLA_core set to its core (default 0 on 8.x,
+    -1 from 10.0); the backend sets it from the sidecar, as trtexec does, and pads partial batches."""
+    fake, _ = fakes
+    engine = _engine(tmp_path, dla_core=core, batch=(4, 4, 4))
+    with TensorRTBackend(str(engine)) as b:
+        assert b._runtime.DLA_core == core and b.min_batch == b.max_batch == 4
+        x = _x(1)
+        np.testing.assert_allclose(b.infer(x)["logit"][0, 0], x.mean(), rtol=1e-5, atol=1e-7)
+    fake.dla_cores = core  # a device with fewer cores than the plan needs
+    with pytest.raises(UserError, match=f"built for DLA core {core}, this device has {core} DLA core"):
+        TensorRTBackend(str(engine))
+
+
+def test_version_compatible_across_majors_per_nvidia(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#15.8: a version-compatible plan from 10.3 loads on 11.x; one from 8.6 is refused there."""
+    for built, running, ok in (("10.3.0", "11.4", True), ("8.6.1", "11.4", False)):
+        cuda = FakeCuda()
+        fake = FakeTRT(TRT_API_DIR / f"tensorrt-{built}.json", cuda)
+        for name, mod in (("tensorrt", fake.module), ("pycuda", cuda.module), ("pycuda.driver", cuda.driver)):
+            monkeypatch.setitem(sys.modules, name, mod)
+        monkeypatch.setattr(trt_compat, "probe_cuda_device", lambda index=0, timeout=60.0: HERE)
+        engine = _engine(tmp_path / built, version_compatible=True)
+        run = FakeTRT(TRT_API_DIR / f"tensorrt-{running}.json", cuda)
+        monkeypatch.setitem(sys.modules, "tensorrt", run.module)
+        if ok:
+            with TensorRTBackend(str(engine)) as b:
+                assert b.infer(_x(1))["logit"].shape == (1, 1)
+        else:
+            with pytest.raises(UserError, match=f"built with TensorRT {built}.*version-compatible plans"):
+                TensorRTBackend(str(engine))
 
 
 def _open_in_subprocess(engine: Path, env: dict) -> subprocess.CompletedProcess:
@@ -189,6 +267,6 @@ def test_tensorrt_without_gpu_never_deserializes(tmp_path: Path) -> None:
 
 def test_module_imports_without_tensorrt_or_pycuda() -> None:
     code = ("import sys\nfor m in ('tensorrt', 'pycuda', 'pycuda.driver', 'torch', 'onnx'):\n    sys.modules[m] = None\n"
-            "import runtime.backends.tensorrt, runtime.backends._trt, runtime.onnx_external\nprint('ok')\n")
+            "import runtime.backends.tensorrt, runtime.backends.trt_compat, runtime.onnx_proto\nprint('ok')\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "ok", p.stderr

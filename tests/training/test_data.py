@@ -1,4 +1,6 @@
-"""Datasets (folder, CSV manifest, synthetic), offline faces and augmentations."""
+"""Torch datasets over every spec (folder, CSV manifest, synthetic), offline faces and augmentations.
+
+The spec rules themselves are tested in test_dataspec.py."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from runtime.faces import HaarFaceDetector
 from runtime.meta import Meta
 from runtime.preprocess import to_input
 from training.augment import Augment, ColorJitter, RandomBlur, RandomFlip, RandomJpeg, color_jitter
-from training.data import open_dataset, video_id_from_path
-from training.sample_faces import lfw_frame, lfw_images, sample_real_faces, split_ids
+from training.data import open_dataset
+from training.dataspec import split_ids, video_id_from_path
+from training.sample_faces import lfw_frame, lfw_images, sample_real_faces
 
 META = Meta(input_size=32)
 

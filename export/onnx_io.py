@@ -1,23 +1,28 @@
-"""Reading and writing ONNX files for the export tools: safe loading, metadata, atomic saves.
+"""Reading and writing ONNX files: safe loading, the project's metadata, atomic saves.
 
-Shared by ``export.onnx``, ``export.fp16``, ``export.engine``, ``export.triton`` and
-``export.deepstream``. External data is checked with :mod:`runtime.onnx_external` (the same check
-the runtime uses) before onnx reads anything.
+The one place that reads and writes the ``metadata_props`` entries of an ONNX artifact:
+``jrc_meta`` (:data:`runtime.meta.ONNX_KEY`, the :class:`runtime.meta.Meta` every artifact
+carries) and ``jrc_quant`` (:data:`QUANT_KEY`, how ``calibration.quantize`` made an INT8 model).
+Used by ``export.onnx``, ``export.fp16``, ``export.engine``, ``export.triton``,
+``export.deepstream`` and ``calibration``. External data is checked with
+:func:`runtime.onnx_proto.check_external_data` (the same check the runtime uses) before onnx reads
+anything.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError, missing_dependency
+from runtime.fileio import replacing
 from runtime.meta import ONNX_KEY, Meta
-from runtime.onnx_external import check_external_data
+from runtime.onnx_proto import check_external_data
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+QUANT_KEY = "jrc_quant"  # metadata_props key: how calibration.quantize made the artifact (JSON)
 
 
 def import_onnx() -> Any:
@@ -52,11 +57,48 @@ def read_meta(model: Any, source: str) -> Meta | None:
     return None
 
 
-def set_meta(model: Any, meta: Meta) -> None:
-    """Replace the project metadata in ``metadata_props``."""
-    keep = [(p.key, p.value) for p in model.metadata_props if p.key != ONNX_KEY]
+def require_meta(model: Any, source: str) -> Meta:
+    """The project metadata from ``metadata_props``; a UserError saying how to get it when absent."""
+    meta = read_meta(model, source)
+    if meta is None:
+        raise UserError(f"{source}: no '{ONNX_KEY}' metadata in the ONNX file; export it with "
+                        "python -m export.onnx --ckpt CKPT --out DIR")
+    return meta
+
+
+def file_meta(path: str | Path) -> Meta:
+    """The project metadata of an ONNX file, read without loading its weights."""
+    onnx = import_onnx()
+    from google.protobuf.message import DecodeError
+
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such ONNX file; export one with python -m export.onnx --ckpt CKPT --out DIR")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:160]}); re-export it") from None
+    return require_meta(model, str(path))
+
+
+def read_quant(model: Any) -> dict[str, Any] | None:
+    """What ``calibration.quantize`` recorded about an INT8 model (target, ranges, ...), or None."""
+    for prop in model.metadata_props:
+        if prop.key == QUANT_KEY:
+            try:
+                value = json.loads(prop.value)
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def set_meta(model: Any, meta: Meta, quant: dict[str, Any] | None = None) -> None:
+    """Replace the project metadata in ``metadata_props`` (and the quantization record, when given)."""
+    replaced = (ONNX_KEY, QUANT_KEY) if quant else (ONNX_KEY,)
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key not in replaced]
+    new = [(ONNX_KEY, meta.to_json())] + ([(QUANT_KEY, json.dumps(quant, sort_keys=True))] if quant else [])
     del model.metadata_props[:]
-    for k, v in keep + [(ONNX_KEY, meta.to_json())]:
+    for k, v in keep + new:
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
 
@@ -66,13 +108,8 @@ def save_onnx(model: Any, path: str | Path) -> Path:
     onnx = import_onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with replacing(path, suffix=".onnx") as tmp:
         onnx.save_model(model, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -118,13 +155,7 @@ def inspect_onnx(path: str | Path, model: Any = None) -> OnnxInfo:
     half = onnx.TensorProto.FLOAT16
     is_fp16 = any(t.data_type == half for t in g.initializer) or any(
         n.op_type == "Cast" and any(a.name == "to" and a.i == half for a in n.attribute) for n in g.node)
-    quant_target = None
-    for prop in model.metadata_props:
-        if prop.key == "jrc_quant":  # written by calibration.quantize
-            try:
-                quant_target = json.loads(prop.value).get("target")
-            except (ValueError, AttributeError):
-                quant_target = None
+    quant_target = (read_quant(model) or {}).get("target")
     return OnnxInfo(
         path=p, meta=read_meta(model, str(p)), quant_target=quant_target, input_name=inp.name, input_shape=_dims(inp),
         input_type=inp.type.tensor_type.elem_type,

@@ -2,20 +2,78 @@
 
 :func:`plan_build` is pure logic (which network type, builder flags and INT8 mode this TensorRT
 release needs for the requested precision and ONNX); :func:`build_serialized` drives the builder.
-Both take the ``trt`` module as an argument and reach version-specific names only through
-:mod:`runtime.backends._trt`, so the tests run them against fakes of every supported release.
+Both take the ``trt`` module as an argument and reach version-specific names only through the
+feature-detecting helpers below (builder-only ones) or in :mod:`runtime.backends.trt_compat`
+(shared with the runtime), so the tests run them against fakes of every supported release.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from export._onnx_io import OnnxInfo
-from runtime.backends import _trt
+from export.onnx_io import OnnxInfo
+from runtime.backends.trt_compat import CudaDevice, parse_version, trt_version
 from runtime.errors import UserError
+from runtime.fileio import replacing
+
+
+# --- what this release's builder offers --------------------------------------------------------
+def has_explicit_batch_flag(trt: Any) -> bool:
+    """8.x needs EXPLICIT_BATCH for ONNX; 10.x ignores it (deprecated); 11 removed it."""
+    return parse_version(trt_version(trt))[0] < 10 and hasattr(trt.NetworkDefinitionCreationFlag,
+                                                                "EXPLICIT_BATCH")
+
+
+def supports_strongly_typed(trt: Any) -> bool:
+    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+
+
+def network_flags(trt: Any, strongly_typed: bool = False) -> int:
+    """Flags for ``builder.create_network`` on this release."""
+    flags = 0
+    if has_explicit_batch_flag(trt):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if strongly_typed:
+        if not supports_strongly_typed(trt):
+            raise UserError(f"TensorRT {trt_version(trt)} has no strongly typed networks (10.0+ does)")
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return flags
+
+
+def supports_precision_flags(trt: Any) -> bool:
+    """BuilderFlag.FP16/INT8 exist (8.5 to 10.x). On 11 precision comes from the ONNX types."""
+    return hasattr(trt.BuilderFlag, "FP16") and hasattr(trt.BuilderFlag, "INT8")
+
+
+def has_calibrators(trt: Any) -> bool:
+    """Implicit INT8 calibration (IInt8EntropyCalibrator2 + config.int8_calibrator): 8.5 to 10.x."""
+    return hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(trt.IBuilderConfig, "int8_calibrator")
+
+
+def calibrators_deprecated(trt: Any) -> bool:
+    """Calibrators still exist but are deprecated (10.1 and later)."""
+    return has_calibrators(trt) and parse_version(trt_version(trt))[:2] >= (10, 1)
+
+
+def supports_version_compatible(trt: Any) -> bool:
+    return hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE")
+
+
+def supports_hardware_compatible(trt: Any) -> bool:
+    return (hasattr(trt, "HardwareCompatibilityLevel")
+            and hasattr(trt.IBuilderConfig, "hardware_compatibility_level"))
+
+
+def supports_opt_level(trt: Any) -> bool:
+    return hasattr(trt.IBuilderConfig, "builder_optimization_level")
+
+
+def set_workspace(trt: Any, config: Any, nbytes: int) -> None:
+    """Workspace limit: the memory-pool API exists from 8.4 on (max_workspace_size is 8.x only)."""
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(nbytes))
+
 
 
 @dataclass(frozen=True)
@@ -56,8 +114,8 @@ DEFAULT_PROFILE = (1, 4, 16)
 
 def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
     """Choose the build for ``opts.precision`` on this TensorRT release (see ARCHITECTURE.md)."""
-    p, src, ver = opts.precision, info.path, _trt.trt_version(trt)
-    flags_ok = _trt.supports_precision_flags(trt)
+    p, src, ver = opts.precision, info.path, trt_version(trt)
+    flags_ok = supports_precision_flags(trt)
     notes: list[str] = []
     if info.quant_target == "cpu":
         raise UserError(f"{src}: this INT8 ONNX was quantized for ONNX Runtime on the CPU (unsigned activations, "
@@ -80,7 +138,7 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
         if info.has_qdq:
             int8_mode = "qdq"
             flags += ["INT8", "FP16"] if flags_ok else []
-        elif not _trt.has_calibrators(trt):
+        elif not has_calibrators(trt):
             raise UserError(f"{src}: TensorRT {ver} has no INT8 calibrators, INT8 needs a Q/DQ ONNX; "
                             + QUANTIZE_HINT)
         else:
@@ -90,7 +148,7 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
                                 f"(--calib-data DIR) or an existing --calib-cache; or {QUANTIZE_HINT}")
             int8_mode = "calibrator"
             flags += ["INT8", "FP16"]
-            if _trt.calibrators_deprecated(trt):
+            if calibrators_deprecated(trt):
                 notes.append(f"TensorRT {ver} deprecates calibrators; prefer a Q/DQ ONNX ({QUANTIZE_HINT})")
     elif p != "fp32":
         raise UserError(f"precision {p!r}: expected fp32, fp16 or int8")
@@ -102,13 +160,13 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
     elif opts.gpu_fallback:
         raise UserError("--gpu-fallback only applies with --dla CORE")
     if opts.version_compatible:
-        if not _trt.supports_version_compatible(trt):
+        if not supports_version_compatible(trt):
             raise UserError(f"--version-compatible needs TensorRT 8.6 or newer (this is {ver})")
         flags.append("VERSION_COMPATIBLE")
-    if opts.hardware_compatible and not _trt.supports_hardware_compatible(trt):
+    if opts.hardware_compatible and not supports_hardware_compatible(trt):
         raise UserError(f"--hardware-compatible needs TensorRT 8.6 or newer (this is {ver})")
     if opts.opt_level is not None:
-        if not _trt.supports_opt_level(trt):
+        if not supports_opt_level(trt):
             raise UserError(f"--opt-level needs TensorRT 8.6 or newer (this is {ver})")
         if not 0 <= opts.opt_level <= 5:
             raise UserError(f"--opt-level {opts.opt_level}: expected 0..5 (3 is TensorRT's default)")
@@ -127,6 +185,36 @@ def resolve_profile(info: OnnxInfo, opts: EngineOptions) -> tuple[int, int, int]
     if opts.dla_core is not None and len(set(prof)) != 1:
         raise UserError("--dla needs a static batch: pass --batch N (or export the ONNX with --batch N)")
     return prof
+
+
+def profile_notes(profile: tuple[int, int, int]) -> list[str]:
+    """What a user should know about this profile (a minimum above 1 costs padding)."""
+    lo = profile[0]
+    if lo <= 1:
+        return []
+    return [f"the profile's minimum batch is {lo}: TensorRT refuses smaller batches, so the runtime pads "
+            f"partial batches with zero rows up to {lo} (computed, then dropped), and Triton or DeepStream "
+            "cannot send them; use --batch 1:OPT:MAX where the model allows a dynamic batch"]
+
+
+def check_device(opts: EngineOptions, device: CudaDevice, jetson: bool) -> None:
+    """Refuse, before any builder call, options this device cannot build."""
+    if not opts.hardware_compatible:
+        return
+    # NVIDIA: hardware compatibility is supported only for Ampere and later GPUs, and not on
+    # NVIDIA DRIVE OS or JetPack (TensorRT Developer Guide, "Hardware Compatibility", 8.6+)
+    if jetson:
+        raise UserError("--hardware-compatible is not supported on Jetson (JetPack): build the engine "
+                        "without it, on each kind of device that runs it")
+    cc = tuple(int(x) for x in device.compute_capability.split(".")[:2])
+    if cc < (8, 0):
+        raise UserError(f"--hardware-compatible needs an Ampere or newer GPU (compute capability 8.0+); "
+                        f"{device.name} is {device.compute_capability}: build without it")
+
+
+def calibration_batch(opts: EngineOptions, profile: tuple[int, int, int]) -> int:
+    """The INT8 calibration batch: --calib-batch (default: the profile's opt), kept within min..max."""
+    return min(max(opts.calib_batch or profile[1], profile[0]), profile[2])
 
 
 def _builder_flag(trt: Any, name: str) -> Any:
@@ -150,26 +238,25 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> Any:
 
 
 def _timing_cache(config: Any, path: Path | None) -> Any:
+    """The timing cache at ``path``, or a new one where that file is missing, not a cache
+    (``create_timing_cache`` returns None for truncated or foreign bytes) or from another GPU or
+    release (``set_timing_cache`` returns False)."""
     if path is None:
         return None
     blob = path.read_bytes() if path.is_file() else b""
-    cache = config.create_timing_cache(blob)
-    if not config.set_timing_cache(cache, False):
+    cache = config.create_timing_cache(blob) if blob else None
+    if blob and cache is None:
+        print(f"export.engine: note: {path} is not a TensorRT timing cache (truncated or foreign); "
+              "starting a new one")
+    elif cache is not None and not config.set_timing_cache(cache, False):
         print(f"export.engine: note: {path} is from another GPU or TensorRT release; starting a new one")
+        cache = None
+    if cache is None:
         cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, False)
+        if cache is None or not config.set_timing_cache(cache, False):
+            print("export.engine: note: TensorRT could not make a timing cache; building without one")
+            return None
     return cache
-
-
-def _write_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(memoryview(data))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tuple[int, ...],
@@ -178,11 +265,11 @@ def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tup
     """Parse the ONNX and build a serialized plan (IHostMemory). ``input_dims``: C, H, W."""
     logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(_trt.network_flags(trt, plan.strongly_typed))
+    network = builder.create_network(network_flags(trt, plan.strongly_typed))
     parser = _parse(trt, network, logger, onnx_path)
     config = builder.create_builder_config()
     if opts.workspace_mib:
-        _trt.set_workspace(trt, config, int(opts.workspace_mib) << 20)
+        set_workspace(trt, config, int(opts.workspace_mib) << 20)
     for name in plan.flags:
         config.set_flag(_builder_flag(trt, name))
     prof = builder.create_optimization_profile()
@@ -207,8 +294,7 @@ def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tup
             raise UserError("INT8 calibration was planned but no calibrator was given")
         calibrator = make_calibrator()
         config.int8_calibrator = calibrator
-        cb = min(max(opts.calib_batch or profile[1], profile[0]), profile[2])
-        shape = (cb,) + tuple(input_dims)
+        shape = (calibration_batch(opts, profile),) + tuple(input_dims)
         cal = builder.create_optimization_profile()
         cal.set_shape(input_name, shape, shape, shape)
         config.set_calibration_profile(cal)
@@ -217,6 +303,7 @@ def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tup
         raise UserError(f"{onnx_path}: TensorRT could not build the engine (see the log above); rerun "
                         "with --verbose, or try --workspace with more MiB")
     if cache is not None and opts.timing_cache is not None:
-        _write_atomic(opts.timing_cache, config.get_timing_cache().serialize())
+        with replacing(opts.timing_cache) as tmp:
+            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
     del parser, calibrator
     return serialized

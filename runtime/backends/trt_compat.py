@@ -1,15 +1,18 @@
-"""TensorRT version differences in small named helpers, shared by engine build and engine run.
+"""TensorRT across releases: import, versions, engine I/O, CUDA device and engine/device checks.
 
+Used by the runtime's TensorRT backend and by ``export`` (engine build, INT8 calibrator).
 Supported: TensorRT 8.5 (JetPack 5.1), 8.6 (JetPack 6.0), 10.x (JetPack 6.1/6.2, desktop) and
-11.x (desktop); see ``ARCHITECTURE.md``. Every difference between those releases is decided here,
-by feature detection on the imported module (``hasattr``), so callers never compare version
-numbers. Nothing here imports tensorrt at module level: the ``trt`` module is passed in, which
-is also what lets the tests run these helpers against per-release fakes built from
-``shared/trt-api/*.json``.
+11.x (desktop); see ``ARCHITECTURE.md``. Differences between those releases are decided by
+feature detection on the imported module (``hasattr``) in small named helpers, so callers never
+compare version numbers; the helpers only the builder needs live beside it in
+:mod:`export.trt_build`. Nothing here imports tensorrt at module level: the ``trt`` module is
+passed in, which is also what lets the tests run these helpers against per-release fakes built
+from ``trt-api/*.json``.
 
-:data:`VERSION_GATED` lists every tensorrt ``Class.member`` name the project uses that is missing from some
-supported release, and in which releases it exists; a test checks that claim against the API
-lists and that the code only reaches such names behind the helper that gates them.
+:data:`VERSION_GATED` lists every tensorrt ``Class.member`` name the project uses (build or run)
+that is missing from some supported release, and in which releases it exists; a test checks that
+claim against the API lists and that the code only reaches such names behind the helper that
+gates them.
 """
 
 from __future__ import annotations
@@ -106,66 +109,25 @@ def check_supported(trt: Any) -> None:
                         f"(JetPack 5.1+); {install_hint()}")
 
 
-# --- building ---------------------------------------------------------------------------------
-def has_explicit_batch_flag(trt: Any) -> bool:
-    """8.x needs EXPLICIT_BATCH for ONNX; 10.x ignores it (deprecated); 11 removed it."""
-    return parse_version(trt_version(trt))[0] < 10 and hasattr(trt.NetworkDefinitionCreationFlag,
-                                                                "EXPLICIT_BATCH")
-
-
-def supports_strongly_typed(trt: Any) -> bool:
-    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-
-
-def network_flags(trt: Any, strongly_typed: bool = False) -> int:
-    """Flags for ``builder.create_network`` on this release."""
-    flags = 0
-    if has_explicit_batch_flag(trt):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    if strongly_typed:
-        if not supports_strongly_typed(trt):
-            raise UserError(f"TensorRT {trt_version(trt)} has no strongly typed networks (10.0+ does)")
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    return flags
-
-
-def supports_precision_flags(trt: Any) -> bool:
-    """BuilderFlag.FP16/INT8 exist (8.5 to 10.x). On 11 precision comes from the ONNX types."""
-    return hasattr(trt.BuilderFlag, "FP16") and hasattr(trt.BuilderFlag, "INT8")
-
-
-def has_calibrators(trt: Any) -> bool:
-    """Implicit INT8 calibration (IInt8EntropyCalibrator2 + config.int8_calibrator): 8.5 to 10.x."""
-    return hasattr(trt, "IInt8EntropyCalibrator2") and hasattr(trt.IBuilderConfig, "int8_calibrator")
-
-
-def calibrators_deprecated(trt: Any) -> bool:
-    """Calibrators still exist but are deprecated (10.1 and later)."""
-    return has_calibrators(trt) and parse_version(trt_version(trt))[:2] >= (10, 1)
-
-
-def supports_version_compatible(trt: Any) -> bool:
-    return hasattr(trt.BuilderFlag, "VERSION_COMPATIBLE")
-
-
-def supports_hardware_compatible(trt: Any) -> bool:
-    return (hasattr(trt, "HardwareCompatibilityLevel")
-            and hasattr(trt.IBuilderConfig, "hardware_compatibility_level"))
-
-
-def supports_opt_level(trt: Any) -> bool:
-    return hasattr(trt.IBuilderConfig, "builder_optimization_level")
-
-
-def set_workspace(trt: Any, config: Any, nbytes: int) -> None:
-    """Workspace limit: the memory-pool API exists from 8.4 on (max_workspace_size is 8.x only)."""
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(nbytes))
-
-
+# --- loading ---------------------------------------------------------------------------------
 def allow_host_code(runtime: Any) -> None:
     """Version-compatible plans embed a lean runtime that must be allowed to run (8.6+)."""
     if hasattr(runtime, "engine_host_code_allowed"):
         runtime.engine_host_code_allowed = True
+
+
+def set_dla_core(runtime: Any, core: Any, path: str | Path = "engine") -> None:
+    """Point the runtime at the DLA core a plan was built for, before deserializing it (trtexec
+    does the same). ``IRuntime.DLA_core`` defaults to 0 on 8.x and -1 from 10.0, so without this a
+    plan built with ``--dla 1`` runs on the wrong core or fails to load."""
+    if core is None:
+        return
+    core = int(core)
+    cores = int(runtime.num_DLA_cores)
+    if not 0 <= core < cores:
+        raise UserError(f"{path}: built for DLA core {core}, this device has {cores} DLA core(s); "
+                        "rebuild it here with export.engine --dla CORE (or without --dla for the GPU)")
+    runtime.DLA_core = core
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -278,13 +240,26 @@ def _gpu_name(name: str | None) -> str:
     return " ".join(str(name or "").lower().replace("nvidia", " ").split())
 
 
+# Version-compatible plans across major versions, as NVIDIA documents them: "engines built with
+# TensorRT 8 work with TensorRT 9 and TensorRT 10 runtimes" and "version compatibility is supported
+# from version 8.6" (TensorRT 10.x Developer Guide, Advanced Topics > Version Compatibility,
+# docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/advanced.html); "engines built with
+# TensorRT 10 work with TensorRT 11" (TensorRT 11.x, Inference Library > Engine Compatibility,
+# docs.nvidia.com/deeplearning/tensorrt/11.1.0/inference-library/engine-compatibility.html). Within a
+# major version any later release runs them. Nothing documents 8.x -> 11.x, so it is refused.
+CROSS_MAJOR_COMPATIBLE = {(8, 9), (8, 10), (10, 11)}
+VERSION_COMPATIBLE_SINCE = (8, 6)
+
+
 def versions_compatible(built: str, running: str, version_compatible: bool = False) -> bool:
-    """Plans run on the TensorRT release that built them; version-compatible ones on any later
-    release of the same major version."""
+    """Plans run on the TensorRT release that built them; version-compatible ones (built with 8.6+)
+    on any later release of the same major version, and across the major steps NVIDIA lists."""
     b, r = parse_version(built), parse_version(running)
-    if version_compatible:
-        return b[0] == r[0] and r >= b
-    return b == r
+    if not version_compatible:
+        return b == r
+    if b[:2] < VERSION_COMPATIBLE_SINCE or r < b:
+        return False
+    return b[0] == r[0] or (b[0], r[0]) in CROSS_MAJOR_COMPATIBLE
 
 
 def devices_compatible(built_name: str | None, built_cc: str | None, device: CudaDevice,
@@ -315,8 +290,11 @@ def check_engine_matches(engine: str | Path, raw: dict[str, Any], running_versio
     if not built:
         raise UserError(f"{engine}: its sidecar does not say which TensorRT built it; {fix}")
     if not versions_compatible(str(built), running_version, bool(raw.get("version_compatible"))):
+        why = ("version-compatible plans run on the same or a later release of the same major version, "
+               "or 8.6+ on 9.x/10.x and 10.x on 11.x" if raw.get("version_compatible") else
+               "plans only run on the release that built them")
         raise UserError(f"{engine}: built with TensorRT {built}, this machine has {running_version} "
-                        f"(plans only run on the release that built them); {fix}")
+                        f"({why}); {fix}")
     if device is None:
         return
     if not devices_compatible(raw.get("device"), raw.get("compute_capability"), device,

@@ -1,0 +1,84 @@
+"""runtime.loop.FrameLoop: the one set-up of source → faces → pipeline → aggregator → outputs."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from runtime.backends import open_backend
+from runtime.loop import Faces, FrameLoop, Outputs
+from runtime.pipeline import STAGES
+from runtime.sources import Frame, Source
+from tests.helpers.media import lines
+from tests.helpers.models import expected_prob, make_onnx
+
+BOX = (20, 10, 40, 40)
+
+
+class Grey(Source):
+    """``n`` uniform frames of one grey level."""
+
+    def __init__(self, n: int, level: int = 255) -> None:
+        super().__init__("grey")
+        self.n, self.level = n, level
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i in range(self.n):
+            if self._stop.is_set():
+                return
+            yield Frame(np.full((120, 160, 3), self.level, np.uint8), i, i / 25, self.spec, 0)
+
+
+class CountingGuard:
+    def __init__(self) -> None:
+        self.begun = self.ended = 0
+
+    def begin_frame(self) -> None:
+        self.begun += 1
+
+    def end_frame(self) -> None:
+        self.ended += 1
+
+
+@pytest.fixture(scope="module")
+def backend(tmp_path_factory):
+    b = open_backend(str(make_onnx(tmp_path_factory.mktemp("m") / "m.onnx")), threads=1)
+    yield b
+    b.close()
+
+
+def test_given_faces_flow_to_the_jsonl_and_the_aggregate(backend, tmp_path):
+    guard = CountingGuard()
+    loop = FrameLoop(backend, Faces(given=[[BOX]] * 6), Outputs(jsonl=str(tmp_path / "o.jsonl")), max_frames=4,
+                     guard=guard)
+    try:
+        loop.run(Grey(6))
+    finally:
+        tail = loop.close()
+    recs = lines(tmp_path / "o.jsonl")
+    assert [r["frame"] for r in recs] == [0, 1, 2, 3]
+    assert all(r["faces"][0]["box"] == list(BOX) for r in recs)
+    assert recs[0]["faces"][0]["prob"] == pytest.approx(expected_prob(255), abs=1e-4)
+    assert loop.agg.frames == 4 and loop.agg.faces == 4 and [t["track"] for t in tail] == [1]
+    assert loop.started <= loop.first_result and loop.faces_first == 1
+    assert set(loop.pipeline.times.seconds) == set(STAGES) and loop.pipeline.times.seconds["output"] > 0
+    assert guard.begun == 4 and guard.ended == 5  # once more after the loop: a late signal still counts
+
+
+def test_faces_options_choose_the_detector_and_tracking():
+    given = Faces(detect_every=5, given=[[BOX]]).tracker()
+    assert given.detect_every == 1 and type(given.detector).__name__ == "GivenFaces"
+    haar = Faces(detect_every=5).tracker()
+    assert haar.detect_every == 5 and type(haar.detector).__name__ == "HaarFaceDetector"
+    assert type(Faces(kind="none").tracker().detector).__name__ == "WholeFrameDetector"
+
+
+def test_frames_past_the_given_boxes_have_no_face(backend):
+    loop = FrameLoop(backend, Faces(given=[[BOX]]))
+    try:
+        loop.run(Grey(3))
+    finally:
+        loop.close()
+    assert loop.agg.frames == 3 and loop.agg.frames_without_face == 2
