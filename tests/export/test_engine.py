@@ -18,8 +18,9 @@ from runtime.backends import trt_compat
 from runtime.errors import UserError
 from runtime.meta import read_sidecar, sha256_file
 from tests.helpers import TRT_API_DIR, run_module
+from tests.helpers.fake_cuda import FakeCuda, has_cuda_driver, write_crashing_tensorrt
 from tests.helpers.models import tiny_onnx
-from tests.helpers.trt_fakes import FakeCuda, FakeTRT, has_cuda_driver, write_crashing_tensorrt
+from tests.helpers.trt_fakes import FakeTRT
 
 REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "11.4")}
 

@@ -27,8 +27,9 @@ from export.trt_build import EngineOptions, build_serialized, plan_build, resolv
 from runtime.backends import trt_compat
 from runtime.errors import UserError
 from tests.helpers import ROOT, TRT_API_DIR
+from tests.helpers.fake_cuda import FakeCuda
 from tests.helpers.models import tiny_onnx
-from tests.helpers.trt_fakes import FakeCuda, FakeTRT, api_files, api_ids
+from tests.helpers.trt_fakes import FakeTRT, api_files, api_ids
 
 PATTERN = re.compile(r"(?<![\w.])trt\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?")
 SOURCE_DIRS = ("runtime", "export", "calibration", "benchmarks", "training")

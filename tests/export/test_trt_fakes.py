@@ -60,7 +60,7 @@ def test_set_input_shape_refuses_shapes_outside_the_profile(api: Path) -> None:
 def test_execution_needs_an_int_handle_and_a_synchronize() -> None:
     import numpy as np
 
-    from tests.helpers.trt_fakes import FakeCuda
+    from tests.helpers.fake_cuda import FakeCuda
 
     cuda = FakeCuda()
     fake = FakeTRT(TRT_API_DIR / "tensorrt-10.3.0.json", cuda)

@@ -1,8 +1,9 @@
 """Helpers shared by the tests: where things are, what the machine has, running a module, strict JSON.
 
 Builders of test inputs live beside this file: ``models`` (tiny ONNX models and checkpoints),
-``media`` (generated faces and videos), ``trt_fakes`` (a ``tensorrt`` and ``pycuda`` per release,
-built from the API lists in ``trt-api/``).
+``media`` (generated faces and videos), ``trt_fakes`` (a ``tensorrt`` per release,
+built from the API lists in ``trt-api/``), ``fake_cuda`` (a numpy ``pycuda``, the crashing stand-in
+``tensorrt``, the device the fakes stand for).
 """
 
 from __future__ import annotations

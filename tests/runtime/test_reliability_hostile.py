@@ -209,7 +209,8 @@ def test_non_plan_with_a_matching_sidecar_is_one_line_when_tensorrt_rejects_it(t
     from runtime.backends import trt_compat as _trt
     from runtime.errors import UserError
     from tests.helpers import TRT_API_DIR
-    from tests.helpers.trt_fakes import FakeCuda, FakeTRT, orin_device
+    from tests.helpers.fake_cuda import FakeCuda, orin_device
+    from tests.helpers.trt_fakes import FakeTRT
 
     cuda = FakeCuda()
     fake = FakeTRT(TRT_API_DIR / "tensorrt-10.3.0.json", cuda)

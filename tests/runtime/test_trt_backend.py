@@ -20,14 +20,9 @@ from runtime.backends.tensorrt import TensorRTBackend
 from runtime.errors import UserError
 from runtime.meta import Meta, read_sidecar, write_sidecar
 from tests.helpers import ROOT, TRT_API_DIR
+from tests.helpers.fake_cuda import FakeCuda, has_cuda_driver, orin_device, write_crashing_tensorrt
 from tests.helpers.models import tiny_onnx
-from tests.helpers.trt_fakes import (
-    FakeCuda,
-    FakeTRT,
-    has_cuda_driver,
-    orin_device,
-    write_crashing_tensorrt,
-)
+from tests.helpers.trt_fakes import FakeTRT
 
 HERE = orin_device()
 

@@ -1,0 +1,354 @@
+"""First-GPU check of the TensorRT path: ``python -m benchmarks.gpu_check`` (or ``make gpu-check``).
+
+One command for the first session on a machine with an NVIDIA GPU and TensorRT: it builds engines
+from an ONNX (default: the bundled model) and checks what the CPU-only tests can only simulate:
+
+- fp32 / fp16 / int8 engines at the batch profiles 1:4:8, 4:4:4 and 2:4:8, each run at n = 1
+  (a partial batch, padded up to the profile minimum) and n = max, compared with ONNX Runtime on
+  the CPU and, where Polygraphy is installed, through Polygraphy's comparator;
+- open / infer on a worker thread / close 50 times while watching free device memory;
+- a garbage timing cache (the build must start a fresh one);
+- a version-compatible plan (8.6+), loaded through the backend and through Polygraphy;
+- an INT8 rebuild from the calibration cache alone (TensorRT 8.5 - 10.x);
+- on a Jetson: a DLA engine and its DeepStream nvinfer config.
+
+It prints one table (PASS / FAIL / SKIP per line) and writes the same as JSON (``--json``);
+it exits 1 when a line fails. Without TensorRT, or without a GPU, it exits 1 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from runtime.backends import trt_compat
+from runtime.errors import UserError, run_cli
+
+PROG = "benchmarks.gpu_check"
+DEFAULT_ONNX = Path(__file__).resolve().parent.parent / "runtime" / "assets" / "jrc_edge_detect.onnx"
+PROFILES = ((1, 4, 8), (4, 4, 4), (2, 4, 8))
+PRECISIONS = ("fp32", "fp16", "int8")
+TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}  # max |logit - ONNX Runtime's logit|
+LEAK_LOOPS = 50
+LEAK_SLACK = 16 << 20  # free device memory may drift this much over the loops
+
+
+class Skip(Exception):
+    """The check does not apply here (the message says why)."""
+
+
+@dataclass
+class Result:
+    name: str
+    status: str  # PASS, FAIL or SKIP
+    detail: str
+    seconds: float
+
+
+@dataclass
+class Setup:
+    """What the checks run against. ``reference`` maps a batch to ONNX Runtime's logits."""
+
+    onnx: Path
+    out: Path
+    trt: Any
+    device: trt_compat.CudaDevice
+    reference: Callable[[np.ndarray], np.ndarray]
+    input_size: int
+    jetson: bool = False
+    quick: bool = False
+    calib_data: str = "synthetic:64"
+
+
+# --- helpers ---------------------------------------------------------------------------------
+def ort_reference(onnx: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """ONNX Runtime on the CPU: the reference every engine is compared with."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(["logit"], {name: x})[0]
+
+
+def batch(setup: Setup, n: int, seed: int = 0) -> np.ndarray:
+    s = setup.input_size
+    return np.random.default_rng(seed).standard_normal((n, 3, s, s)).astype(np.float32)
+
+
+def build(setup: Setup, name: str, **options: Any) -> Path:
+    from export.engine import onnx_to_engine
+    from export.trt_build import EngineOptions
+
+    return onnx_to_engine(options.pop("onnx", setup.onnx), setup.out / f"{name}.engine", EngineOptions(**options))
+
+
+def int8_options(setup: Setup, name: str) -> dict[str, Any]:
+    """INT8 the way this release takes it: the calibrator (8.5-10.x) or a Q/DQ ONNX (11)."""
+    from export.trt_build import has_calibrators
+
+    if has_calibrators(setup.trt):
+        return {"calib_data": setup.calib_data, "calib_cache": setup.out / f"{name}.calib"}
+    qdq = setup.out / "detect.int8.onnx"
+    if not qdq.is_file():
+        import subprocess
+        import sys
+
+        subprocess.run([sys.executable, "-m", "calibration.quantize", "--onnx", str(setup.onnx), "--data",
+                        setup.calib_data, "--target", "trt", "--no-speed", "--out", str(qdq)], check=True)
+    return {"onnx": qdq}
+
+
+def compare(setup: Setup, engine: Path, precision: str, sizes: list[int]) -> str:
+    """Run the engine through the backend at each n; every logit within the tolerance of ORT's."""
+    from runtime.backends.tensorrt import TensorRTBackend
+
+    worst = 0.0
+    with TensorRTBackend(str(engine)) as b:
+        for n in sizes:
+            x = batch(setup, n, seed=n)
+            got, want = b.infer(x)["logit"], setup.reference(x)
+            if got.shape != (n, 1):
+                raise AssertionError(f"n={n}: logit shape {got.shape}")
+            worst = max(worst, float(np.max(np.abs(got - want))))
+    if worst > TOLERANCE[precision]:
+        raise AssertionError(f"max |diff| {worst:.3g} > {TOLERANCE[precision]} vs ONNX Runtime")
+    return f"n={','.join(map(str, sizes))}: max |diff| {worst:.2g} vs ONNX Runtime"
+
+
+def polygraphy_compare(setup: Setup, engine: Path, precision: str, n: int, version_compatible: bool = False) -> str:
+    """The same comparison through Polygraphy's runners and comparator (an independent loader)."""
+    try:
+        from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+        from polygraphy.comparator import Comparator, CompareFunc
+    except ImportError:
+        raise Skip("polygraphy is not installed (pip install polygraphy)") from None
+    trt = setup.trt
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if version_compatible:
+        trt_compat.allow_host_code(runtime)
+    try:
+        loader = EngineFromBytes(engine.read_bytes(), runtime=runtime)
+    except TypeError:
+        raise Skip("this Polygraphy cannot take a runtime (needed for version-compatible plans); upgrade it") from None
+    feed = [{"input": batch(setup, n, seed=7)}]
+    tol = TOLERANCE[precision]
+    results = Comparator.run([TrtRunner(loader), OnnxrtRunner(SessionFromOnnx(str(setup.onnx)))], data_loader=feed)
+    ok = Comparator.compare_accuracy(results, compare_func=CompareFunc.simple(atol=tol, rtol=tol))
+    if not bool(ok):
+        raise AssertionError(f"Polygraphy: outputs differ beyond atol=rtol={tol}")
+    return f"Polygraphy n={n}: within atol=rtol={tol}"
+
+
+def polygraphy_or_note(setup: Setup, engine: Path, precision: str, n: int, version_compatible: bool = False) -> str:
+    try:
+        return polygraphy_compare(setup, engine, precision, n, version_compatible)
+    except Skip as e:
+        return f"Polygraphy skipped: {e}"
+
+
+def free_device_memory(cuda: Any, ctx: Any) -> int:
+    """Free device memory, asked inside the device's primary context (pushed only for the query)."""
+    ctx.push()
+    try:
+        return int(cuda.mem_get_info()[0])
+    finally:
+        ctx.pop()
+
+
+# --- the checks ------------------------------------------------------------------------------
+def check_matrix(setup: Setup) -> list[tuple[str, Callable[[], str]]]:
+    """fp32/fp16/int8 × profiles: build, n = 1 and n = max through the backend and Polygraphy."""
+    checks = []
+    profiles = PROFILES[:1] if setup.quick else PROFILES
+    for precision in PRECISIONS:
+        for prof in profiles:
+            tag = f"{precision} {':'.join(map(str, prof))}"
+            name = f"detect.{precision}.b{'-'.join(map(str, prof))}"
+
+            def one(precision: str = precision, prof: tuple = prof, name: str = name) -> str:
+                extra = int8_options(setup, name) if precision == "int8" else {}
+                engine = build(setup, name, precision=precision, batch=prof, **extra)
+                detail = compare(setup, engine, precision, sorted({1, prof[2]}))
+                return f"{detail}; {polygraphy_or_note(setup, engine, precision, prof[0])}"
+
+            checks.append((f"build+infer {tag}", one))
+    return checks
+
+
+def check_open_close(setup: Setup) -> str:
+    """Open, infer on a worker thread, close: LEAK_LOOPS times; free device memory must not sink."""
+    from runtime.backends.tensorrt import TensorRTBackend
+
+    engine = build(setup, "detect.fp16.loop", precision="fp16", batch=(1, 4, 8))
+    cuda = trt_compat.import_pycuda()
+    cuda.init()
+    ctx = cuda.Device(0).retain_primary_context()
+    try:
+        free = []
+        for i in range(LEAK_LOOPS):
+            b = TensorRTBackend(str(engine))
+            errors: list[BaseException] = []
+            t = threading.Thread(target=_infer_or_record, args=(b, batch(setup, 3, seed=i), errors))
+            t.start()
+            t.join()
+            b.close()
+            if errors:
+                raise AssertionError(f"loop {i}: {type(errors[0]).__name__}: {errors[0]}")
+            free.append(free_device_memory(cuda, ctx))
+    finally:
+        ctx.detach()
+    drift = free[0] - min(free)
+    if drift > LEAK_SLACK:
+        raise AssertionError(f"free device memory fell {drift / 2**20:.1f} MiB over {LEAK_LOOPS} loops")
+    return f"{LEAK_LOOPS} loops; free device memory drift {drift / 2**20:.2f} MiB"
+
+
+def _infer_or_record(b: Any, x: np.ndarray, errors: list) -> None:
+    try:
+        b.infer(x)
+    except BaseException as e:  # reported by the caller's thread
+        errors.append(e)
+
+
+def check_garbage_timing_cache(setup: Setup) -> str:
+    cache = setup.out / "garbage.timing.cache"
+    cache.write_bytes(b"\x00not a timing cache" * 8)
+    build(setup, "detect.fp32.cache", precision="fp32", batch=(1, 4, 8), timing_cache=cache)
+    if cache.read_bytes().startswith(b"\x00not a timing cache"):
+        raise AssertionError("the garbage timing cache was not replaced")
+    build(setup, "detect.fp32.cache2", precision="fp32", batch=(1, 4, 8), timing_cache=cache)  # reused
+    return f"built, then rebuilt with the new cache ({cache.stat().st_size} bytes)"
+
+
+def check_version_compatible(setup: Setup) -> str:
+    from export.trt_build import supports_version_compatible
+
+    if not supports_version_compatible(setup.trt):
+        raise Skip(f"TensorRT {trt_compat.trt_version(setup.trt)} has no version-compatible plans (8.6+)")
+    engine = build(setup, "detect.fp32.vc", precision="fp32", batch=(1, 4, 8), version_compatible=True)
+    detail = compare(setup, engine, "fp32", [1, 8])
+    return f"{detail}; {polygraphy_or_note(setup, engine, 'fp32', 2, version_compatible=True)}"
+
+
+def check_int8_from_cache(setup: Setup) -> str:
+    from export.trt_build import has_calibrators
+
+    if not has_calibrators(setup.trt):
+        raise Skip(f"TensorRT {trt_compat.trt_version(setup.trt)} has no calibrators (INT8 is Q/DQ only)")
+    cache = setup.out / "detect.int8.cal.calib"
+    build(setup, "detect.int8.cal", precision="int8", batch=(1, 4, 8), calib_data=setup.calib_data, calib_cache=cache)
+    if not cache.is_file():
+        raise AssertionError("calibration wrote no cache")
+    engine = build(setup, "detect.int8.fromcache", precision="int8", batch=(1, 4, 8), calib_cache=cache)
+    return "rebuilt from the cache alone; " + compare(setup, engine, "int8", [1, 8])
+
+
+def check_dla(setup: Setup) -> str:
+    if not setup.jetson:
+        raise Skip("not a Jetson (no DLA)")
+    from export.deepstream import export_config
+
+    engine = build(setup, "detect.fp16.dla0", precision="fp16", batch=(4, 4, 4), dla_core=0, gpu_fallback=True)
+    detail = compare(setup, engine, "fp16", [1, 4])
+    cfg = export_config(engine, out=setup.out / "deepstream" / "sgie.txt")
+    prop = dict(line.split("=", 1) for line in cfg.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    if (prop.get("enable-dla"), prop.get("use-dla-core")) != ("1", "0"):
+        raise AssertionError(f"{cfg}: no enable-dla=1 / use-dla-core=0")
+    if not (cfg.parent / prop["model-engine-file"]).resolve() == engine.resolve():
+        raise AssertionError(f"{cfg}: model-engine-file {prop['model-engine-file']} does not lead to {engine}")
+    return f"{detail}; nvinfer config {cfg} (run it with deepstream-app to finish the check)"
+
+
+def check_list(setup: Setup) -> list[tuple[str, Callable[[], str]]]:
+    return [*check_matrix(setup),
+            (f"open/infer on a thread/close ×{LEAK_LOOPS}", lambda: check_open_close(setup)),
+            ("garbage timing cache", lambda: check_garbage_timing_cache(setup)),
+            ("version-compatible plan", lambda: check_version_compatible(setup)),
+            ("int8 rebuild from calibration cache", lambda: check_int8_from_cache(setup)),
+            ("DLA engine + nvinfer config", lambda: check_dla(setup))]
+
+
+def run_checks(checks: list[tuple[str, Callable[[], str]]], progress: bool = True) -> list[Result]:
+    """Run each check; an exception fails its line only (its first line is the detail)."""
+    results = []
+    for name, fn in checks:
+        t0 = time.perf_counter()
+        try:
+            status, detail = "PASS", fn()
+        except Skip as e:
+            status, detail = "SKIP", str(e)
+        except Exception as e:  # any failure is one FAIL line; the table must still come out
+            status = "FAIL"
+            detail = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+            if progress:
+                traceback.print_exc()
+        results.append(Result(name, status, detail, round(time.perf_counter() - t0, 2)))
+        if progress:
+            print(f"{PROG}: {status} {name}", flush=True)
+    return results
+
+
+# --- report ----------------------------------------------------------------------------------
+def render_table(results: list[Result]) -> str:
+    w = max([len(r.name) for r in results] + [5])
+    lines = [f"{'check':<{w}}  result  {'s':>7}  detail", "-" * (w + 40)]
+    lines += [f"{r.name:<{w}}  {r.status:<6}  {r.seconds:7.1f}  {r.detail}" for r in results]
+    counts = {s: sum(r.status == s for r in results) for s in ("PASS", "FAIL", "SKIP")}
+    lines.append(f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, results: list[Result], environment: dict[str, Any]) -> Path:
+    from runtime.fileio import write_atomic
+
+    doc = {"environment": environment, "results": [asdict(r) for r in results],
+           "passed": all(r.status != "FAIL" for r in results)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def environment(setup: Setup) -> dict[str, Any]:
+    d = setup.device
+    return {"tensorrt": trt_compat.trt_version(setup.trt), "device": d.name, "compute_capability": d.compute_capability,
+            "device_memory": d.total_memory, "jetson": setup.jetson, "onnx": str(setup.onnx)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=PROG, description="Check the TensorRT path on this GPU: builds, "
+                                 "partial batches, leaks, caches, version-compatible plans, DLA.")
+    ap.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="detect ONNX (default: the bundled model)")
+    ap.add_argument("--out", type=Path, default=Path("runs/gpu_check"), help="folder for engines and the report")
+    ap.add_argument("--json", type=Path, help="report file (default: OUT/gpu_check.json)")
+    ap.add_argument("--calib-data", default="synthetic:64", help="INT8 calibration data (default synthetic:64)")
+    ap.add_argument("--quick", action="store_true", help="one profile (1:4:8) instead of three")
+    a = ap.parse_args(argv)
+    trt = trt_compat.import_tensorrt()  # one line and exit 1 without TensorRT
+    device = trt_compat.probe_cuda_device(0)  # ... or without a usable GPU
+    trt_compat.import_pycuda()
+    from export.onnx_io import inspect_onnx
+
+    info = inspect_onnx(a.onnx)
+    if info.meta is None:
+        raise UserError(f"{a.onnx}: no jrc metadata; export it with python -m export.onnx")
+    a.out.mkdir(parents=True, exist_ok=True)
+    setup = Setup(a.onnx, a.out, trt, device, ort_reference(a.onnx), info.meta.input_size,
+                  trt_compat.is_jetson(), a.quick, a.calib_data)
+    results = run_checks(check_list(setup))
+    print(render_table(results))
+    path = write_json(a.json or a.out / "gpu_check.json", results, environment(setup))
+    print(f"{PROG}: wrote {path}")
+    return 1 if any(r.status == "FAIL" for r in results) else 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

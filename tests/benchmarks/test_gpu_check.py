@@ -1,0 +1,107 @@
+"""benchmarks.gpu_check without a GPU: its one-line error without TensorRT, its checks end to end on
+the per-release fakes (FakeTRT + FakeCuda), and the table / JSON it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import gpu_check
+from benchmarks.gpu_check import Result, Setup, check_list, render_table, run_checks, write_json
+from runtime.backends import trt_compat
+from tests.helpers import TRT_API_DIR, run_module
+from tests.helpers.fake_cuda import FakeCuda, orin_device
+from tests.helpers.models import tiny_onnx
+from tests.helpers.trt_fakes import FakeTRT
+
+
+def test_without_tensorrt_one_line(tmp_path: Path) -> None:
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "tensorrt.py").write_text("raise ModuleNotFoundError(\"No module named 'tensorrt'\", name='tensorrt')\n")
+    p = run_module("benchmarks.gpu_check", "--out", tmp_path / "out", env={**os.environ, "PYTHONPATH": str(block)},
+                   timeout=120)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, p.stderr
+    assert lines[0].startswith("benchmarks.gpu_check: error: tensorrt is not installed")
+    assert not (tmp_path / "out").exists()
+
+
+def _mean(x: np.ndarray) -> np.ndarray:  # what the fake engine computes
+    return x.reshape(x.shape[0], -1).mean(1, keepdims=True)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Setup, FakeTRT, FakeCuda]:
+    cuda = FakeCuda()
+    fake = FakeTRT(TRT_API_DIR / "tensorrt-10.3.0.json", cuda)
+    for name, mod in (("tensorrt", fake.module), ("pycuda", cuda.module), ("pycuda.driver", cuda.driver)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device", lambda index=0, timeout=60.0: orin_device())
+    for name in ("polygraphy", "polygraphy.backend.onnxrt", "polygraphy.backend.trt", "polygraphy.comparator"):
+        monkeypatch.setitem(sys.modules, name, None)  # Polygraphy would load the real tensorrt's plugins
+    cal = types.ModuleType("export.trt_calibrator")
+
+    def make_calibrator(trt, onnx_path, data, meta, cache_path, *a, **k):
+        if data is not None:  # calibrating writes the cache; a rebuild from the cache reads it
+            Path(cache_path).write_bytes(b"TRT-100-EntropyCalibration2\n")
+        assert Path(cache_path).is_file()
+        return trt.IInt8EntropyCalibrator2()
+
+    cal.make_calibrator = make_calibrator
+    monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    onnx = tiny_onnx(tmp_path / "detect.onnx")
+    s = Setup(onnx, tmp_path / "out", fake.module, orin_device(), _mean, 32, jetson=True, quick=True)
+    s.out.mkdir()
+    return s, fake, cuda
+
+
+def test_checks_pass_on_the_fakes(setup) -> None:
+    s, fake, cuda = setup
+    results = run_checks(check_list(s), progress=False)
+    by = {r.name: r for r in results}
+    assert [r.status for r in results] == ["PASS"] * len(results), render_table(results)
+    assert {"build+infer fp32 1:4:8", "build+infer int8 1:4:8", "DLA engine + nvinfer config"} <= set(by)
+    assert "n=1,8" in by["build+infer fp16 1:4:8"].detail and "Polygraphy skipped" in by["build+infer fp16 1:4:8"].detail
+    assert cuda.leaked == [] and cuda.live_streams() == []
+    assert any(p["dla_core"] == 0 for p in fake.built) and any(p["version_compatible"] for p in fake.built)
+
+
+def test_all_profiles_and_failures_are_lines(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    s, fake, _ = setup
+    s.quick, s.jetson = False, False
+    names = [n for n, _ in check_list(s)]
+    assert [n for n in names if n.startswith("build+infer fp16")] == [
+        "build+infer fp16 1:4:8", "build+infer fp16 4:4:4", "build+infer fp16 2:4:8"]
+    s.reference = lambda x: _mean(x) + 1.0  # an engine that disagrees with ONNX Runtime
+    picked = [c for c in check_list(s) if c[0] in ("build+infer fp32 4:4:4", "DLA engine + nvinfer config")]
+    fail, skip = run_checks(picked, progress=False)
+    assert fail.status == "FAIL" and "max |diff|" in fail.detail and "\n" not in fail.detail
+    assert skip.status == "SKIP" and "not a Jetson" in skip.detail
+
+
+def test_leak_check_sees_memory_that_is_not_freed(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    s, _, cuda = setup
+    from runtime.backends.tensorrt import TensorRTBackend
+
+    monkeypatch.setattr(TensorRTBackend, "_release", lambda self: None)  # frees nothing
+    monkeypatch.setattr(gpu_check, "LEAK_SLACK", 1 << 20)  # the tiny model leaks ~100 kB per open
+    (r,) = run_checks([c for c in check_list(s) if c[0].startswith("open/infer")], progress=False)
+    assert r.status == "FAIL" and "free device memory fell" in r.detail
+
+
+def test_table_and_json(tmp_path: Path) -> None:
+    results = [Result("a check", "PASS", "fine", 1.0), Result("another", "FAIL", "Bad: x", 0.5),
+               Result("dla", "SKIP", "not a Jetson", 0.0)]
+    table = render_table(results)
+    assert "a check" in table and "FAIL" in table and table.splitlines()[-1] == "1 passed, 1 failed, 1 skipped"
+    doc = json.loads(write_json(tmp_path / "r" / "g.json", results, {"tensorrt": "10.3.0"}).read_text())
+    assert doc["passed"] is False and doc["environment"]["tensorrt"] == "10.3.0"
+    assert [r["status"] for r in doc["results"]] == ["PASS", "FAIL", "SKIP"]
+    assert gpu_check.TOLERANCE["fp32"] < gpu_check.TOLERANCE["fp16"] < gpu_check.TOLERANCE["int8"]
