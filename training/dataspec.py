@@ -26,7 +26,8 @@ A spec is one of:
 * **``synthetic``** or ``synthetic:<n>``: the offline real faces (``training.sample_faces``) as
   label 0 alternating with self-blends of them (``training.synthetic``) as label 1, ``n`` items
   (default: two per face; a tool's size limit below ``n`` gives ``synthetic:<limit>``); the
-  video id is the face id.
+  video id is the face id. Other forgery families (``training.forgeries``): ``synthetic-i2g:<n>``
+  (one family) or ``synthetic:<n>:families=sbi,i2g,region`` (rotating; ``families=all``).
 
 Rules shared by every spec: a video id that occurs under both labels becomes ``real/<id>`` and
 ``fake/<id>``; a crop file that cannot be decoded is an error naming it (a skipped crop would
@@ -71,15 +72,42 @@ from runtime.preprocess import resize_square, to_input
 LABELS = ("real", "fake")
 MANIFEST_SPLITS = ("train", "val", "test")
 _EXTRA_COLUMNS = ("split", "group", "method", "dataset")
-SPEC_HELP = "a crops folder (real/, fake/), a CSV manifest, a videos folder or file, or 'synthetic[:N]'"
+SPEC_HELP = ("a crops folder (real/, fake/), a CSV manifest, a videos folder or file, or "
+             "'synthetic[-FAMILY][:N][:families=A,B]'")
 _LABEL_SPELLINGS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "real": 0, "fake": 1}
 _FRAME_SUFFIX = re.compile(r"_f\d+$")
-_SYNTHETIC = re.compile(r"synthetic(?::(\d+))?")
+_SYNTHETIC = re.compile(r"synthetic(?:-(?P<family>[a-z0-9]+))?(?::(?P<n>\d+))?(?::families=(?P<families>[a-z0-9,]+))?")
 
 
 # --- splits ----------------------------------------------------------------------------------
 def is_synthetic(spec: str | Path) -> bool:
     return _SYNTHETIC.fullmatch(str(spec).strip()) is not None
+
+
+def parse_synthetic(spec: str | Path) -> tuple[int | None, tuple[str, ...]]:
+    """``synthetic[-FAMILY][:N][:families=A,B]`` as (N or None, forgery families); UserError on a bad
+    one. Without a family, ``sbi`` (self-blends) as before; ``families=all`` is every family."""
+    from training.forgeries import parse_families
+
+    text = str(spec).strip()
+    m = _SYNTHETIC.fullmatch(text)
+    if m is None:
+        raise UserError(f"{text}: not a synthetic spec; expected synthetic[-FAMILY][:N][:families=A,B]")
+    if m.group("family") and m.group("families"):
+        raise UserError(f"{text}: name the families once: synthetic-FAMILY or synthetic:families=A,B")
+    try:
+        families = parse_families(m.group("family") or m.group("families"))
+    except ValueError as e:
+        raise UserError(f"{text}: {e}") from None
+    n = int(m.group("n")) if m.group("n") else None
+    return n, families
+
+
+def synthetic_spec(n: int | None, families: Sequence[str]) -> str:
+    """The spec string for ``n`` items of ``families`` (the inverse of :func:`parse_synthetic`)."""
+    fams = tuple(families)
+    return ("synthetic" + (f":{n}" if n else "")
+            + ("" if fams == ("sbi",) else f":families={','.join(fams)}"))
 
 
 def split_for(spec: str | Path, role: str) -> str | None:
@@ -125,31 +153,59 @@ class CropFiles:
 
 
 class SyntheticFaces:
-    """Offline real faces (label 0) alternating with self-blends of them (label 1)."""
+    """Offline real faces (label 0) alternating with forgeries of them (label 1).
 
-    def __init__(self, spec: str, faces: Sequence[tuple[str, np.ndarray]], n: int | None = None):
-        self.spec, self.faces = spec, list(faces)
-        f = len(self.faces)
+    Item 2k is a face's real crop, item 2k+1 a forgery of the same face, of the family
+    ``families_of[2k+1]`` (``training.forgeries``; "" for real items). Families rotate over the
+    pairs and, when faces repeat, over each face's rounds, so no face is tied to one family.
+    Two-identity families draw their donor from this set's other faces only, so a split's
+    forgeries never contain a face of the other split.
+    """
+
+    def __init__(self, spec: str, faces: Sequence[tuple[str, np.ndarray]], n: int | None = None,
+                 families: Sequence[str] = ("sbi",)):
+        self.spec, self.faces, self.families = spec, list(faces), tuple(families)
+        f, nf = len(self.faces), len(self.families)
         n = 2 * f if n is None else int(n)
         pairs = (n + 1) // 2
-        # Item 2k is a face's real crop, item 2k+1 its forgery. With fewer pairs than faces the
-        # pairs are spread evenly over the faces; with more, the faces repeat.
+        # With fewer pairs than faces the pairs are spread evenly over the faces; with more, the faces repeat.
         self.face_of = [((i // 2) * f // pairs) if pairs <= f else (i // 2) % f for i in range(n)]
         self.labels = [i % 2 for i in range(n)]
         self.videos = [self.faces[k][0] for k in self.face_of]
+        rounds = [0 if pairs <= f else (i // 2) // f for i in range(n)]
+        self.families_of = ["" if i % 2 == 0 else
+                            self.families[((i // 2) if pairs <= f else self.face_of[i] + rounds[i]) % nf]
+                            for i in range(n)]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def crop(self, index: int, rng: np.random.Generator, vary: bool = False) -> np.ndarray:
         """Item ``index``; ``rng`` draws the forgery, ``vary`` adds training's global variants first."""
-        from training.sample_faces import vary_face
-        from training.synthetic import self_blend
+        return self.forgery(index, rng, vary)[0]
 
-        face = self.faces[self.face_of[index]][1]
+    def forgery(self, index: int, rng: np.random.Generator, vary: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(crop, mask) of item ``index``; the mask is all zero for a real item."""
+        from training.forgeries import NEEDS_DONOR, forge
+        from training.sample_faces import vary_face
+
+        k = self.face_of[index]
+        face = self.faces[k][1]
         if vary:  # before blending: the real and the fake crop of a face share them
             face = vary_face(face, rng)
-        return face.copy() if self.labels[index] == 0 else self_blend(face, rng)[0]
+        if self.labels[index] == 0:
+            return face.copy(), np.zeros(face.shape[:2], np.float32)
+        family = self.families_of[index]
+        donor = None
+        if family in NEEDS_DONOR or family == "region":
+            others = [j for j in range(len(self.faces)) if self.faces[j][0] != self.faces[k][0]]
+            if others:
+                donor = self.faces[others[int(rng.integers(len(others)))]][1]
+                if vary:
+                    donor = vary_face(donor, rng)
+        if family in NEEDS_DONOR and donor is None:  # a one-face set: the nearest thing is a self-blend
+            family = "sbi"
+        return forge(family, face, rng, donor)
 
 
 def read_crop(path: Path) -> np.ndarray:
@@ -279,16 +335,15 @@ def open_items(spec: str | Path, meta: Meta, split: str | None = None, val_fract
     run starts.
     """
     text = str(spec).strip()
-    m = _SYNTHETIC.fullmatch(text)
-    if m:
-        n = int(m.group(1)) if m.group(1) else None
+    if is_synthetic(text):
+        n, families = parse_synthetic(text)
         if n is not None and n < 2:
             raise UserError(f"{text}: synthetic:<n> needs n >= 2 (one real and one fake)")
         from training.sample_faces import sample_real_faces
 
         faces = sample_real_faces(meta.input_size, meta.face_margin)
         keep = split_ids([fid for fid, _ in faces], split, val_fraction)
-        return SyntheticFaces(text, [f for f in faces if f[0] in keep], n)
+        return SyntheticFaces(text, [f for f in faces if f[0] in keep], n, families)
     path = Path(text).expanduser()
     kind = _kind(path)
     if kind == "videos":
@@ -468,9 +523,9 @@ def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, he
     labels: list[int] | None
     skipped = 0
     if is_synthetic(name):
-        given = _SYNTHETIC.fullmatch(name.strip()).group(1)  # type: ignore[union-attr]
-        n = size if given is None else int(given) if size is None else min(int(given), size)
-        items = open_items(f"synthetic:{n}" if n else "synthetic", meta, split)
+        given, families = parse_synthetic(name)
+        n = size if given is None else given if size is None else min(given, size)
+        items = open_items(synthetic_spec(n, families), meta, split)
         item_seed = 0 if held_out else seed
         with _progress(len(items), "synthetic faces", progress) as bar:
             crops = []

@@ -5,6 +5,11 @@ video-level AUC, EER, AP and ACC (ACC at the checkpoint's metadata threshold unl
 is given; a video's score is the mean of its frames' probabilities). Prints one table row per
 dataset (several datasets = the cross-dataset table), and writes OUT/metrics.json plus
 OUT/roc_<dataset>.png per dataset.
+
+``--protocol CROPS`` evaluates the test splits of the benchmarks that ``python -m training.datasets``
+wrote to CROPS (FF++ overall and per manipulation, Celeb-DF v2, DFDC, DFDC-preview) in one table;
+``--split`` and ``--by-method`` do the same for any manifest with ``split`` and ``method`` columns.
+A per-method row scores that method's fakes against all the dataset's real videos of the split.
 """
 
 from __future__ import annotations
@@ -23,8 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="checkpoint written by python -m training.train")
-    p.add_argument("--data", required=True, nargs="+", metavar="SPEC",
+    p.add_argument("--data", nargs="+", metavar="SPEC",
                    help="datasets: folders with real/ and fake/, CSV manifests, or 'synthetic[:N]' (its held-out faces)")
+    p.add_argument("--protocol", metavar="CROPS", help="the output folder of python -m training.datasets: evaluate "
+                   "the test split of every benchmark in it, FF++ also per manipulation (= --split test --by-method)")
+    p.add_argument("--split", choices=("train", "val", "test"),
+                   help="evaluate only the rows of each manifest whose split column says this")
+    p.add_argument("--by-method", action="store_true",
+                   help="also one row per manipulation method (manifests with a method column)")
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval)")
     p.add_argument("--threshold", type=float, help="probability threshold for ACC (default: the checkpoint's)")
     p.add_argument("--batch-size", type=int, default=64)
@@ -38,6 +49,13 @@ def dataset_name(spec: str, taken: set[str]) -> str:
     """A short unique name for a dataset spec: 'synthetic', a folder's name, a manifest's stem."""
     p = Path(spec)
     base = spec if spec.startswith("synthetic") else (p.stem if p.suffix.lower() == ".csv" else p.name or str(p))
+    if p.name == "manifest.csv" and p.parent.name:  # training.datasets / training.extract output: the folder's name
+        base = p.parent.name
+    return unique_name(base, taken)
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``, … when taken; the name is added to ``taken``."""
     name, k = base, 2
     while name in taken:
         name, k = f"{base}_{k}", k + 1
@@ -58,15 +76,44 @@ def _device(arg: str) -> Any:
         raise UserError(f"--device {arg}: expected auto, cpu, cuda or cuda:N") from None
 
 
-def _open(spec: str, meta: Any) -> Any:
-    from training.data import open_dataset
-    from training.dataspec import split_for
+PROTOCOL_ORDER = ("ffpp-c23", "ffpp-raw", "ffpp-c40", "celebdf-v2", "dfdc", "dfdcp")
 
-    return open_dataset(spec, meta, train=False, split=split_for(spec, "evaluate"))
+
+def protocol_specs(root: str | Path) -> list[str]:
+    """The manifests of ``python -m training.datasets`` below ``root``, in the protocol's order."""
+    root = Path(root)
+    found = sorted(p.parent.name for p in root.glob("*/manifest.csv"))
+    if not found:
+        raise UserError(f"--protocol {root}: no <dataset>/manifest.csv inside; prepare the benchmarks with "
+                        f"python -m training.datasets --root DATA --out {root}")
+    rank = {n: i for i, n in enumerate(PROTOCOL_ORDER)}
+    return [str(root / n / "manifest.csv") for n in sorted(found, key=lambda n: (rank.get(n, len(rank)), n))]
+
+
+def _open(spec: str, meta: Any, split: str | None = None) -> Any:
+    from training.data import open_dataset
+    from training.dataspec import is_synthetic, split_for
+
+    use = split if split is not None and not is_synthetic(spec) else split_for(spec, "evaluate")
+    return open_dataset(spec, meta, train=False, split=use)
+
+
+def method_subsets(ds: Any) -> list[tuple[str, list[int]]]:
+    """(method, item indices) per fake method of a manifest with a method column: its fakes + every real."""
+    methods = (getattr(ds.items, "columns", None) or {}).get("method")
+    if not methods:
+        return []
+    reals = [i for i, y in enumerate(ds.labels) if not y]
+    fake_methods = sorted({m for m, y in zip(methods, ds.labels) if y and m})
+    if len(fake_methods) < 2:
+        return []
+    return [(m, sorted(reals + [i for i, (mm, y) in enumerate(zip(methods, ds.labels)) if y and mm == m]))
+            for m in fake_methods]
 
 
 def evaluate(ckpt: str | Path, specs: list[str], threshold: float | None = None, batch_size: int = 64,
-             workers: int = 0, device: str = "auto") -> dict[str, Any]:
+             workers: int = 0, device: str = "auto", split: str | None = None,
+             by_method: bool = False) -> dict[str, Any]:
     """Metrics per dataset: ``{"checkpoint", "threshold", "meta", "datasets": {name: summary + spec}}``.
 
     The probabilities and labels ride along under the private key ``_scores`` for the ROC plots.
@@ -90,7 +137,7 @@ def evaluate(ckpt: str | Path, specs: list[str], threshold: float | None = None,
     }
     taken: set[str] = set()
     for spec in specs:
-        ds = _open(spec, meta)
+        ds = _open(spec, meta, split)
         if len(ds) == 0:
             raise UserError(f"{spec}: no samples found; check the folder or manifest")
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
@@ -102,9 +149,33 @@ def evaluate(ckpt: str | Path, specs: list[str], threshold: float | None = None,
         videos = video_ids(ds.labels, ds.videos)
         s = summary(probs, ds.labels, videos, thr)
         s["spec"] = spec
+        s["split"] = split
         s["_scores"] = (probs, list(ds.labels), videos)
         result["datasets"][name] = s
+        for method, idx in (method_subsets(ds) if by_method else []):
+            sub_videos = [videos[i] for i in idx]
+            sub = summary(probs[idx], [ds.labels[i] for i in idx], sub_videos, thr)
+            sub.update(spec=spec, split=split, method=method,
+                       _scores=(probs[idx], [ds.labels[i] for i in idx], sub_videos))
+            result["datasets"][unique_name(f"{name}/{method}", taken)] = sub
     return result
+
+
+def false_alarm_lines(result: dict[str, Any]) -> str:
+    """One line per dataset: the share of its real faces (frames, videos) called fake at the threshold,
+    and how the checkpoint's threshold was chosen (``--threshold fpr:X`` records it)."""
+    thr = result["threshold"]
+    rule = (result["meta"].get("training") or {}).get("threshold_rule")
+    lines = [f"false-alarm rate (real faces called fake, p >= {thr:g})"
+             + (f"; threshold chosen for FPR {rule.get('target_fpr')} on {rule.get('chosen_on')} "
+                f"({rule.get('real_items')} real items, {rule.get('real_faces')} faces; achieved {rule.get('achieved_fpr')})"
+                if isinstance(rule, dict) and thr == result["meta"].get("threshold") else "")]
+    for name, s in result["datasets"].items():
+        f, v = s["frame"], s.get("video") or {}
+        frame = "n/a" if f["n_real"] == 0 else f"{100 * f['far']:.1f} % of {f['n_real']} real frames"
+        video = f"; {100 * v['far']:.1f} % of {v['n_real']} real videos" if v.get("n_real") else ""
+        lines.append(f"  {name}: {frame}{video}")
+    return "\n".join(lines)
 
 
 def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
@@ -135,6 +206,13 @@ def write_outputs(result: dict[str, Any], out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if bool(args.data) == bool(args.protocol):
+        raise UserError("datasets: give --data SPEC [SPEC ...] or --protocol CROPS (the output of "
+                        "python -m training.datasets), not both")
+    if args.protocol:
+        args.data = protocol_specs(args.protocol)
+        args.split = args.split or "test"
+        args.by_method = True
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UserError(f"--threshold {args.threshold}: expected a probability in 0..1")
     if args.batch_size < 1 or args.workers < 0 or args.threads < 0:
@@ -145,11 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from training.report import format_table
 
-    result = evaluate(args.ckpt, args.data, args.threshold, args.batch_size, args.workers, args.device)
+    result = evaluate(args.ckpt, args.data, args.threshold, args.batch_size, args.workers, args.device,
+                      args.split, args.by_method)
     trained = (result["meta"].get("training") or {}).get("data")
     print(f"checkpoint {args.ckpt}: {result['meta']['encoder']} at {result['meta']['input_size']}px"
-          + (f", trained on {trained}" if trained else ""))
+          + (f", trained on {trained}" if trained else "")
+          + (f"; {args.split} split of each dataset" if args.split else ""))
     print(format_table(list(result["datasets"].items()), result["threshold"]))
+    print(false_alarm_lines(result))
     for name, s in result["datasets"].items():
         for note in s["notes"]:
             if not note.startswith("video level: no video ids"):

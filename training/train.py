@@ -5,6 +5,11 @@ is the classification-only ablation. Writes OUT/last.pt every epoch, OUT/best.pt
 validation frame AUC (both with weights + runtime/meta.py metadata), and one JSON line per epoch
 to stdout and OUT/metrics.jsonl. Multi-GPU: ``torchrun --nproc_per_node=N -m training.train ...``
 (DDP; --batch-size is per process; only rank 0 validates, prints and writes).
+
+Synthetic data takes forgery families (``--families sbi,i2g,region,warp,resample`` or ``all``;
+``training.forgeries``), recorded in the checkpoint's ``meta.training["families"]``.
+``--threshold fpr:X`` stores the lowest threshold that calls at most a share X of the validation
+reals fake, with the rule, the rate achieved and the set in ``meta.training["threshold_rule"]``.
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError, run_cli
-from training.dataspec import is_synthetic
+from runtime.meta import ENCODERS
+from training.dataspec import is_synthetic, parse_synthetic, synthetic_spec
 
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
 _ARG_KEYS = ("data", "val", "synthetic", "augment", "encoder", "input_size", "epochs", "batch_size", "lr", "optimizer",
              "weight_decay", "warmup", "lam", "recon_loss", "recon_real_only", "backbone_weights", "seed",
-             "workers", "amp", "sync_bn", "threshold", "split", "balance")
+             "workers", "amp", "sync_bn", "threshold", "split", "balance", "families")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -47,16 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
                      f"({SYNTHETIC_VAL} for synthetic data: the held-out faces, 5 forgeries each)")
     src.add_argument("--synthetic", action="store_true",
                      help="same as --data synthetic: self-blended forgeries of the offline sample faces")
-    src.add_argument("--split", choices=("train", "val", "test"),
+    src.add_argument("--split", metavar="train|val|test",
                      help="train on the rows of --data whose split column says this (manifests of "
                      "python -m training.datasets: the official split); default: train, or all of --data with --val")
     src.add_argument("--balance", choices=("none", "sampler"), default="none",
                      help="class balance: 'sampler' draws real and fake items equally often (with replacement), "
                      "for sets such as FF++ with 4-6 fakes per real video; recorded in the checkpoint")
+    src.add_argument("--families", metavar="A,B|all",
+                     help="forgery families of synthetic data (training.forgeries: sbi, i2g, region, warp, "
+                     "resample) for --data and the default validation set; recorded in the checkpoint "
+                     "(default: the spec's, sbi)")
     src.add_argument("--no-augment", dest="augment", action="store_false",
                      help="no flip/colour/blur/JPEG augmentation (tiny data sets learn faster without)")
     m = p.add_argument_group("model")
-    m.add_argument("--encoder", choices=("edge", "xception"), default="edge")
+    m.add_argument("--encoder", choices=ENCODERS, default="edge",
+                   help="edge (MobileNetV3-sized), xception (the paper's) or plain (five conv stages, for 64-128 px)")
     m.add_argument("--input-size", type=int, default=None, help="crop size (default: 224 edge, 299 xception)")
     m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet)")
     m.add_argument("--downsample", choices=("stride", "max"), default=None,
@@ -68,14 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--lr", type=float, default=1e-3)
     o.add_argument("--optimizer", choices=("adam", "adamw"), default="adamw")
     o.add_argument("--weight-decay", type=float, default=1e-4)
-    o.add_argument("--warmup", type=float, default=0.0, help="linear warmup, in epochs, before the cosine decay")
-    o.add_argument("--lambda", dest="lam", type=float, default=1.0,
-                   help="weight of the reconstruction loss (0 = classification only)")
+    o.add_argument("--warmup", type=float, default=0.1, help="linear warmup, in epochs, before the cosine decay")
+    o.add_argument("--lambda", dest="lam", type=float, default=0.1,
+                   help="weight of the reconstruction loss (0 = classification only; at 1.0 the reconstruction "
+                   "term swamped the classifier: BCE stayed at 0.693 for 16 epochs in 3 of 3 seeds, docs/experiments.md)")
     o.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
     o.add_argument("--recon-real-only", action="store_true", help="reconstruct real faces only (RECCE-style)")
-    o.add_argument("--threshold", default="0.5", metavar="P|eer",
-                   help="decision threshold stored in the checkpoint's metadata: a probability, or 'eer' for the "
-                   "equal-error point of the validation set at the best epoch")
+    o.add_argument("--threshold", default="0.5", metavar="P|eer|fpr:X",
+                   help="decision threshold stored in the checkpoint's metadata: a probability, 'eer' for the "
+                   "equal-error point of the validation set at the best epoch, or 'fpr:X' for the lowest threshold "
+                   "that calls at most a share X of the validation set's real faces fake (an operating point for "
+                   "cameras; the target, the rate achieved and the set are stored in the metadata's training)")
     r = p.add_argument_group("run")
     r.add_argument("--out", default="runs/jrc", help="output folder (default for --resume: the checkpoint's)")
     r.add_argument("--resume", metavar="CKPT", help="continue from OUT/last.pt (stored settings are the defaults)")
@@ -98,12 +112,55 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any] |
         from training.checkpoint import read_checkpoint
 
         blob = read_checkpoint(args.resume)
-        stored = blob.get("args") if isinstance(blob.get("args"), dict) else {}
-        parser.set_defaults(**{k: v for k, v in stored.items() if k in _ARG_KEYS},
-                            out=str(Path(args.resume).resolve().parent))
+        stored = _stored_args(parser, blob.get("args"), args.resume)
+        parser.set_defaults(**stored, out=str(Path(args.resume).resolve().parent))
         args = parser.parse_args(argv)
+        try:
+            _check_args(args)
+        except UserError as e:  # a stored setting may be the bad one: name the checkpoint
+            raise UserError(f"--resume {args.resume} (its stored settings are the defaults): {e}") from None
+        return args, blob
     _check_args(args)
     return args, blob
+
+
+def _stored_args(parser: argparse.ArgumentParser, stored: Any, ckpt: str) -> dict[str, Any]:
+    """The settings a checkpoint stored, checked as the command line would be: they become defaults,
+    and argparse would report a bad one as a command-line error (exit 2) although the file is at fault."""
+    if stored is None:
+        return {}
+    if not isinstance(stored, dict):
+        raise UserError(f"--resume {ckpt}: its stored settings are {type(stored).__name__}, expected a dict; "
+                        "the checkpoint is damaged, start a new run")
+    actions = {a.dest: a for a in parser._actions}
+    out: dict[str, Any] = {}
+    for key in _ARG_KEYS:
+        if key not in stored:
+            continue
+        value, action = stored[key], actions[key]
+        if action.nargs == 0:  # on/off flags
+            ok = isinstance(value, bool)
+        elif value is None:
+            ok = action.default is None
+        elif action.type is None:
+            ok = isinstance(value, str)
+        else:
+            ok = (isinstance(value, (str, int, float)) and not isinstance(value, bool)
+                  and not (action.type is int and isinstance(value, float)))
+            try:
+                value = action.type(value) if ok else value
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+            if action.type is float and ok:
+                ok = math.isfinite(value)
+        if ok and action.choices is not None:
+            ok = value in action.choices
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:60] + "…"
+            raise UserError(f"--resume {ckpt}: its stored setting {key} = {shown} is not a valid value for "
+                            f"{action.option_strings[0]}; the checkpoint is damaged, start a new run")
+        out[key] = value
+    return out
 
 
 def _check_args(a: argparse.Namespace) -> None:
@@ -111,6 +168,19 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UserError("training data: give exactly one of --data SPEC or --synthetic")
     if a.synthetic:
         a.data, a.synthetic = "synthetic", False
+    if a.split is not None and a.split not in ("train", "val", "test"):
+        raise UserError(f"--split {a.split}: expected train, val or test")
+    if a.families:
+        if not is_synthetic(a.data):
+            raise UserError(f"--families {a.families}: only synthetic data has forgery families; --data is {a.data}")
+        from training.forgeries import parse_families
+
+        try:
+            fams = parse_families(a.families)
+        except ValueError as e:
+            raise UserError(f"--families: {e}") from None
+        a.data = synthetic_spec(parse_synthetic(a.data)[0], fams)
+        a.families = ",".join(fams)
     for name, value, low in (("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 2), ("--workers", a.workers, 0),
                              ("--threads", a.threads, 0)):
         if value < low:
@@ -120,13 +190,20 @@ def _check_args(a: argparse.Namespace) -> None:
     if a.lam < 0 or a.weight_decay < 0 or a.warmup < 0:
         raise UserError("--lambda, --weight-decay and --warmup must not be negative")
     a.threshold = str(a.threshold).strip().lower()
-    if a.threshold != "eer":
+    if a.threshold.startswith("fpr:"):
+        try:
+            target = float(a.threshold[4:])
+        except ValueError:
+            target = math.nan
+        if not 0 <= target < 1:
+            raise UserError(f"--threshold {a.threshold}: expected fpr:X with a false-alarm rate X in 0..1, e.g. fpr:0.01")
+    elif a.threshold != "eer":
         try:
             p = float(a.threshold)
         except ValueError:
             p = math.nan
         if not 0 <= p <= 1:
-            raise UserError(f"--threshold {a.threshold}: expected a probability in 0..1 or 'eer'")
+            raise UserError(f"--threshold {a.threshold}: expected a probability in 0..1, 'eer' or 'fpr:X'")
     if a.backbone_weights and not Path(a.backbone_weights).is_file():
         raise UserError(f"--backbone-weights {a.backbone_weights}: file not found")
 
@@ -163,7 +240,7 @@ def _datasets(a: argparse.Namespace, meta: Any) -> tuple[Any, Any]:
     from training.data import open_dataset
     from training.dataspec import split_for
 
-    val_spec = a.val or (SYNTHETIC_VAL if is_synthetic(a.data) else a.data)
+    val_spec = a.val or (_synthetic_val(a.data) if is_synthetic(a.data) else a.data)
     train_split = a.split or (split_for(a.data, "train") if a.val else "train")
     val_split = split_for(val_spec, "validate") if a.val else "val"
     augment = None if a.augment else False
@@ -197,6 +274,7 @@ def _loaders(a: argparse.Namespace, train_ds: Any, val_ds: Any, world: int, devi
 
 def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple[Any, Any]:
     from runtime.meta import Meta
+    from training.checkpoint import build_network, load_weights
     from training.model import build_model, default_meta
 
     if blob is not None:
@@ -204,8 +282,8 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         if a.encoder != meta.encoder or (a.input_size or meta.input_size) != meta.input_size:
             raise UserError(f"--resume {a.resume}: the checkpoint is {meta.encoder} at {meta.input_size}; "
                             "resume with the same --encoder/--input-size or start a new run")
-        net = build_model(meta)
-        net.load_state_dict(blob["model"])
+        net = build_network(meta, a.resume)
+        load_weights(net, blob["model"], a.resume)
         return meta, net
     meta = default_meta(a.encoder, a.input_size)
     if a.downsample:
@@ -220,22 +298,35 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
     return meta.with_(model=net.config()), net
 
 
-def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, best_epoch: int) -> dict[str, Any]:
-    val = a.val or (SYNTHETIC_VAL if is_synthetic(a.data) else f"{a.data} (held-out ~20% of videos)")
-    return {"data": a.data, "val": val,
+def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, best_epoch: int,
+                   rule: dict[str, Any] | None = None) -> dict[str, Any]:
+    val = a.val or (_synthetic_val(a.data) if is_synthetic(a.data) else f"{a.data} (held-out ~20% of videos)")
+    info = {"data": a.data, "val": val,
             "epochs": a.epochs, "epochs_done": epoch, "lambda": a.lam, "recon_loss": a.recon_loss,
             "recon_real_only": a.recon_real_only, "optimizer": a.optimizer, "lr": a.lr,
             "split": a.split, "balance": a.balance,
             "batch_size": a.batch_size, "world_size": world, "seed": a.seed, "threshold": a.threshold,
             "best_val_auc": None if math.isnan(best) else best, "best_epoch": best_epoch or None}
+    if is_synthetic(a.data):
+        info["families"] = list(parse_synthetic(a.data)[1])
+    if rule:
+        info["threshold_rule"] = rule
+    return info
 
 
-def _validate(net: Any, val_dl: Any, val_ds: Any, device: Any, amp: bool, threshold: float) -> dict[str, float]:
-    """Frame-level AUC/EER/AP/ACC (and video AUC) of the detect path on the validation set."""
+def _synthetic_val(data: str) -> str:
+    """The default validation set of synthetic training data: its held-out faces, same families."""
+    return synthetic_spec(int(SYNTHETIC_VAL.split(":")[1]), parse_synthetic(data)[1])
+
+
+def _validate(net: Any, val_dl: Any, val_ds: Any, device: Any, amp: bool, threshold: float,
+              rule: str = "") -> dict[str, float]:
+    """Frame-level AUC/EER/AP/ACC/false-alarm rate (and video AUC) of the detect path on the validation
+    set; with ``rule`` 'fpr:X' also the threshold meeting that false-alarm rate on its reals."""
     from tqdm import tqdm
 
     from training.loop import predict, video_ids
-    from training.metrics import summary
+    from training.metrics import summary, threshold_at_fpr
 
     with tqdm(total=len(val_dl), desc="validate", leave=False, file=sys.stderr, dynamic_ncols=True) as bar:
         probs = predict(net, val_dl, len(val_ds), device, amp, progress=bar)
@@ -244,16 +335,20 @@ def _validate(net: Any, val_dl: Any, val_ds: Any, device: Any, amp: bool, thresh
         if note.startswith("frame"):
             print(f"training: validation {note}", file=sys.stderr)
     f = s["frame"]
-    return {"val_auc": f["auc"], "val_eer": f["eer"], "val_eer_threshold": f["eer_threshold"], "val_ap": f["ap"],
-            "val_acc": f["acc"],
-            "val_video_auc": (s["video"] or {}).get("auc", math.nan)}
+    out = {"val_auc": f["auc"], "val_eer": f["eer"], "val_eer_threshold": f["eer_threshold"], "val_ap": f["ap"],
+           "val_acc": f["acc"], "val_far": f["far"],
+           "val_video_auc": (s["video"] or {}).get("auc", math.nan)}
+    if rule.startswith("fpr:") and f["n_real"]:
+        out["val_fpr_threshold"], out["val_fpr_achieved"] = threshold_at_fpr(probs, val_ds.labels, float(rule[4:]))
+    return out
 
 
 def _threshold(spec: str, record: dict[str, Any], current: float) -> float:
-    """The decision threshold for this epoch's checkpoint: fixed, or the validation EER point."""
-    if spec != "eer":
+    """The decision threshold for this epoch's checkpoint: fixed, the validation EER point, or the
+    validation reals' false-alarm-rate point (``fpr:X``)."""
+    if spec not in ("eer",) and not spec.startswith("fpr:"):
         return float(spec)
-    at = record.get("val_eer_threshold", math.nan)
+    at = record.get("val_eer_threshold" if spec == "eer" else "val_fpr_threshold", math.nan)
     return current if at is None or not math.isfinite(at) else float(min(1.0, max(0.0, at)))
 
 
@@ -302,6 +397,7 @@ class _Run:
     start: int = 1
     best: float = math.nan
     best_epoch: int = 0
+    rule: Any = None  # how the stored threshold was chosen (--threshold fpr:X)
 
     @property
     def main_proc(self) -> bool:
@@ -372,12 +468,20 @@ def _restore(run: _Run, blob: dict[str, Any] | None) -> None:
     """With --resume: optimiser, schedule, scaler and the best epoch so far."""
     if blob is None:
         return
-    run.optimizer.load_state_dict(blob["optimizer"])
-    run.scheduler.load_state_dict(blob["scheduler"])
-    if run.amp and blob.get("scaler"):
-        run.scaler.load_state_dict(blob["scaler"])
-    run.start = int(blob["epoch"]) + 1
-    run.best, run.best_epoch = float(blob.get("best_auc", math.nan)), int(blob.get("best_epoch", 0))
+    try:
+        run.optimizer.load_state_dict(blob["optimizer"])
+        run.scheduler.load_state_dict(blob["scheduler"])
+        if run.amp and blob.get("scaler"):
+            run.scaler.load_state_dict(blob["scaler"])
+        epoch, best, best_epoch = blob["epoch"], blob.get("best_auc", math.nan), blob.get("best_epoch", 0)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1_000_000 for v in (epoch, best_epoch)):
+            raise ValueError(f"epoch {epoch!r} / best_epoch {best_epoch!r} are not epoch numbers")
+        run.start, run.best, run.best_epoch = epoch + 1, float(best), best_epoch
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+        detail = " ".join(str(e).split())[:160] or type(e).__name__
+        raise UserError(f"--resume {run.args.resume}: its optimiser/schedule state does not fit this run ({detail}); "
+                        "the checkpoint is damaged or from another version, start a new run") from None
+    run.rule = ((blob.get("meta") or {}).get("training") or {}).get("threshold_rule")
     if run.start > run.args.epochs and run.main_proc:
         print(f"training: {run.args.resume} already finished epoch {run.start - 1} of {run.args.epochs}; "
               "pass a larger --epochs to train on", file=sys.stderr)
@@ -417,13 +521,20 @@ def _epoch(run: _Run, epoch: int) -> None:
         return  # only rank 0 validates and writes; the others go on to the next epoch
     record: dict[str, Any] = {"epoch": epoch, "loss": parts["loss"], "bce": parts["bce"],
                               "recon": parts["recon"], "lr": run.optimizer.param_groups[0]["lr"]}
-    record.update(_validate(run.net, run.val_dl, run.val_ds, run.device, run.amp, run.meta.threshold))
+    record.update(_validate(run.net, run.val_dl, run.val_ds, run.device, run.amp, run.meta.threshold, a.threshold))
     improved = not math.isnan(record["val_auc"]) and (math.isnan(run.best) or record["val_auc"] > run.best)
     if improved:
         run.best, run.best_epoch = record["val_auc"], epoch
     record["seconds"] = round(time.time() - t0, 3)
-    if improved or a.threshold != "eer":
+    if improved or not (a.threshold == "eer" or a.threshold.startswith("fpr:")):
         run.meta = run.meta.with_(threshold=_threshold(a.threshold, record, run.meta.threshold))
+        if a.threshold.startswith("fpr:") and "val_fpr_threshold" in record:
+            run.rule = {"rule": a.threshold, "target_fpr": float(a.threshold[4:]),
+                        "achieved_fpr": record["val_fpr_achieved"], "threshold": run.meta.threshold,
+                        "chosen_on": a.val or (_synthetic_val(a.data) if is_synthetic(a.data) else a.data),
+                        "split": "val", "real_items": run.val_ds.labels.count(0),
+                        "real_faces": len({v for v, y in zip(run.val_ds.videos, run.val_ds.labels) if y == 0}),
+                        "epoch": epoch}
     _save(run, epoch, improved)
     _emit(run.out, record)
 
@@ -433,7 +544,7 @@ def _save(run: _Run, epoch: int, improved: bool) -> None:
     from training.checkpoint import save_checkpoint
 
     a = run.args
-    ckpt_meta = run.meta.with_(training=_training_info(a, run.world, epoch, run.best, run.best_epoch))
+    ckpt_meta = run.meta.with_(training=_training_info(a, run.world, epoch, run.best, run.best_epoch, run.rule))
     state = {"optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
              "scaler": run.scaler.state_dict() if run.amp else {}, "epoch": epoch, "best_auc": run.best,
              "best_epoch": run.best_epoch, "args": {k: getattr(a, k) for k in _ARG_KEYS}}

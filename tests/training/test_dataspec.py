@@ -208,3 +208,46 @@ def test_synthetic_loads_without_torch() -> None:
             "assert cs.labels.tolist() == [0, 1, 0, 1], cs.labels\nprint('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr
+
+
+def _split_manifest(crops_dir: Path, rows: list[str], header: str = "path,label,video,split,group") -> Path:
+    manifest = crops_dir / "split.csv"
+    manifest.write_text("\n".join([header, *rows]) + "\n")
+    return manifest
+
+
+def test_manifest_split_column_selects_rows(crops_dir: Path) -> None:
+    rows = [f"real/clip{i}/000.png,real,clip{i},{s},g{i // 2}"
+            for i, s in enumerate(("train", "train", "val", "test", "test", ""))]
+    manifest = _split_manifest(crops_dir, rows + ["fake/a.jpg,fake,a,TEST,g1"])
+    assert {s: data.open_items(manifest, META, s).videos for s in ("train", "val", "test")} == {
+        "train": ["clip0", "clip1"], "val": ["clip2"], "test": ["clip3", "clip4", "a"]}
+    items = data.open_items(manifest, META, "test")
+    assert items.columns == {"split": ["test"] * 3, "group": ["g1", "g2", "g1"]}
+    assert len(data.open_items(manifest, META)) == 7  # no split: every row, the unsplit one too
+    assert data.read_manifest(manifest)[2][-1] == "a"  # the three-column reader is unchanged
+    only_train = _split_manifest(crops_dir, rows[:2])
+    with pytest.raises(UserError, match="no row has split 'val' .*holds train") as e:
+        data.open_items(only_train, META, "val")
+    assert "\n" not in str(e.value)
+
+
+def test_manifest_split_errors_are_one_line(crops_dir: Path) -> None:
+    bad = _split_manifest(crops_dir, ["real/clip0/000.png,real,clip0,training,g0"])
+    with pytest.raises(UserError, match=r"split.csv:2: split 'training', expected train, val, test"):
+        data.open_items(bad, META)
+    plain = _split_manifest(crops_dir, ["real/clip0/000.png,real,clip0", "fake/a.jpg,fake,a"], "path,label,video")
+    with pytest.raises(UserError, match="has no split column, so it has no test split"):
+        data.open_items(plain, META, "test")
+    with pytest.raises(UserError, match="split 'dev' is unknown"):
+        data.open_items(plain, META, "dev")
+
+
+def test_hash_split_keeps_groups_together(crops_dir: Path) -> None:
+    """Without a split column, train/val draw whole groups: a fake never leaves its source's side."""
+    rows = [f"real/clip{i}/000.png,real,clip{i},g{i % 3}" for i in range(6)]
+    rows += [f"fake/{n},fake,{n[0]},g{k}" for k, n in enumerate(("a.jpg", "b.png", "c.png"))]
+    manifest = _split_manifest(crops_dir, rows, "path,label,video,group")
+    train, val = (data.open_items(manifest, META, s) for s in ("train", "val"))
+    assert len(train) + len(val) == 9
+    assert not set(train.columns["group"]) & set(val.columns["group"])
