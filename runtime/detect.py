@@ -8,6 +8,7 @@ written), 130 interrupted (SIGINT/SIGTERM; results so far are written).
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -17,7 +18,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from runtime import __version__
-from runtime.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE, EXIT_USER, UserError, run_cli
+from runtime.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOURCE,
+    EXIT_USAGE,
+    EXIT_USER,
+    UserError,
+    run_cli,
+)
 
 PROG = "jrc-detect"
 ONNX_ONLY = ("provider", "threads", "input_size", "mean", "std", "color")
@@ -82,31 +91,59 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_args(a: argparse.Namespace) -> None:
+    """Values argparse cannot check: every error here is a bad command line (exit code 2)."""
     is_onnx = Path(a.engine).suffix.lower() == ".onnx"
     if not is_onnx:
         given = ["--" + k.replace("_", "-") for k in ONNX_ONLY if getattr(a, k) is not None]
         if given:
-            raise UserError(f"{a.engine}: {', '.join(given)} apply to .onnx models only; drop them")
+            raise UserError(f"{a.engine}: {', '.join(given)} apply to .onnx models only; drop them", EXIT_USAGE)
     for name, low in (("stride", 1), ("detect_every", 1), ("max_faces", 1), ("max_batch", 1),
                       ("max_frames", 1), ("threads", 0), ("max_reconnects", 0), ("detect_width", 0),
                       ("input_size", 16), ("min_face", 1), ("scan_every", 1)):
         v = getattr(a, name)
         if v is not None and v < low:
-            raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}")
+            raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}", EXIT_USAGE)
     if a.threshold is not None and not 0.0 <= a.threshold <= 1.0:
-        raise UserError(f"--threshold {a.threshold}: must be a probability between 0 and 1")
-    if a.timeout <= 0:
-        raise UserError(f"--timeout {a.timeout}: must be positive")
+        raise UserError(f"--threshold {a.threshold}: must be a probability between 0 and 1", EXIT_USAGE)
+    if not (math.isfinite(a.timeout) and a.timeout > 0):
+        raise UserError(f"--timeout {a.timeout}: must be a positive number of seconds", EXIT_USAGE)
+    for name in ("mean", "std"):
+        v = getattr(a, name)
+        if v is not None and not all(math.isfinite(x) and (name == "mean" or x > 0) for x in v):
+            raise UserError(f"--{name} {' '.join(map(str, v))}: must be finite{' and positive' * (name == 'std')}",
+                            EXIT_USAGE)
     if a.face_model and a.faces == "none":
-        raise UserError("--face-model with --faces none: pick one")
+        raise UserError("--face-model with --faces none: pick one", EXIT_USAGE)
 
 
 def _check_outputs(a: argparse.Namespace) -> None:
+    """Before anything opens: each output can be written, and none is an input or another output
+    (writing it would destroy what is read, or what another output wrote)."""
+    from runtime.fileio import is_special, same_file
+    from runtime.meta import sidecar_path
     from runtime.sinks import check_writable
+    from runtime.sources import reads
 
-    for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save)):
-        if path:
-            check_writable(path, flag)
+    outputs = [(flag, path) for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save))
+               if path]
+    for flag, path in outputs:
+        check_writable(path, flag)
+    inputs = [("--engine", a.engine), ("--face-model", a.face_model)]
+    if Path(a.engine).suffix.lower() != ".onnx":
+        inputs.append(("the engine's sidecar", str(sidecar_path(a.engine))))
+    for i, (flag, path) in enumerate(outputs):
+        for other, opath in outputs[:i]:
+            if same_file(path, opath) and not is_special(path):  # /dev/null twice is fine
+                raise UserError(f"{flag} {path}: the same file as {other} {opath}; one would overwrite the "
+                                "other, give each output its own file", EXIT_USAGE)
+        for other, ipath in inputs:
+            if ipath and same_file(path, ipath):
+                raise UserError(f"{flag} {path}: the same file as {other} {ipath}, an input; writing it would "
+                                "destroy it, choose another path", EXIT_USAGE)
+        if reads(a.source, path):
+            raise UserError(f"{flag} {path}: an input of --source {a.source} (the same file, or one the source "
+                            "would read); writing it would destroy or feed back an input, choose a path outside "
+                            "the source", EXIT_USAGE)
 
 
 def _faces(a: argparse.Namespace) -> Any:
@@ -152,10 +189,14 @@ class StopSignals:
     """SIGINT and SIGTERM stop the run cleanly (as KeyboardInterrupt in the main thread), but never
     halfway through one frame's outputs: a signal that arrives while a frame is being written is
     acted on once that frame is complete in every output (JSONL, video, summary counts agree).
-    While the results are being finalised, further signals are ignored."""
+    The stop is raised once: signals after it (a second Ctrl-C, SIGTERM then SIGINT) and while the
+    results are finalised are ignored, so the threads are joined and the outputs closed whatever
+    arrives. ``exiting``: the process ends after the run (the CLI), so :meth:`restore` leaves
+    the signals ignored instead of re-arming a handler that a late signal would trip."""
 
-    def __init__(self) -> None:
-        self.in_frame = self.pending = self.finishing = False
+    def __init__(self, exiting: bool = False) -> None:
+        self.in_frame = self.pending = self.finishing = self.stopping = False
+        self.exiting = exiting
         self._old: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -164,15 +205,16 @@ class StopSignals:
 
     def restore(self) -> None:
         for s, old in self._old.items():
-            signal.signal(s, old)
+            signal.signal(s, signal.SIG_IGN if self.exiting else old)
         self._old = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.finishing:
+        if self.finishing or self.stopping:
             return
         if self.in_frame:
             self.pending = True
             return
+        self.stopping = True
         raise KeyboardInterrupt
 
     def begin_frame(self) -> None:
@@ -180,16 +222,18 @@ class StopSignals:
 
     def end_frame(self) -> None:
         self.in_frame = False
-        if self.pending:
+        if self.pending and not self.stopping:
+            self.stopping = True
             raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """The CLI (also the ``jrc-detect`` console script): returns the exit code, never a traceback
-    for bad input."""
+    for bad input. Called without ``argv`` (the program itself), stop signals stay ignored after
+    the run: the process is exiting and its results are written."""
     args = build_parser().parse_args(argv)
     try:
-        return Run(args).run()
+        return Run(args, exiting=argv is None).run()
     except UserError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -199,11 +243,13 @@ class Run:
     """One invocation: set up, loop, and always finish with a summary."""
 
     def __init__(self, args: argparse.Namespace, source_factory: Callable[[argparse.Namespace], Any] | None = None,
-                 ) -> None:
-        """``source_factory(args)`` replaces :func:`runtime.sources.open_source` (soak runs, tests)."""
+                 exiting: bool = False) -> None:
+        """``source_factory(args)`` replaces :func:`runtime.sources.open_source` (soak runs, tests);
+        ``exiting``: see :class:`StopSignals`."""
         self.args = args
         self.source_factory = source_factory
-        self.signals = StopSignals()
+        self.signals = StopSignals(exiting)
+        self.outputs_checked = False  # the output paths passed their checks (the summary may be written)
         self.backend: Any = None
         self.backend_info: dict[str, Any] = {}
         self.source: Any = None
@@ -223,7 +269,6 @@ class Run:
         except KeyboardInterrupt:
             self.signals.finishing = True
             status, code = "interrupted", EXIT_INTERRUPTED
-            print(f"{PROG}: interrupted; results so far are written", file=sys.stderr)
         except Exception as e:  # a bug: recorded in the summary, then shown with its traceback
             status, code, error = "error", EXIT_USER, f"internal error: {type(e).__name__}: {e}"
             raise
@@ -233,14 +278,17 @@ class Run:
                 self._finish(status, code, error)
             finally:
                 self.signals.restore()
+        if code == EXIT_INTERRUPTED:
+            print(f"{PROG}: interrupted; results so far are written", file=sys.stderr)
         return code
 
     def _loop(self) -> None:
         from runtime.loop import FrameLoop
 
         a = self.args
+        _check_outputs(a)  # first: a summary is written only to a path that passed
+        self.outputs_checked = True
         _check_args(a)
-        _check_outputs(a)
         self._open_model()
         self.loop = FrameLoop(self.backend, _faces(a), _outputs(a), threshold=a.threshold,
                               reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals)
@@ -274,6 +322,9 @@ class Run:
             raise UserError(f"{self.args.source}: none of its {len(skipped)} files could be decoded")
 
     def _finish(self, status: str, code: int, error: str | None) -> None:
+        """Close everything and write the summary. A summary that cannot be written is the run's
+        error when it had none; after another error or an interrupt it is a warning (the first
+        cause stays the one reported)."""
         from runtime.sinks import write_summary
 
         tail = self.loop.close() if self.loop is not None else []
@@ -283,10 +334,16 @@ class Run:
             self.backend.close()
         elapsed = time.perf_counter() - self.t0
         summary = self._summary(status, code, error, elapsed, tail)
-        if self.args.summary:
-            write_summary(self.args.summary, summary)
         if summary.get("frames"):
             _print_verdicts(summary)
+        if self.args.summary and self.outputs_checked:
+            try:
+                write_summary(self.args.summary, summary)
+            except UserError as e:
+                if status != "ok":
+                    print(f"{PROG}: warning: {e}", file=sys.stderr)
+                else:
+                    raise
 
     def _summary(self, status: str, code: int, error: str | None, elapsed: float,
                  tail: list[dict[str, Any]]) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 one ``os.replace``, so a reader sees the old file or the new one, never a mix, and an interrupted
 write leaves the old one. A target that exists but is not a regular file (``/dev/null``, a FIFO, a
 device) is written directly: renaming over it would swap a device node or a pipe for a regular file.
-A symlink is followed: its target is replaced, the link stays.
+A symlink is followed: its target is replaced, the link stays. :func:`same_file` tells whether two
+paths name one file (outputs are checked against inputs and each other with it).
 """
 
 from __future__ import annotations
@@ -47,3 +48,12 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(payload)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file: the same inode when both exist (hard links, symlinks,
+    relative and absolute spellings), else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)

@@ -53,10 +53,26 @@ def check_content_matches_name(path: str) -> None:
 
 
 def read_image(path: str) -> np.ndarray | None:
-    """An image file as uint8 BGR (any depth or channel count converted), or None if undecodable."""
+    """An image file as uint8 BGR, or None if undecodable: the one image reader (runtime sources,
+    training crops, extraction, calibration).
+
+    Decoded as OpenCV's ``imread`` does by default in one respect that matters: the EXIF
+    orientation is applied (a phone photo tagged "rotate 90°" comes out upright). Any depth and
+    channel count is kept until :func:`runtime.preprocess.as_bgr8` converts it (alpha is dropped,
+    as it would be there); a float image's NaN and infinite pixels become 0 and its largest
+    finite value instead of turning the whole frame black.
+    """
     try:
         data = np.fromfile(path, np.uint8)
     except OSError:
         return None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    return None if img is None or img.size == 0 else as_bgr8(img)
+    # IMREAD_UNCHANGED would ignore the EXIF orientation; ANYDEPTH | ANYCOLOR keeps 16-bit and
+    # float pixels and gray or colour, and rotates as the orientation tag says
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
+    if img is None or img.size == 0:
+        return None
+    if img.dtype.kind == "f" and not np.isfinite(img).all():
+        finite = img[np.isfinite(img)]
+        top = float(finite.max()) if finite.size else 0.0
+        img = np.nan_to_num(img, nan=0.0, posinf=top, neginf=min(0.0, top))
+    return as_bgr8(img)

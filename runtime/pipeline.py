@@ -195,7 +195,10 @@ class Pipeline:
             t0 = time.perf_counter()
             ended = self.tracker.reset() if frame.item != item else []
             item = frame.item
-            tracked, gone = self.tracker.update(frame.image)
+            # a file's frame index (it grows by the stride): detection cadence and motion are in
+            # the source's frames; a live source's index jumps by the frames it dropped, so
+            # there the tracker counts the frames it is given (a loaded box does not detect more)
+            tracked, gone = self.tracker.update(frame.image, None if self.source.live else frame.index)
             t1 = time.perf_counter()
             faces = [Face(f.track, f.box, f.detected) for f in tracked]
             x = None

@@ -1,7 +1,10 @@
 """Where results go: JSON Lines per frame, a JSON summary, an annotated video, a window, the console.
 
 Every sink is safe to stop at any moment: JSONL lines are flushed as written, the summary is
-replaced atomically, and the video writer is released on close so the file plays.
+replaced atomically (written directly into a device or FIFO, never renamed over it), and the video
+writer is released on close so the file plays. Every JSON written is strict: NaN and infinities
+become ``null``. A write that fails (disk full, permissions, read-only file system) is one
+:class:`UserError` naming the output; what was written before it stays.
 """
 
 from __future__ import annotations
@@ -18,26 +21,60 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError
-from runtime.fileio import write_atomic
+from runtime.fileio import is_special, write_atomic
 from runtime.pipeline import Result
 
 JSONL_SCHEMA = 1
 
 
 def check_writable(path: str, flag: str) -> None:
-    """Fail before the run starts if an output cannot be written (the folder must exist)."""
+    """Fail before the run starts if an output cannot be written: its folder must exist and be
+    writable, and the path must not be a folder. ``--save`` must be a regular file (a video is
+    written with seeks; a device or FIFO would be replaced or fail at the end)."""
     p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
+    if p.is_dir() or str(path).endswith(os.sep):
         raise UserError(f"{flag} {path}: is a folder; pass a file name")
+    folder = p.parent if str(p.parent) else Path(".")
+    blocker = next((a for a in [folder, *folder.parents] if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; pass a path in a folder")
     if not folder.is_dir():
         raise UserError(f"{flag} {path}: the folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise UserError(f"{flag} {path}: not writable; check the permissions")
+    if flag == "--save" and is_special(p):
+        raise UserError(f"{flag} {path}: not a regular file (a device, FIFO or socket); a video is written "
+                        "with seeks, pass a file name ending in .mp4 or .avi")
+    special = p.exists() and is_special(p)  # written in place: its folder need not be writable
+    if (not special and not os.access(folder, os.W_OK | os.X_OK)) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UserError(f"{flag} {path}: not writable (permissions or a read-only file system); check the "
+                        "permissions or choose another path")
+
+
+def write_failed(flag: str, path: str, e: OSError) -> UserError:
+    """The one-line error for an output that could not be written (ENOSPC, EACCES, EROFS, ...)."""
+    return UserError(f"{flag} {path}: could not be written ({e.strerror or e}); free space, fix the permissions "
+                     "or choose another path; what was written before is kept")
+
+
+def finite(x: Any) -> Any:
+    """``x`` with every NaN and infinity (also in nested dicts and lists, numpy scalars) as None."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, np.generic):
+        return finite(x.item())
+    return x
+
+
+def to_json(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259): NaN and ±inf are written as null, never as NaN/Infinity tokens."""
+    return json.dumps(finite(obj), indent=indent, separators=None if indent else (",", ":"), allow_nan=False)
 
 
 def _num(x: float | None, digits: int = 6) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), digits)
 
 
 def frame_record(r: Result, ended: list[dict[str, Any]], threshold: float, dropped: int) -> dict[str, Any]:
@@ -63,20 +100,32 @@ class JsonlSink:
         self._f: TextIO | None = None
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._f is None:
-            self._f = open(self.path, "w", encoding="utf-8")
-        self._f.write(json.dumps(record, separators=(",", ":")) + "\n")
-        self._f.flush()
+        line = to_json(record) + "\n"
+        try:
+            if self._f is None:
+                self._f = open(self.path, "w", encoding="utf-8")
+            self._f.write(line)
+            self._f.flush()
+        except OSError as e:
+            raise write_failed("--jsonl", self.path, e) from None
 
     def close(self) -> None:
+        """Close the file; every line was flushed as written, so a failing close (the line whose
+        write failed, still buffered) loses nothing that was reported written."""
         if self._f is not None:
-            self._f.close()
-            self._f = None
+            f, self._f = self._f, None
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 def write_summary(path: str, summary: dict[str, Any]) -> None:
-    """Write the summary atomically: a reader never sees half a file."""
-    write_atomic(path, json.dumps(summary, indent=2) + "\n")
+    """Write the summary atomically (a reader never sees half a file), as strict JSON."""
+    try:
+        write_atomic(path, to_json(summary, indent=2) + "\n")
+    except OSError as e:
+        raise write_failed("--summary", path, e) from None
 
 
 # --- drawing ------------------------------------------------------------------------------
@@ -136,18 +185,51 @@ class VideoSink:
             self._size = (img.shape[1], img.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.lower().endswith((".mp4", ".m4v", ".mov"))
                                               else "MJPG"))
+            if max(self._size) > MAX_VIDEO_SIDE:  # the JPEG limit; past it OpenCV's MJPEG encoder crashes
+                raise self._size_error(fourcc)
             self._w = cv2.VideoWriter(self.path, fourcc, self.fps, self._size)
             if not self._w.isOpened():
                 self._w = None
-                raise UserError(f"--save {self.path}: OpenCV cannot write this video format; use .mp4 or .avi")
+                if _writer_works(self.path, fourcc):
+                    raise self._size_error(fourcc)
+                raise UserError(f"--save {self.path}: OpenCV cannot write this video format here; use .mp4 or "
+                                ".avi")
         if (img.shape[1], img.shape[0]) != self._size:  # folders of differently sized images
             img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)
         self._w.write(img)
+
+    def _size_error(self, fourcc: int) -> UserError:
+        w, h = self._size or (0, 0)
+        codec = "MPEG-4" if fourcc == cv2.VideoWriter_fourcc(*"mp4v") else "MJPEG"
+        return UserError(f"--save {self.path}: the {codec} encoder cannot take {w}×{h} frames (the first frame's "
+                         f"size; .mp4 needs 2-{MP4_MAX_SIDE} px a side, .avi 1-{MAX_VIDEO_SIDE}); save as .avi, or "
+                         "resize the input")
 
     def close(self) -> None:
         if self._w is not None:
             self._w.release()
             self._w = None
+
+
+MP4_MAX_SIDE = 8191  # MPEG-4 part 2 (mp4v): 13-bit sizes
+MAX_VIDEO_SIDE = 65535  # JPEG (MJPEG in .avi): 16-bit sizes
+
+
+def _writer_works(path: str, fourcc: int) -> bool:
+    """Whether OpenCV writes this format at all (a 64×64 probe beside ``path``): tells a frame size
+    the encoder refuses from a format this OpenCV cannot write."""
+    p = Path(path)
+    probe = p.with_name(f".{p.stem}.{os.getpid()}.probe{p.suffix}")
+    try:
+        w = cv2.VideoWriter(str(probe), fourcc, 25.0, (64, 64))
+        ok = w.isOpened()
+        w.release()
+        return ok
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
 
 
 class ShowSink:

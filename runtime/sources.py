@@ -1,10 +1,13 @@
 """Where frames come from: camera index, video file, URL, GStreamer pipeline, image, folder, glob.
 
-``open_source(spec)`` picks the kind from the string. Files yield every frame (or every
-``stride``-th); live sources (cameras, URLs, pipelines) are read by a grabber thread that keeps
-only the newest frame, so a slow consumer never blocks the camera: frames it did not take are
-dropped and counted. Opening and reading are bounded in time; a stream that fails is reopened
-with backoff up to ``max_reconnects`` times before the run ends with :data:`EXIT_SOURCE`.
+``open_source(spec)`` picks the kind from the string (an existing file is a file, whatever its
+name holds). Files yield every frame (or every ``stride``-th); live sources (cameras, URLs,
+pipelines) are read by a grabber thread that keeps only the newest frame, so a slow consumer never
+blocks the camera: frames it did not take are dropped and counted. Opening and reading are bounded
+in time; a stream that fails is reopened with backoff up to ``max_reconnects`` times before the run
+ends with :data:`EXIT_SOURCE`. A URL that serves a file (its frame count is known) ends at the
+file's end; with ``live="no"`` it is read frame by frame like a local file.
+:func:`reads` tells whether a source would read a given path (outputs must not be inputs).
 """
 
 from __future__ import annotations
@@ -78,10 +81,13 @@ class Source:
 def quiet_video_logs() -> None:
     """Silence OpenCV's and FFmpeg's own stderr chatter, so a failure is the CLI's one line.
 
-    Respects OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL when the user has set them.
+    OpenCV's own ERROR lines go too ("Could not open codec", a failed writer's backends): every
+    failure they describe is reported by the runtime in its one line. FFmpeg's level must be set
+    before OpenCV first opens a video. Respects OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL when the
+    user has set them.
     """
     if "OPENCV_LOG_LEVEL" not in os.environ and hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
@@ -140,6 +146,12 @@ class FileSource(Source):
                 return fps / self.stride if fps and 0 < fps < 1000 else None
         return None
 
+    def _capture(self, path: str) -> cv2.VideoCapture:
+        if os.path.getsize(path) == 0:
+            raise UserError(f"{path}: the file is empty (0 bytes); nothing to decode")
+        check_content_matches_name(path)
+        return cv2.VideoCapture(path, cv2.CAP_FFMPEG, self.capture_params())
+
     def __iter__(self) -> Iterator[Frame]:
         for item, path in enumerate(self.paths):
             if self._stop.is_set():
@@ -168,13 +180,10 @@ class FileSource(Source):
         yield Frame(img, 0, 0.0, path, item)
 
     def _video(self, path: str, item: int) -> Iterator[Frame]:
-        if os.path.getsize(path) == 0:
-            raise UserError(f"{path}: the file is empty (0 bytes); nothing to decode")
-        check_content_matches_name(path)
-        cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG, self.capture_params())
+        cap = self._capture(path)
         try:
             if not cap.isOpened():
-                if Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
+                if not _URL.match(path) and Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
                     yield from self._image(path, item)
                     return
                 raise UserError(f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); "
@@ -211,6 +220,38 @@ class FileSource(Source):
             cap.release()
 
 
+class UrlFileSource(FileSource):
+    """A URL read frame by frame like a file (``--live no``): every frame (or every ``stride``-th),
+    to the end of what the server sends; opening and each read are bounded by the timeouts."""
+
+    def __init__(self, spec: str, stride: int = 1, open_timeout: float = 10.0, read_timeout: float = 5.0,
+                 decode_threads: int = 0) -> None:
+        self.open_timeout, self.read_timeout = open_timeout, read_timeout
+        super().__init__(spec, [spec], stride, decode_threads=decode_threads)
+
+    def _probe_fps(self) -> float | None:
+        self._first = self._capture(self.spec)  # opened once: the first read uses it
+        if not self._first.isOpened():
+            self._first.release()
+            raise UserError(f"{self.spec}: the stream could not be opened (unreachable, or an unsupported "
+                            "format); check the address")
+        fps = self._first.get(cv2.CAP_PROP_FPS)
+        return fps / self.stride if fps and 0 < fps < 1000 else None
+
+    def _capture(self, path: str) -> cv2.VideoCapture:
+        first, self._first = getattr(self, "_first", None), None
+        if first is not None:
+            return first
+        params = _timeouts(self.open_timeout, self.read_timeout) + self.capture_params()
+        return _bounded(lambda: cv2.VideoCapture(path, cv2.CAP_FFMPEG, params), path, self.open_timeout + 1.0)
+
+    def close(self) -> None:
+        super().close()
+        first, self._first = getattr(self, "_first", None), None
+        if first is not None:
+            first.release()
+
+
 # --- live -----------------------------------------------------------------------------------
 class LiveSource(Source):
     """A camera, URL or pipeline read by a grabber thread that keeps only the newest frame."""
@@ -237,6 +278,10 @@ class LiveSource(Source):
         cap = self._open()
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
+        # a URL that serves a file announces its frame count (a stream announces none): reading
+        # past its last frame is its end, not a lost stream to reopen (and replay from the start)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT) if kind == "url" else 0.0
+        self.frames_total = int(count) if count and 0 < count < 2**31 else None
         self._thread = threading.Thread(target=self._grab, args=(cap,), daemon=True, name="source-grab")
 
     def _open(self) -> cv2.VideoCapture:
@@ -256,13 +301,16 @@ class LiveSource(Source):
                 ok, img = cap.read()
                 self._reading_since = None
                 if not ok or img is None:
+                    at_end = self._at_end(cap)
                     cap.release()
-                    if self.kind == "file":
+                    if self.kind == "file" or at_end:
                         cap = None
                         self._finish(True)
                         return
                     cap = self._reconnect(failures)
                     failures += 1
+                    if cap is not None and self.frames_total and index:
+                        cap.set(cv2.CAP_PROP_POS_FRAMES, index)  # a file: go on where it broke off
                     continue
                 failures = 0
                 with self._cond:
@@ -276,6 +324,13 @@ class LiveSource(Source):
         finally:
             if cap is not None:
                 cap.release()
+
+    def _at_end(self, cap: cv2.VideoCapture) -> bool:
+        """A URL serving a file has been read to its last frame (a missing last frame or two in
+        the header's count is tolerated, as for local files)."""
+        if not self.frames_total:
+            return False
+        return cap.get(cv2.CAP_PROP_POS_FRAMES) >= self.frames_total - 1
 
     def _reconnect(self, failures: int) -> cv2.VideoCapture | None:
         if failures >= self.max_reconnects:
@@ -333,7 +388,71 @@ class LiveSource(Source):
 
 # --- choosing -------------------------------------------------------------------------------
 def _media(paths: list[str]) -> list[str]:
-    return [p for p in paths if Path(p).suffix.lower() in MEDIA_EXTS and os.path.isfile(p)]
+    """The image and video files among ``paths``, each file once: two names of one file (a
+    symlink, a hard link, a recursive glob going round a symlink loop) are read once."""
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for p in paths:
+        if Path(p).suffix.lower() not in MEDIA_EXTS or not os.path.isfile(p):
+            continue
+        st = os.stat(p)
+        if (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            out.append(p)
+    return out
+
+
+def _is_glob(spec: str) -> bool:
+    return not os.path.exists(spec) and any(c in spec for c in "*?[")
+
+
+def _live_kind(spec: str) -> str | None:
+    """camera, gstreamer or url for a live spec; None for a file, folder or glob."""
+    if spec.isdigit() or spec.startswith("/dev/video"):
+        return "camera"
+    if os.path.exists(spec):  # a file whose name holds a '!' or '://' is still that file
+        return None
+    if "!" in spec:
+        return "gstreamer"
+    if _URL.match(spec):
+        return "url"
+    return None
+
+
+def reads(spec: str, path: str) -> bool:
+    """Whether the file source ``spec`` reads ``path``, or would read it if it were written there:
+    the same file (any spelling, symlink or hard link), a media file inside a source folder, or
+    a media file matching a source glob. Live sources read no local file."""
+    from runtime.fileio import same_file
+
+    spec = str(spec).strip()
+    if not spec or _live_kind(spec) is not None:
+        return False
+    if os.path.isfile(spec):
+        return same_file(spec, path)
+    media = Path(path).suffix.lower() in MEDIA_EXTS
+    if os.path.isdir(spec):
+        if media and same_file(os.path.dirname(os.path.abspath(path)), spec):
+            return True
+        return any(same_file(c, path) for c in _media(sorted(str(c) for c in Path(spec).iterdir())))
+    if _is_glob(spec):
+        if media and _glob_matches(spec, path):
+            return True
+        return any(same_file(c, path) for c in _media(sorted(glob.glob(spec, recursive=True))))
+    return False
+
+
+def _glob_matches(pattern: str, path: str) -> bool:
+    """Whether ``path`` (existing or not) would match the glob ``pattern``: its folder holds a
+    match of the pattern's folder part, and its name matches the pattern's last part."""
+    import fnmatch
+
+    head, tail = os.path.split(pattern)
+    if not fnmatch.fnmatch(os.path.basename(path), tail):
+        return False
+    folders = glob.glob(head, recursive=True) if any(c in head for c in "*?[") else [head or "."]
+    parent = os.path.dirname(os.path.abspath(path))
+    return any(os.path.isdir(f) and os.path.samefile(f, parent) for f in folders)
 
 
 def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: int = 5,
@@ -343,18 +462,15 @@ def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: 
     spec = str(spec).strip()
     if not spec:
         raise UserError("--source is empty; pass a camera index, file, folder, glob, URL or pipeline")
-    if spec.isdigit() or spec.startswith("/dev/video"):
-        kind = "camera"
-    elif "!" in spec:
-        if not _has_gstreamer():
-            raise UserError(f"{spec}: looks like a GStreamer pipeline but this OpenCV was built without "
-                            "GStreamer; use the OpenCV that comes with JetPack, or pass a camera index/file")
-        kind = "gstreamer"
-    elif _URL.match(spec):
-        kind = "url"
-    else:
+    kind = _live_kind(spec)
+    if kind is None:
         return _file_source(spec, stride, live, max_reconnects, open_timeout, read_timeout, decode_threads)
+    if kind == "gstreamer" and not _has_gstreamer():
+        raise UserError(f"{spec}: looks like a GStreamer pipeline but this OpenCV was built without "
+                        "GStreamer; use the OpenCV that comes with JetPack, or pass a camera index/file")
     if live == "no":
+        if kind == "url":
+            return UrlFileSource(spec, stride, open_timeout, read_timeout, decode_threads)
         raise UserError(f"{spec}: a {kind} source is always live; drop --live no")
     return LiveSource(spec, kind, max_reconnects, open_timeout, read_timeout)
 
@@ -368,7 +484,7 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
             raise UserError(f"{spec}: the folder holds no images or videos "
                             f"({', '.join(sorted(MEDIA_EXTS))})")
         return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
-    if not p.exists() and any(c in spec for c in "*?["):
+    if _is_glob(spec):
         paths = _media(sorted(glob.glob(spec, recursive=True)))
         if not paths:
             raise UserError(f"{spec}: the pattern matches no image or video files")

@@ -1,8 +1,11 @@
 """Follow faces between detections so the detector need not run on every frame.
 
-Every ``detect_every``-th frame the detector runs and its boxes are associated to the live
+Every ``detect_every`` frames the detector runs and its boxes are associated to the live
 tracks by IoU (greedy, best overlap first); in between, each track moves by its estimated
-velocity (constant-velocity update: cheap and good enough for a few frames). A track that
+velocity (constant-velocity update: cheap and good enough for a few frames). Frames are counted
+by their position in the source (``update(frame, position)``), so processing every Nth frame
+(``--stride``) changes how many frames are looked at, not how far a face may move between two
+detections: with a stride of ``detect_every`` or more, every processed frame is a detection. A track that
 misses ``max_missed`` detection rounds in a row ends; ended tracks are reported once and
 forgotten, so state stays bounded on runs of any length.
 
@@ -65,8 +68,8 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 class Track:
     id: int
     anchor: np.ndarray  # float x, y, w, h of the last matched detection
-    last_seen: int  # processed-frame count of that detection
-    velocity: np.ndarray  # of the box centre, px per processed frame
+    last_seen: int  # frame position of that detection
+    velocity: np.ndarray  # of the box centre, px per frame position
     missed: int = 0  # detection rounds in a row without a match
     matched: int = 1  # detections matched so far
 
@@ -79,6 +82,19 @@ class Track:
 def _int_box(box: np.ndarray) -> Box:
     x, y, w, h = (int(round(v)) for v in box)
     return x, y, max(1, w), max(1, h)
+
+
+def _centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
+    return math.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2)
+
+
+def _within_reach(track_box: Sequence[float], box: Sequence[float]) -> bool:
+    """Whether ``box`` is where a window round around ``track_box`` looks: centre inside the wide
+    window, size within its range."""
+    side = max(track_box[2], track_box[3])
+    lo, hi = ROI_WIDE[2]
+    return (_centre_distance(track_box, box) <= side * ROI_WIDE[0] / 2
+            and lo * side <= max(box[2], box[3]) <= hi * side)
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,7 @@ class FaceTracker:
         self._next_id = first_id
         self._tracks: list[Track] = []
         self._count = 0  # frames processed since the last reset
+        self._round: int | None = None  # position // detect_every at the last detection
 
     @property
     def live_tracks(self) -> int:
@@ -113,15 +130,23 @@ class FaceTracker:
         ended = [t.id for t in self._tracks]
         self._tracks = []
         self._count = self._rounds = 0
+        self._round = None
         return ended
 
-    def update(self, frame: np.ndarray) -> tuple[list[TrackedFace], list[int]]:
-        """Faces in this frame (largest first) and the ids of tracks that ended here."""
-        n = self._count
+    def update(self, frame: np.ndarray, position: int | None = None) -> tuple[list[TrackedFace], list[int]]:
+        """Faces in this frame (largest first) and the ids of tracks that ended here.
+
+        ``position``: the frame's number in its source (a file's frame index; it grows by the
+        stride), default the count of frames processed since the last reset. The detector runs on
+        the first frame of each block of ``detect_every`` positions that is processed.
+        """
+        n = self._count if position is None else int(position)
         self._count += 1
         h, w = frame.shape[:2]
-        detected = n % self.detect_every == 0
+        block = n // self.detect_every
+        detected = self._round is None or block != self._round
         if detected:
+            self._round = block
             boxes, coarse = self._detect(frame, n)
             ended = self._associate(boxes[: self.max_faces], n, penalize=not coarse)
         else:
@@ -185,6 +210,16 @@ class FaceTracker:
         for score, i, j in pairs:
             if score < self.iou_threshold:
                 break
+            if i not in used_t and j not in used_b:
+                used_t.add(i)
+                used_b.add(j)
+                self._match(self._tracks[i], np.asarray(boxes[j], np.float64), n)
+        # a face that moved further than predicted (the first rounds of a track, when its velocity
+        # is not known yet; long gaps between detections) overlaps too little: a box left over
+        # within the area a window round searches, at the track's size, is still that face
+        near = sorted((_centre_distance(p, b), i, j) for i, p in enumerate(predicted) if i not in used_t
+                      for j, b in enumerate(boxes) if j not in used_b and _within_reach(p, b))
+        for _, i, j in near:
             if i not in used_t and j not in used_b:
                 used_t.add(i)
                 used_b.add(j)

@@ -237,3 +237,72 @@ def test_camera_that_hangs_in_a_read_is_ended_by_the_watchdog(model, tmp_path, m
     assert summary["status"] == "source_lost" and summary["frames"] > 0
     _check_complete(summary, recs)
     assert elapsed < 30
+
+
+class FileServer:
+    """``python -m http.server`` in a thread: serves a folder's files on 127.0.0.1."""
+
+    def __init__(self, folder: Path) -> None:
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a, **k):
+                super().__init__(*a, directory=str(folder), **k)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FileServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize("live", ["auto", "no"])
+def test_a_url_serving_a_file_ends_at_its_end(model, tmp_path, live):
+    """A finite file over HTTP is read once and the run ends (exit 0, no reconnect): with --live no
+    frame by frame like a local file, with auto as a stream whose end is told from a drop."""
+    clip = tmp_path / "clip.avi"
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for i in range(30):
+        out.write(np.full((48, 64, 3), 40 + 5 * i, np.uint8))
+    out.release()
+    with FileServer(tmp_path) as server:
+        code = main(["--engine", str(model), "--source", server.base + "clip.avi", "--live", live, "--faces", "none",
+                     "--quiet", "--timeout", "3", "--max-frames", "200", "--jsonl", str(tmp_path / "o.jsonl"),
+                     "--summary", str(tmp_path / "s.json")])
+    summary, recs = _results(tmp_path)
+    assert code == 0 and summary["status"] == "ok" and summary["reconnects"] == 0
+    assert summary["frames"] + summary["dropped"] == 30  # each frame once: no replay
+    if live == "no":
+        assert not summary["live"] and [r["frame"] for r in recs] == list(range(30))
+
+
+def test_existing_file_with_a_bang_in_its_name_is_a_file_not_a_pipeline(model, tmp_path):
+    clip = tmp_path / "take!1.avi"
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for _ in range(3):
+        out.write(np.full((48, 64, 3), 90, np.uint8))
+    out.release()
+    code = main(["--engine", str(model), "--source", str(clip), "--faces", "none", "--quiet",
+                 "--summary", str(tmp_path / "s.json")])
+    assert code == 0 and json.loads((tmp_path / "s.json").read_text())["frames"] == 3
+
+
+def test_recursive_glob_reads_each_file_once_through_symlink_loops(model, tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "a" / "one.png"), np.full((16, 16, 3), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "a" / "b" / "two.png"), np.full((16, 16, 3), 90, np.uint8))
+    (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a")  # a/b/loop/b/loop/... forever
+    (tmp_path / "a" / "alias.png").symlink_to(tmp_path / "a" / "one.png")
+    code = main(["--engine", str(model), "--source", str(tmp_path / "a" / "**" / "*.png"), "--faces", "none",
+                 "--quiet", "--summary", str(tmp_path / "s.json")])
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert code == 0 and s["frames"] == 2 and s["sources_total"] == 2
