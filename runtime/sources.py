@@ -402,6 +402,24 @@ def _media(paths: list[str]) -> list[str]:
     return out
 
 
+def _folder_media(folder: str) -> list[str]:
+    """The image and video files below ``folder`` at any depth, in path order (sub-folders are read
+    as ``training.extract`` writes them: ``crops/real/<video>/0001.png``). Symlinked folders are not
+    entered, so a link loop cannot repeat files."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(root, f) for f in sorted(files)]
+    return _media(found)
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether ``path`` (existing or not) lies in ``folder`` or below it."""
+    parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    top = os.path.realpath(folder)
+    return os.path.commonpath([parent, top]) == top
+
+
 def _is_glob(spec: str) -> bool:
     return not os.path.exists(spec) and any(c in spec for c in "*?[")
 
@@ -432,9 +450,9 @@ def reads(spec: str, path: str) -> bool:
         return same_file(spec, path)
     media = Path(path).suffix.lower() in MEDIA_EXTS
     if os.path.isdir(spec):
-        if media and same_file(os.path.dirname(os.path.abspath(path)), spec):
+        if media and _inside(path, spec):
             return True
-        return any(same_file(c, path) for c in _media(sorted(str(c) for c in Path(spec).iterdir())))
+        return any(same_file(c, path) for c in _folder_media(spec))
     if _is_glob(spec):
         if media and _glob_matches(spec, path):
             return True
@@ -479,9 +497,9 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
                  read_timeout: float, decode_threads: int = 0) -> Source:
     p = Path(spec)
     if p.is_dir():
-        paths = _media(sorted(str(c) for c in p.iterdir()))
+        paths = _folder_media(spec)
         if not paths:
-            raise UserError(f"{spec}: the folder holds no images or videos "
+            raise UserError(f"{spec}: the folder (and its sub-folders) holds no images or videos "
                             f"({', '.join(sorted(MEDIA_EXTS))})")
         return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
     if _is_glob(spec):

@@ -99,6 +99,23 @@ def test_folder_of_face_crops_exact_scores(tmp_path, models):
     assert len({r["faces"][0]["track"] for r in recs}) == 3  # a new item starts new tracks
 
 
+def test_nested_crops_as_extract_writes_them_are_read(tmp_path, models):
+    """``training.extract`` writes crops/real|fake/<video>/<frame>.png: --faces none reads them all,
+    in path order, without entering a symlinked folder twice."""
+    grays = {"real/clip01/0000.png": 0, "real/clip01/0001.png": 0, "fake/clip02/0000.png": 255}
+    for rel, v in grays.items():
+        (tmp_path / "crops" / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "crops" / rel), np.full((40, 40, 3), v, np.uint8))
+    (tmp_path / "crops" / "real" / "loop").symlink_to(tmp_path / "crops")
+    assert main(["--engine", str(models["detect"]), "--source", str(tmp_path / "crops"), "--faces", "none",
+                 "--quiet", "--jsonl", str(tmp_path / "o.jsonl")]) == 0
+    recs = lines(tmp_path / "o.jsonl")
+    assert [str(Path(r["source"]).relative_to(tmp_path / "crops")) for r in recs] == sorted(grays)
+    for r in recs:
+        assert math.isclose(r["prob"], expected_prob(grays[str(Path(r["source"]).relative_to(tmp_path / "crops"))]),
+                            abs_tol=0.01)
+
+
 def test_glob_video_with_stride_and_threshold(tmp_path, models):
     gray_video(tmp_path / "v1.mp4", [20] * 10 + [235] * 10)
     assert main(["--engine", str(models["detect"]), "--source", str(tmp_path / "v*.mp4"), "--faces", "none",

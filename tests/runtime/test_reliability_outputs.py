@@ -64,6 +64,7 @@ CONFLICTS = [  # (source, flag, output) relative to the tmp folder; "same" names
     ("clips/clip.avi", "--jsonl", "link.avi"),
     ("clips/clip.avi", "--summary", "hard.avi"),
     ("clips", "--save", "clips/new.avi"),  # would be read by the folder source next time
+    ("clips", "--save", "clips/sub/new.avi"),  # so would anything below it
     ("clips", "--summary", "clips/clip.avi"),
     ("clips/*.avi", "--save", "clips/new.avi"),
     ("clips/**/*.avi", "--save", "clips/sub/new.avi"),
@@ -90,7 +91,8 @@ def test_output_that_is_an_input_or_another_output_is_refused(model, inputs, cap
 def test_outputs_beside_a_folder_source_are_fine(model, inputs, capsys):
     code = _run(model, inputs / "clips", "--jsonl", inputs / "o.jsonl", "--save", inputs / "o.avi",
                 "--summary", inputs / "clips" / "s.json")  # not a media file: never read as an input
-    assert code == 0 and json.loads((inputs / "clips" / "s.json").read_text())["frames"] == 6
+    # a folder source reads its sub-folders too: clips/clip.avi and clips/sub/deep.avi, 6 frames each
+    assert code == 0 and json.loads((inputs / "clips" / "s.json").read_text())["frames"] == 12
 
 
 # --- 2. special files are written into, never replaced ---------------------------------------
