@@ -16,7 +16,8 @@ import numpy as np
 
 from runtime.errors import UserError
 
-__all__ = ["roc_curve", "roc_auc", "average_precision", "eer", "accuracy", "video_scores", "summary"]
+__all__ = ["roc_curve", "roc_auc", "average_precision", "eer", "accuracy", "false_alarm_rate", "threshold_at_fpr",
+           "bootstrap_auc", "video_scores", "summary"]
 
 
 def _check(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -113,6 +114,67 @@ def accuracy(scores: Any, labels: Any, threshold: float = 0.5) -> float:
     return float(np.mean((s >= threshold).astype(np.int64) == y))
 
 
+def false_alarm_rate(scores: Any, labels: Any, threshold: float) -> float:
+    """Share of real samples (label 0) called fake (``score >= threshold``); NaN without reals.
+
+    For a camera product this is the number that matters beside AUC: how often a real face raises
+    an alarm at the threshold actually shipped."""
+    s, y = _check(scores, labels)
+    real = s[y == 0]
+    return math.nan if real.size == 0 else float(np.mean(real >= threshold))
+
+
+def threshold_at_fpr(scores: Any, labels: Any, fpr: float) -> tuple[float, float]:
+    """The lowest threshold whose false-alarm rate on these reals is at most ``fpr``, and the rate
+    it achieves there: (threshold, achieved rate). ``fpr`` in [0, 1]; ValueError without reals.
+
+    At most ``floor(fpr · n_real)`` reals score at or above it; with 20 reals any ``fpr`` < 0.05
+    means none may, so the threshold sits just above the highest real score.
+    """
+    if not 0.0 <= fpr <= 1.0:
+        raise ValueError(f"target false-alarm rate {fpr}: expected 0..1")
+    s, y = _check(scores, labels)
+    real = np.sort(s[y == 0])[::-1]
+    if real.size == 0:
+        raise ValueError("no real samples: a false-alarm rate needs real faces")
+    allowed = int(math.floor(fpr * real.size + 1e-9))
+    if allowed >= real.size:
+        t = 0.0
+    else:
+        t = float(min(1.0, np.nextafter(real[allowed], np.inf)))
+    return t, float(np.mean(real >= t))
+
+
+def bootstrap_auc(scores: Any, labels: Any, groups: Sequence[str] | None = None, n: int = 1000,
+                  seed: int = 0) -> dict[str, float]:
+    """Bootstrap standard error of the AUC: ``{"auc", "se", "lo", "hi", "n_boot"}`` (95 % percentile
+    interval). With ``groups`` (face or video ids) whole groups are resampled (a cluster bootstrap):
+    items of one face are not independent, and resampling items alone understates the error."""
+    s, y = _check(scores, labels)
+    auc = roc_auc(s, y)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        members = [np.array([i]) for i in range(s.size)]
+    else:
+        g = np.asarray([str(v) for v in groups], dtype=object)
+        if g.size != s.size:
+            raise ValueError(f"{s.size} scores but {g.size} group ids")
+        _, inv = np.unique(g.astype(str), return_inverse=True)
+        members = [np.flatnonzero(inv == k) for k in range(int(inv.max()) + 1)] if inv.size else []
+    stats = []
+    for _ in range(int(n)):
+        pick = rng.integers(0, len(members), size=len(members))
+        idx = np.concatenate([members[k] for k in pick]) if len(members) else np.zeros(0, np.int64)
+        yy = y[idx]
+        if yy.size and yy.min() != yy.max():
+            stats.append(roc_auc(s[idx], yy))
+    if len(stats) < 2:
+        return {"auc": auc, "se": math.nan, "lo": math.nan, "hi": math.nan, "n_boot": len(stats)}
+    arr = np.asarray(stats)
+    return {"auc": auc, "se": float(arr.std(ddof=1)), "lo": float(np.percentile(arr, 2.5)),
+            "hi": float(np.percentile(arr, 97.5)), "n_boot": len(stats)}
+
+
 def video_scores(probs: Any, labels: Any, videos: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One score per video: the mean of its frames' probabilities; its label is its frames' label.
 
@@ -153,6 +215,7 @@ def _level(probs: np.ndarray, labels: np.ndarray, threshold: float, notes: list[
         "eer_threshold": at,
         "ap": average_precision(probs, labels),
         "acc": accuracy(probs, labels, threshold),
+        "far": false_alarm_rate(probs, labels, threshold),  # false-alarm rate: reals called fake
         "n": int(labels.size),
         "n_real": n_real,
         "n_fake": n_fake,
@@ -160,7 +223,7 @@ def _level(probs: np.ndarray, labels: np.ndarray, threshold: float, notes: list[
 
 
 def summary(probs: Any, labels: Any, videos: Sequence[str] | None = None, threshold: float = 0.5) -> dict[str, Any]:
-    """Frame- and video-level AUC / EER / AP / ACC with counts, as one JSON-friendly dict.
+    """Frame- and video-level AUC / EER / AP / ACC / FAR (false-alarm rate) with counts, as one dict.
 
     ``{"threshold", "frame": {...}, "video": {...} or None, "notes": [...]}``; undefined values
     are NaN (a writer of strict JSON turns them into null) and ``notes`` says why.

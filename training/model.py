@@ -27,16 +27,20 @@ from runtime.errors import UserError
 from runtime.meta import ENCODERS, Meta
 from training.backbones.edge import DOWNSAMPLE
 
-DEFAULT_SIZE = {"edge": 224, "xception": 299}
+DEFAULT_SIZE = {"edge": 224, "xception": 299, "plain": 64}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Xception's ImageNet weights were trained on inputs scaled to [-1, 1].
-NORMALISATION = {"edge": (IMAGENET_MEAN, IMAGENET_STD), "xception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+NORMALISATION = {"edge": (IMAGENET_MEAN, IMAGENET_STD), "xception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                 "plain": (IMAGENET_MEAN, IMAGENET_STD)}
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "edge": {"width": 1.0, "downsample": "stride", "encoder_channels": 256, "latent_channels": 128, "hidden": 128,
              "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
     "xception": {"encoder_channels": 512, "latent_channels": 256, "hidden": 256,
                  "dropout": 0.5, "decoder_channels": [256, 128, 64, 32, 16]},
+    # the plain five-stage CNN for small inputs (training/backbones/plain.py)
+    "plain": {"width": 1.0, "encoder_channels": 256, "latent_channels": 128, "hidden": 128,
+              "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
 }
 MAX_DECODER_STAGES = 5  # one ×2 stage per halving in the backbone (stride 32)
 MIN_INPUT = 32
@@ -223,8 +227,10 @@ def _is_number(v: Any) -> bool:
 
 
 def _build_backbone(encoder: str, cfg: dict[str, Any]) -> nn.Module:
-    from training.backbones import EdgeNet, Xception
+    from training.backbones import EdgeNet, PlainNet, Xception
 
+    if encoder == "plain":
+        return PlainNet(cfg["width"])
     return EdgeNet(cfg["width"], cfg["downsample"]) if encoder == "edge" else Xception()
 
 

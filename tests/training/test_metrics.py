@@ -129,3 +129,52 @@ def test_bad_inputs_are_rejected():
         metrics.roc_auc([0.1, float("nan")], [0, 1])
     with pytest.raises(ValueError):
         metrics.roc_auc([0.1, 0.2], [0, 2])
+
+
+def test_false_alarm_rate_counts_reals_at_or_above_the_threshold():
+    probs = [0.1, 0.5, 0.7, 0.9, 0.2]
+    labels = [0, 0, 0, 1, 1]
+    assert metrics.false_alarm_rate(probs, labels, 0.5) == pytest.approx(2 / 3)
+    assert math.isnan(metrics.false_alarm_rate([0.9], [1], 0.5))
+    assert metrics.summary(probs, labels, threshold=0.5)["frame"]["far"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("target", [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0])
+def test_threshold_at_fpr_is_the_lowest_meeting_the_target(target):
+    rng = np.random.default_rng(0)
+    probs = np.round(rng.random(60) * 0.98, 2)  # ties included
+    labels = np.r_[np.zeros(40, int), np.ones(20, int)]
+    t, achieved = metrics.threshold_at_fpr(probs, labels, target)
+    real = probs[:40]
+    assert achieved == pytest.approx(np.mean(real >= t)) and achieved <= target + 1e-12
+    lower = [r for r in np.unique(real) if r < t]
+    if lower:  # any lower real score as the threshold would break the target
+        assert np.mean(real >= max(lower)) > target
+    with pytest.raises(ValueError):
+        metrics.threshold_at_fpr([0.5], [1], 0.1)
+
+
+def test_threshold_at_fpr_says_when_the_target_cannot_be_met():
+    t, achieved = metrics.threshold_at_fpr([1.0, 0.2, 0.9], [0, 0, 1], 0.0)
+    assert t == 1.0 and achieved == pytest.approx(0.5)  # a real at p = 1: no threshold in 0..1 avoids it
+
+
+def test_bootstrap_se_shrinks_with_items_and_clusters_are_wider():
+    rng = np.random.default_rng(1)
+
+    def draw(n_faces: int, per_face: int):
+        face_effect = rng.normal(0, 1.0, n_faces)  # how detectable one face's forgeries are
+        labels = np.tile([0, 1], n_faces * per_face // 2)
+        faces = np.repeat(np.arange(n_faces), per_face)
+        scores = 1 / (1 + np.exp(-(labels * (0.8 + face_effect[faces]) + rng.normal(0, 1, labels.size))))
+        return scores, labels, [f"f{k}" for k in faces]
+
+    s, y, g = draw(20, 10)
+    small = metrics.bootstrap_auc(s, y, n=300)
+    s2, y2, g2 = draw(20, 100)
+    big = metrics.bootstrap_auc(s2, y2, n=300)
+    clustered = metrics.bootstrap_auc(s2, y2, g2, n=300)
+    assert big["se"] < small["se"]
+    assert clustered["se"] > big["se"], "faces, not items, are the independent units"
+    assert clustered["lo"] <= clustered["auc"] <= clustered["hi"]
+    assert math.isnan(metrics.bootstrap_auc([0.1, 0.2], [0, 0], n=10)["se"])

@@ -61,3 +61,15 @@ def test_mask_is_centred_blob():
     ys, xs = np.nonzero(m)
     assert 35 < xs.mean() < 65 and 35 < ys.mean() < 70
     assert m[0].sum() == 0 and m[:, 0].sum() == 0
+
+
+def test_plain_synthetic_spec_is_still_self_blends():
+    """``synthetic[:N]`` without families draws exactly what it drew before families existed."""
+    from runtime.meta import Meta
+    from training.dataspec import open_items
+
+    items = open_items("synthetic:20", Meta(input_size=64, graph="detect", outputs=("logit",)), "val")
+    assert set(items.families_of[1::2]) == {"sbi"}
+    face = items.faces[items.face_of[1]][1]
+    np.testing.assert_array_equal(items.crop(1, np.random.default_rng(7)),
+                                  self_blend(face, np.random.default_rng(7))[0])

@@ -1,0 +1,223 @@
+"""``python -m benchmarks.families``: the leave-one-family-out (LOFO) protocol over forgery families.
+
+For each forgery family F of ``--families`` (``training.forgeries``), each seed and each λ: train on
+the synthetic forgeries of every family but F (``training.train``, validation and model selection
+on the held-out faces with the same families), then score the best checkpoint on family F alone,
+on the held-out faces, which training never saw, whatever the family. The question is the one the
+FF++ cross-manipulation protocol asks: does a detector catch a kind of forgery it was not
+trained on?
+
+The test set of a fold is ``--test-items`` items of the held-out faces (``training.dataspec``'s
+``val`` split, ~20 % of face ids): each real item a different colour/sharpness variant of its face,
+each fake a fresh forgery, all seeded by ``--test-seed`` (independent of the training seeds). Per
+fold it reports AUC, its bootstrap standard error resampling items (``se_items``) and resampling
+whole faces (``se_faces``, the honest one: items of one face are not independent, and the 101
+offline faces leave ~20 for testing), and the false-alarm rate on the test reals at the
+checkpoint's stored threshold. The table gives mean ± sd over seeds per λ and, with two λ, the
+paired difference (first λ − second) per seed. Timings and AUCs belong here and in docs, never in
+pass/fail tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmarks import report
+from runtime.errors import UserError, run_cli
+
+PROG = "benchmarks.families"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("--families", default="all", help="families in the protocol (comma-separated or 'all')")
+    p.add_argument("--folds", help="held-out families to run (default: every one of --families)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated (paired across λ)")
+    p.add_argument("--lambdas", default="0.1,0", help="reconstruction weights to compare, comma-separated")
+    p.add_argument("--encoder", default="edge")
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--downsample", choices=("stride", "max"), default="max", help="edge encoder only")
+    p.add_argument("--items", type=int, default=1600, help="training items per run (synthetic:N)")
+    p.add_argument("--val-items", type=int, default=400, help="validation items (model selection)")
+    p.add_argument("--test-items", type=int, default=4000,
+                   help="test items of the held-out family (4000: item-bootstrap SE of the AUC about 0.01)")
+    p.add_argument("--test-seed", type=int, default=12345)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--warmup", type=float, default=0.1)
+    p.add_argument("--threshold", default="fpr:0.05", help="training.train --threshold for each run")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default="runs/families", help="run folders and families.json go here")
+    p.add_argument("--json", metavar="PATH", help="report JSON (default OUT/families-<encoder><size>.json)")
+    return p
+
+
+def parse_list(text: str, kind: type, flag: str) -> list[Any]:
+    try:
+        out = [kind(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text}: expected comma-separated {kind.__name__} values") from None
+    if not out:
+        raise UserError(f"{flag} {text}: empty")
+    return out
+
+
+def folds(families: Sequence[str], held_out: Sequence[str] | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(held-out family, training families) per fold: train on all but one, test on that one."""
+    if len(families) < 2:
+        raise UserError(f"--families {','.join(families)}: leaving one out needs at least two families")
+    want = list(held_out) if held_out else list(families)
+    bad = [f for f in want if f not in families]
+    if bad:
+        raise UserError(f"--folds {','.join(bad)}: not among --families {','.join(families)}")
+    return [(f, tuple(g for g in families if g != f)) for f in want]
+
+
+def test_set(family: str, n: int, meta: Any, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` test crops of one family on the held-out faces: (uint8 N×S×S×3, labels, face ids).
+
+    Real items are seeded colour/sharpness variants of their face, so a real face is not one
+    image repeated; fakes are drawn from the same variants."""
+    from runtime.preprocess import resize_square
+    from training.dataspec import open_items, synthetic_spec
+
+    items = open_items(synthetic_spec(n, (family,)), meta, split="val")
+    crops = [resize_square(items.crop(i, np.random.default_rng([seed, 7, i]), vary=True), meta.input_size)
+             for i in range(len(items))]
+    return np.stack(crops), np.asarray(items.labels, np.int64), list(items.videos)
+
+
+def score(ckpt: Path, crops: np.ndarray, threads: int) -> tuple[np.ndarray, Any]:
+    """p(fake) of the checkpoint's detect path for each crop, and its metadata."""
+    import torch
+
+    from runtime.preprocess import to_input
+    from training.checkpoint import load_model
+
+    torch.set_num_threads(max(1, threads))
+    net, meta = load_model(ckpt, map_location="cpu")
+    net.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(crops), 128):
+            x = np.concatenate([to_input(c, meta) for c in crops[i:i + 128]])
+            out.append(torch.sigmoid(net(torch.from_numpy(x))).reshape(-1).numpy())
+    return np.concatenate(out).astype(np.float64), meta
+
+
+def fold_metrics(probs: np.ndarray, labels: np.ndarray, faces: list[str], threshold: float,
+                 boot: int) -> dict[str, Any]:
+    from training.metrics import bootstrap_auc, false_alarm_rate, roc_auc
+
+    items = bootstrap_auc(probs, labels, None, boot, seed=1)
+    by_face = bootstrap_auc(probs, labels, faces, boot, seed=2)
+    return {"auc": roc_auc(probs, labels), "se_items": items["se"], "se_faces": by_face["se"],
+            "far": false_alarm_rate(probs, labels, threshold), "threshold": threshold,
+            "tpr": float(np.mean(probs[labels == 1] >= threshold)), "n": int(labels.size),
+            "faces": len(set(faces))}
+
+
+def train_argv(a: argparse.Namespace, train_fams: Sequence[str], lam: float, seed: int, out: Path) -> list[str]:
+    from training.dataspec import synthetic_spec
+
+    argv = ["--data", synthetic_spec(a.items, train_fams), "--val", synthetic_spec(a.val_items, train_fams),
+            "--encoder", a.encoder, "--input-size", str(a.input_size), "--epochs", str(a.epochs),
+            "--batch-size", str(a.batch_size), "--lr", str(a.lr), "--lambda", str(lam), "--warmup", str(a.warmup),
+            "--threshold", a.threshold, "--workers", "0", "--threads", str(a.threads), "--seed", str(seed),
+            "--out", str(out)]
+    if a.encoder == "edge":
+        argv += ["--downsample", a.downsample]
+    return argv
+
+
+def summarise(runs: list[dict[str, Any]], lambdas: Sequence[float]) -> list[dict[str, Any]]:
+    """One row per held-out family: AUC mean ± sd over seeds per λ, FAR, and the paired difference."""
+    rows = []
+    for fam in dict.fromkeys(r["held_out"] for r in runs):
+        row: dict[str, Any] = {"held_out": fam}
+        by = {lam: {r["seed"]: r for r in runs if r["held_out"] == fam and r["lambda"] == lam} for lam in lambdas}
+        for lam in lambdas:
+            aucs = [r["auc"] for r in by[lam].values()]
+            row[f"auc_{lam:g}"] = _mean_sd(aucs)
+            row[f"far_{lam:g}"] = float(np.mean([r["far"] for r in by[lam].values()])) if aucs else math.nan
+            row[f"se_faces_{lam:g}"] = float(np.mean([r["se_faces"] for r in by[lam].values()])) if aucs else math.nan
+            row[f"seeds_{lam:g}"] = len(aucs)
+        if len(lambdas) == 2:
+            a, b = lambdas
+            common = sorted(set(by[a]) & set(by[b]))
+            diffs = [by[a][s]["auc"] - by[b][s]["auc"] for s in common]
+            row["paired_diff"] = _mean_sd(diffs)
+            row["paired_diffs"] = diffs
+        rows.append(row)
+    return rows
+
+
+def _mean_sd(v: Sequence[float]) -> str:
+    if not v:
+        return "n/a"
+    sd = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
+    return f"{np.mean(v):.3f} ± {sd:.3f}" if math.isfinite(sd) else f"{np.mean(v):.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    from training.forgeries import parse_families
+
+    try:
+        families = parse_families(a.families)
+        held = parse_families(a.folds) if a.folds else None
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    seeds = parse_list(a.seeds, int, "--seeds")
+    lambdas = parse_list(a.lambdas, float, "--lambdas")
+    report.check_positive(items=a.items, val_items=a.val_items, test_items=a.test_items, epochs=a.epochs,
+                          boot=a.boot)
+    from training import train
+    from training.model import default_meta
+
+    out = Path(a.out)
+    meta = default_meta(a.encoder, a.input_size)
+    runs: list[dict[str, Any]] = []
+    for fam, train_fams in folds(families, held):
+        crops, labels, faces = test_set(fam, a.test_items, meta, a.test_seed)
+        for lam in lambdas:
+            for seed in seeds:
+                run_dir = out / f"{a.encoder}{a.input_size}" / f"minus-{fam}" / f"lam{lam:g}" / f"seed{seed}"
+                if not (run_dir / "best.pt").exists():  # its per-epoch JSON lines: run_dir/metrics.jsonl
+                    with contextlib.redirect_stdout(io.StringIO()):
+                        train.main(train_argv(a, train_fams, lam, seed, run_dir))
+                probs, m = score(run_dir / "best.pt", crops, a.threads)
+                r = {"held_out": fam, "trained_on": list(train_fams), "lambda": lam, "seed": seed,
+                     "best_val_auc": m.training.get("best_val_auc"), **fold_metrics(probs, labels, faces,
+                                                                                    m.threshold, a.boot)}
+                runs.append(r)
+                print(f"families: minus {fam} λ={lam:g} seed {seed}: AUC {r['auc']:.3f} (se items "
+                      f"{r['se_items']:.3f}, faces {r['se_faces']:.3f}), FAR {r['far']:.3f} at {m.threshold:.3f}",
+                      file=sys.stderr, flush=True)
+    rows = summarise(runs, lambdas)
+    cols = [("held_out", "held-out family")]
+    for lam in lambdas:
+        cols += [(f"auc_{lam:g}", f"AUC λ={lam:g}"), (f"se_faces_{lam:g}", "SE(faces)"), (f"far_{lam:g}", "FAR")]
+    if len(lambdas) == 2:
+        cols.append(("paired_diff", f"AUC λ={lambdas[0]:g} − λ={lambdas[1]:g}"))
+    print(report.table(rows, cols, digits=3))
+    result = {**report.envelope(PROG, argv, vars(a)), "rows": rows, "runs": runs}
+    path = a.json or str(out / f"families-{a.encoder}{a.input_size}.json")
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(path, result)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)
