@@ -4,9 +4,10 @@ The one place that reads and writes the ``metadata_props`` entries of an ONNX ar
 ``jrc_meta`` (:data:`runtime.meta.ONNX_KEY`, the :class:`runtime.meta.Meta` every artifact
 carries) and ``jrc_quant`` (:data:`QUANT_KEY`, how ``calibration.quantize`` made an INT8 model).
 Used by ``export.onnx``, ``export.fp16``, ``export.engine``, ``export.triton``,
-``export.deepstream`` and ``calibration``. External data is checked with
-:func:`runtime.onnx_proto.check_external_data` (the same check the runtime uses) before onnx reads
-anything.
+``export.deepstream``, ``calibration`` and ``benchmarks``. Every way in (:func:`load_onnx`,
+:func:`file_meta`, :func:`inspect_onnx`) first runs :func:`runtime.onnx_proto.check_external_data`
+(the same check the runtime uses: external data inside the model's folder, declared sizes that add
+up), so nothing reaches onnx, ONNX Runtime or TensorRT before it.
 """
 
 from __future__ import annotations
@@ -44,9 +45,14 @@ def load_onnx(path: str | Path) -> Any:
 
     try:
         return onnx.load(str(p))
-    except (DecodeError, OSError, ValueError, RuntimeError) as e:
-        raise UserError(f"{p}: not a readable ONNX model ({str(e).splitlines()[0][:160]}); "
+    except (DecodeError, OSError, ValueError, RuntimeError, AssertionError) as e:
+        raise UserError(f"{p}: not a readable ONNX model ({_first_line(e)}); "
                         "re-export it with python -m export.onnx") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0][:160] if lines else type(e).__name__
 
 
 def read_meta(model: Any, source: str) -> Meta | None:
@@ -73,10 +79,11 @@ def file_meta(path: str | Path) -> Meta:
 
     if not Path(path).is_file():
         raise UserError(f"{path}: no such ONNX file; export one with python -m export.onnx --ckpt CKPT --out DIR")
+    check_external_data(path)  # the same refusals as load_onnx, although no weights are read here
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:160]}); re-export it") from None
+    except (DecodeError, OSError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: not a readable ONNX model ({_first_line(e)}); re-export it") from None
     return require_meta(model, str(path))
 
 

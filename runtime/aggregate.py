@@ -3,14 +3,18 @@
 A face's probability is sigmoid(logit). A frame's probability is that of its most suspicious
 face. A track's verdict is the mean of its faces' probabilities over the frames it was seen in;
 a source's verdict is the mean of its frame probabilities (frames with a face only). Each is
-``fake`` when the mean is at or above the threshold, ``real`` below it, and ``no_face`` when
-there was nothing to score. State is bounded: tracks are finalised when they end, and the lists
-kept for the summary are capped (the totals stay exact).
+``fake`` when the mean is at or above the threshold, ``real`` below it, ``no_face`` when there
+was no face, and ``unscored`` when there were faces but the model gave none of them a finite logit.
+A face with a non-finite logit (NaN or infinity: a broken model or input) is reported with no
+probability, counted (``nonfinite_logits`` in the summary), warned about once on stderr, and left
+out of the means; it never turns a frame into "no face". State is bounded: tracks are finalised
+when they end, and the lists kept for the summary are capped (the totals stay exact).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +23,10 @@ from runtime.pipeline import Result
 MAX_LISTED = 10_000  # tracks / sources listed in the summary; more are counted, not listed
 
 
-def verdict(prob: float | None, threshold: float) -> str:
+def verdict(prob: float | None, threshold: float, faces: int = 0) -> str:
+    """``fake`` / ``real`` for a mean probability; without one, ``unscored`` when there were faces."""
     if prob is None or math.isnan(prob):
-        return "no_face"
+        return "unscored" if faces else "no_face"
     return "fake" if prob >= threshold else "real"
 
 
@@ -52,6 +57,7 @@ class _Track:
     first_frame: int
     last_frame: int
     probs: _Mean
+    seen: int = 0  # frames with this face, scored or not
 
 
 @dataclass
@@ -70,8 +76,11 @@ class _Source:
 class Aggregator:
     """Feed results in frame order with :meth:`add`; :meth:`finish` closes everything."""
 
-    def __init__(self, threshold: float, max_listed: int = MAX_LISTED) -> None:
+    def __init__(self, threshold: float, max_listed: int = MAX_LISTED, warn: Any = None) -> None:
+        """``warn`` receives the one-time warning about non-finite logits (default: stderr)."""
         self.threshold = float(threshold)
+        self.nonfinite_logits = 0
+        self._warn = warn or (lambda text: print(f"jrc-detect: warning: {text}", file=sys.stderr, flush=True))
         self.max_listed = max_listed
         self.frames = 0
         self.frames_without_face = 0
@@ -101,9 +110,12 @@ class Aggregator:
             return done
         self.faces += len(r.faces)
         src.faces += len(r.faces)
-        frame_p = max(f.prob for f in r.faces)
-        src.probs.add(frame_p)
-        self.overall.add(frame_p)
+        scored = self._scored(r)
+        ids = {id(f) for f in scored}
+        if scored:
+            frame_p = max(f.prob for f in scored)
+            src.probs.add(frame_p)
+            self.overall.add(frame_p)
         for f in r.faces:
             t = self._open.get(f.track)
             if t is None:
@@ -111,8 +123,25 @@ class Aggregator:
                 src.tracks += 1
                 self.tracks_total += 1
             t.last_frame = r.frame.index
-            t.probs.add(f.prob)
+            t.seen += 1
+            if id(f) in ids:
+                t.probs.add(f.prob)
         return done
+
+    def _scored(self, r: Result) -> list[Any]:
+        """The faces of a frame with a finite logit; the others get prob NaN (reported as null) and are counted."""
+        scored = []
+        for f in r.faces:
+            if math.isfinite(f.prob) and not math.isinf(f.logit):  # ±inf logits give probabilities 1/0
+                scored.append(f)
+                continue
+            if not self.nonfinite_logits:
+                self._warn(f"{r.frame.source} frame {r.frame.index}: the model gave a face the logit {f.logit}; "
+                           "faces without a finite logit are reported without a probability and counted "
+                           "(summary: nonfinite_logits), the model or its input is broken")
+            self.nonfinite_logits += 1
+            f.prob = float("nan")
+        return scored
 
     def finish(self) -> list[dict[str, Any]]:
         """End every open track and the current source (end of run); returns the ended tracks."""
@@ -130,8 +159,8 @@ class Aggregator:
     def _end_track(self, track_id: int) -> dict[str, Any]:
         t = self._open.pop(track_id)
         d = {"track": t.id, "source": t.source, "first_frame": t.first_frame, "last_frame": t.last_frame,
-             "frames": t.probs.n, "prob": _r(t.probs.mean), "max_prob": _r(t.probs.peak),
-             "verdict": verdict(t.probs.mean, self.threshold)}
+             "frames": t.seen, "prob": _r(t.probs.mean), "max_prob": _r(t.probs.peak),
+             "verdict": verdict(t.probs.mean, self.threshold, t.seen)}
         if len(self.tracks) < self.max_listed:
             self.tracks.append(d)
         return d
@@ -140,13 +169,14 @@ class Aggregator:
         return {"source": s.source, "frames": s.frames, "frames_with_face": s.frames - s.frames_without_face,
                 "frames_without_face": s.frames_without_face, "faces": s.faces, "tracks": s.tracks,
                 "prob": _r(s.probs.mean), "max_prob": _r(s.probs.peak),
-                "verdict": verdict(s.probs.mean, self.threshold)}
+                "verdict": verdict(s.probs.mean, self.threshold, s.faces)}
 
     def summary(self) -> dict[str, Any]:
         """The totals for the summary file (call after :meth:`finish`)."""
         return {"frames": self.frames, "frames_with_face": self.frames - self.frames_without_face,
                 "frames_without_face": self.frames_without_face, "faces": self.faces,
                 "threshold": self.threshold, "prob": _r(self.overall.mean),
-                "verdict": verdict(self.overall.mean, self.threshold),
+                "verdict": verdict(self.overall.mean, self.threshold, self.faces),
+                "nonfinite_logits": self.nonfinite_logits,
                 "sources": self.sources, "sources_total": self.sources_total,
                 "tracks": self.tracks, "tracks_total": self.tracks_total}

@@ -387,6 +387,8 @@ def _print_verdicts(summary: dict[str, Any], limit: int = 20) -> None:
 def _verdict_line(name: str, s: dict[str, Any], threshold: float) -> str:
     if s["verdict"] == "no_face":
         return f"{name}: no face found in {s['frames']} frame(s)"
+    if s["prob"] is None:  # faces, but not one finite logit
+        return f"{name}: UNSCORED, {s['faces']} face(s) without a finite logit (see nonfinite_logits)"
     tracks = s.get("tracks")
     ntracks = tracks if isinstance(tracks, int) else s.get("tracks_total")
     return (f"{name}: {s['verdict'].upper()}  p(fake) {s['prob']:.3f} (threshold {threshold:.2f}) over "

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from runtime.errors import UserError
 
@@ -20,7 +19,7 @@ SCHEMA_VERSION = 1
 ONNX_KEY = "jrc_meta"
 MAX_META_BYTES = 64 * 1024  # metadata is a few hundred bytes; anything this big is hostile
 
-ENCODERS = ("edge", "xception")
+ENCODERS = ("edge", "xception", "plain")
 GRAPHS = ("detect", "full", "checkpoint")
 PRECISIONS = ("fp32", "fp16", "int8")
 COLORS = ("RGB", "BGR")
@@ -62,14 +61,19 @@ class Meta:
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "metadata") -> Meta:
-        """Validate and build; ``source`` names the file in error messages."""
+        """Validate and build; ``source`` names the file in error messages. Unknown keys are ignored
+        (newer writers may add fields); every known one is checked for type and range."""
         if not isinstance(d, dict):
             raise UserError(f"{source}: metadata is {type(d).__name__}, expected a JSON object; re-export the artifact")
-        known = {f.name for f in fields(cls)}
-        if int(d.get("schema", SCHEMA_VERSION)) > SCHEMA_VERSION:
+        odd = [k for k in d if not isinstance(k, str)]
+        if odd:
+            raise UserError(f"{source}: invalid metadata: key {odd[0]!r} is {type(odd[0]).__name__}, expected a "
+                            "string; re-export the artifact")
+        schema = d.get("schema", SCHEMA_VERSION)
+        if _is_int(schema) and schema > SCHEMA_VERSION:
             raise UserError(
-                f"{source}: metadata schema {d.get('schema')} is newer than this runtime's "
-                f"({SCHEMA_VERSION}); upgrade jrc-edge")
+                f"{source}: metadata schema {schema} is newer than this runtime's ({SCHEMA_VERSION}); upgrade jrc-edge")
+        known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
         for key in ("mean", "std", "outputs"):
             if key in kwargs and isinstance(kwargs[key], list):
@@ -78,8 +82,9 @@ class Meta:
             meta = cls(**kwargs)
             meta.validate()
         except UserError as e:
-            raise UserError(f"{source}: {e}") from None
-        except (TypeError, ValueError) as e:
+            raise UserError(f"{source}: {e}; the file is damaged or was edited, re-export it (a checkpoint: "
+                            "re-train)") from None
+        except (TypeError, ValueError, RecursionError) as e:
             raise UserError(f"{source}: malformed metadata ({e}); re-export the artifact") from None
         return meta
 
@@ -105,37 +110,138 @@ class Meta:
 
     # --- checks --------------------------------------------------------------------------
     def validate(self) -> None:
-        def bad(what: str) -> UserError:
-            return UserError(f"invalid metadata: {what}")
-
-        if self.encoder not in ENCODERS:
-            raise bad(f"encoder {self.encoder!r}, expected one of {ENCODERS}")
-        if not isinstance(self.input_size, int) or not 16 <= self.input_size <= 2048:
-            raise bad(f"input_size {self.input_size!r}, expected an integer in 16..2048")
-        if self.color not in COLORS:
-            raise bad(f"color {self.color!r}, expected one of {COLORS}")
-        for name in ("mean", "std"):
-            v = getattr(self, name)
-            if len(v) != 3 or not all(isinstance(x, (int, float)) and math.isfinite(x) for x in v):
-                raise bad(f"{name} {v!r}, expected three finite numbers")
-        if any(s <= 0 for s in self.std):
-            raise bad(f"std {self.std!r} must be positive")
-        if not isinstance(self.face_margin, (int, float)) or not 0 <= self.face_margin <= 2:
-            raise bad(f"face_margin {self.face_margin!r}, expected 0..2")
-        if not isinstance(self.threshold, (int, float)) or not 0 <= self.threshold <= 1:
-            raise bad(f"threshold {self.threshold!r}, expected a probability 0..1")
-        if self.graph not in GRAPHS:
-            raise bad(f"graph {self.graph!r}, expected one of {GRAPHS}")
-        if not self.outputs or self.outputs[0] != "logit" or not set(self.outputs) <= {"logit", "recon"}:
-            raise bad(f"outputs {self.outputs!r}, expected ['logit'] or ['logit', 'recon']")
-        if self.precision not in PRECISIONS:
-            raise bad(f"precision {self.precision!r}, expected one of {PRECISIONS}")
-        if not isinstance(self.model, dict) or not isinstance(self.training, dict):
-            raise bad("model and training must be JSON objects")
+        """Check every field's type and range; a UserError naming the first bad field."""
+        for name, check in _CHECKS.items():
+            value = getattr(self, name)
+            want = check(value)
+            if want:
+                raise UserError(f"invalid metadata: field '{name}' is {_show(value)}, expected {want}")
+        size = len(self.to_json())
+        if size > MAX_META_BYTES:
+            raise UserError(f"invalid metadata: {size} bytes as JSON, more than the {MAX_META_BYTES} allowed")
 
     @property
     def has_recon(self) -> bool:
         return "recon" in self.outputs
+
+
+# --- field checks: each returns what was expected, or "" when the value is fine -----------------
+_MAX_TEXT = 256  # names, versions, devices
+_MAX_DEPTH = 16  # nesting of the free-form dicts (model, training, profile)
+_MAX_ITEMS = 4096  # values in one free-form dict, all levels together
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any, lo: float, hi: float) -> bool:
+    """A real number (not a bool) in [lo, hi]; NaN and infinities fail the comparison."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _show(v: Any) -> str:
+    try:
+        text = repr(v)
+    except (ValueError, RecursionError):  # ints beyond Python's digit limit, absurd nesting
+        text = "…"
+    return (text if len(text) <= 60 else text[:60] + "…") + f" ({type(v).__name__})"
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    return lambda v: "" if isinstance(v, str) and v in choices else f"one of {', '.join(choices)}"
+
+
+def _int_in(lo: int, hi: int) -> Callable[[Any], str]:
+    return lambda v: "" if _is_int(v) and lo <= v <= hi else f"an integer in {lo}..{hi}"
+
+
+def _number_in(lo: float, hi: float, what: str) -> Callable[[Any], str]:
+    return lambda v: "" if _is_number(v, lo, hi) else what
+
+
+def _triple(lo: float, hi: float) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        ok = isinstance(v, tuple) and len(v) == 3 and all(_is_number(x, lo, hi) for x in v)
+        return "" if ok else f"three finite numbers in {lo:g}..{hi:g}"
+    return check
+
+
+def _text(optional: bool, limit: int = _MAX_TEXT) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if optional and v is None:
+            return ""
+        ok = isinstance(v, str) and 0 < len(v) <= limit and v.isprintable()
+        return "" if ok else f"a printable string of 1..{limit} characters" + (" or null" if optional else "")
+    return check
+
+
+def _outputs(v: Any) -> str:
+    return "" if v in (("logit",), ("logit", "recon")) and isinstance(v, tuple) else "['logit'] or ['logit', 'recon']"
+
+
+def _plain(v: Any, depth: int = 0, budget: list[int] | None = None) -> str:
+    """What is wrong with a free-form JSON value (str keys, JSON types, bounded), or ""."""
+    budget = [_MAX_ITEMS] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_DEPTH:
+        return f"at most {_MAX_ITEMS} values nested at most {_MAX_DEPTH} deep"
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return ""
+    if isinstance(v, (list, tuple)):
+        return next((w for w in (_plain(x, depth + 1, budget) for x in v) if w), "")
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if not isinstance(k, str):
+                return f"string keys (found key {k!r}, {type(k).__name__})"
+            w = _plain(x, depth + 1, budget)
+            if w:
+                return w
+        return ""
+    return f"JSON values only (found {type(v).__name__})"
+
+
+def _object(optional: bool) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if optional and v is None:
+            return ""
+        if not isinstance(v, dict):
+            return "a JSON object" + (" or null" if optional else "")
+        return _plain(v)
+    return check
+
+
+def _profile(v: Any) -> str:
+    want = _object(optional=True)(v)
+    if want or v is None:
+        return want
+    got = [v[k] for k in ("min", "opt", "max") if k in v]
+    if not all(_is_int(x) and 1 <= x <= 65536 for x in got) or got != sorted(got):
+        return "batch sizes min <= opt <= max, integers in 1..65536"
+    return ""
+
+
+_CHECKS: dict[str, Callable[[Any], str]] = {
+    "encoder": _one_of(ENCODERS),
+    "input_size": _int_in(16, 2048),
+    "color": _one_of(COLORS),
+    "mean": _triple(-1000.0, 1000.0),
+    "std": _triple(1e-6, 1000.0),
+    "face_margin": _number_in(0.0, 2.0, "a number in 0..2"),
+    "threshold": _number_in(0.0, 1.0, "a probability in 0..1"),
+    "graph": _one_of(GRAPHS),
+    "outputs": _outputs,
+    "input_name": _text(optional=False),
+    "precision": _one_of(PRECISIONS),
+    "model": _object(optional=False),
+    "source_sha256": _text(optional=True, limit=128),
+    "tensorrt_version": _text(optional=True),
+    "device": _text(optional=True),
+    "compute_capability": _text(optional=True),
+    "profile": _profile,
+    "training": _object(optional=False),
+    "schema": lambda v: "" if _is_int(v) and 1 <= v <= SCHEMA_VERSION else f"an integer 1..{SCHEMA_VERSION}",
+}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

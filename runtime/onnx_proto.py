@@ -4,12 +4,15 @@ Three things the runtime needs from a model file before, or instead of, handing 
 
 - a minimal protobuf wire-format walker (:func:`fields`, :func:`messages`); malformed input raises
   :class:`Malformed` (a ValueError), never an IndexError;
-- the external-data containment check (:func:`check_external_data`): an ONNX tensor can keep its
-  bytes in another file named by a path in the model. A hostile model could name ``/etc/shadow``
-  or ``../../secret`` and have ONNX Runtime (or onnx.load) read it into the weights. Every
-  external-data location in graphs, subgraphs, attributes, functions and training graphs is found,
-  and paths that are absolute, leave the model's folder (also through symlinks) or do not exist are
-  refused. Call it before handing a path to onnxruntime or onnx.load;
+- the check every tool runs before opening a model (:func:`check_external_data`): an ONNX tensor
+  can keep its bytes in another file named by a path in the model. A hostile model could name
+  ``/etc/shadow`` or ``../../secret`` and have ONNX Runtime (or onnx.load) read it into the weights.
+  Every tensor in graphs, subgraphs, attributes, functions and training graphs is found; external
+  paths that are absolute, leave the model's folder (also through symlinks) or do not exist are
+  refused, and so are declared sizes that do not add up (absurd or negative dimensions, offsets or
+  lengths beyond the data file, raw data that disagrees with the shape), which would otherwise fail
+  inside onnx or ONNX Runtime with a traceback or a huge allocation. Call it before handing a path
+  to onnxruntime, onnx.load, TensorRT's parser or Polygraphy;
 - output pruning (:func:`prune_outputs`): ONNX Runtime runs every node of a graph even when only
   some outputs are fetched (measured with 1.32), so a full graph (logit + recon) would always pay
   for the decoder. The unwanted graph outputs and the nodes only they need are dropped by editing
@@ -120,87 +123,193 @@ def _strings(buf: memoryview, start: int, end: int, number: int) -> list[str]:
             for n, w, a, b, _ in fields(buf, start, end) if n == number and w == 2]
 
 
-# --- external data ----------------------------------------------------------------------------
-def _tensor_locations(t: memoryview) -> Iterator[str]:
-    for entry in messages(t, (_TENSOR_EXTERNAL,)):
-        kv = {f: bytes(v).decode("utf-8", "replace") for f, w, v in _values(entry) if w == 2}
-        if kv.get(_ENTRY_KEY) == "location":
-            yield kv.get(_ENTRY_VALUE, "")
+# --- external data and declared sizes ---------------------------------------------------------
+_TENSOR_DIMS, _TENSOR_TYPE, _TENSOR_NAME, _TENSOR_RAW, _TENSOR_LOCATION = 1, 2, 8, 9, 14
+_GRAPH_VALUE_INFOS = (11, 12, 13)  # input, output, value_info
+_VALUE_INFO_TYPE, _TYPE_TENSOR, _TENSOR_TYPE_SHAPE, _SHAPE_DIM, _DIM_VALUE = 2, 1, 2, 1, 1
+# bytes per element of the fixed-size ONNX data types (TensorProto.DataType); 4-bit and string types are left out
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 14: 8, 15: 16, 16: 2,
+             17: 1, 18: 1, 19: 1, 20: 1}
+MAX_DIM = 2**31 - 1  # one dimension (TensorRT's limit too); negative int64 dims read as larger than this
+MAX_ELEMENTS = 2**31  # one tensor: 8 GB of float32, far beyond any model here
 
 
-def _attr_locations(a: memoryview, depth: int) -> Iterator[str]:
+class _Tensor:
+    """What the checks need from one TensorProto."""
+
+    def __init__(self, t: memoryview) -> None:
+        self.name, self.dims, self.dtype, self.raw, self.external = "", [], 0, None, False
+        self.entries: dict[str, str] = {}
+        for number, wire, a, b, _ in fields(t):
+            if number == _TENSOR_DIMS:
+                if wire not in (0, 2):
+                    raise Malformed(f"tensor {self.name!r} has dimensions of wire type {wire}")
+                self.dims += [a] if wire == 0 else [v for v, _ in _varints(t, a, b)]
+            elif number == _TENSOR_TYPE and wire == 0:
+                self.dtype = a
+            elif number == _TENSOR_NAME and wire == 2:
+                self.name = bytes(t[a:b]).decode("utf-8", "replace")[:100]
+            elif number == _TENSOR_RAW and wire == 2:
+                self.raw = b - a
+            elif number == _TENSOR_LOCATION and wire == 0:
+                self.external = a == 1
+            elif number == _TENSOR_EXTERNAL and wire == 2:
+                self.external = True
+                kv = {f: bytes(v).decode("utf-8", "replace") for f, w, v in _values(t[a:b]) if w == 2}
+                key = kv.get(_ENTRY_KEY, "")
+                if key in self.entries:  # readers disagree on which one wins: refuse rather than guess
+                    raise Malformed(f"tensor {self.name!r} repeats its external-data key {key[:40]!r}")
+                self.entries[key] = kv.get(_ENTRY_VALUE, "")
+        self.elements = 1
+        for d in self.dims:
+            if d > MAX_DIM:
+                raise Malformed(f"tensor {self.name!r} declares dimension {_signed(d)}")
+            self.elements *= d
+            if self.elements > MAX_ELEMENTS:
+                raise Malformed(f"tensor {self.name!r} declares more than {MAX_ELEMENTS} elements")
+        size = _ITEMSIZE.get(self.dtype)
+        self.nbytes = None if size is None else self.elements * size
+        if self.raw is not None and self.nbytes is not None and self.raw != self.nbytes:
+            raise Malformed(f"tensor {self.name!r} declares {self.nbytes} bytes but holds {self.raw}")
+        self.offset = self._number("offset", 0)
+        self.length = self._number("length", None)
+        if self.length is not None and self.nbytes is not None and self.length != self.nbytes:
+            raise Malformed(f"tensor {self.name!r} declares {self.nbytes} bytes but external length {self.length}")
+
+    @property
+    def location(self) -> str | None:
+        return self.entries.get("location", "") if self.external or self.entries else None
+
+    def _number(self, key: str, default: int | None) -> int | None:
+        text = self.entries.get(key)
+        if text is None:
+            return default
+        if not (text.isascii() and text.isdigit() and len(text) <= 18):
+            raise Malformed(f"tensor {self.name!r} has external {key} {text[:40]!r}, not a byte count")
+        return int(text)
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _varints(buf: memoryview, start: int, end: int) -> Iterator[tuple[int, int]]:
+    i = start
+    while i < end:
+        v, i = varint(buf, i, end)
+        yield v, i
+
+
+def _check_value_info(v: memoryview) -> None:
+    """Dimensions declared for graph inputs, outputs and intermediate values must be sane too."""
+    for t in messages(v, (_VALUE_INFO_TYPE,)):
+        for tt in messages(t, (_TYPE_TENSOR,)):
+            for shape in messages(tt, (_TENSOR_TYPE_SHAPE,)):
+                for dim in messages(shape, (_SHAPE_DIM,)):
+                    for number, wire, value, _, _ in fields(dim):
+                        if number == _DIM_VALUE and wire == 0 and value > MAX_DIM:
+                            raise Malformed(f"a graph value declares dimension {_signed(value)}")
+
+
+def _attr_tensors(a: memoryview, depth: int) -> Iterator[memoryview]:
     for field, wire, value in _values(a):
         if wire != 2:
             continue
         if field in (_ATTR_T, _ATTR_TENSORS):
-            yield from _tensor_locations(value)  # type: ignore[arg-type]
+            yield value  # type: ignore[misc]
         elif field in (_ATTR_G, _ATTR_GRAPHS):
-            yield from _graph_locations(value, depth + 1)  # type: ignore[arg-type]
+            yield from _graph_tensors(value, depth + 1)  # type: ignore[arg-type]
         elif field in (_ATTR_SPARSE, _ATTR_SPARSES):
-            for t in messages(value, _SPARSE_TENSORS):  # type: ignore[arg-type]
-                yield from _tensor_locations(t)
+            yield from messages(value, _SPARSE_TENSORS)  # type: ignore[arg-type]
 
 
-def _nodes_locations(nodes: Iterator[memoryview], depth: int) -> Iterator[str]:
+def _nodes_tensors(nodes: Iterator[memoryview], depth: int) -> Iterator[memoryview]:
     for node in nodes:
         for attr in messages(node, (_NODE_ATTR,)):
-            yield from _attr_locations(attr, depth)
+            yield from _attr_tensors(attr, depth)
 
 
-def _graph_locations(g: memoryview, depth: int) -> Iterator[str]:
+def _graph_tensors(g: memoryview, depth: int) -> Iterator[memoryview]:
     if depth > _MAX_DEPTH:
         raise Malformed("subgraphs nested too deeply")
     for field, wire, value in _values(g):
         if wire != 2:
             continue
         if field == _GRAPH_INIT:
-            yield from _tensor_locations(value)  # type: ignore[arg-type]
+            yield value  # type: ignore[misc]
         elif field == _GRAPH_SPARSE_INIT:
-            for t in messages(value, _SPARSE_TENSORS):  # type: ignore[arg-type]
-                yield from _tensor_locations(t)
+            yield from messages(value, _SPARSE_TENSORS)  # type: ignore[arg-type]
         elif field == _GRAPH_NODE:
-            yield from _nodes_locations(iter([value]), depth)  # type: ignore[list-item]
+            yield from _nodes_tensors(iter([value]), depth)  # type: ignore[list-item]
+        elif field in _GRAPH_VALUE_INFOS:
+            _check_value_info(value)  # type: ignore[arg-type]
 
 
-def external_locations(model_bytes: bytes) -> list[str]:
-    """Every external-data location string named anywhere in a serialized ModelProto."""
+def model_tensors(model_bytes: bytes) -> Iterator[memoryview]:
+    """Every TensorProto of a serialized ModelProto: initializers, constants and attributes in graphs,
+    subgraphs, functions and training graphs (the value infos' dimensions are checked on the way)."""
     buf = memoryview(model_bytes)
-    found: list[str] = []
     for field, wire, value in _values(buf):
         if wire != 2:
             continue
         if field == _MODEL_GRAPH:
-            found += _graph_locations(value, 0)  # type: ignore[arg-type]
+            yield from _graph_tensors(value, 0)  # type: ignore[arg-type]
         elif field == _MODEL_TRAINING:
             for g in messages(value, _TRAINING_GRAPHS):  # type: ignore[arg-type]
-                found += _graph_locations(g, 0)
+                yield from _graph_tensors(g, 0)
         elif field == _MODEL_FUNCTIONS:
-            found += _nodes_locations(messages(value, (_FUNCTION_NODE,)), 0)  # type: ignore[arg-type]
+            yield from _nodes_tensors(messages(value, (_FUNCTION_NODE,)), 0)  # type: ignore[arg-type]
+
+
+def external_locations(model_bytes: bytes) -> list[str]:
+    """Every external-data location string named anywhere in a serialized ModelProto."""
+    found = []
+    for t in model_tensors(model_bytes):
+        for entry in messages(t, (_TENSOR_EXTERNAL,)):
+            kv = {f: bytes(v).decode("utf-8", "replace") for f, w, v in _values(entry) if w == 2}
+            if kv.get(_ENTRY_KEY) == "location":
+                found.append(kv.get(_ENTRY_VALUE, ""))
     return found
 
 
 def check_external_data(model_path: str | Path) -> list[Path]:
-    """Refuse an ONNX model whose external data lies outside its folder; return the data files."""
+    """The one check before any tool hands an ONNX file to onnx, ONNX Runtime, TensorRT or Polygraphy.
+
+    Refuses a model that is not protobuf, declares absurd sizes (a dimension beyond 2^31 - 1 or
+    negative, a tensor beyond 2^31 elements, raw data or an external length that disagrees with the
+    shape, a non-numeric offset or length), or whose external data lies outside its folder (checked
+    before any data file is opened) or beyond the end of its data file. Returns the data files.
+    """
     path = Path(model_path)
     try:
         data = path.read_bytes()
     except OSError as e:
         raise UserError(f"{path}: cannot read the model ({e.strerror or e}); check the path") from None
     try:
-        locations = external_locations(data)
+        tensors = [_Tensor(t) for t in model_tensors(data)]
     except Malformed as e:
-        raise UserError(f"{path}: not a valid ONNX model ({e}); re-export it") from None
+        raise UserError(f"{path}: not a valid ONNX model ({e}); the file is truncated, damaged or not ONNX, "
+                        "re-export it") from None
     folder = path.resolve().parent
-    files: list[Path] = []
-    for loc in dict.fromkeys(locations):
-        target = (folder / loc).resolve()
-        if not loc or Path(loc).is_absolute() or (folder not in target.parents):
-            raise UserError(f"{path}: refused, its external data {loc!r} lies outside the model's folder "
-                            f"{folder}; keep the data file beside the model (or re-export a single file)")
-        if not target.is_file():
-            raise UserError(f"{path}: its external data file {loc!r} is missing; copy it beside the model")
-        files.append(target)
-    return files
+    files: dict[str, Path] = {}
+    for t in tensors:
+        loc = t.location
+        if loc is None:
+            continue
+        if loc not in files:
+            target = (folder / loc).resolve()
+            if not loc or Path(loc).is_absolute() or (folder not in target.parents):
+                raise UserError(f"{path}: refused, its external data {loc!r} lies outside the model's folder "
+                                f"{folder}; keep the data file beside the model (or re-export a single file)")
+            if not target.is_file():
+                raise UserError(f"{path}: its external data file {loc!r} is missing; copy it beside the model")
+            files[loc] = target
+        size = files[loc].stat().st_size
+        need = t.length if t.length is not None else (t.nbytes or 0)
+        if t.offset + need > size:
+            raise UserError(f"{path}: tensor {t.name!r} declares bytes {t.offset}..{t.offset + need} of {loc!r}, "
+                            f"which holds {size}; the data file is truncated or not this model's, re-export it")
+    return list(files.values())
 
 
 # --- pruning outputs --------------------------------------------------------------------------

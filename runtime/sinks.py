@@ -88,8 +88,14 @@ def frame_record(r: Result, ended: list[dict[str, Any]], threshold: float, dropp
         faces.append(d)
     return {"schema": JSONL_SCHEMA, "source": r.frame.source, "frame": r.frame.index,
             "time": round(r.frame.time, 4), "no_face": not faces,
-            "prob": _num(max(f.prob for f in r.faces)) if faces else None,
+            "prob": _frame_prob(r.faces) if faces else None,
             "faces": faces, "tracks_ended": ended, "dropped": dropped}
+
+
+def _frame_prob(faces: list[Any]) -> float | None:
+    """A frame's probability: its most suspicious face among those with a finite score (None if none)."""
+    finite = [f.prob for f in faces if math.isfinite(f.prob)]
+    return _num(max(finite)) if finite else None
 
 
 class JsonlSink:

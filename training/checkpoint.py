@@ -6,12 +6,24 @@ never needs pickle to load, and one that does (a hostile or foreign file) is ref
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from runtime.errors import UserError
 from runtime.fileio import replacing
 from runtime.meta import Meta
+
+# Parameters a checkpoint's config may describe: Xception-299 has 25 M, the edge model 1.8 M. A config
+# within each field's limits can still describe billions (8192-channel layers), which would allocate
+# for minutes and then fail in the allocator; it is refused before anything is built.
+MAX_PARAMETERS = 100_000_000
+
+
+def _first_line(e: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message, or its type name when it has none."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0][:limit] if lines else type(e).__name__
 
 
 def save_checkpoint(path: str | Path, model: Any, meta: Meta, **state: Any) -> Path:
@@ -44,30 +56,69 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
             blob = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))  # torch's own line is advice
-        first = (re.split(r"\.\s", detail.group(1))[0] if detail else
-                 str(e).strip().splitlines()[0] if str(e).strip() else "unsupported content")
+        first = re.split(r"\.\s", detail.group(1))[0] if detail else _first_line(e)
         raise UserError(f"{p}: refused, the checkpoint holds pickled objects that weights-only loading "
                         f"does not allow ({first[:160]}); use a checkpoint written by training.train") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UserError(f"{p}: not a readable PyTorch checkpoint ({str(e).splitlines()[0][:160]}); "
-                        "check the file or re-run training") from None
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError,
+            RecursionError, MemoryError) as e:  # torch's readers fail in many ways on damaged files
+        what = "the file is empty" if p.stat().st_size == 0 else _first_line(e)
+        raise UserError(f"{p}: not a readable PyTorch checkpoint ({what}); check the file or re-run training") from None
     if not isinstance(blob, dict) or "model" not in blob or "meta" not in blob:
-        raise UserError(f"{p}: not a JRC checkpoint (expected keys 'model' and 'meta'); "
-                        "use a checkpoint written by python -m training.train")
+        raise UserError(f"{p}: not a JRC checkpoint (expected a dict with keys 'model' and 'meta', found "
+                        f"{type(blob).__name__}); use a checkpoint written by python -m training.train")
+    state = blob["model"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"{p}: its 'model' entry is not a state dict (name -> tensor) but "
+                        f"{type(state).__name__}; use a checkpoint written by python -m training.train")
     return blob
+
+
+@contextlib.contextmanager
+def _no_init() -> Iterator[None]:
+    """torch.nn.init as no-ops: random init on the meta device would import torch._dynamo (10 s)."""
+    import torch
+
+    saved = {k: v for k, v in vars(torch.nn.init).items() if k.endswith("_") and not k.startswith("_") and callable(v)}
+    try:
+        for k in saved:
+            setattr(torch.nn.init, k, lambda t, *a, **kw: t)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(torch.nn.init, k, v)
+
+
+def build_network(meta: Meta, source: str | Path) -> Any:
+    """The network ``meta`` describes, after bounding its size without allocating it (fresh weights)."""
+    import torch
+
+    from training.model import build_model
+
+    with _no_init(), torch.device("meta"):
+        shell = build_model(meta)
+    count = sum(p.numel() for p in shell.parameters())
+    if count > MAX_PARAMETERS:
+        raise UserError(f"{source}: its model config describes {count:,} parameters, more than the "
+                        f"{MAX_PARAMETERS:,} allowed (the largest network here has 25 M); the metadata is "
+                        "damaged or hostile, use a checkpoint written by python -m training.train")
+    return build_model(meta)
+
+
+def load_weights(net: Any, state: Any, source: str | Path) -> None:
+    """Load a state dict into ``net``; a UserError when it does not fit."""
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise UserError(f"{source}: weights do not fit the network its metadata describes "
+                        f"({_first_line(e)}); the checkpoint is damaged") from None
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> tuple[Any, Meta]:
     """Rebuild the network from a checkpoint's metadata and load its weights (eval mode)."""
-    from training.model import build_model
-
     blob = read_checkpoint(path, map_location)
     meta = Meta.from_dict(blob["meta"], source=str(path))
-    model = build_model(meta)
-    try:
-        model.load_state_dict(blob["model"])
-    except RuntimeError as e:
-        raise UserError(f"{path}: weights do not fit the network its metadata describes "
-                        f"({str(e).splitlines()[0][:160]}); the checkpoint is damaged") from None
+    model = build_network(meta, path)
+    load_weights(model, blob["model"], path)
     model.eval()
     return model, meta

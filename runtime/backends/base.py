@@ -12,12 +12,51 @@ that worker has stopped. Backends that bind to a thread (CUDA contexts) push/pop
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from runtime.errors import UserError
 from runtime.meta import Meta
+
+LOGIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+def check_logit_spec(path: str, dtype: Any, shape: Sequence[Any] | None, batch: int | None) -> None:
+    """Refuse, when the model is opened, a ``logit`` output that cannot be (N, 1) floats.
+
+    ``dtype`` is the declared numpy dtype (None: not a numeric type the backend could name),
+    ``shape`` the declared dimensions (ints, or names/None for dynamic ones; None: rank unknown),
+    ``batch`` the graph's fixed batch or None for a dynamic one. Shared by every backend.
+    """
+    try:
+        ok = dtype is not None and np.dtype(dtype) in LOGIT_DTYPES
+    except TypeError:  # a type numpy cannot name (ONNX strings, sequences, maps)
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: its 'logit' output is {dtype if dtype is not None else 'not a float tensor'}, "
+                        "expected float32 or float16 (N×1); the model is not a JRC detector, re-export it")
+    if shape is None:
+        return
+    dims = list(shape)
+    fixed = [d if isinstance(d, int) and not isinstance(d, bool) and d >= 0 else None for d in dims]
+    bad = (len(dims) not in (1, 2) or (len(dims) == 2 and fixed[1] not in (None, 1))
+           or (fixed[0] is not None and fixed[0] != batch))
+    if bad:
+        raise UserError(f"{path}: its 'logit' output has shape {dims}, expected [N, 1] with N the batch "
+                        f"({batch if batch else 'dynamic'}); the model is not a JRC detector, re-export it")
+
+
+def check_logits(path: str, out: Any, n: int) -> np.ndarray:
+    """A result's ``logit`` as an owned (n, 1) float32 array, or a one-line UserError saying what came back.
+
+    Non-finite values pass through (the aggregator counts and reports them); a wrong type, an empty
+    or scalar result, or a size other than one per input does not."""
+    a = np.asarray(out)
+    if a.dtype.kind != "f" or a.ndim not in (1, 2) or a.shape[0] != n or a.size != n:
+        raise UserError(f"{path}: the model returned a 'logit' of {a.dtype} with shape {list(a.shape)} for a batch "
+                        f"of {n}, expected {n}×1 floats; the model is broken, re-export it")
+    return np.array(a, dtype=np.float32).reshape(n, 1)
 
 
 class Backend(ABC):

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, check_logit_spec, check_logits
 from runtime.errors import UserError, missing_dependency
 from runtime.meta import ONNX_KEY, Meta
 from runtime.onnx_proto import check_external_data, graph_outputs, prune_outputs
@@ -23,6 +23,8 @@ PROVIDERS = {
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 DEFAULT_MAX_BATCH = 8  # for graphs with a dynamic batch dimension
+MAX_FIXED_BATCH = 4096  # a graph's own fixed batch beyond this is hostile (padding would allocate it)
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 def _import_ort() -> Any:
@@ -94,7 +96,11 @@ class OnnxRuntimeBackend(Backend):
         if static and max_batch and max_batch != dim:
             raise UserError(f"{path}: the graph has a fixed batch of {dim}; drop --max-batch or re-export "
                             "with a dynamic batch")
+        if static and dim > MAX_FIXED_BATCH:
+            raise UserError(f"{path}: the graph has a fixed batch of {dim}, more than {MAX_FIXED_BATCH}; re-export "
+                            "it with a dynamic batch")
         self._fixed_batch = dim if static else None
+        self._check_outputs(path, self._fixed_batch)
         self._dtype = np.float16 if self._input.type == "tensor(float16)" else np.float32
         super().__init__(path, meta, batch)
 
@@ -169,6 +175,12 @@ class OnnxRuntimeBackend(Backend):
             raise UserError(f"{path}: input {meta.input_name!r} is {inp.type}, expected float32 or float16")
         return inp
 
+    def _check_outputs(self, path: str, batch: int | None) -> None:
+        """The declared type and shape of ``logit`` (each result is checked again in :meth:`infer`)."""
+        for o in self.session.get_outputs():
+            if o.name == "logit":
+                check_logit_spec(path, _NUMPY_TYPES.get(o.type, o.type if o.type else None), o.shape, batch)
+
     # --- running ------------------------------------------------------------------------
     def infer(self, x: np.ndarray, reconstruct: bool = False) -> dict[str, np.ndarray]:
         x = self.check_batch(x, reconstruct)
@@ -184,7 +196,7 @@ class OnnxRuntimeBackend(Backend):
         except _ort_errors(self._ort) as e:
             raise UserError(f"{self.path}: inference failed ({_one_line(e)}); the model is broken, "
                             "re-export it") from None
-        result = {"logit": np.asarray(out[0], np.float32).reshape(len(x), -1)[:n, :1].copy()}
+        result = {"logit": check_logits(self.path, out[0], len(x))[:n]}
         if reconstruct:
             result["recon"] = np.asarray(out[1], np.float32)[:n].copy()
         return result

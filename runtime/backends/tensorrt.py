@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backends import trt_compat
-from runtime.backends.base import Backend
+from runtime.backends.base import Backend, check_logit_spec, check_logits
 from runtime.errors import UserError
 from runtime.meta import read_sidecar
 
@@ -94,6 +94,9 @@ class TensorRTBackend(Backend):
         if missing:
             raise UserError(f"{path}: the engine lacks the output(s) {missing} its sidecar lists; "
                             f"rebuild it with: {trt_compat.rebuild_command(path, raw)}")
+        logit = tensors["logit"]
+        check_logit_spec(path, logit.dtype, [d if d >= 0 else None for d in logit.shape],
+                         inp.shape[0] if inp.shape[0] > 0 else None)
         s = meta.input_size
         if tuple(inp.shape[1:]) != (3, s, s):
             raise UserError(f"{path}: engine input is {inp.shape}, its sidecar says 3×{s}×{s}; "
@@ -149,8 +152,8 @@ class TensorRTBackend(Backend):
             self._stream.synchronize()
         finally:
             self._ctx.pop()
-        out = {o: v[:n].astype(np.float32, copy=True) for o, v in views.items()}
-        out["logit"] = out["logit"].reshape(n, 1)
+        out = {o: v[:n].astype(np.float32, copy=True) for o, v in views.items() if o != "logit"}
+        out["logit"] = check_logits(self.path, views["logit"][:n], n)
         return out
 
     def _host_buffer(self, name: str) -> np.ndarray:
