@@ -1,6 +1,7 @@
 """``python -m benchmarks.accuracy --engine A [--engine B ...] --data SPEC``: accuracy beside speed.
 
-One table: for each artifact (backend × precision) the ROC AUC on a labelled face set beside its
+One table: for each artifact (backend × precision) the ROC AUC and the false-alarm rate (FAR: share
+of the real faces called fake at the artifact's metadata threshold) on a labelled face set beside its
 p50 latency (batch 1) and throughput (faces/s at its max batch), so a precision or a backend is
 chosen on both at once. The faces go through the runtime's own preprocessing for each artifact's
 metadata and through the runtime's backend, so the scores are the ones ``runtime.detect`` would
@@ -76,10 +77,18 @@ def score(infer: Any, x: np.ndarray, batch: int) -> np.ndarray:
 
 
 def metrics(probs: np.ndarray, faces: Faces, threshold: float) -> dict[str, Any]:
-    from training.metrics import accuracy, average_precision, roc_auc
+    """AUC, AP, and ACC and FAR (false-alarm rate: share of real faces with p >= ``threshold``) at ``threshold``."""
+    from training.metrics import accuracy, average_precision, false_alarm_rate, roc_auc
 
     return {"auc": round(roc_auc(probs, faces.labels), 5), "ap": round(average_precision(probs, faces.labels), 5),
-            "acc": round(accuracy(probs, faces.labels, threshold), 5), "threshold": threshold}
+            "acc": round(accuracy(probs, faces.labels, threshold), 5),
+            "far": round(false_alarm_rate(probs, faces.labels, threshold), 5), "threshold": threshold}
+
+
+def threshold_rule(meta: Any) -> dict[str, Any] | None:
+    """How the metadata's threshold was chosen (``training["threshold_rule"]``), when recorded."""
+    rule = (getattr(meta, "training", None) or {}).get("threshold_rule")
+    return rule if isinstance(rule, dict) and rule else None
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
@@ -105,7 +114,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             progress(f"scoring {len(faces.labels)} faces: {m['label']}", force=True)
             probs[m["label"]] = score(m["infer"], faces.inputs(m["meta"]), min(m["max_batch"], 64))
         rows = [{"label": m["label"], "backend": m["backend"], "precision": m["meta"].precision,
-                 "graph": m["meta"].graph, "path": m["path"], **metrics(probs[m["label"]], faces, m["meta"].threshold)}
+                 "graph": m["meta"].graph, "path": m["path"], **metrics(probs[m["label"]], faces, m["meta"].threshold),
+                 "threshold_rule": threshold_rule(m["meta"])}
                 for m in models]
         first = probs[models[0]["label"]]
         for r in rows:
@@ -161,7 +171,7 @@ def _speed(a: argparse.Namespace, models: list[dict[str, Any]], rows: list[dict[
 
 
 COLUMNS = [("label", "artifact"), ("backend", "backend"), ("precision", "prec"), ("graph", "graph"), ("auc", "AUC"),
-           ("acc", "ACC"),
+           ("threshold", "thr (meta)"), ("acc", "ACC@thr"), ("far", "FAR@thr"),
            ("max_abs_dprob_vs_first", "max|Δp|"), ("p50_ms", "p50 ms (b1)"), ("throughput", "faces/s"),
            ("batch", "at batch")]
 
@@ -171,6 +181,14 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, threads={result['settings']['threads']}; "
           f"data {d['spec']}: {d['faces']} faces ({d['fake']} fake)")
     print(report.table(result["results"], COLUMNS, digits=4))
+    print(f"(FAR@thr: false-alarm rate, the share of the {d['faces'] - d['fake']} real faces with "
+          "p(fake) >= thr, each artifact's own metadata threshold, as runtime.detect applies it; ACC@thr at it too)")
+    from training.report import threshold_rule_line
+
+    for r in result["results"]:
+        line = threshold_rule_line(r.get("threshold_rule"), r.get("threshold"))
+        if line:
+            print(f"{r['label']}: {line}")
     print("(max|Δp|: largest difference in probability of fake from the first artifact, over all faces; "
           "artifacts are timed on the logit only, as runtime.detect runs them without --reconstruct, except "
           "the PyTorch reference, which runs the full model as research code does)")
@@ -180,20 +198,26 @@ def plot(result: dict[str, Any], path: str) -> None:
     rows = result["results"]
 
     def draw(fig: Any) -> None:
-        ax = fig.subplots()
-        for i, r in enumerate(rows):  # labels stacked so that coinciding points stay readable
-            ax.scatter(r["p50_ms"], r["auc"], s=40)
-            ax.annotate(f"{r['label']} ({r['precision']})", (r["p50_ms"], r["auc"]), fontsize=7,
-                        xytext=(4, 4 + 9 * i), textcoords="offset points")
-        if max(r["p50_ms"] for r in rows) > 10 * min(r["p50_ms"] for r in rows):
-            ax.set_xscale("log")
-        ax.set_xlabel("p50 latency at batch 1, ms")
-        ax.set_ylabel("ROC AUC")
-        ax.set_title(f"accuracy vs speed on {result['data']['spec']} ({result['data']['faces']} faces) — "
+        axes = fig.subplots(1, 2)
+        for ax, key, ylabel in ((axes[0], "auc", "ROC AUC"),
+                                (axes[1], "far", "false-alarm rate (reals called fake) at the metadata threshold")):
+            for i, r in enumerate(rows):  # labels stacked so that coinciding points stay readable
+                if r.get(key) is None:
+                    continue
+                ax.scatter(r["p50_ms"], r[key], s=40)
+                ax.annotate(f"{r['label']} ({r['precision']}" + (f", thr {r['threshold']:g})" if key == "far" else ")"),
+                            (r["p50_ms"], r[key]), fontsize=7, xytext=(4, 4 + 9 * i), textcoords="offset points")
+            if max(r["p50_ms"] for r in rows) > 10 * min(r["p50_ms"] for r in rows):
+                ax.set_xscale("log")
+            ax.set_xlabel("p50 latency at batch 1, ms")
+            ax.set_ylabel(ylabel, fontsize=8 if key == "far" else 10)
+            if key == "far":
+                ax.set_ylim(bottom=-0.02)  # a rate: its distance from zero is the point
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"accuracy vs speed on {result['data']['spec']} ({result['data']['faces']} faces) — "
                      f"{result['machine']['cpu']}", fontsize=9)
-        ax.grid(alpha=0.3)
 
-    report.save_png(path, draw, (7, 5))
+    report.save_png(path, draw, (12, 5))
 
 
 def main(argv: list[str] | None = None) -> int:

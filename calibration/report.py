@@ -4,8 +4,10 @@
 
 Each artifact (``.onnx`` in ONNX Runtime on CPU, ``.engine`` in TensorRT) is run through the
 runtime's own backend (``runtime.backends.open_backend``) on the same preprocessed faces, so the
-numbers are what a deployment computes. Per artifact: AUC, ACC at the metadata threshold, EER,
-and agreement with fp32: max |Δprob| and decision flips (faces whose verdict changes).
+numbers are what a deployment computes. Per artifact: AUC, ACC and FAR (false-alarm rate: share of
+the real faces called fake) at the fp32 model's metadata threshold, EER, and agreement with fp32:
+max |Δprob| and decision flips (faces whose verdict changes). When the metadata records how the
+threshold was chosen (``training["threshold_rule"]``), a line under the table names it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class Row:
     mean_dprob: float
     flips: int
     samples: int
+    far: float = math.nan  # false-alarm rate: share of real faces with prob >= threshold
+    threshold: float = math.nan  # the threshold of ACC, FAR and flips (the fp32 metadata threshold)
+    threshold_rule: dict[str, Any] | None = None  # how that threshold was chosen, from the fp32 metadata
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
@@ -53,15 +58,16 @@ def predict(path: str | Path, x: np.ndarray, **options: Any) -> np.ndarray:
 
 
 def score(name: str, path: str, probs: np.ndarray, labels: np.ndarray, ref: np.ndarray | None,
-          ref_auc: float, threshold: float) -> Row:
-    from training.metrics import accuracy, eer, roc_auc
+          ref_auc: float, threshold: float, threshold_rule: dict[str, Any] | None = None) -> Row:
+    from training.metrics import accuracy, eer, false_alarm_rate, roc_auc
 
     auc = roc_auc(probs, labels)
     d = np.abs(probs - ref) if ref is not None else np.zeros_like(probs)
     flips = int(np.sum((probs >= threshold) != (ref >= threshold))) if ref is not None else 0
     return Row(name, str(path), auc, accuracy(probs, labels, threshold), eer(probs, labels)[0],
                (ref_auc - auc) if ref is not None else 0.0, float(d.max(initial=0.0)), float(d.mean()) if len(d) else 0.0,
-               flips, len(probs))
+               flips, len(probs), far=false_alarm_rate(probs, labels, threshold), threshold=float(threshold),
+               threshold_rule=threshold_rule or None)
 
 
 def evaluate(artifacts: Sequence[tuple[str, str | Path]], evalset: Any, threshold: float | None = None) -> list[Row]:
@@ -69,24 +75,39 @@ def evaluate(artifacts: Sequence[tuple[str, str | Path]], evalset: Any, threshol
     x = evalset.inputs()
     labels = evalset.labels
     thr = evalset.meta.threshold if threshold is None else threshold
+    rule = (getattr(evalset.meta, "training", None) or {}).get("threshold_rule")
     rows: list[Row] = []
     ref, ref_auc = None, math.nan
     for name, path in artifacts:
         probs = predict(path, x)
-        row = score(name, str(path), probs, labels, ref, ref_auc, thr)
+        row = score(name, str(path), probs, labels, ref, ref_auc, thr, rule if isinstance(rule, dict) else None)
         if ref is None:
             ref, ref_auc = probs, row.auc
         rows.append(row)
     return rows
 
 
-def format_table(rows: Sequence[Row]) -> str:
-    head = f"{'artifact':<10} {'AUC':>7} {'ΔAUC':>8} {'ACC':>7} {'EER':>7} {'max|Δprob|':>10} {'flips':>7}  file"
+def format_table(rows: Sequence[Row], threshold_source: str = "the fp32 model's metadata threshold") -> str:
+    """The table, then what FAR means at which threshold (``threshold_source`` names where it came
+    from: ``evaluate`` uses the metadata's unless given another), and the threshold's rule if recorded."""
+    from training.report import threshold_rule_line
+
+    thr = rows[0].threshold if rows else math.nan
+    far_head = f"FAR@{thr:g}" if math.isfinite(thr) else "FAR"
+    head = (f"{'artifact':<10} {'AUC':>7} {'ΔAUC':>8} {'ACC':>7} {far_head:>8} {'EER':>7} {'max|Δprob|':>10} "
+            f"{'flips':>7}  file")
     lines = [head, "-" * len(head)]
     for r in rows:
         flips = f"{r.flips}/{r.samples}"
-        lines.append(f"{r.name:<10} {r.auc:>7.4f} {r.d_auc:>+8.4f} {r.acc:>7.4f} {r.eer:>7.4f} "
+        far = "n/a" if math.isnan(r.far) else f"{r.far:.4f}"
+        lines.append(f"{r.name:<10} {r.auc:>7.4f} {r.d_auc:>+8.4f} {r.acc:>7.4f} {far:>8} {r.eer:>7.4f} "
                      f"{r.max_dprob:>10.5f} {flips:>7}  {Path(r.path).name}")
+    if rows:
+        lines.append(f"FAR@{thr:g}: false-alarm rate, the share of real faces with p(fake) >= {thr:g} "
+                     f"({threshold_source}; ACC and flips use it too)")
+        rule = threshold_rule_line(rows[0].threshold_rule, thr)
+        if rule:
+            lines.append(rule)
     return "\n".join(lines)
 
 

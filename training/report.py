@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-_COLS = ("auc", "eer", "ap", "acc")
+_COLS = ("auc", "eer", "ap", "acc", "far")
 
 
 def json_safe(obj: Any) -> Any:
@@ -35,18 +35,42 @@ def _num(v: Any) -> str:
 
 
 def format_table(results: Sequence[tuple[str, dict[str, Any]]], threshold: float) -> str:
-    """Rows = datasets, frame-level then video-level AUC / EER / AP / ACC (ACC at ``threshold``)."""
+    """Rows = datasets, frame-level then video-level AUC / EER / AP / ACC / FAR; ACC and FAR (the
+    false-alarm rate: share of real items called fake, ``p >= threshold``) at ``threshold``."""
     width = max([7] + [len(name) for name, _ in results])
     metric_head = " ".join(f"{c.upper():>7}" for c in _COLS)
     head = f"{'dataset':<{width}}  {'frames':>6} {metric_head} | {'videos':>6} {metric_head}"
-    lines = [f"frame level | video level (video score = mean frame probability); ACC at threshold {threshold:g}",
+    lines = [f"frame level | video level (video score = mean frame probability); ACC and FAR (false-alarm rate: "
+             f"real items called fake, p >= {threshold:g}) at threshold {threshold:g}",
              head, "-" * len(head)]
     for name, s in results:
         f, v = s["frame"], s.get("video")
-        left = f"{name:<{width}}  {f['n']:>6} " + " ".join(_num(f[c]) for c in _COLS)
-        right = (f"{v['n']:>6} " + " ".join(_num(v[c]) for c in _COLS)) if v else f"{'-':>6}"
+        left = f"{name:<{width}}  {f['n']:>6} " + " ".join(_num(f.get(c)) for c in _COLS)
+        right = (f"{v['n']:>6} " + " ".join(_num(v.get(c)) for c in _COLS)) if v else f"{'-':>6}"
         lines.append(f"{left} | {right}")
     return "\n".join(lines)
+
+
+def threshold_rule_line(rule: Any, threshold: float | None = None) -> str | None:
+    """One line naming how a model's threshold was chosen (``meta.training["threshold_rule"]``, written
+    by ``training.train --threshold fpr:X``), or None when the metadata records no rule. ``threshold``
+    is the one a tool applied; when it is not the rule's, the line says so."""
+    if not isinstance(rule, dict) or not rule:
+        return None
+    target = rule.get("target_fpr")
+    chosen = rule.get("threshold")
+    line = (f"threshold {chosen:g}" if isinstance(chosen, (int, float)) else "the metadata threshold") + ": "
+    line += (f"chosen for a false-alarm rate of at most {target:g}" if isinstance(target, (int, float))
+             else f"chosen by rule {rule.get('rule')!r}")
+    if rule.get("chosen_on"):
+        counts = [f"{rule[k]} {w}" for k, w in (("real_items", "real items"), ("real_faces", "faces"))
+                  if rule.get(k) is not None]
+        line += f" on {rule['chosen_on']}" + (f" ({', '.join(counts)})" if counts else "")
+    if isinstance(rule.get("achieved_fpr"), (int, float)):
+        line += f", achieved {rule['achieved_fpr']:.4g} there"
+    if isinstance(chosen, (int, float)) and threshold is not None and not math.isclose(chosen, threshold):
+        line += f"; the numbers here are at {threshold:g}, not at it"
+    return line
 
 
 def write_roc_png(path: str | Path, curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], title: str) -> Path:

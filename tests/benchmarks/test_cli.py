@@ -107,6 +107,62 @@ def test_accuracy_table_json_png(tiny, tmp_path):
     assert rows["pytorch eager (full)"]["max_abs_dprob_vs_first"] < 1e-4
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "AUC" in p.stdout
+    # the false-alarm rate at each artifact's metadata threshold, the same for the same scores
+    assert "FAR@thr" in p.stdout and "false-alarm rate" in p.stdout
+    assert rows["full.onnx"]["far"] == rows["detect.onnx"]["far"] == rows["pytorch eager (full)"]["far"]
+    assert all(r["threshold"] == 0.5 and r["threshold_rule"] is None for r in rows.values())
+
+
+def test_accuracy_far_at_each_artifacts_own_threshold_and_its_rule(tiny, tmp_path):
+    """The same weights with another metadata threshold (one that splits the held-out reals, with a
+    recorded rule): its FAR is the share of reals at or above that threshold, recomputed here from a
+    plain ONNX Runtime session, and the rule is named under the table."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from benchmarks.accuracy import Faces
+    from export.onnx_io import file_meta
+    from runtime.meta import ONNX_KEY
+
+    meta = file_meta(tiny["detect"])
+    faces = Faces("synthetic:12", None, None, meta)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(tiny["detect"]), sess_options=opts, providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {meta.input_name: faces.inputs(meta)})[0].reshape(-1).astype(np.float64)
+    probs = 1.0 / (1.0 + np.exp(-logits))
+    real = np.sort(probs[faces.labels == 0])[::-1]
+    k = int(np.argmax(real[:-1] - real[1:])) + 1  # the widest gap between two real scores: k reals above it
+    assert real[k - 1] - real[k] > 1e-6, real  # float noise between the two paths cannot move a face across
+    thr = float((real[k - 1] + real[k]) / 2)
+    rule = {"rule": "fpr:0.34", "target_fpr": 0.34, "achieved_fpr": k / len(real), "chosen_on": "unit-test-val",
+            "real_items": len(real), "threshold": thr}
+    proto = onnx.load(str(tiny["detect"]))
+    entry = next(e for e in proto.metadata_props if e.key == ONNX_KEY)
+    entry.value = meta.with_(threshold=thr, training={**meta.training, "threshold_rule": rule}).to_json()
+    moved = tmp_path / "moved.onnx"
+    onnx.save(proto, str(moved))
+
+    out, png = tmp_path / "acc.json", tmp_path / "acc.png"
+    p = run_module("benchmarks.accuracy", "--engine", tiny["detect"], "--engine", moved, "--data", "synthetic:12",
+                   "--runs", "2", "--warmup", "0", "--threads", "1", "--json", out, "--png", png, "--quiet")
+    assert p.returncode == 0, p.stderr
+    rows = {r["label"]: r for r in load_strict(out)["results"]}
+    assert rows["moved.onnx"]["threshold"] == thr and rows["moved.onnx"]["threshold_rule"] == rule
+    assert 0 < k < len(real)
+    assert rows["moved.onnx"]["far"] == pytest.approx(float(np.mean(probs[faces.labels == 0] >= thr)), abs=1e-5)
+    assert rows["moved.onnx"]["far"] == pytest.approx(k / len(real), abs=1e-5)
+    assert rows["detect.onnx"]["far"] == pytest.approx(float(np.mean(probs[faces.labels == 0] >= 0.5)), abs=1e-5)
+    lines = p.stdout.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("artifact"))
+    end = lines[head].index("FAR@thr") + len("FAR@thr")  # columns are right-aligned under their header
+    moved_row = next(line for line in lines if line.startswith("moved.onnx"))
+    assert float(moved_row[:end].split()[-1]) == pytest.approx(k / len(real), abs=5e-5)
+    assert any(line.startswith(f"moved.onnx: threshold {thr:g}: chosen for a false-alarm rate of at most 0.34 "
+                               "on unit-test-val") for line in lines), p.stdout
+    assert not any(line.startswith("detect.onnx: threshold") for line in lines)
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_accuracy_one_class_data_is_a_user_error(tiny, tmp_path):

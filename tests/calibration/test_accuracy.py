@@ -122,7 +122,34 @@ def test_int8_auc_within_bound_on_held_out_synthetic(trained_onnx: Path) -> None
     assert set(report["speed"]["batches"]["1"]) == {"fp32", "int8-cpu"}
     for line in ("AUC", "ΔAUC", "max|Δprob|", "flips", "int8-trt", "int8-cpu"):
         assert line in r.stdout
+    # FAR: the share of the held-out real faces each artifact calls fake at the fp32 metadata threshold,
+    # recomputed here from the artifacts' own probabilities in a plain ONNX Runtime session
+    from export.onnx_io import file_meta
+    from training.dataspec import load
+
+    meta = file_meta(trained_onnx)
+    evalset = load("synthetic", meta, 200, seed=0, held_out=True, need_labels=True, progress=False)
+    assert report["eval"]["data_sha256"] == evalset.cache_key()["data_sha256"]  # the faces the report scored
+    real = evalset.labels == 0
+    files = {"fp32": trained_onnx, "fp16": out / "detect.fp16.onnx", "int8-trt": out / "detect.int8.onnx",
+             "int8-cpu": out / "detect.int8-cpu.onnx"}
+    for name, path in files.items():
+        probs = _ort_probs(path, evalset.inputs(), meta.input_name)
+        assert rows[name]["threshold"] == meta.threshold
+        assert rows[name]["far"] == pytest.approx(float(np.mean(probs[real] >= meta.threshold)), abs=1e-12), name
+    assert f"FAR@{meta.threshold:g}" in r.stdout and "false-alarm rate" in r.stdout
     assert (out / "detect.int8.onnx").is_file() and (out / "detect.int8-cpu.onnx").is_file()
+
+
+def _ort_probs(path: Path, x: np.ndarray, input_name: str) -> np.ndarray:
+    """Probabilities of fake from a plain ONNX Runtime session (the runtime backend's optimisation level)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    logits = np.concatenate([sess.run(None, {input_name: x[i:i + 1]})[0].reshape(-1)[:1] for i in range(len(x))])
+    return 1.0 / (1.0 + np.exp(-np.clip(logits.astype(np.float64), -60, 60)))
 
 
 def test_report_fails_with_the_numbers_when_auc_drops(trained_onnx: Path, tmp_path: Path) -> None:
@@ -147,3 +174,37 @@ def test_report_fails_with_the_numbers_when_auc_drops(trained_onnx: Path, tmp_pa
     rows = json.loads(js.read_text())["rows"]
     assert rows[1]["auc"] == pytest.approx(1 - rows[0]["auc"]) and rows[1]["flips"] > 0
     assert np.isclose(rows[1]["d_auc"], rows[0]["auc"] - rows[1]["auc"])
+    # FAR at the fp32 metadata threshold, recomputed from the two models' probabilities on the same faces
+    from export.onnx_io import file_meta
+    from training.dataspec import load
+
+    meta = file_meta(trained_onnx)
+    evalset = load("synthetic", meta, 40, seed=0, held_out=True, need_labels=True, progress=False)
+    real = evalset.labels == 0
+    for row, path in zip(rows, (trained_onnx, bad)):
+        probs = _ort_probs(path, evalset.inputs(), meta.input_name)
+        assert row["threshold"] == meta.threshold
+        assert row["far"] == pytest.approx(float(np.mean(probs[real] >= meta.threshold)), abs=1e-12), row
+    assert f"FAR@{meta.threshold:g}" in r.stdout.splitlines()[1]  # the table's header
+
+
+def test_report_table_far_column_and_threshold_rule_line() -> None:
+    """score() counts the reals at or above the threshold; the table shows it and names the threshold's rule."""
+    from calibration.report import format_table, score
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    ref = np.array([0.1, 0.3, 0.6, 0.2, 0.7, 0.8, 0.4, 0.9])
+    q = np.array([0.1, 0.55, 0.6, 0.2, 0.7, 0.8, 0.4, 0.9])  # one more real crosses 0.5
+    rule = {"rule": "fpr:0.25", "target_fpr": 0.25, "achieved_fpr": 0.25, "chosen_on": "val.csv",
+            "real_items": 4, "threshold": 0.5}
+    r0 = score("fp32", "a.onnx", ref, labels, None, float("nan"), 0.5, rule)
+    r1 = score("int8", "b.onnx", q, labels, ref, r0.auc, 0.5, rule)
+    assert r0.far == pytest.approx(1 / 4) and r1.far == pytest.approx(2 / 4) and r1.flips == 1
+    assert r1.to_dict()["far"] == pytest.approx(0.5) and r1.to_dict()["threshold_rule"] == rule
+    text = format_table([r0, r1]).splitlines()
+    assert text[0].split()[4] == "FAR@0.5"
+    assert [float(line.split()[4]) for line in text[2:4]] == [0.25, 0.5]
+    assert any(line.startswith("threshold 0.5: chosen for a false-alarm rate of at most 0.25 on val.csv")
+               for line in text)
+    assert not any("chosen for" in line for line in format_table([score("x", "x.onnx", ref, labels, None,
+                                                                        float("nan"), 0.5)]).splitlines())

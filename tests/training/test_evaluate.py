@@ -100,6 +100,19 @@ def test_evaluate_cli_writes_json_png_and_table(ckpt, folder, tmp_path):
     assert tiny["video"]["n"] == 5
     assert tiny["video"]["auc"] == pytest.approx(sk.roc_auc_score(vlabels, vprobs), abs=1e-6)
 
+    # the false-alarm rate (reals called fake at the checkpoint's threshold 0.5): JSON and table column
+    far = float(np.mean(probs[labels == 0] >= 0.5))
+    vfar = float(np.mean([p >= 0.5 for p, y in zip(vprobs, vlabels) if y == 0]))
+    assert tiny["frame"]["far"] == pytest.approx(far, abs=1e-12)
+    assert tiny["video"]["far"] == pytest.approx(vfar, abs=1e-12)
+    head = next(line for line in r.stdout.splitlines() if line.startswith("dataset"))
+    assert head.split() == ["dataset", "frames", "AUC", "EER", "AP", "ACC", "FAR", "|", "videos", "AUC", "EER",
+                            "AP", "ACC", "FAR"], head
+    assert "FAR (false-alarm rate: real items called fake, p >= 0.5) at threshold 0.5" in r.stdout
+    cells = rows[0].split()
+    assert cells[0] == "tinyset" and cells[7] == "|", rows[0]
+    assert float(cells[6]) == pytest.approx(far, abs=5e-5) and float(cells[13]) == pytest.approx(vfar, abs=5e-5)
+
     synth = doc["datasets"]["synthetic:12"]
     assert synth["frame"]["n"] == 12 and synth["frame"]["n_fake"] == 6
     for name in ("tinyset", "synthetic_12"):
@@ -134,3 +147,53 @@ def test_user_errors_are_one_line(ckpt, tmp_path):
     assert r.returncode == 1 and "no such folder" in r.stderr
     r = run_module("training.evaluate", "--ckpt", ckpt, "--data", "synthetic", "--threshold", "2")
     assert r.returncode == 1 and "--threshold" in r.stderr
+
+
+def test_far_column_at_the_given_threshold_and_the_threshold_rule_line():
+    """format_table's FAR column is the share of reals at or above the threshold it is given (here a
+    threshold that splits the reals, so 0 or 1 cannot pass by accident); the rule line names the rule."""
+    from training.metrics import summary
+    from training.report import format_table, threshold_rule_line
+
+    probs = np.array([0.1, 0.35, 0.6, 0.8, 0.2, 0.7, 0.9, 0.95])  # 5 reals, 3 fakes
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1])
+    videos = ["r0", "r0", "r1", "r1", "r2", "f0", "f0", "f1"]
+    s = summary(probs, labels, videos, threshold=0.5)
+    line = format_table([("hand", s)], 0.5).splitlines()[-1].split()
+    assert float(line[6]) == pytest.approx(2 / 5) and s["frame"]["far"] == pytest.approx(2 / 5)
+    # videos: r0 0.225, r1 0.7, r2 0.2 -> one of three real videos at or above 0.5
+    assert float(line[13]) == pytest.approx(1 / 3, abs=5e-5) and s["video"]["far"] == pytest.approx(1 / 3)
+    rule = {"rule": "fpr:0.01", "target_fpr": 0.01, "achieved_fpr": 0.0, "chosen_on": "synthetic:200",
+            "real_items": 100, "threshold": 0.73}
+    text = threshold_rule_line(rule, 0.73)
+    assert text.startswith("threshold 0.73: chosen for a false-alarm rate of at most 0.01 on synthetic:200")
+    assert "100 real items" in text and "achieved 0 there" in text and "not at it" not in text
+    assert "numbers here are at 0.5, not at it" in threshold_rule_line(rule, 0.5)
+    assert threshold_rule_line(None, 0.5) is None and threshold_rule_line({}, 0.5) is None
+
+
+def test_far_column_at_a_threshold_that_splits_the_reals(ckpt, folder, tmp_path):
+    """The untrained model scores every face below 0.5 (FAR 0 there); at a threshold between two real
+    scores the FAR column and JSON must say exactly how many reals are above it."""
+    probs, labels, videos = _expected(ckpt, folder)
+    real = np.sort(probs[labels == 0])[::-1]
+    thr = float((real[1] + real[2]) / 2)  # two of the six real frames at or above it
+    assert real[1] - real[2] > 1e-5  # a clear gap, so float noise between the two paths cannot move a face
+    out = tmp_path / "eval"
+    r = run_module("training.evaluate", "--ckpt", ckpt, "--data", folder, "--out", out, "--threshold", repr(thr),
+                   "--workers", "0", "--threads", "1", timeout=240)
+    assert r.returncode == 0, r.stderr
+    far = float(np.mean(probs[labels == 0] >= thr))
+    assert far == pytest.approx(2 / 6)
+    names = list(dict.fromkeys(videos))
+    vprobs = np.array([probs[[i for i, v in enumerate(videos) if v == n]].mean() for n in names])
+    vreal = vprobs[[not n.startswith("fake") for n in names]]
+    vfar = float(np.mean(vreal >= thr))
+    doc = _strict_json((out / "metrics.json").read_text())
+    assert doc["threshold"] == thr
+    tiny = doc["datasets"]["tinyset"]
+    assert tiny["frame"]["far"] == pytest.approx(far, abs=1e-12)
+    assert tiny["video"]["far"] == pytest.approx(vfar, abs=1e-12)
+    cells = next(line for line in r.stdout.splitlines() if line.startswith("tinyset")).split()
+    assert float(cells[6]) == pytest.approx(far, abs=5e-5) and float(cells[13]) == pytest.approx(vfar, abs=5e-5)
+    assert f"at threshold {thr:g}" in r.stdout
