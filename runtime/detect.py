@@ -122,7 +122,7 @@ def _check_outputs(a: argparse.Namespace) -> None:
     from runtime.fileio import is_special, same_file
     from runtime.meta import sidecar_path
     from runtime.sinks import check_writable
-    from runtime.sources import reads
+    from runtime.source_specs import reads
 
     outputs = [(flag, path) for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save))
                if path]

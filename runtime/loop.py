@@ -16,9 +16,10 @@ from typing import Any, Protocol, Sequence
 from runtime import sinks  # by module: tests and tools may swap a sink's function
 from runtime.aggregate import Aggregator
 from runtime.backends.base import Backend
+from runtime.capture import quiet_video_logs
 from runtime.faces import Box, GivenFaces, make_detector
 from runtime.pipeline import Pipeline, Result, share_cores
-from runtime.sources import Source, quiet_video_logs
+from runtime.sources import Source
 from runtime.tracking import FaceTracker
 
 

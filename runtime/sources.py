@@ -7,14 +7,14 @@ blocks the camera: frames it did not take are dropped and counted. Opening and r
 in time; a stream that fails is reopened with backoff up to ``max_reconnects`` times before the run
 ends with :data:`EXIT_SOURCE`. A URL that serves a file (its frame count is known) ends at the
 file's end; with ``live="no"`` it is read frame by frame like a local file.
-:func:`reads` tells whether a source would read a given path (outputs must not be inputs).
+What a spec names, and :func:`reads` (would a source read this path?), live in
+:mod:`runtime.source_specs`.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import re
 import sys
 import threading
 import time
@@ -25,11 +25,12 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
+from runtime.capture import bounded, capture_opener, has_gstreamer, timeouts
 from runtime.errors import EXIT_SOURCE, UserError
 from runtime.media import IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, check_content_matches_name, read_image
 from runtime.preprocess import as_bgr8
+from runtime.source_specs import folder_media, is_glob, is_url, live_kind, media_files
 
-_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 MAX_DAMAGED_RUN = 25  # consecutive undecodable frames before a file is considered ended
 BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0  # live reconnects: first wait, doubled per failure up to the max
 STALL_GRACE_S = 2.0  # a live read may overrun its timeout by this much before the watchdog fires
@@ -76,51 +77,6 @@ class Source:
 
     def close(self) -> None:
         self._stop.set()
-
-
-def quiet_video_logs() -> None:
-    """Silence OpenCV's and FFmpeg's own stderr chatter, so a failure is the CLI's one line.
-
-    OpenCV's own ERROR lines go too ("Could not open codec", a failed writer's backends): every
-    failure they describe is reported by the runtime in its one line. FFmpeg's level must be set
-    before OpenCV first opens a video. Respects OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL when the
-    user has set them.
-    """
-    if "OPENCV_LOG_LEVEL" not in os.environ and hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-
-# --- opening captures ---------------------------------------------------------------------
-def _timeouts(open_s: float, read_s: float) -> list[int]:
-    return [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_s * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_s * 1000)]
-
-
-def _bounded(fn: Callable[[], cv2.VideoCapture], what: str, seconds: float) -> cv2.VideoCapture:
-    """Run a capture opener in a helper thread so an unresponsive device cannot hang the run."""
-    box: dict[str, cv2.VideoCapture] = {}
-    t = threading.Thread(target=lambda: box.setdefault("cap", fn()), daemon=True, name="source-open")
-    t.start()
-    t.join(seconds)
-    if t.is_alive() or "cap" not in box:
-        raise UserError(f"{what}: did not open within {seconds:g} s; check that it is reachable "
-                        "(address, network, camera connected)")
-    return box["cap"]
-
-
-def _capture_opener(spec: str, kind: str, open_s: float, read_s: float) -> Callable[[], cv2.VideoCapture]:
-    if kind == "camera":
-        dev: int | str = int(spec) if spec.isdigit() else spec
-        return lambda: cv2.VideoCapture(dev)
-    if kind == "gstreamer":
-        return lambda: cv2.VideoCapture(spec, cv2.CAP_GSTREAMER)
-    return lambda: cv2.VideoCapture(spec, cv2.CAP_FFMPEG, _timeouts(open_s, read_s))
-
-
-def _has_gstreamer() -> bool:
-    info = cv2.getBuildInformation()
-    m = re.search(r"GStreamer:\s*(\S+)", info)
-    return bool(m) and m.group(1).upper() != "NO"
 
 
 # --- files ----------------------------------------------------------------------------------
@@ -183,7 +139,7 @@ class FileSource(Source):
         cap = self._capture(path)
         try:
             if not cap.isOpened():
-                if not _URL.match(path) and Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
+                if not is_url(path) and Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
                     yield from self._image(path, item)
                     return
                 raise UserError(f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); "
@@ -242,8 +198,8 @@ class UrlFileSource(FileSource):
         first, self._first = getattr(self, "_first", None), None
         if first is not None:
             return first
-        params = _timeouts(self.open_timeout, self.read_timeout) + self.capture_params()
-        return _bounded(lambda: cv2.VideoCapture(path, cv2.CAP_FFMPEG, params), path, self.open_timeout + 1.0)
+        params = timeouts(self.open_timeout, self.read_timeout) + self.capture_params()
+        return bounded(lambda: cv2.VideoCapture(path, cv2.CAP_FFMPEG, params), path, self.open_timeout + 1.0)
 
     def close(self) -> None:
         super().close()
@@ -270,7 +226,7 @@ class LiveSource(Source):
         self.read_timeout = read_timeout
         self.pace = pace  # a file forced live is read at its own frame rate, like a camera
         self.backoff = backoff
-        self._opener = opener or _capture_opener(spec, kind, open_timeout, read_timeout)
+        self._opener = opener or capture_opener(spec, kind, open_timeout, read_timeout)
         self._cond = threading.Condition()
         self._latest: tuple[np.ndarray, int, float] | None = None
         self._ended: UserError | None | bool = None  # True: clean end; UserError: gave up
@@ -285,7 +241,7 @@ class LiveSource(Source):
         self._thread = threading.Thread(target=self._grab, args=(cap,), daemon=True, name="source-grab")
 
     def _open(self) -> cv2.VideoCapture:
-        cap = _bounded(self._opener, self.spec, self.open_timeout + 1.0)
+        cap = bounded(self._opener, self.spec, self.open_timeout + 1.0)
         if not cap.isOpened():
             cap.release()
             what = "camera" if self.kind == "camera" else "stream"
@@ -341,7 +297,7 @@ class LiveSource(Source):
             return None
         self.stats.reconnects += 1
         try:
-            cap = _bounded(self._opener, self.spec, self.open_timeout + 1.0)
+            cap = bounded(self._opener, self.spec, self.open_timeout + 1.0)
         except UserError:
             return cv2.VideoCapture()  # not opened: the next read fails and counts as a failure
         return cap
@@ -387,92 +343,6 @@ class LiveSource(Source):
 
 
 # --- choosing -------------------------------------------------------------------------------
-def _media(paths: list[str]) -> list[str]:
-    """The image and video files among ``paths``, each file once: two names of one file (a
-    symlink, a hard link, a recursive glob going round a symlink loop) are read once."""
-    seen: set[tuple[int, int]] = set()
-    out = []
-    for p in paths:
-        if Path(p).suffix.lower() not in MEDIA_EXTS or not os.path.isfile(p):
-            continue
-        st = os.stat(p)
-        if (st.st_dev, st.st_ino) not in seen:
-            seen.add((st.st_dev, st.st_ino))
-            out.append(p)
-    return out
-
-
-def _folder_media(folder: str) -> list[str]:
-    """The image and video files below ``folder`` at any depth, in path order (sub-folders are read
-    as ``training.extract`` writes them: ``crops/real/<video>/0001.png``). Symlinked folders are not
-    entered, so a link loop cannot repeat files."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        found += [os.path.join(root, f) for f in sorted(files)]
-    return _media(found)
-
-
-def _inside(path: str, folder: str) -> bool:
-    """Whether ``path`` (existing or not) lies in ``folder`` or below it."""
-    parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
-    top = os.path.realpath(folder)
-    return os.path.commonpath([parent, top]) == top
-
-
-def _is_glob(spec: str) -> bool:
-    return not os.path.exists(spec) and any(c in spec for c in "*?[")
-
-
-def _live_kind(spec: str) -> str | None:
-    """camera, gstreamer or url for a live spec; None for a file, folder or glob."""
-    if spec.isdigit() or spec.startswith("/dev/video"):
-        return "camera"
-    if os.path.exists(spec):  # a file whose name holds a '!' or '://' is still that file
-        return None
-    if "!" in spec:
-        return "gstreamer"
-    if _URL.match(spec):
-        return "url"
-    return None
-
-
-def reads(spec: str, path: str) -> bool:
-    """Whether the file source ``spec`` reads ``path``, or would read it if it were written there:
-    the same file (any spelling, symlink or hard link), a media file inside a source folder, or
-    a media file matching a source glob. Live sources read no local file."""
-    from runtime.fileio import same_file
-
-    spec = str(spec).strip()
-    if not spec or _live_kind(spec) is not None:
-        return False
-    if os.path.isfile(spec):
-        return same_file(spec, path)
-    media = Path(path).suffix.lower() in MEDIA_EXTS
-    if os.path.isdir(spec):
-        if media and _inside(path, spec):
-            return True
-        return any(same_file(c, path) for c in _folder_media(spec))
-    if _is_glob(spec):
-        if media and _glob_matches(spec, path):
-            return True
-        return any(same_file(c, path) for c in _media(sorted(glob.glob(spec, recursive=True))))
-    return False
-
-
-def _glob_matches(pattern: str, path: str) -> bool:
-    """Whether ``path`` (existing or not) would match the glob ``pattern``: its folder holds a
-    match of the pattern's folder part, and its name matches the pattern's last part."""
-    import fnmatch
-
-    head, tail = os.path.split(pattern)
-    if not fnmatch.fnmatch(os.path.basename(path), tail):
-        return False
-    folders = glob.glob(head, recursive=True) if any(c in head for c in "*?[") else [head or "."]
-    parent = os.path.dirname(os.path.abspath(path))
-    return any(os.path.isdir(f) and os.path.samefile(f, parent) for f in folders)
-
-
 def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: int = 5,
                 open_timeout: float = 10.0, read_timeout: float = 5.0, decode_threads: int = 0) -> Source:
     """A source for ``spec``; ``live`` is ``auto`` (cameras/URLs/pipelines), ``yes`` or ``no``.
@@ -480,10 +350,10 @@ def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: 
     spec = str(spec).strip()
     if not spec:
         raise UserError("--source is empty; pass a camera index, file, folder, glob, URL or pipeline")
-    kind = _live_kind(spec)
+    kind = live_kind(spec)
     if kind is None:
         return _file_source(spec, stride, live, max_reconnects, open_timeout, read_timeout, decode_threads)
-    if kind == "gstreamer" and not _has_gstreamer():
+    if kind == "gstreamer" and not has_gstreamer():
         raise UserError(f"{spec}: looks like a GStreamer pipeline but this OpenCV was built without "
                         "GStreamer; use the OpenCV that comes with JetPack, or pass a camera index/file")
     if live == "no":
@@ -497,13 +367,13 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
                  read_timeout: float, decode_threads: int = 0) -> Source:
     p = Path(spec)
     if p.is_dir():
-        paths = _folder_media(spec)
+        paths = folder_media(spec)
         if not paths:
             raise UserError(f"{spec}: the folder (and its sub-folders) holds no images or videos "
                             f"({', '.join(sorted(MEDIA_EXTS))})")
         return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
-    if _is_glob(spec):
-        paths = _media(sorted(glob.glob(spec, recursive=True)))
+    if is_glob(spec):
+        paths = media_files(sorted(glob.glob(spec, recursive=True)))
         if not paths:
             raise UserError(f"{spec}: the pattern matches no image or video files")
         return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)

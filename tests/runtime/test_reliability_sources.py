@@ -196,7 +196,7 @@ class Plug:
 
 
 def _camera_run(model, tmp, monkeypatch, plug: Plug, *extra: str) -> int:
-    monkeypatch.setattr(sources, "_capture_opener", plug)
+    monkeypatch.setattr(sources, "capture_opener", plug)
     return main(["--engine", str(model), "--source", "0", "--faces", "none", "--quiet", "--jsonl",
                  str(tmp / "o.jsonl"), "--summary", str(tmp / "s.json"), *extra])
 

@@ -12,10 +12,11 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.capture import quiet_video_logs
 from runtime.errors import UserError
 from runtime.faces import make_detector
 from runtime.pipeline import share_cores
-from runtime.sources import open_source, quiet_video_logs
+from runtime.sources import open_source
 from runtime.tracking import FaceTracker, iou
 from tests.helpers import run_module
 from tests.helpers.media import face_video
