@@ -6,6 +6,10 @@ photograph). The manipulated segment is the same footage with the face replaced 
 own self-blended forgery (:func:`training.synthetic.self_blend`, numpy/OpenCV only, no torch).
 This module lives outside ``runtime/`` because it uses ``training.synthetic``; the runtime
 itself never imports training code.
+
+With ``--out DIR`` the clip stays as ``DIR/clip.mp4`` (a source for ``runtime.detect``); with
+``--videos`` also ``DIR/videos/real/*.mp4`` and ``DIR/videos/fake/*.mp4``: sample footage for
+``python -m training.extract --videos DIR/videos`` and the training pipeline after it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from runtime.errors import UserError, missing_dependency, run_cli
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "runtime" / "assets" / "jrc_edge_detect.onnx"
 PROG = "python -m benchmarks.demo"
+VIDEOS = 4  # per label; with these names the 20 % a training run holds out has a real and a fake clip
 
 
 def _astronaut_head() -> np.ndarray:
@@ -69,33 +74,59 @@ def manipulate(head: np.ndarray, margin: float, size: int, seed: int = 0) -> np.
 def make_clip(path: Path, margin: float = 0.15, input_size: int = 224, frames_per_segment: int = 50,
               size: tuple[int, int] = (1280, 720), fps: float = 25.0, seed: int = 0) -> list[dict[str, Any]]:
     """Write the demo clip; returns its segments [{name, first, last}] (frame indices, inclusive)."""
-    w, h = size
     real = _astronaut_head()
     fake = manipulate(real, margin, input_size, seed)
-    scale = 0.62 * h / real.shape[0]
+    _render(path, [real] * frames_per_segment + [fake] * frames_per_segment, size, fps)
+    return [{"name": "real", "first": 0, "last": frames_per_segment - 1},
+            {"name": "manipulated", "first": frames_per_segment, "last": 2 * frames_per_segment - 1}]
+
+
+def make_videos(folder: Path, margin: float = 0.15, input_size: int = 224, frames: int = 50,
+                size: tuple[int, int] = (1280, 720), fps: float = 25.0) -> list[Path]:
+    """Write sample training videos: ``folder/real/astronaut_<k>.mp4`` and, of the same footage with
+    the face manipulated, ``folder/fake/astronaut_<k>.mp4`` (k = 1..VIDEOS; labels from the folders,
+    as ``training.extract`` reads them). Returns the paths written."""
+    head = _astronaut_head()
+    written = []
+    for k in range(1, VIDEOS + 1):
+        real = np.ascontiguousarray(head[:, ::-1]) if k % 2 == 0 else head  # mirrored footage
+        fake = manipulate(real, margin, input_size, seed=k)  # another forgery each time
+        for label, face in (("real", real), ("fake", fake)):
+            path = folder / label / f"astronaut_{k}.mp4"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _render(path, [face] * frames, size, fps, variant=k)
+            written.append(path)
+    return written
+
+
+def _render(path: Path, heads: list[np.ndarray], size: tuple[int, int], fps: float, variant: int = 0) -> None:
+    """One frame per entry of ``heads``: the head panning and zooming slowly over a gradient.
+    ``variant`` moves the background colours and the motion's phase and direction (0: the demo clip)."""
+    w, h = size
+    scale = 0.62 * h / heads[0].shape[0]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    background = np.stack([70 + 50 * xx / w, 80 + 30 * yy / h, 95 + 40 * (1 - xx / w)], axis=2).astype(np.uint8)
+    ramps = [70 + 50 * xx / w, 80 + 30 * yy / h, 95 + 40 * (1 - xx / w)]
+    shift = variant % 3
+    background = np.stack(ramps[shift:] + ramps[:shift], axis=2).astype(np.uint8)
+    phase = 2 * math.pi * 0.37 * variant
+    pan = -0.25 if variant % 2 else 0.25
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     if not writer.isOpened():
         raise UserError(f"{path}: OpenCV cannot write an mp4 here; check the folder")
-    segments = []
-    n = 2 * frames_per_segment
-    for i in range(n):
-        head = real if i < frames_per_segment else fake
-        t = i / fps
-        s = scale * (1.0 + 0.06 * math.sin(2 * math.pi * t / 5.0))  # slow zoom
-        img = cv2.resize(head, (int(head.shape[1] * s), int(head.shape[0] * s)), interpolation=cv2.INTER_AREA)
-        ih, iw = img.shape[:2]
-        cx = w / 2 + 0.25 * w * math.sin(2 * math.pi * t / 8.0)  # slow pan
-        x = int(np.clip(cx - iw / 2, 0, w - iw))
-        y = int((h - ih) / 2 + 0.04 * h * math.sin(2 * math.pi * t / 3.0))
-        frame = background.copy()
-        frame[y: y + ih, x: x + iw] = img
-        writer.write(frame)
-    writer.release()
-    segments = [{"name": "real", "first": 0, "last": frames_per_segment - 1},
-                {"name": "manipulated", "first": frames_per_segment, "last": n - 1}]
-    return segments
+    try:
+        for i, head in enumerate(heads):
+            t = i / fps
+            s = scale * (1.0 + 0.06 * math.sin(2 * math.pi * t / 5.0 + phase))  # slow zoom
+            img = cv2.resize(head, (int(head.shape[1] * s), int(head.shape[0] * s)), interpolation=cv2.INTER_AREA)
+            ih, iw = img.shape[:2]
+            cx = w / 2 + pan * w * math.sin(2 * math.pi * t / 8.0 + phase)  # slow pan
+            x = int(np.clip(cx - iw / 2, 0, w - iw))
+            y = int((h - ih) / 2 + 0.04 * h * math.sin(2 * math.pi * t / 3.0 + phase))
+            frame = background.copy()
+            frame[y: y + ih, x: x + iw] = img
+            writer.write(frame)
+    finally:
+        writer.release()
 
 
 def segment_scores(jsonl: Path, segments: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
@@ -121,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=50, help="frames per segment (default 50, at 25 fps)")
     p.add_argument("--size", default="1280x720", help="clip size WxH (default 1280x720)")
     p.add_argument("--save", action="store_true", help="also write the annotated video (with --out)")
+    p.add_argument("--videos", action="store_true", help=f"also write sample training videos (with --out): "
+                   f"OUT/videos/real/astronaut_1..{VIDEOS}.mp4 and, the same footage with the face manipulated, "
+                   f"OUT/videos/fake/astronaut_1..{VIDEOS}.mp4, --frames frames each; "
+                   "for python -m training.extract --videos OUT/videos")
     a, extra = p.parse_known_args(argv)  # anything else goes to runtime.detect (e.g. --provider cuda)
     engine = Path(a.engine)
     if not engine.is_file():
@@ -132,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--size {a.size}: expected WxH, e.g. 1280x720") from None
     if a.frames < 1:
         raise UserError(f"--frames {a.frames}: must be at least 1")
+    if a.videos and not a.out:
+        raise UserError("--videos: needs --out DIR (the videos are kept there); e.g. --out samples --videos")
     from runtime.backends import open_backend
     from runtime.detect import main as detect
 
@@ -140,8 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="jrc-demo-") as tmp:
         out = Path(a.out) if a.out else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
-        clip, jsonl, summary = out / "demo.mp4", out / "demo.jsonl", out / "demo_summary.json"
+        clip, jsonl, summary = out / "clip.mp4", out / "demo.jsonl", out / "demo_summary.json"
         segments = make_clip(clip, meta.face_margin, meta.input_size, a.frames, (w, h))
+        if a.videos:
+            videos = make_videos(out / "videos", meta.face_margin, meta.input_size, a.frames, (w, h))
+            print(f"sample videos: {len(videos) // 2} real in {out / 'videos' / 'real'}, the same footage with the "
+                  f"face manipulated in {out / 'videos' / 'fake'} ({w}x{h}, {a.frames} frames each); crops for "
+                  f"training: python -m training.extract --videos {out / 'videos'} --out crops")
         args = ["--engine", str(engine), "--source", str(clip), "--jsonl", str(jsonl), "--summary", str(summary),
                 *(["--save", str(out / "demo_annotated.mp4")] if a.save and a.out else []), *extra]
         print(f"demo clip: {w}x{h}, {a.frames} real + {a.frames} manipulated frames "
@@ -156,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             prob = "-" if s["prob"] is None else f"{s['prob']:.3f}"
             print(f"{s['name']:<12} {s['frames']:>6} {s['with_face']:>9} {prob:>12}  {s['verdict']}")
         if a.out:
-            print(f"\nfiles in {out}/")
+            print(f"\nfiles in {out}/: clip.mp4 (the clip), demo.jsonl, demo_summary.json"
+                  + (", demo_annotated.mp4" if a.save else "") + (", videos/" if a.videos else ""))
     return 0
 
 

@@ -16,9 +16,7 @@ Conv), so node names used by ``keep_float`` refer to that preprocessed graph.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -158,18 +156,15 @@ def quantize(prepped: Path, out: Path, calib: Any, target: str, tensor_ranges: d
         name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in tensor_ranges.items()}
     one = CalibrationSet(calib.crops[:1], None, calib.meta, calib.source)
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))  # ORT's info chatter
-    with tempfile.TemporaryDirectory(prefix="jrc-quant-") as tmp:
-        cwd = os.getcwd()
-        os.chdir(tmp)  # the quantizer writes an augmented model into the working directory
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                quantize_static(str(prepped), str(out), _Reader.make(one, calib.meta.input_name, 1),
-                                nodes_to_exclude=list(keep_float), **kwargs)
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise UserError(f"{prepped}: ONNX Runtime could not quantize the model ({str(e).splitlines()[0][:200]})"
-                            "; check that it is an exported JRC detect graph") from None
-        finally:
-            os.chdir(cwd)
+    # No chdir: relative paths stay the user's. ORT >= MIN_ORT writes its augmented model into its own
+    # tempfile.TemporaryDirectory, never into the working directory.
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            quantize_static(str(Path(prepped).resolve()), str(Path(out).resolve()),
+                            _Reader.make(one, calib.meta.input_name, 1), nodes_to_exclude=list(keep_float), **kwargs)
+    except (ValueError, RuntimeError, KeyError) as e:
+        raise UserError(f"{prepped}: ONNX Runtime could not quantize the model ({str(e).splitlines()[0][:200]})"
+                        "; check that it is an exported JRC detect graph") from None
     return {"target": target, "keep_float": list(keep_float),
             "activation_type": "int8" if target == "trt" else "uint8", "weight_type": "int8",
             "per_channel": True, "reduce_range": bool(kwargs["reduce_range"]),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runtime.errors import UserError, run_cli
 from runtime.fileio import replacing, write_atomic
-from runtime.meta import Meta, read_sidecar
+from runtime.meta import ENGINE_SUFFIXES, Meta, missing_engine, read_sidecar
 
 PROG = "export.triton"
 ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 3: "TYPE_INT8", 2: "TYPE_UINT8",
@@ -96,6 +96,8 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
                       instances: int = 1, kind: str | None = None) -> Path:
     """Write (or replace) ``out/name``; returns the model folder."""
     model, out = Path(model), Path(out)
+    if not model.exists() and model.suffix.lower() in ENGINE_SUFFIXES:
+        raise missing_engine(model)
     if not model.is_file():
         raise UserError(f"{model}: not found; pass an .onnx from export.onnx or an .engine from export.engine")
     if not name or any(c in name for c in "/\\") or name.startswith("."):

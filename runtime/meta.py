@@ -268,8 +268,20 @@ def write_sidecar(engine: str | Path, meta: Meta, extra: dict[str, Any] | None =
     return out
 
 
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+
+def missing_engine(engine: str | Path) -> UserError:
+    """The one error for an engine file that does not exist: engines are built, on the device that
+    runs them, from the ONNX (every tool that takes an engine says the same)."""
+    return UserError(f"{engine}: no such engine; TensorRT engines are built on the machine that runs them "
+                     f"(TensorRT and its GPU): python -m export.engine --onnx MODEL.onnx --out {engine}")
+
+
 def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, dict[str, Any]]:
     """Read and check an engine's sidecar; returns (meta, raw dict including plan_sha256)."""
+    if not Path(engine).exists():
+        raise missing_engine(engine)
     side = sidecar_path(engine)
     if not side.is_file():
         raise UserError(f"{engine}: no sidecar {side.name} beside the engine; rebuild it with "

@@ -2,7 +2,9 @@
 
 runtime < training < export < calibration < benchmarks: a package imports only packages to its left
 (and itself); ``runtime`` imports no torch and no ONNX tooling; no module imports another package's
-private (``_name``) module; the tests import no test module (shared builders live in tests/helpers).
+private (``_name``) module; the tests import no test module (shared builders live in tests/helpers);
+no module changes the process's working directory (``os.chdir``): every tool may be called with
+paths relative to the caller's, and a library function must not move them under other threads.
 """
 
 from __future__ import annotations
@@ -87,6 +89,25 @@ def test_tests_share_builders_through_helpers_not_test_modules():
     assert not bad, "\n".join(bad)
 
 
+def chdir_calls(path: Path) -> list[int]:
+    """Lines that change the working directory: ``os.chdir``/``os.fchdir`` (called or passed on)
+    and ``chdir`` imported by name (``from os import chdir``, ``from contextlib import chdir``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("chdir", "fchdir"):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and any(a.name in ("chdir", "fchdir") for a in node.names):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def test_no_module_changes_the_working_directory():
+    bad = [f"{path.relative_to(ROOT)}:{line} changes the working directory; use absolute paths instead"
+           for top in LAYERS for path in sources(top) for line in chdir_calls(path)]
+    assert not bad, "\n".join(bad)
+
+
 def test_the_checker_sees_what_it_must_refuse(tmp_path: Path):
     """The checks above are only as good as ``imports``: it must see function-level and relative imports."""
     p = ROOT / "runtime" / "backends" / "onnxruntime.py"
@@ -95,3 +116,5 @@ def test_the_checker_sees_what_it_must_refuse(tmp_path: Path):
     probe.write_text("def f():\n    from calibration import quantize\n    from .engine import x\n")
     found = {m for _, m in imports(probe, package="export")}
     assert "calibration.quantize" in found and "export.engine.x" in found
+    probe.write_text("import os\nfrom contextlib import chdir\n\ndef f(d):\n    os.chdir(d)\n    undo = os.chdir\n")
+    assert chdir_calls(probe) == [2, 5, 6]

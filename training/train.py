@@ -119,9 +119,19 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any] |
             _check_args(args)
         except UserError as e:  # a stored setting may be the bad one: name the checkpoint
             raise UserError(f"--resume {args.resume} (its stored settings are the defaults): {e}") from None
+        _check_epochs_left(args, blob)
         return args, blob
     _check_args(args)
     return args, blob
+
+
+def _check_epochs_left(args: argparse.Namespace, blob: dict[str, Any]) -> None:
+    """A resume with no epoch left to train is a user error, before any data is read."""
+    done = blob.get("epoch")
+    if isinstance(done, int) and not isinstance(done, bool) and done >= args.epochs:
+        raise UserError(f"--resume {args.resume}: the run already has {done} epochs, so --epochs {args.epochs} "
+                        f"leaves none to train; to continue it, pass --epochs N with N > {done} "
+                        f"(e.g. --epochs {done + max(1, done // 2)})")
 
 
 def _stored_args(parser: argparse.ArgumentParser, stored: Any, ckpt: str) -> dict[str, Any]:
@@ -482,9 +492,6 @@ def _restore(run: _Run, blob: dict[str, Any] | None) -> None:
         raise UserError(f"--resume {run.args.resume}: its optimiser/schedule state does not fit this run ({detail}); "
                         "the checkpoint is damaged or from another version, start a new run") from None
     run.rule = ((blob.get("meta") or {}).get("training") or {}).get("threshold_rule")
-    if run.start > run.args.epochs and run.main_proc:
-        print(f"training: {run.args.resume} already finished epoch {run.start - 1} of {run.args.epochs}; "
-              "pass a larger --epochs to train on", file=sys.stderr)
 
 
 def _announce(run: _Run, fresh: bool) -> None:

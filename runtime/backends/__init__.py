@@ -13,6 +13,7 @@ from typing import Any
 
 from runtime.backends.base import Backend
 from runtime.errors import UserError
+from runtime.meta import ENGINE_SUFFIXES, missing_engine
 
 __all__ = ["Backend", "open_backend", "BACKENDS"]
 
@@ -39,6 +40,8 @@ def open_backend(path: str | Path, **options: Any) -> Backend:
     p = Path(path)
     cls = backend_class(p)
     if not p.exists():
+        if p.suffix.lower() in ENGINE_SUFFIXES:
+            raise missing_engine(path)
         raise UserError(f"{path}: no such file; pass the .onnx or .engine file to run")
     if not p.is_file():
         raise UserError(f"{path}: is not a file; pass the .onnx or .engine file to run")

@@ -228,3 +228,25 @@ def test_cli_errors_are_one_line(work: dict) -> None:
     assert r.returncode == 1 and "use --out-dir" in r.stderr and "Traceback" not in r.stderr
     r = run_module("calibration.quantize", "--onnx", work["root"] / "missing.onnx", "--data", "synthetic")
     assert r.returncode == 1 and "missing.onnx: no such ONNX file" in r.stderr
+
+
+@pytest.mark.slow
+def test_cli_with_relative_paths_from_another_working_directory(work: dict, tmp_path: Path) -> None:
+    """The README's command with relative paths: outputs land beside --onnx, relative to the caller's
+    working directory (the quantizer once ran inside a chdir to a temporary folder and then failed
+    with FileNotFoundError: 'models/detect.int8.onnx'); nothing else is written into the cwd."""
+    import shutil
+    import subprocess
+    import sys
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(work["src"], tmp_path / "models" / "detect.onnx")
+    cmd = [sys.executable, "-m", "calibration.quantize", "--onnx", "models/detect.onnx", "--data", "synthetic",
+           "--target", "trt,cpu", "--fp16", "--calib-size", "16", "--eval-size", "20", "--max-auc-drop", "1",
+           "--no-speed", "--quiet"]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["models/detect.fp16.onnx", "models/detect.int8-cpu.onnx", "models/detect.int8.onnx",
+                       "models/detect.onnx", "models/detect.quant.json"], written

@@ -167,3 +167,16 @@ def test_signals_stop_cleanly_with_complete_outputs(files, tmp_path, sig):
     while cap.read()[0]:
         n += 1
     assert n == len(recs)  # the annotated video plays, every processed frame in it
+
+
+@pytest.mark.parametrize("module, args", [
+    ("runtime.detect", ["--engine", "{e}", "--source", "{e}"]),
+    ("export.triton", ["--model", "{e}", "--out", "{d}/repo"]),
+    ("export.deepstream", ["--engine", "{e}"]),
+])
+def test_a_missing_engine_says_how_engines_are_made_in_every_tool(tmp_path, module, args):
+    engine = tmp_path / "detect.fp16.engine"
+    r = run_module(module, *[a.format(e=engine, d=tmp_path) for a in args], timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(err) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert f"{engine}: no such engine" in err[0] and "python -m export.engine --onnx" in err[0]

@@ -137,9 +137,16 @@ def test_resume_continues_from_saved_epoch(tmp_path):
 
     assert steps(before) == 8 and steps(after) == 16  # Adam's state went on from the saved one
     assert after["scheduler"]["last_epoch"] == 16
-    # nothing to do when the run is complete
-    r = run_module("training.train", "--resume", out / "last.pt", "--threads", "1")
-    assert r.returncode == 0 and _lines(r.stdout) == [] and "already finished" in r.stderr
+    # nothing left to train (the stored --epochs, or fewer): one line saying how to continue, nothing written
+    mtime = (out / "last.pt").stat().st_mtime_ns
+    for more in ([], ["--epochs", "1"]):
+        r = run_module("training.train", "--resume", out / "last.pt", "--threads", "1", *more)
+        assert r.returncode == 1 and _lines(r.stdout) == [], r.stderr[-3000:]
+        epochs = more[-1] if more else "2"
+        assert r.stderr.strip().splitlines() == [
+            f"training.train: error: --resume {out / 'last.pt'}: the run already has 2 epochs, so --epochs {epochs} "
+            "leaves none to train; to continue it, pass --epochs N with N > 2 (e.g. --epochs 3)"]
+    assert (out / "last.pt").stat().st_mtime_ns == mtime
     # a resume must keep the network's shape
     r = run_module("training.train", "--resume", out / "last.pt", "--input-size", "64", "--epochs", "3")
     assert r.returncode == 1 and "same --encoder/--input-size" in r.stderr
