@@ -132,3 +132,22 @@ def make_checkpoint(path: Path, encoder: str, seed: int = 0) -> Path:
         model.head.fc2.weight.mul_(2.0)
     save_checkpoint(path, model.eval(), meta, epoch=1)
     return path
+
+
+def make_external_onnx(folder: Path, edit: Any = None) -> Path:
+    """:func:`make_onnx` as ``folder/ext.onnx`` with every tensor in ``folder/weights.bin``, then
+    ``edit(tensor)`` applied to each initializer's protobuf (to point its external data elsewhere,
+    declare hostile offsets, ...)."""
+    import onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = make_onnx(folder / "ext.onnx")
+    model = onnx.load(str(path))
+    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="weights.bin", size_threshold=0)
+    model = onnx.load(str(path), load_external_data=False)
+    for t in model.graph.initializer:
+        if edit is not None:
+            edit(t)
+    path.write_bytes(model.SerializeToString())
+    return path

@@ -20,7 +20,7 @@ import pytest
 from runtime.detect import main
 from runtime.meta import write_sidecar
 from tests.helpers import run_module
-from tests.helpers.models import make_onnx, tiny_meta
+from tests.helpers.models import make_external_onnx, make_onnx, tiny_meta
 
 EARLIER = {"jsonl": b'{"earlier": "run"}\n', "summary": b'{"earlier": "summary"}\n', "save": b"earlier video bytes"}
 
@@ -43,19 +43,11 @@ def _avi(path: Path, frames: int = 30) -> Path:
 
 def _external(folder: Path, location: str) -> Path:
     """Our tiny model with its weights in an external file, then pointed at ``location``."""
-    import onnx
-
-    path = make_onnx(folder / "ext.onnx")
-    model = onnx.load(str(path))
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=0)
-    model = onnx.load(str(path), load_external_data=False)
-    for t in model.graph.initializer:
+    def point(t):
         for e in t.external_data:
             if e.key == "location":
                 e.value = location
-    path.write_bytes(model.SerializeToString())
-    return path
+    return make_external_onnx(folder, point)
 
 
 def _engine(folder: Path, name: str, plan: bytes, sidecar: str | None = "match") -> Path:

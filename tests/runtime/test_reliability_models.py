@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from runtime.errors import UserError
 from runtime.meta import Meta
 from runtime.onnx_proto import check_external_data
-from tests.helpers.models import SIZE, make_onnx, tiny_meta
+from tests.helpers.models import SIZE, make_external_onnx, make_onnx, tiny_meta
 
 # --- 7. metadata types -------------------------------------------------------------------------
 GOOD = tiny_meta().to_dict()
@@ -90,16 +90,7 @@ def test_bad_metadata_is_one_line_in_detect_and_quantize(metas, tmp_path, capsys
 # --- 10. one check for every tool that opens an ONNX -------------------------------------------
 def _external(folder: Path, edit) -> Path:
     """The tiny model with every tensor in weights.bin, then ``edit(tensor)`` applied to each."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = make_onnx(folder / "ext.onnx")
-    model = onnx.load(str(path))
-    onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location="weights.bin", size_threshold=0)
-    model = onnx.load(str(path), load_external_data=False)
-    for t in model.graph.initializer:
-        edit(t)
-    path.write_bytes(model.SerializeToString())
-    return path
+    return make_external_onnx(folder, edit)
 
 
 def _set(key: str, value: str):
