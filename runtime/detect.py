@@ -61,9 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=10.0, metavar="SEC", help="live: wait at most SEC to open "
                    "a stream or read a frame (default 10)")
     f = p.add_argument_group("faces")
-    f.add_argument("--faces", choices=("haar", "yunet", "none"), default="haar", help="face detector; "
-                   "'none' when the inputs are already face crops (default haar)")
-    f.add_argument("--face-model", metavar="ONNX", help="YuNet face-detector ONNX (implies --faces yunet)")
+    f.add_argument("--faces", choices=("mtcnn", "haar", "yunet", "none"), help="face detector: mtcnn (default; "
+                   "a CNN run by the same backends as the model, bundled), haar (OpenCV's cascade, no model file), "
+                   "yunet (needs --face-model) or 'none' when the inputs are already face crops")
+    f.add_argument("--face-model", metavar="PATH", help="mtcnn: a folder with pnet/rnet/onet .onnx (or .engine) "
+                   "from python -m export.faces (default: the bundled one); yunet: a YuNet .onnx (a file implies "
+                   "--faces yunet)")
+    f.add_argument("--face-threshold", type=float, metavar="P", help="mtcnn: faces detected with a confidence "
+                   "below P are never scored (default 0.9)")
     f.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the detector every Nth "
                    "frame and track faces in between (default 5; 1 = every frame)")
     f.add_argument("--detect-width", type=int, default=640, metavar="PX", help="detect on frames downscaled to "
@@ -98,8 +103,10 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UserError(f"--threshold {a.threshold}: must be a probability between 0 and 1")
     if a.timeout <= 0:
         raise UserError(f"--timeout {a.timeout}: must be positive")
-    if a.face_model and a.faces == "none":
-        raise UserError("--face-model with --faces none: pick one")
+    if a.face_model and a.faces in ("none", "haar"):
+        raise UserError(f"--face-model with --faces {a.faces}: pick one")
+    if a.face_threshold is not None and not 0.0 <= a.face_threshold <= 1.0:
+        raise UserError(f"--face-threshold {a.face_threshold}: must be a probability between 0 and 1")
 
 
 def _backend_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -109,6 +116,30 @@ def _backend_options(a: argparse.Namespace) -> dict[str, Any]:
             "input_size": a.input_size, "mean": a.mean, "std": a.std, "color": a.color,
             "reconstruct": a.reconstruct}
     return {k: v for k, v in opts.items() if v is not None}
+
+
+def _detector_options(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The face detector's kind and options. MTCNN runs where the model runs: ONNX Runtime's
+    provider for an .onnx model; for a TensorRT engine, the detector's engines when its folder
+    has them (python -m export.engine builds them), else ONNX Runtime on the CPU."""
+    kind = a.faces or ("yunet" if a.face_model and Path(a.face_model).is_file() else "mtcnn")
+    a.faces = kind
+    if kind == "none":
+        return kind, {}
+    kw: dict[str, Any] = {"detect_width": a.detect_width, "min_face": a.min_face}
+    if kind == "yunet":
+        kw["model"] = a.face_model
+    if kind == "mtcnn":
+        from runtime.faces_cnn import BUNDLED, DEFAULT_FACE_THRESHOLD
+
+        folder = Path(a.face_model or BUNDLED)
+        kw["model"] = str(folder)
+        kw["face_threshold"] = DEFAULT_FACE_THRESHOLD if a.face_threshold is None else a.face_threshold
+        if Path(a.engine).suffix.lower() == ".onnx":
+            kw["provider"] = a.provider or "cpu"
+        elif all((folder / f"{n}.engine").is_file() for n in ("pnet", "rnet", "onet")):
+            kw["suffix"] = ".engine"
+    return kind, kw
 
 
 def _inference_cpu_threads(a: argparse.Namespace) -> int:
@@ -183,6 +214,7 @@ class Run:
         self.source_factory = source_factory
         self.signals = StopSignals()
         self.backend: Any = None
+        self.detector: Any = None
         self.backend_info: dict[str, Any] = {}
         self.source: Any = None
         self.pipeline: Any = None
@@ -243,11 +275,9 @@ class Run:
         if a.reconstruct:
             self.backend.require_recon()
         threshold = meta.threshold if a.threshold is None else a.threshold
-        kind = "yunet" if a.face_model else a.faces
-        det_kw: dict[str, Any] = {} if kind == "none" else {"detect_width": a.detect_width, "min_face": a.min_face}
-        if kind == "yunet":
-            det_kw["model"] = a.face_model
-        tracker = FaceTracker(make_detector(kind, **det_kw), detect_every=a.detect_every, max_faces=a.max_faces,
+        kind, det_kw = _detector_options(a)
+        self.detector = make_detector(kind, **det_kw)
+        tracker = FaceTracker(self.detector, detect_every=a.detect_every, max_faces=a.max_faces,
                               full_every=a.scan_every)
         show = ShowSink() if a.show else None
         quiet_video_logs()
@@ -304,6 +334,8 @@ class Run:
             s.close()
         if self.backend is not None:
             self.backend.close()
+        if self.detector is not None and hasattr(self.detector, "close"):
+            self.detector.close()
         elapsed = time.perf_counter() - self.t0
         summary = self._summary(status, code, error, elapsed, tail)
         if self.args.summary:
@@ -318,11 +350,14 @@ class Run:
             "schema": 1, "status": status, "exit_code": code, "error": error, "engine": a.engine,
             "source": a.source, "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
             "elapsed_s": round(elapsed, 3), "version": __version__,
-            "options": {k: getattr(a, k) for k in ("faces", "face_model", "detect_every", "stride", "live",
+            "options": {k: getattr(a, k) for k in ("faces", "face_model", "face_threshold", "detect_every",
+                                                  "stride", "live",
                                                   "threshold", "reconstruct", "max_frames")}}
         if self.backend is not None:
             m = self.backend.meta
             d["backend"] = self.backend_info
+        if self.detector is not None and hasattr(self.detector, "describe"):
+            d["face_detector"] = self.detector.describe()
             d["model"] = {"encoder": m.encoder, "input_size": m.input_size, "graph": m.graph,
                           "precision": m.precision, "threshold": m.threshold}
         if self.source is not None:

@@ -21,9 +21,33 @@ from runtime.errors import UserError
 
 Box = Tuple[int, int, int, int]  # x, y, w, h in frame pixels
 
+
+
+class Detection(tuple):
+    """A face box ``(x, y, w, h)`` in frame pixels that unpacks and compares as that tuple, with
+    the detector's confidence ``score`` (None for Haar, which has none) and ``landmarks`` (5×2
+    float32: eyes, nose tip, mouth corners, frame pixels; None when the detector gives none)."""
+
+    score: float | None
+    landmarks: np.ndarray | None
+
+    def __new__(cls, box: Box | tuple[float, ...], score: float | None = None,
+                landmarks: np.ndarray | None = None) -> Detection:
+        self = super().__new__(cls, tuple(int(round(v)) for v in box[:4]))
+        self.score, self.landmarks = score, landmarks
+        return self
+
+    def moved(self, dx: float, dy: float, scale: float = 1.0) -> Detection:
+        """This detection scaled by ``scale`` then shifted by (dx, dy) (a window back into its frame)."""
+        box = (dx + self[0] * scale, dy + self[1] * scale, self[2] * scale, self[3] * scale)
+        marks = None if self.landmarks is None else (self.landmarks * scale + np.float32([dx, dy])).astype(np.float32)
+        return Detection(box, self.score, marks)
+
+
 CASCADES = {"alt2": "haarcascade_frontalface_alt2.xml", "default": "haarcascade_frontalface_default.xml"}
 DEFAULT_CASCADE = "alt2"
-DETECTORS = ("haar", "yunet", "none")
+DETECTORS = ("mtcnn", "haar", "yunet", "none")
+DEFAULT_DETECTOR = "mtcnn"
 
 
 def _downscale(frame: np.ndarray, detect_width: int) -> tuple[np.ndarray, float]:
@@ -129,8 +153,16 @@ class WholeFrameDetector:
         return [(0, 0, w, h)]
 
 
-def make_detector(kind: str = "haar", **kwargs) -> HaarFaceDetector | YuNetFaceDetector | WholeFrameDetector:
-    """A face detector by name: ``haar`` (default), ``yunet`` (needs ``model=``) or ``none``."""
+def make_detector(kind: str = DEFAULT_DETECTOR, **kwargs):  # -> one of the detector classes
+    """A face detector by name: ``mtcnn`` (default; ``model=`` a folder of its networks, the bundled
+    one otherwise), ``haar`` (the fallback with no model file), ``yunet`` (needs ``model=``) or ``none``."""
+    if kind == "mtcnn":
+        from runtime.faces_cnn import MtcnnFaceDetector
+
+        return MtcnnFaceDetector(**kwargs)
+    kwargs.pop("face_threshold", None)  # only the CNN detector has a confidence to gate on
+    kwargs.pop("provider", None)
+    kwargs.pop("threads", None)
     if kind == "haar":
         return HaarFaceDetector(**kwargs)
     if kind == "yunet":

@@ -182,3 +182,36 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, di
             raise UserError(f"{engine}: sha256 {got[:12]}… does not match its sidecar ({str(want)[:12]}…); "
                             "the plan or the sidecar was replaced or damaged, rebuild the engine")
     return meta, d
+
+
+# --- the face detector's metadata (a second model kind, run by the same backends) ---------
+FACE_KEY = "jrc_face_meta"
+FACE_NETS: dict[str, tuple[str, ...]] = {"pnet": ("prob", "reg"), "rnet": ("prob", "reg"),
+                                         "onet": ("prob", "reg", "landmarks")}
+FACE_INPUT = {"pnet": None, "rnet": 24, "onet": 48}  # P-Net is fully convolutional: any H, W
+
+
+def face_meta_from_json(text: str | bytes, source: str = "metadata") -> dict[str, Any]:
+    """The validated metadata of one face-detector network (``kind: face_detector``)."""
+    if len(text) > MAX_META_BYTES:
+        raise UserError(f"{source}: face-detector metadata is {len(text)} bytes, more than the "
+                        f"{MAX_META_BYTES} allowed; the file is damaged or not ours")
+    try:
+        d = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{source}: face-detector metadata is not valid JSON ({e}); re-run python -m export.faces") from None
+    if not isinstance(d, dict) or d.get("kind") != "face_detector":
+        raise UserError(f"{source}: not a face-detector network (metadata kind {d.get('kind') if isinstance(d, dict) else d!r}); "
+                        "pass the folder written by python -m export.faces")
+    if int(d.get("schema", SCHEMA_VERSION)) > SCHEMA_VERSION:
+        raise UserError(f"{source}: face-detector metadata schema {d.get('schema')} is newer than this runtime's; "
+                        "upgrade jrc-edge")
+    net = d.get("net")
+    if d.get("family") != "mtcnn" or net not in FACE_NETS:
+        raise UserError(f"{source}: face detector {d.get('family')!r}/{net!r} is unknown; expected mtcnn pnet/rnet/onet")
+    if tuple(d.get("outputs", ())) != FACE_NETS[net] or d.get("input_size") != FACE_INPUT[net]:
+        raise UserError(f"{source}: {net} metadata promises outputs {d.get('outputs')} at input size "
+                        f"{d.get('input_size')}, expected {list(FACE_NETS[net])} at {FACE_INPUT[net]}; re-export it")
+    if d.get("color") != "BGR" or d.get("pixels") != "0-255":
+        raise UserError(f"{source}: {net} expects {d.get('color')} {d.get('pixels')} input; this runtime feeds BGR 0-255")
+    return d

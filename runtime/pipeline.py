@@ -60,6 +60,8 @@ class Face:
     track: int
     box: Box
     detected: bool  # a fresh detection (True) or a box carried by the tracker (False)
+    face_score: float | None = None  # the face detector's confidence (None: Haar, --faces none)
+    landmarks: np.ndarray | None = None  # 5×2 frame pixels (None when the detector gives none)
     logit: float = float("nan")
     prob: float = float("nan")
     recon_error: float | None = None  # mean squared error of the reconstruction (normalised input space)
@@ -196,7 +198,7 @@ class Pipeline:
             item = frame.item
             tracked, gone = self.tracker.update(frame.image)
             t1 = time.perf_counter()
-            faces = [Face(f.track, f.box, f.detected) for f in tracked]
+            faces = [Face(f.track, f.box, f.detected, f.score, f.landmarks) for f in tracked]
             x = None
             if faces:
                 crops = np.stack([crop_face(frame.image, f.box, self.margin, meta.input_size) for f in faces])

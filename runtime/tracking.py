@@ -24,7 +24,7 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from runtime.faces import Box
+from runtime.faces import Box, Detection
 
 # window searches around a tracked face: (window side in face sides, face side in px after
 # shrinking the window (Haar's own window is 20 px), face sizes searched relative to the tracked one)
@@ -69,11 +69,19 @@ class Track:
     velocity: np.ndarray  # of the box centre, px per processed frame
     missed: int = 0  # detection rounds in a row without a match
     matched: int = 1  # detections matched so far
+    score: float | None = None  # the detector's confidence in the last matched detection
+    landmarks: np.ndarray | None = None  # 5×2 of the last matched detection, frame pixels
 
     def box_at(self, n: int) -> np.ndarray:
         box = self.anchor.copy()
         box[:2] += self.velocity * (n - self.last_seen)
         return box
+
+    def landmarks_at(self, n: int) -> np.ndarray | None:
+        """The landmarks moved with the box (constant velocity), or None."""
+        if self.landmarks is None:
+            return None
+        return (self.landmarks + self.velocity * (n - self.last_seen)).astype(np.float32)
 
 
 def _int_box(box: np.ndarray) -> Box:
@@ -86,6 +94,8 @@ class TrackedFace:
     track: int
     box: Box
     detected: bool  # True on a detection frame, False when the box was predicted
+    score: float | None = None  # the detector's confidence (its last detection of this track)
+    landmarks: np.ndarray | None = None  # 5×2 frame pixels, moved with the box between detections
 
 
 class FaceTracker:
@@ -126,7 +136,8 @@ class FaceTracker:
             ended = self._associate(boxes[: self.max_faces], n, penalize=not coarse)
         else:
             ended = self._drop_outside(n, w, h)
-        faces = [TrackedFace(t.id, _int_box(t.box_at(n)), t.last_seen == n) for t in self._tracks if t.missed == 0]
+        faces = [TrackedFace(t.id, _int_box(t.box_at(n)), t.last_seen == n, t.score, t.landmarks_at(n))
+                 for t in self._tracks if t.missed == 0]
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces, ended
 
@@ -173,8 +184,8 @@ class FaceTracker:
             roi = shrink(roi, max(1, int((x1 - x0) * scale)), max(1, int((y1 - y0) * scale)))
         expect = side * scale  # the face's side in the (scaled) window
         lo, hi = int(expect * sizes[0]), int(math.ceil(expect * sizes[1]))
-        return [(int(round(x0 + bx / scale)), int(round(y0 + by / scale)), int(round(bw2 / scale)),
-                 int(round(bh2 / scale))) for bx, by, bw2, bh2 in self.detector.detect(roi, sizes=(lo, hi))]
+        return [Detection(b, getattr(b, "score", None), getattr(b, "landmarks", None)).moved(x0, y0, 1 / scale)
+                for b in self.detector.detect(roi, sizes=(lo, hi))]
 
     def _associate(self, boxes: list[Box], n: int, penalize: bool = True) -> list[int]:
         predicted = [t.box_at(n) for t in self._tracks]
@@ -188,7 +199,7 @@ class FaceTracker:
             if i not in used_t and j not in used_b:
                 used_t.add(i)
                 used_b.add(j)
-                self._match(self._tracks[i], np.asarray(boxes[j], np.float64), n)
+                self._match(self._tracks[i], boxes[j], n)
         ended, kept = [], []
         for i, t in enumerate(self._tracks):
             if i not in used_t and penalize:
@@ -199,13 +210,16 @@ class FaceTracker:
             kept.append(t)
         for j, b in enumerate(boxes):  # largest first: the biggest new faces get the free places
             if j not in used_b and len(kept) < self.max_faces:
-                kept.append(Track(self._next_id, np.asarray(b, np.float64), n, np.zeros(2)))
+                kept.append(Track(self._next_id, np.asarray(b[:4], np.float64), n, np.zeros(2),
+                                  score=getattr(b, "score", None), landmarks=getattr(b, "landmarks", None)))
                 self._next_id += 1
         self._tracks = kept
         return ended
 
     @staticmethod
-    def _match(t: Track, box: np.ndarray, n: int) -> None:
+    def _match(t: Track, found: Box, n: int) -> None:
+        box = np.asarray(found[:4], np.float64)
+        t.score, t.landmarks = getattr(found, "score", None), getattr(found, "landmarks", None)
         gap = max(1, n - t.last_seen)
         observed = (box[:2] + box[2:] / 2 - t.anchor[:2] - t.anchor[2:] / 2) / gap
         t.velocity = observed if t.matched == 1 else 0.5 * t.velocity + 0.5 * observed
