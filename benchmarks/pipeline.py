@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     p.add_argument("--detect-width", type=int, default=640, help="face detection width in px (default 640)")
     p.add_argument("--min-face", type=int, default=24, help="smallest face, in detection pixels (default 24)")
+    p.add_argument("--faces", choices=("mtcnn", "haar"), default="mtcnn", help="face detector (default mtcnn)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--png", metavar="FILE", help="write a chart of the per-stage split")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -83,12 +84,12 @@ class ReplayDetector:
 RESEARCH_FRAMES = 100  # the research-style loop is slow and steady: fewer frames suffice
 
 
-def detect_all(source: str, frames: int, detect_width: int, min_face: int) -> list[list[Any]]:
-    """The Haar detector's boxes on each of the first ``frames`` frames (untimed, for the replay)."""
+def detect_all(source: str, frames: int, detect_width: int, min_face: int, faces: str = "mtcnn") -> list[list[Any]]:
+    """The face detector's boxes on each of the first ``frames`` frames (untimed, for the replay)."""
     from runtime.faces import make_detector
     from runtime.sources import open_source
 
-    detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
+    detector = make_detector(faces, detect_width=detect_width, min_face=min_face)
     src = open_source(source, stride=1, live="no")
     try:
         return [detector.detect(f.image) for f, _ in zip(src, range(frames))]
@@ -98,9 +99,9 @@ def detect_all(source: str, frames: int, detect_width: int, min_face: int) -> li
 
 def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, detect_width: int,
                  out_dir: str, min_face: int = 24, replay: list[list[Any]] | None = None,
-                 decode_threads: int = 0) -> dict[str, Any]:
-    """One pass of the runtime's frame loop over ``frames`` frames; fps and ms per frame per stage.
-    With ``replay`` (boxes per frame), the detector's cost is taken out."""
+                 decode_threads: int = 0, faces: str = "mtcnn") -> dict[str, Any]:
+    """One pass of the runtime's frame loop over ``frames`` frames with the ``faces`` detector; fps
+    and ms per frame per stage. With ``replay`` (boxes per frame), the detector's cost is taken out."""
     from runtime.aggregate import Aggregator
     from runtime.faces import make_detector
     from runtime.pipeline import Pipeline
@@ -114,7 +115,7 @@ def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, dete
         detector: Any = ReplayDetector(replay)
         detect_every = 1
     else:
-        detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
+        detector = make_detector(faces, detect_width=detect_width, min_face=min_face)
     tracker = FaceTracker(detector, detect_every=detect_every)
     agg, sink = Aggregator(threshold), JsonlSink(str(Path(out_dir) / f"every{detect_every}.jsonl"))
     pipe = Pipeline(src, tracker, backend, queue_frames=4)
@@ -139,7 +140,7 @@ def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, dete
     elapsed = time.perf_counter() - t0
     what = "tracking" if detect_every > 1 else "no tracking"
     name = "runtime, faces given (detector cost removed)" if replay is not None else \
-        f"runtime, detect every {detect_every} ({what})"
+        f"runtime, {faces} every {detect_every} ({what})"
     return _row(name, n, faces, elapsed, pipe.times.per_frame_ms(n), t_first, faces_first)
 
 
@@ -241,13 +242,14 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
         calls = {"b1": backend.infer, "bmax": backend.infer}
         xs = {"b1": make_input(backend.meta, 1), "bmax": make_input(backend.meta, top)}
         tasks = {k: (lambda fn=calls[k], x=xs[k]: fn(x)) for k in calls}
-        w, mf = a.detect_width, a.min_face
-        run_pipeline(source, backend, a.detect_every, 10, w, workdir, mf, decode_threads=dt)  # warm-up, untimed
-        boxes = detect_all(source, a.frames, w, mf)
+        w, mf, fd = a.detect_width, a.min_face, a.faces
+        run_pipeline(source, backend, a.detect_every, 10, w, workdir, mf, decode_threads=dt, faces=fd)  # warm-up
+        boxes = detect_all(source, a.frames, w, mf, fd)
         configs: dict[str, Any] = {
             "tracking": lambda: run_pipeline(source, backend, a.detect_every, a.frames, w, workdir, mf,
-                                             decode_threads=dt),
-            "no_tracking": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, decode_threads=dt),
+                                             decode_threads=dt, faces=fd),
+            "no_tracking": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, decode_threads=dt,
+                                                faces=fd),
             "faces_given": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, replay=boxes,
                                                 decode_threads=dt)}
         if ref is not None:

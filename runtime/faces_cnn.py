@@ -102,6 +102,7 @@ class MtcnnFaceDetector:
     supports_roi = True  # may be run on a window around a tracked face (runtime.tracking)
     gray_ok = False
     has_landmarks = True
+    roi_face_px = 48  # window searches shrink a tracked face to O-Net's input side, not Haar's 32 px
 
     def __init__(self, model: str | Path | None = None, detect_width: int = 640, min_face: int = 24,
                  face_threshold: float = DEFAULT_FACE_THRESHOLD, provider: str = "cpu", threads: int = 1,
@@ -155,11 +156,13 @@ class MtcnnFaceDetector:
     # --- the three stages -------------------------------------------------------------------
     def _pyramid(self, image: np.ndarray, lo: float, hi: float | None, factor: float) -> np.ndarray:
         h, w = image.shape[:2]
-        s, found = 12.0 / lo, []
+        s, found, level = 12.0 / lo, [], image
         smallest = 12.0 / hi * factor if hi else 0.0  # one level past the largest face wanted
         while min(h, w) * s >= 12 and s >= smallest:
             sh, sw = int(np.ceil(h * s)), int(np.ceil(w * s))
-            level = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            # each level from the one before (area averaging): a fraction of resizing the image each time
+            smaller = sw < level.shape[1]
+            level = cv2.resize(level, (sw, sh), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
             prob, reg = self._nets["pnet"].run({"input": level.transpose(2, 0, 1)[None].astype(np.float32)},
                                                 ("prob", "reg"))
             ys, xs = np.nonzero(prob[0, 0] >= STAGE_THRESHOLDS[0])
@@ -188,7 +191,12 @@ class MtcnnFaceDetector:
         pick = nms(b[:, :4], b[:, 4], 0.7)
         if not len(pick):
             return none
-        b = _square(_regress(b[pick], reg[pick]))
+        return self._output_stage(image, _square(_regress(b[pick], reg[pick])))
+
+    def _output_stage(self, image: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net on square (x1, y1, x2, y2) candidates: the boxes that reach the face threshold,
+        re-fitted, with their landmarks."""
+        b = b.copy()
         b[:, :4] = np.trunc(b[:, :4])
         prob, reg, marks = self._run_batches("onet", crops(image, b, 48), ("prob", "reg", "landmarks"))
         keep = prob[:, 0] >= self.face_threshold
@@ -199,6 +207,18 @@ class MtcnnFaceDetector:
         b = _regress(b, reg)
         pick = nms(b[:, :4], b[:, 4], 0.7, by_min=True)
         return b[pick], pts[pick]
+
+    def refine(self, frame: np.ndarray, box: Any) -> list[Any]:
+        """A tracked face re-found from its predicted ``box`` (x, y, w, h, frame pixels) by O-Net
+        alone, on the full-resolution frame: one 48 px crop instead of a pyramid. Empty when the
+        face is not there (the tracker then searches a window with the whole cascade)."""
+        from runtime.faces import Detection
+
+        x, y, w, h = (float(v) for v in box[:4])
+        boxes, points = self._output_stage(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR),
+                                           _square(np.array([[x, y, x + w, y + h]], np.float64)))
+        return [Detection((b[0], b[1], b[2] - b[0], b[3] - b[1]), float(b[4]), p.astype(np.float32))
+                for b, p in zip(boxes, points)]
 
     def _run_batches(self, net: str, x: np.ndarray, names: tuple[str, ...], limit: int = 256) -> list[np.ndarray]:
         parts = [self._nets[net].run({"input": x[i: i + limit]}, names) for i in range(0, len(x), limit)]

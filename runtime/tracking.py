@@ -153,9 +153,11 @@ class FaceTracker:
         if full:
             return self.detector.detect(frame), False
         found: list[Box] = []
+        refine = getattr(self.detector, "refine", None)  # a CNN re-fits a tracked box directly
         for t in self._tracks:
             box = t.box_at(n)
-            hits = self._search(frame, box, *ROI_NEAR) or self._search(frame, box, *ROI_WIDE)
+            hits = ((refine(frame, box) if refine else []) or self._search(frame, box, *ROI_NEAR)
+                    or self._search(frame, box, *ROI_WIDE))
             found.extend(hits)
         kept: list[Box] = []  # windows of nearby tracks overlap: one box per face
         for b in sorted(found, key=lambda b: b[2] * b[3], reverse=True):
@@ -176,6 +178,7 @@ class FaceTracker:
         x1, y1 = min(w, int(cx + half)), min(h, int(cy + half))
         if x1 - x0 < 8 or y1 - y0 < 8:
             return []
+        face_px = max(face_px, getattr(self.detector, "roi_face_px", 0))  # a CNN may want more pixels
         scale = min(1.0, face_px / side)
         roi = frame[y0:y1, x0:x1]
         if getattr(self.detector, "gray_ok", False) and roi.ndim == 3:
