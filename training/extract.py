@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError, missing_dependency, run_cli
-from runtime.faces import DETECTORS, make_detector
+from runtime.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
+from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
 from runtime.media import VIDEO_EXTS
 from runtime.meta import Meta
 from runtime.preprocess import crop_face
@@ -216,9 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="face box margin (crop side = (1 + 2*margin) * box side); keep the model's")
     p.add_argument("--label", choices=LABELS, help="label of all videos when --videos has no real/ fake/")
     p.add_argument("--all-faces", action="store_true", help="crop every detected face, not only the largest")
-    p.add_argument("--faces", choices=DETECTORS, default="haar",
-                   help="face detector (runtime.faces): haar, yunet (needs --face-model) or none (frames are crops)")
-    p.add_argument("--face-model", help="YuNet face-detector .onnx for --faces yunet")
+    p.add_argument("--faces", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                   help="face detector (runtime.faces, the runtime's own): mtcnn (the bundled CNN), haar (no model "
+                   "file), yunet (needs --face-model) or none (frames are crops)")
+    p.add_argument("--face-model", help="mtcnn: folder of pnet/rnet/onet .onnx (default: the bundled one); "
+                   "yunet: its .onnx")
+    p.add_argument("--face-threshold", type=float, default=DEFAULT_FACE_THRESHOLD,
+                   help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
     p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
     p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv")
@@ -240,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.faces == "yunet":
         detector = make_detector("yunet", model=args.face_model, detect_width=args.detect_width,
                                  min_face=args.min_face)
+    elif args.faces == "mtcnn":
+        detector = make_detector("mtcnn", model=args.face_model, detect_width=args.detect_width,
+                                 min_face=args.min_face, face_threshold=args.face_threshold)
     else:
         detector = make_detector("haar", detect_width=args.detect_width, min_face=args.min_face)
     manifest_path = args.out / "manifest.csv"
