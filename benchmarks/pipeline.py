@@ -285,7 +285,7 @@ def summarize(rounds: list[dict[str, Any]], backend: dict[str, Any]) -> dict[str
     for k in configs:
         runs = [r[k] for r in rounds]
         fps = med([x["fps"] for x in runs])
-        row = {**runs[0], "key": k, "fps": round(fps, 3),
+        row = {**runs[0], "key": k, "fps": round(fps, 3), "seconds": round(med([x["seconds"] for x in runs]), 4),
                "faces_per_s": round(med([x["faces_per_s"] for x in runs]), 3),
                "fps_incl_start": round(med([x["fps_incl_start"] for x in runs]), 3),
                "first_result_ms": round(med([x["first_result_ms"] for x in runs]), 1),

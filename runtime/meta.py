@@ -24,6 +24,7 @@ ENCODERS = ("edge", "xception")
 GRAPHS = ("detect", "full", "checkpoint")
 PRECISIONS = ("fp32", "fp16", "int8")
 COLORS = ("RGB", "BGR")
+FACE_ALIGNS = ("box", "landmarks")  # crop around the detector's box, or aligned by its five landmarks
 OUTPUTS = {"detect": ["logit"], "full": ["logit", "recon"], "checkpoint": ["logit", "recon"]}
 
 
@@ -37,6 +38,7 @@ class Meta:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     face_margin: float = 0.15  # crop side = (1 + 2 * margin) * max(face w, h)
+    face_align: str = "box"  # "landmarks": crops aligned by the detector's five landmarks (trained so)
     threshold: float = 0.5  # on the probability of fake
     graph: str = "checkpoint"
     outputs: tuple[str, ...] = ("logit", "recon")
@@ -122,6 +124,8 @@ class Meta:
             raise bad(f"std {self.std!r} must be positive")
         if not isinstance(self.face_margin, (int, float)) or not 0 <= self.face_margin <= 2:
             raise bad(f"face_margin {self.face_margin!r}, expected 0..2")
+        if self.face_align not in FACE_ALIGNS:
+            raise bad(f"face_align {self.face_align!r}, expected one of {FACE_ALIGNS}")
         if not isinstance(self.threshold, (int, float)) or not 0 <= self.threshold <= 1:
             raise bad(f"threshold {self.threshold!r}, expected a probability 0..1")
         if self.graph not in GRAPHS:

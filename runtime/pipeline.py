@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from runtime.backends.base import Backend
-from runtime.preprocess import crop_face, to_input
+from runtime.errors import UserError
+from runtime.preprocess import face_crop, to_input
 from runtime.sources import Frame, Source
 from runtime.tracking import Box, FaceTracker
 
@@ -102,6 +103,11 @@ class Pipeline:
         self.meta = backend.meta
         # margin around detected faces; zero for --faces none, whose inputs are crops already
         self.margin = getattr(tracker.detector, "crop_margin", self.meta.face_margin)
+        # a model trained on aligned crops gets aligned crops, or none (inputs that are crops already)
+        self.align = self.meta.face_align if not hasattr(tracker.detector, "crop_margin") else "box"
+        if self.align == "landmarks" and not getattr(tracker.detector, "has_landmarks", False):
+            raise UserError(f"{backend.path}: the model was trained on face crops aligned by landmarks "
+                            "(metadata face_align: landmarks); this face detector gives none, use --faces mtcnn")
         self.reconstruct = reconstruct
         self.keep_images = keep_images
         self.times = StageTimes()
@@ -201,7 +207,8 @@ class Pipeline:
             faces = [Face(f.track, f.box, f.detected, f.score, f.landmarks) for f in tracked]
             x = None
             if faces:
-                crops = np.stack([crop_face(frame.image, f.box, self.margin, meta.input_size) for f in faces])
+                crops = np.stack([face_crop(frame.image, f.box, f.landmarks, self.margin, meta.input_size, self.align)
+                                  for f in faces])
                 x = to_input(crops, meta)
             if not self.keep_images:
                 frame.image = None

@@ -132,8 +132,8 @@ class FaceTracker:
         h, w = frame.shape[:2]
         detected = n % self.detect_every == 0
         if detected:
-            boxes, coarse = self._detect(frame, n)
-            ended = self._associate(boxes[: self.max_faces], n, penalize=not coarse)
+            boxes, coarse, owners = self._detect(frame, n)
+            ended = self._associate(boxes[: self.max_faces], n, penalize=not coarse, owners=owners)
         else:
             ended = self._drop_outside(n, w, h)
         faces = [TrackedFace(t.id, _int_box(t.box_at(n)), t.last_seen == n, t.score, t.landmarks_at(n))
@@ -141,29 +141,32 @@ class FaceTracker:
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces, ended
 
-    def _detect(self, frame: np.ndarray, n: int) -> tuple[list[Box], bool]:
-        """Full-frame detection, or detection in windows around the live tracks; and whether it
-        was a coarse scan for new faces (which may miss a tracked face: that is no miss)."""
+    def _detect(self, frame: np.ndarray, n: int) -> tuple[list[Box], bool, dict[int, int]]:
+        """Full-frame detection, or detection in windows around the live tracks; whether it was a
+        coarse scan for new faces (which may miss a tracked face: that is no miss); and, for window
+        rounds, which track each box was found around (box index → track index)."""
         full = not self._tracks or self._rounds % self.full_every == 0
         self._rounds += 1
         if full and self._tracks and self.full_every > 1:
             # a scan for new faces beside tracked ones: coarser scale steps (half the cost); the
             # boxes are refined by the window rounds that follow
-            return self.detector.detect(frame, coarse=True), True
+            return self.detector.detect(frame, coarse=True), True, {}
         if full:
-            return self.detector.detect(frame), False
-        found: list[Box] = []
+            return self.detector.detect(frame), False, {}
+        found: list[tuple[Box, int]] = []
         refine = getattr(self.detector, "refine", None)  # a CNN re-fits a tracked box directly
-        for t in self._tracks:
+        for i, t in enumerate(self._tracks):
             box = t.box_at(n)
             hits = ((refine(frame, box) if refine else []) or self._search(frame, box, *ROI_NEAR)
                     or self._search(frame, box, *ROI_WIDE))
-            found.extend(hits)
+            found.extend((b, i) for b in hits)
         kept: list[Box] = []  # windows of nearby tracks overlap: one box per face
-        for b in sorted(found, key=lambda b: b[2] * b[3], reverse=True):
+        owners: dict[int, int] = {}
+        for b, i in sorted(found, key=lambda bi: bi[0][2] * bi[0][3], reverse=True):
             if all(iou(b, k) < 0.5 for k in kept):
+                owners[len(kept)] = i  # found around track i: its face, however far it moved
                 kept.append(b)
-        return kept, False
+        return kept, False, owners
 
     def _search(self, frame: np.ndarray, box: np.ndarray, sides: float, face_px: int,
                 sizes: tuple[float, float]) -> list[Box]:
@@ -190,12 +193,18 @@ class FaceTracker:
         return [Detection(b, getattr(b, "score", None), getattr(b, "landmarks", None)).moved(x0, y0, 1 / scale)
                 for b in self.detector.detect(roi, sizes=(lo, hi))]
 
-    def _associate(self, boxes: list[Box], n: int, penalize: bool = True) -> list[int]:
+    def _associate(self, boxes: list[Box], n: int, penalize: bool = True,
+                   owners: dict[int, int] | None = None) -> list[int]:
         predicted = [t.box_at(n) for t in self._tracks]
         pairs = sorted(((iou(p, b), i, j) for i, p in enumerate(predicted) for j, b in enumerate(boxes)),
                        reverse=True)
         used_t: set[int] = set()
         used_b: set[int] = set()
+        for j, i in (owners or {}).items():  # a box found by searching around a track is that track's
+            if j < len(boxes) and i not in used_t:
+                used_t.add(i)
+                used_b.add(j)
+                self._match(self._tracks[i], boxes[j], n)
         for score, i, j in pairs:
             if score < self.iou_threshold:
                 break

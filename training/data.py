@@ -267,7 +267,7 @@ def open_dataset(spec: str | Path, meta: Meta, train: bool, split: str | None = 
         n = int(m.group(1)) if m.group(1) else None
         if n is not None and n < 2:
             raise UserError(f"{text}: synthetic:<n> needs n >= 2 (one real and one fake)")
-        faces = sample_real_faces(meta.input_size, meta.face_margin)
+        faces = sample_real_faces(meta.input_size, meta.face_margin, align=meta.face_align)
         keep = split_ids([fid for fid, _ in faces], split, val_fraction)
         return SyntheticDataset([f for f in faces if f[0] in keep], n, meta, train, seed, augment, text)
 

@@ -30,7 +30,7 @@ import numpy as np
 from runtime.errors import UserError
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS
 from runtime.meta import Meta
-from runtime.preprocess import as_bgr8, crop_face, resize_square, to_input
+from runtime.preprocess import as_bgr8, face_crop, resize_square, to_input
 
 LABELS = {"0": 0, "real": 0, "1": 1, "fake": 1}
 SPEC_HELP = "a crops folder (real/, fake/), a CSV manifest, a videos folder or file, or 'synthetic'"
@@ -175,7 +175,8 @@ def _video_crops(path: Path, frames: int, meta: Meta, detector: Any) -> tuple[li
             if not boxes:
                 missed += 1
                 continue
-            crops.append(crop_face(as_bgr8(frame), boxes[0], meta.face_margin, meta.input_size))
+            crops.append(face_crop(as_bgr8(frame), boxes[0], getattr(boxes[0], "landmarks", None), meta.face_margin,
+                                   meta.input_size, meta.face_align))
         return crops, missed
     finally:
         cap.release()

@@ -30,8 +30,8 @@ from runtime.errors import UserError, missing_dependency, run_cli
 from runtime.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
 from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
 from runtime.media import VIDEO_EXTS
-from runtime.meta import Meta
-from runtime.preprocess import crop_face
+from runtime.meta import FACE_ALIGNS, Meta
+from runtime.preprocess import face_crop
 
 LABELS = ("real", "fake")
 SEEK_STRIDE = 16  # sample frames further apart than this are reached by seeking, not by decoding all
@@ -174,7 +174,7 @@ class Manifest:
 
 
 def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Manifest, detector, frames: int,
-                  size: int, margin: float, all_faces: bool) -> tuple[int, int]:
+                  size: int, margin: float, all_faces: bool, align: str = "box") -> tuple[int, int]:
     """Crops of one video; returns (crops written, sampled frames without a face)."""
     crops = no_face = 0
     stats: dict = {}
@@ -186,7 +186,7 @@ def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Ma
         for k, box in enumerate(boxes if all_faces else boxes[:1]):
             name = f"{idx:06d}_{k}.png" if all_faces else f"{idx:06d}.png"
             rel = f"{label}/{video_id}/{name}"
-            _write_png(out / rel, crop_face(frame, box, margin, size))
+            _write_png(out / rel, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align))
             manifest.add(rel, label, video_id)
             crops += 1
     manifest.sync()
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
     p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
     p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+    p.add_argument("--align", choices=FACE_ALIGNS, default="box", help="crop around the box, or align by the "
+                   "detector's five landmarks (mtcnn); train with the same --face-align")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv")
     return p
 
@@ -250,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                                  min_face=args.min_face, face_threshold=args.face_threshold)
     else:
         detector = make_detector("haar", detect_width=args.detect_width, min_face=args.min_face)
+    if args.align == "landmarks" and not getattr(detector, "has_landmarks", False):
+        raise UserError(f"--align landmarks needs a detector with landmarks; --faces {args.faces} has none, use mtcnn")
     manifest_path = args.out / "manifest.csv"
     if manifest_path.exists() and not args.overwrite:
         raise UserError(f"{manifest_path}: exists; pass --overwrite to replace it or choose another --out")
@@ -269,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, label, vid in bar:
             try:
                 c, nf = extract_video(path, label, vid, args.out, manifest, detector, args.frames, args.size,
-                                      args.margin, args.all_faces)
+                                      args.margin, args.all_faces, args.align)
             except OutputError:
                 raise
             except UserError as e:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError, run_cli
+from runtime.meta import FACE_ALIGNS
 
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
 _ARG_KEYS = ("data", "val", "synthetic", "augment", "encoder", "input_size", "epochs", "batch_size", "lr", "optimizer",
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model")
     m.add_argument("--encoder", choices=("edge", "xception"), default="edge")
     m.add_argument("--input-size", type=int, default=None, help="crop size (default: 224 edge, 299 xception)")
+    m.add_argument("--face-align", choices=FACE_ALIGNS, default="box", help="train on crops around the face "
+                   "detector's box (default) or aligned by its five landmarks; recorded in the model's metadata, "
+                   "so the runtime serves the same (extract the crops with python -m training.extract --align)")
     m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet)")
     m.add_argument("--downsample", choices=("stride", "max"), default=None,
                    help="edge encoder: halve the resolution with strided convolutions (MobileNetV3's; default) "
@@ -196,7 +200,7 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         net = build_model(meta)
         net.load_state_dict(blob["model"])
         return meta, net
-    meta = default_meta(a.encoder, a.input_size)
+    meta = default_meta(a.encoder, a.input_size).with_(face_align=a.face_align)
     if a.downsample:
         if a.encoder != "edge":
             raise UserError(f"--downsample {a.downsample}: only the edge encoder has this option")

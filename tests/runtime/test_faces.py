@@ -154,3 +154,39 @@ def test_detect_jsonl_carries_face_score_and_landmarks_and_gates(tmp_path, tiny)
                  "--faces", "haar"]) == 0
     (f,) = lines(out)[0]["faces"]
     assert f["face_score"] is None and "landmarks" not in f
+
+
+def test_aligned_crop_puts_the_landmarks_on_the_template(mtcnn):
+    from runtime.preprocess import ALIGN_TEMPLATE, align_face, face_crop
+
+    frame = _photo("astronaut")
+    (b,) = mtcnn.detect(frame)
+    crop = align_face(frame, b.landmarks, 0.15, 112)
+    assert crop.shape == (112, 112, 3)
+    again = mtcnn.detect(cv2.resize(crop, (224, 224)))  # the aligned face is found again, landmarks in place
+    assert len(again) == 1
+    want = (ALIGN_TEMPLATE + 0.15) / 1.3 * 224
+    assert np.abs(again[0].landmarks - want).max() < 224 * 0.06
+    assert np.array_equal(face_crop(frame, b, None, 0.15, 64, "box"), face_crop(frame, b, b.landmarks, 0.15, 64))
+    with pytest.raises(ValueError, match="aligned by landmarks"):
+        face_crop(frame, b, None, 0.15, 64, "landmarks")
+
+
+def test_a_model_trained_on_aligned_crops_gets_them_or_refuses(tmp_path, tiny):
+    """Metadata face_align: landmarks → the runtime crops by landmarks; Haar (no landmarks) is refused."""
+    import onnx
+
+    from export._onnx_io import read_meta, set_meta
+    from runtime.detect import main
+
+    model = onnx.load(str(tiny["detect"]))
+    set_meta(model, read_meta(model, "tiny").with_(face_align="landmarks"))
+    aligned = tmp_path / "aligned.onnx"
+    onnx.save(model, str(aligned))
+    img = tmp_path / "astronaut.png"
+    cv2.imwrite(str(img), _photo("astronaut"))
+    out = tmp_path / "o.jsonl"
+    assert main(["--engine", str(aligned), "--source", str(img), "--quiet", "--jsonl", str(out)]) == 0
+    (f,) = lines(out)[0]["faces"]
+    assert f["prob"] is not None and len(f["landmarks"]) == 5
+    assert main(["--engine", str(aligned), "--source", str(img), "--quiet", "--faces", "haar"]) == 1
