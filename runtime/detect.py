@@ -136,7 +136,9 @@ def _detector_options(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         kw["model"] = str(folder)
         kw["face_threshold"] = DEFAULT_FACE_THRESHOLD if a.face_threshold is None else a.face_threshold
         if Path(a.engine).suffix.lower() == ".onnx":
-            kw["provider"] = a.provider or "cpu"
+            # on a GPU provider the detector runs on the GPU too; CUDA for TensorRT's provider, which
+            # would rebuild an engine for every new pyramid size
+            kw["provider"] = {"tensorrt": "cuda"}.get(a.provider or "cpu", a.provider or "cpu")
         elif all((folder / f"{n}.engine").is_file() for n in ("pnet", "rnet", "onet")):
             kw["suffix"] = ".engine"
     return kind, kw

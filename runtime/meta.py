@@ -168,6 +168,12 @@ def write_sidecar(engine: str | Path, meta: Meta, extra: dict[str, Any] | None =
 
 def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, dict[str, Any]]:
     """Read and check an engine's sidecar; returns (meta, raw dict including plan_sha256)."""
+    return read_any_sidecar(engine, lambda raw, source: Meta.from_json(raw, source=source), verify_hash)
+
+
+def read_any_sidecar(engine: str | Path, parse: Any, verify_hash: bool = True) -> tuple[Any, dict[str, Any]]:
+    """An engine's sidecar of any model kind: size-checked, ``parse(raw, source)`` (the kind's own
+    validation), then the plan's sha256 checked against it; returns (parsed, raw dict)."""
     side = sidecar_path(engine)
     if not side.is_file():
         raise UserError(f"{engine}: no sidecar {side.name} beside the engine; rebuild it with "
@@ -177,7 +183,7 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, di
         raise UserError(f"{side}: metadata is {size} bytes, more than the {MAX_META_BYTES} allowed; the file "
                         "is damaged or not ours, rebuild the engine")
     raw = side.read_bytes()
-    meta = Meta.from_json(raw, source=str(side))
+    parsed = parse(raw, str(side))
     d = json.loads(raw)
     if verify_hash:
         want = d.get("plan_sha256")
@@ -185,7 +191,7 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, di
         if want != got:
             raise UserError(f"{engine}: sha256 {got[:12]}… does not match its sidecar ({str(want)[:12]}…); "
                             "the plan or the sidecar was replaced or damaged, rebuild the engine")
-    return meta, d
+    return parsed, d
 
 
 # --- the face detector's metadata (a second model kind, run by the same backends) ---------
