@@ -6,9 +6,12 @@ velocity (constant-velocity update: cheap and good enough for a few frames). A t
 misses ``max_missed`` detection rounds in a row ends; ended tracks are reported once and
 forgotten, so state stays bounded on runs of any length.
 
-Detection rounds mostly look only around the live tracks (a window of 2.5× the face, shrunk so
-the face is ~32 px, for faces 0.8-1.25× the tracked size; when that finds nothing, a wider and
-slower one): about 1/50 of the CPU of a full-frame scan. Every ``full_every``-th round (16: every
+Detection rounds mostly look only around the live tracks. A CNN detector with a ``refine``
+method (MTCNN) re-fits each tracked face from its predicted box (one 48 px crop through its last
+network) and falls back to the window search below; a box found around a track is that track's,
+however far the face moved. Otherwise (Haar) a round searches a window around each track (2.5×
+the face, shrunk so the face is ~32 px, for faces 0.8-1.25× the tracked size; when that finds
+nothing, a wider and slower one): about 1/50 of the CPU of a full-frame scan. Every ``full_every``-th round (16: every
 80 frames at ``detect_every`` 5, 3.2 s at 25 fps), the whole frame is scanned so new faces are
 picked up, with the detector's coarse setting (Haar: scale steps of 1.2 instead of 1.1);
 whenever there is no track, it is scanned at full precision. Those scans are most of the
