@@ -134,6 +134,12 @@ def cost(rounds: int = 7, calls: int = 5) -> dict[str, Any]:
     return {"ms": ms, "ratio_mtcnn_over_haar": ratio, "tracked_search_found": found}
 
 
+def face_and_false_box() -> np.ndarray:
+    """Two real photos, 640 px wide, one above the other: the astronaut, and the microscope image
+    in which Haar boxes a "face" (a photo with one face where Haar adds a false box)."""
+    return np.concatenate([to_width(photo("astronaut"), 640), to_width(photo("cell"), 640)], axis=0)
+
+
 # --- verdicts ---------------------------------------------------------------------------------
 def verdicts(folder: Path) -> dict[str, Any]:
     from runtime.detect import main as detect
@@ -141,10 +147,8 @@ def verdicts(folder: Path) -> dict[str, Any]:
     media = {name: folder / f"{name}.png" for name in ("astronaut", "camera", "cell", "coins")}
     for name, path in media.items():
         cv2.imwrite(str(path), photo(name))
-    # two real photos side by side: a face, and a microscope image where Haar sees a "face"
-    pair = np.concatenate([to_width(photo("astronaut"), 660)[:660], cv2.resize(photo("cell"), (550, 660))], axis=1)
-    media["astronaut+cell"] = folder / "astronaut_cell.png"
-    cv2.imwrite(str(media["astronaut+cell"]), pair)
+    media["astronaut/cell"] = folder / "astronaut_cell.png"
+    cv2.imwrite(str(media["astronaut/cell"]), face_and_false_box())
     engine = Path(__file__).resolve().parents[1] / "runtime" / "assets" / "jrc_edge_detect.onnx"
     out: dict[str, Any] = {}
     for name, path in media.items():
