@@ -118,32 +118,6 @@ def _backend_options(a: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in opts.items() if v is not None}
 
 
-def _detector_options(a: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The face detector's kind and options. MTCNN runs where the model runs: ONNX Runtime's
-    provider for an .onnx model; for a TensorRT engine, the detector's engines when its folder
-    has them (python -m export.engine builds them), else ONNX Runtime on the CPU."""
-    kind = a.faces or ("yunet" if a.face_model and Path(a.face_model).is_file() else "mtcnn")
-    a.faces = kind
-    if kind == "none":
-        return kind, {}
-    kw: dict[str, Any] = {"detect_width": a.detect_width, "min_face": a.min_face}
-    if kind == "yunet":
-        kw["model"] = a.face_model
-    if kind == "mtcnn":
-        from runtime.faces_cnn import BUNDLED, DEFAULT_FACE_THRESHOLD
-
-        folder = Path(a.face_model or BUNDLED)
-        kw["model"] = str(folder)
-        kw["face_threshold"] = DEFAULT_FACE_THRESHOLD if a.face_threshold is None else a.face_threshold
-        if Path(a.engine).suffix.lower() == ".onnx":
-            # on a GPU provider the detector runs on the GPU too; CUDA for TensorRT's provider, which
-            # would rebuild an engine for every new pyramid size
-            kw["provider"] = {"tensorrt": "cuda"}.get(a.provider or "cpu", a.provider or "cpu")
-        elif all((folder / f"{n}.engine").is_file() for n in ("pnet", "rnet", "onet")):
-            kw["suffix"] = ".engine"
-    return kind, kw
-
-
 def _inference_cpu_threads(a: argparse.Namespace) -> int:
     """CPU threads the classifier keeps busy: ONNX Runtime's on the CPU provider, none on a GPU."""
     opts = _backend_options(a)
@@ -252,7 +226,7 @@ class Run:
     def _loop(self) -> None:
         from runtime.aggregate import Aggregator
         from runtime.backends import open_backend
-        from runtime.faces import make_detector
+        from runtime.faces import detector_options, make_detector
         from runtime.pipeline import Pipeline, share_cores
         from runtime.sinks import (
             Console,
@@ -277,7 +251,7 @@ class Run:
         if a.reconstruct:
             self.backend.require_recon()
         threshold = meta.threshold if a.threshold is None else a.threshold
-        kind, det_kw = _detector_options(a)
+        kind, det_kw = detector_options(a)
         self.detector = make_detector(kind, **det_kw)
         tracker = FaceTracker(self.detector, detect_every=a.detect_every, max_faces=a.max_faces,
                               full_every=a.scan_every)

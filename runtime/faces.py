@@ -13,7 +13,7 @@ every frame as one face crop. Detection runs on a frame downscaled to ``detect_w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Tuple
+from typing import Any, Tuple
 
 import cv2
 import numpy as np
@@ -173,3 +173,30 @@ def make_detector(kind: str = DEFAULT_DETECTOR, **kwargs):  # -> one of the dete
     if kind == "none":
         return WholeFrameDetector()
     raise UserError(f"face detector {kind!r} is unknown; use one of {', '.join(DETECTORS)}")
+
+
+def detector_options(a: Any) -> tuple[str, dict[str, Any]]:
+    """The face detector's kind and options from runtime.detect's arguments (``a.faces`` is set to
+    the kind chosen). MTCNN runs where the model runs: ONNX Runtime's provider for an .onnx model;
+    for a TensorRT engine, the detector's engines when its folder has them (python -m export.engine
+    builds them), else ONNX Runtime on the CPU."""
+    kind = a.faces or ("yunet" if a.face_model and Path(a.face_model).is_file() else "mtcnn")
+    a.faces = kind
+    if kind == "none":
+        return kind, {}
+    kw: dict[str, Any] = {"detect_width": a.detect_width, "min_face": a.min_face}
+    if kind == "yunet":
+        kw["model"] = a.face_model
+    if kind == "mtcnn":
+        from runtime.faces_cnn import BUNDLED, DEFAULT_FACE_THRESHOLD
+
+        folder = Path(a.face_model or BUNDLED)
+        kw["model"] = str(folder)
+        kw["face_threshold"] = DEFAULT_FACE_THRESHOLD if a.face_threshold is None else a.face_threshold
+        if Path(a.engine).suffix.lower() == ".onnx":
+            # on a GPU provider the detector runs on the GPU too; CUDA for TensorRT's provider, which
+            # would rebuild an engine for every new pyramid size
+            kw["provider"] = {"tensorrt": "cuda"}.get(a.provider or "cpu", a.provider or "cpu")
+        elif all((folder / f"{n}.engine").is_file() for n in ("pnet", "rnet", "onet")):
+            kw["suffix"] = ".engine"
+    return kind, kw
