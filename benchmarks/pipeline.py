@@ -160,28 +160,29 @@ def _row(config: str, frames: int, faces: int, elapsed: float, stage_ms: dict[st
 
 # --- the research-style reference -------------------------------------------------------------
 def run_research(source: str, model: Any, meta: Any, frames: int, detect_width: int,
-                 min_face: int = 24) -> dict[str, Any]:
+                 min_face: int = 24, faces: str = "mtcnn") -> dict[str, Any]:
     """Decode → detect on every frame → crop → PyTorch eager, full graph → record; one thread, batch 1."""
     import cv2
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(-1)  # OpenCV's default (all cores), as a plain script has it
     try:
-        return _research(source, model, meta, frames, detect_width, min_face)
+        return _research(source, model, meta, frames, detect_width, min_face, faces)
     finally:
         cv2.setNumThreads(threads)
 
 
-def _research(source: str, model: Any, meta: Any, frames: int, detect_width: int, min_face: int) -> dict[str, Any]:
+def _research(source: str, model: Any, meta: Any, frames: int, detect_width: int, min_face: int,
+              faces: str = "mtcnn") -> dict[str, Any]:
     import json
 
     import cv2
     import torch
 
-    from runtime.faces import HaarFaceDetector
+    from runtime.faces import make_detector
     from runtime.preprocess import crop_face, to_input
 
-    detector = HaarFaceDetector(detect_width=detect_width, min_face=min_face)
+    detector = make_detector(faces, detect_width=detect_width, min_face=min_face)
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise UserError(f"--source {source}: OpenCV cannot open it as a video for the research-style loop")
@@ -253,9 +254,9 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
             "faces_given": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, replay=boxes,
                                                 decode_threads=dt)}
         if ref is not None:
-            run_research(source, ref[0], ref[1], 3, w, mf)  # warm-up
+            run_research(source, ref[0], ref[1], 3, w, mf, fd)  # warm-up
             n_ref = min(a.frames, RESEARCH_FRAMES)
-            configs["research"] = lambda: run_research(source, ref[0], ref[1], n_ref, w, mf)
+            configs["research"] = lambda: run_research(source, ref[0], ref[1], n_ref, w, mf, fd)
         rounds: list[dict[str, Any]] = []
         for i, order in enumerate(stats.schedule(list(configs) + ["classifier"], a.repeats, "rotate")):
             got: dict[str, Any] = {}
