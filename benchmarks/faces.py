@@ -153,8 +153,9 @@ def verdicts(folder: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, path in media.items():
         for kind in DETECTORS:
-            summary = folder / f"{name}.{kind}.json"
-            jsonl = folder / f"{name}.{kind}.jsonl"
+            stem = name.replace("/", "_")
+            summary = folder / f"{stem}.{kind}.json"
+            jsonl = folder / f"{stem}.{kind}.jsonl"
             detect(["--engine", str(engine), "--source", str(path), "--faces", kind, "--quiet",
                     "--summary", str(summary), "--jsonl", str(jsonl)])
             s = json.loads(summary.read_text())
