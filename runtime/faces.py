@@ -180,7 +180,8 @@ def detector_options(a: Any) -> tuple[str, dict[str, Any]]:
     the kind chosen). MTCNN runs where the model runs: ONNX Runtime's provider for an .onnx model;
     for a TensorRT engine, the detector's engines when its folder has them (python -m export.engine
     builds them), else ONNX Runtime on the CPU."""
-    kind = a.faces or ("yunet" if a.face_model and Path(a.face_model).is_file() else "mtcnn")
+    # a model file (.onnx) is YuNet's; a folder holds MTCNN's networks
+    kind = a.faces or ("yunet" if a.face_model and Path(a.face_model).suffix.lower() == ".onnx" else "mtcnn")
     a.faces = kind
     if kind == "none":
         return kind, {}

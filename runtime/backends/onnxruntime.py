@@ -215,6 +215,10 @@ class OnnxRuntimeGraph:
         opts.log_severity_level = 3
         opts.intra_op_num_threads = max(1, int(threads))
         opts.inter_op_num_threads = 1
+        # input shapes change call by call (pyramid levels, windows, candidate counts): no memory
+        # plan cached per shape and no arena that keeps the largest, so memory stays flat on long runs
+        opts.enable_mem_pattern = False
+        opts.enable_cpu_mem_arena = False
         try:
             self.session = ort.InferenceSession(_read_model(self.path), sess_options=opts,
                                                 providers=PROVIDERS[provider])
