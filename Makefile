@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local CPU wheel on the development machines; users with CUDA builds install their own torch first.
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo venv lint clean bundled-model bench gpu-check
+.PHONY: test demo venv lint clean bundled-model bench gpu-check face-model
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,11 +29,19 @@ BUNDLE_RUN ?= runs/bundled
 $(BUNDLE_RUN)/onnx/detect.onnx: | venv
 	$(BIN)/python -m training.train --data synthetic:1600 --encoder edge --input-size 64 --downsample max \
 	    --epochs 16 --batch-size 32 --lr 3e-3 --lambda 0.1 --warmup 0.1 --threshold eer --workers 0 --threads 1 \
-	    --seed 0 --out $(BUNDLE_RUN)
+	    --seed 1 --out $(BUNDLE_RUN)
 	$(BIN)/python -m export.onnx --ckpt $(BUNDLE_RUN)/best.pt --out $(BUNDLE_RUN)/onnx --graph both
 
 bundled-model: $(BUNDLE_RUN)/onnx/detect.onnx
 	cp $(BUNDLE_RUN)/onnx/detect.onnx runtime/assets/jrc_edge_detect.onnx
+
+# The bundled face detector (runtime/assets/mtcnn/): MTCNN's weights from facenet-pytorch's wheel (MIT),
+# converted by the project's own code; byte-for-byte reproducible.
+FACENET_WHEEL ?= /tmp/fp/facenet_pytorch-2.6.0-py3-none-any.whl
+face-model: | venv
+	test -f $(FACENET_WHEEL) || $(BIN)/pip download facenet-pytorch==2.6.0 --no-deps -d $(dir $(FACENET_WHEEL))
+	$(BIN)/python -m export.faces --wheel $(FACENET_WHEEL) --out runtime/assets/mtcnn
+	cd runtime/assets/mtcnn && sha256sum -c SHA256SUMS
 
 # The README's performance tables: latency (fp32, int8-cpu, PyTorch reference) and the pipeline split.
 bench: $(BUNDLE_RUN)/onnx/detect.onnx

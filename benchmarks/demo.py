@@ -47,11 +47,11 @@ def manipulate(head: np.ndarray, margin: float, size: int, seed: int = 0) -> np.
     The forgery is made on the model-sized crop the runtime would take (same detector, same
     margin), then only its blended part is put back at full resolution.
     """
-    from runtime.faces import HaarFaceDetector
+    from runtime.faces import make_detector
     from runtime.preprocess import crop_face, square_box
     from training.synthetic import self_blend
 
-    boxes = HaarFaceDetector().detect(head)
+    boxes = make_detector().detect(head)  # the runtime's default detector
     if not boxes:
         raise UserError("demo: the face detector found no face in the demo image; check the OpenCV install")
     box = boxes[0]

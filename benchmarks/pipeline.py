@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
     p.add_argument("--detect-width", type=int, default=640, help="face detection width in px (default 640)")
     p.add_argument("--min-face", type=int, default=24, help="smallest face, in detection pixels (default 24)")
+    p.add_argument("--faces", choices=("mtcnn", "haar"), default="mtcnn", help="face detector (default mtcnn)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--png", metavar="FILE", help="write a chart of the per-stage split")
     p.add_argument("--quiet", action="store_true", help="no progress line")
@@ -69,12 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
 RESEARCH_FRAMES = 100  # the research-style loop is slow and steady: fewer frames suffice
 
 
-def detect_all(source: str, frames: int, detect_width: int, min_face: int) -> list[list[Any]]:
-    """The Haar detector's boxes on each of the first ``frames`` frames (untimed, for the replay)."""
+def detect_all(source: str, frames: int, detect_width: int, min_face: int, faces: str = "mtcnn") -> list[list[Any]]:
+    """The face detector's boxes on each of the first ``frames`` frames (untimed, for the replay)."""
     from runtime.faces import make_detector
     from runtime.sources import open_source
 
-    detector = make_detector("haar", detect_width=detect_width, min_face=min_face)
+    detector = make_detector(faces, detect_width=detect_width, min_face=min_face)
     src = open_source(source, stride=1, live="no")
     try:
         return [detector.detect(f.image) for f, _ in zip(src, range(frames))]
@@ -84,19 +85,19 @@ def detect_all(source: str, frames: int, detect_width: int, min_face: int) -> li
 
 def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, detect_width: int,
                  out_dir: str, min_face: int = 24, replay: list[list[Any]] | None = None,
-                 decode_threads: int = 0) -> dict[str, Any]:
+                 decode_threads: int = 0, faces: str = "mtcnn") -> dict[str, Any]:
     """One pass of the runtime's frame loop (:class:`runtime.loop.FrameLoop`, JSONL output) over
-    ``frames`` frames; fps and ms per frame per stage. With ``replay`` (boxes per frame), the
-    detector's cost is taken out."""
+    ``frames`` frames with the ``faces`` detector; fps and ms per frame per stage. With ``replay``
+    (boxes per frame), the detector's cost is taken out."""
     from runtime.loop import Faces, FrameLoop, Outputs
     from runtime.sources import open_source
 
     if replay is not None:
         detect_every = 1
-    faces = Faces(detect_every=detect_every, detect_width=detect_width, min_face=min_face, given=replay)
+    setup = Faces(faces, detect_every=detect_every, detect_width=detect_width, min_face=min_face, given=replay)
     jsonl = str(Path(out_dir) / f"every{detect_every}.jsonl")
     src = open_source(source, stride=1, live="no", decode_threads=decode_threads)
-    loop = FrameLoop(backend, faces, Outputs(jsonl=jsonl), max_frames=frames)
+    loop = FrameLoop(backend, setup, Outputs(jsonl=jsonl), max_frames=frames)
     try:
         loop.run(src)
     finally:
@@ -107,7 +108,7 @@ def run_pipeline(source: str, backend: Any, detect_every: int, frames: int, dete
     first = loop.first_result - loop.started if loop.first_result is not None else None
     what = "tracking" if detect_every > 1 else "no tracking"
     name = "runtime, faces given (detector cost removed)" if replay is not None else \
-        f"runtime, detect every {detect_every} ({what})"
+        f"runtime, {faces} every {detect_every} ({what})"
     return _row(name, n, loop.agg.faces, end - loop.started, loop.pipeline.times.per_frame_ms(n), first,
                 loop.faces_first)
 
@@ -128,28 +129,29 @@ def _row(config: str, frames: int, faces: int, elapsed: float, stage_ms: dict[st
 
 # --- the research-style reference -------------------------------------------------------------
 def run_research(source: str, model: Any, meta: Any, frames: int, detect_width: int,
-                 min_face: int = 24) -> dict[str, Any]:
+                 min_face: int = 24, faces: str = "mtcnn") -> dict[str, Any]:
     """Decode → detect on every frame → crop → PyTorch eager, full graph → record; one thread, batch 1."""
     import cv2
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(-1)  # OpenCV's default (all cores), as a plain script has it
     try:
-        return _research(source, model, meta, frames, detect_width, min_face)
+        return _research(source, model, meta, frames, detect_width, min_face, faces)
     finally:
         cv2.setNumThreads(threads)
 
 
-def _research(source: str, model: Any, meta: Any, frames: int, detect_width: int, min_face: int) -> dict[str, Any]:
+def _research(source: str, model: Any, meta: Any, frames: int, detect_width: int, min_face: int,
+              faces: str = "mtcnn") -> dict[str, Any]:
     import json
 
     import cv2
     import torch
 
-    from runtime.faces import HaarFaceDetector
+    from runtime.faces import make_detector
     from runtime.preprocess import crop_face, to_input
 
-    detector = HaarFaceDetector(detect_width=detect_width, min_face=min_face)
+    detector = make_detector(faces, detect_width=detect_width, min_face=min_face)
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise UserError(f"--source {source}: OpenCV cannot open it as a video for the research-style loop")
@@ -210,19 +212,20 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
         calls = {"b1": backend.infer, "bmax": backend.infer}
         xs = {"b1": make_input(backend.meta, 1), "bmax": make_input(backend.meta, top)}
         tasks = {k: (lambda fn=calls[k], x=xs[k]: fn(x)) for k in calls}
-        w, mf = a.detect_width, a.min_face
-        run_pipeline(source, backend, a.detect_every, 10, w, workdir, mf, decode_threads=dt)  # warm-up, untimed
-        boxes = detect_all(source, a.frames, w, mf)
+        w, mf, fd = a.detect_width, a.min_face, a.faces
+        run_pipeline(source, backend, a.detect_every, 10, w, workdir, mf, decode_threads=dt, faces=fd)  # warm-up
+        boxes = detect_all(source, a.frames, w, mf, fd)
         configs: dict[str, Any] = {
             "tracking": lambda: run_pipeline(source, backend, a.detect_every, a.frames, w, workdir, mf,
-                                             decode_threads=dt),
-            "no_tracking": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, decode_threads=dt),
+                                             decode_threads=dt, faces=fd),
+            "no_tracking": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, decode_threads=dt,
+                                                faces=fd),
             "faces_given": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, replay=boxes,
                                                 decode_threads=dt)}
         if ref is not None:
-            run_research(source, ref[0], ref[1], 3, w, mf)  # warm-up
+            run_research(source, ref[0], ref[1], 3, w, mf, fd)  # warm-up
             n_ref = min(a.frames, RESEARCH_FRAMES)
-            configs["research"] = lambda: run_research(source, ref[0], ref[1], n_ref, w, mf)
+            configs["research"] = lambda: run_research(source, ref[0], ref[1], n_ref, w, mf, fd)
         rounds: list[dict[str, Any]] = []
         for i, order in enumerate(stats.schedule(list(configs) + ["classifier"], a.repeats, "rotate")):
             got: dict[str, Any] = {}

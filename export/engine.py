@@ -17,6 +17,7 @@ built), it exits 1 with one line saying what is missing.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,8 +35,8 @@ from export.trt_build import (
 )
 from runtime.backends import trt_compat
 from runtime.errors import UserError, run_cli
-from runtime.fileio import replacing
-from runtime.meta import Meta, sha256_file, write_sidecar
+from runtime.fileio import replacing, write_atomic
+from runtime.meta import FACE_KEY, FACE_NETS, Meta, face_meta_from_json, sha256_file, write_sidecar
 
 PROG = "export.engine"
 
@@ -114,12 +115,85 @@ def _calibration_context(needed: bool) -> Iterator[None]:
         ctx.detach()
 
 
+# input shapes (min, opt, max) of the face detector's networks: P-Net sees pyramid levels and
+# windows of any size up to a 1080p level; R-Net and O-Net batches of candidates (the runtime
+# sends at most 256 at a time)
+FACE_PROFILES = {"pnet": ((1, 3, 12, 12), (1, 3, 180, 320), (1, 3, 1088, 1920)),
+                 "rnet": ((1, 3, 24, 24), (64, 3, 24, 24), (256, 3, 24, 24)),
+                 "onet": ((1, 3, 48, 48), (4, 3, 48, 48), (256, 3, 48, 48))}
+
+
+def _face_meta(onnx: Path) -> dict[str, Any] | None:
+    from export.onnx_io import load_onnx
+
+    for prop in load_onnx(onnx).metadata_props:
+        if prop.key == FACE_KEY:
+            return face_meta_from_json(prop.value, source=str(onnx))
+    return None
+
+
+def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: EngineOptions) -> Path:
+    """One face-detector network (export.faces) → plan + sidecar: the same builder path as the
+    classifier, with the net's own input profile; the sidecar carries its face-detector metadata."""
+    if opts.precision == "int8" or opts.dla_core is not None or opts.batch is not None:
+        raise UserError(f"{onnx}: a face-detector network builds in fp32 or fp16 on the GPU, with its own "
+                        "input profile; drop --precision int8, --dla and --batch")
+    info = inspect_onnx(onnx)
+    trt = trt_compat.import_tensorrt()
+    plan = plan_build(trt, info, opts)
+    shapes = FACE_PROFILES[face["net"]]
+    device = trt_compat.probe_cuda_device(0)
+    for note in plan.notes:
+        print(f"{PROG}: note: {note}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build_from = onnx
+    if plan.convert_fp16:
+        from export.fp16 import convert_file
+
+        build_from = convert_file(onnx, fp16_onnx_path(onnx, out))
+    ver = trt_compat.trt_version(trt)
+    print(f"{PROG}: building {out.name} ({opts.precision}, MTCNN {face['net']}) with TensorRT {ver} on {device.name}")
+    serialized = build_serialized(trt, build_from, info.input_name, tuple(shapes[0][1:]), (1, 1, 1), plan, opts,
+                                  None, shapes)
+    write_atomic(out, serialized)
+    side = out.with_name(out.name + ".json")
+    d = {**face, "precision": opts.precision, "tensorrt_version": ver, "device": device.name,
+         "compute_capability": device.compute_capability, "profile": {"shapes": [list(s) for s in shapes]},
+         "source_sha256": sha256_file(onnx), "plan_sha256": sha256_file(out), "onnx": str(onnx),
+         "build_command": f"python -m export.engine --onnx {shlex.quote(str(onnx))} --precision {opts.precision} "
+                          f"--out {shlex.quote(str(out))}",
+         "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.flags),
+         "version_compatible": opts.version_compatible,
+         "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None}
+    write_atomic(side, (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
+    print(f"{PROG}: wrote {out} and {side.name}")
+    return out
+
+
+def faces_to_engines(folder: Path, out_dir: Path | None, opts: EngineOptions) -> list[Path]:
+    """pnet/rnet/onet.onnx of a face-detector folder → ``<net>.engine`` (+ sidecars) in ``out_dir``
+    (default: the same folder), where ``--face-model`` finds them."""
+    dest = out_dir or folder
+    built = []
+    for net in FACE_NETS:
+        onnx = folder / f"{net}.onnx"
+        face = _face_meta(onnx) if onnx.is_file() else None
+        if face is None or face["net"] != net:
+            raise UserError(f"{folder}: {net}.onnx missing or not MTCNN's {net}; pass the folder python -m "
+                            "export.faces wrote")
+        built.append(face_net_to_engine(onnx, face, dest / f"{net}.engine", opts))
+    return built
+
+
 def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
                    opts: EngineOptions | None = None) -> Path:
-    """Build ``onnx`` into a plan at ``out`` (+ sidecar); returns the plan's path."""
+    """Build ``onnx`` into a plan at ``out`` (+ sidecar); returns the plan's path. A face-detector
+    network (metadata ``kind: face_detector``) builds with its own profile."""
     opts = opts or EngineOptions()
     onnx = Path(onnx)
     info = inspect_onnx(onnx)
+    if info.meta is None and (face := _face_meta(onnx)) is not None:
+        return face_net_to_engine(onnx, face, Path(out) if out else default_output(onnx, opts.precision), opts)
     if info.meta is None:
         raise UserError(f"{onnx}: no jrc metadata in the ONNX; export it with python -m export.onnx")
     dims = info.input_shape[1:]
@@ -175,7 +249,9 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=PROG, description="Build a TensorRT engine (plan + JSON sidecar) "
                                  "from an ONNX written by export.onnx (or a Q/DQ ONNX from calibration).")
-    ap.add_argument("--onnx", required=True, type=Path, help="detect.onnx, full.onnx or a Q/DQ detect.int8.onnx")
+    ap.add_argument("--onnx", required=True, type=Path, help="detect.onnx, full.onnx or a Q/DQ detect.int8.onnx; "
+                    "or a face-detector folder from export.faces (runtime/assets/mtcnn): its three networks are "
+                    "built to <net>.engine in --out (a folder; default the same one)")
     ap.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp16")
     ap.add_argument("--out", type=Path, help="plan file (default: <onnx stem>.<precision>.engine beside it)")
     ap.add_argument("--batch", type=parse_batch, help="batch profile MIN:OPT:MAX or N (default 1:4:16; "
@@ -205,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
         dla_core=a.dla, gpu_fallback=a.gpu_fallback, version_compatible=a.version_compatible,
         hardware_compatible=a.hardware_compatible, opt_level=a.opt_level, calib_data=a.calib_data,
         calib_cache=a.calib_cache, calib_batch=a.calib_batch, calib_size=a.calib_size, verbose=a.verbose)
-    onnx_to_engine(a.onnx, a.out, opts)
+    if a.onnx.is_dir():
+        faces_to_engines(a.onnx, a.out, opts)
+    else:
+        onnx_to_engine(a.onnx, a.out, opts)
     return 0
 
 

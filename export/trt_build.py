@@ -261,8 +261,10 @@ def _timing_cache(config: Any, path: Path | None) -> Any:
 
 def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tuple[int, ...],
                      profile: tuple[int, int, int], plan: BuildPlan, opts: EngineOptions,
-                     make_calibrator: Callable[[], Any] | None = None) -> Any:
-    """Parse the ONNX and build a serialized plan (IHostMemory). ``input_dims``: C, H, W."""
+                     make_calibrator: Callable[[], Any] | None = None,
+                     shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None) -> Any:
+    """Parse the ONNX and build a serialized plan (IHostMemory). ``input_dims``: C, H, W;
+    ``shapes``: the input's whole min/opt/max shapes instead (dynamic H, W: the face detector's P-Net)."""
     logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt, plan.strongly_typed))
@@ -273,7 +275,7 @@ def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tup
     for name in plan.flags:
         config.set_flag(_builder_flag(trt, name))
     prof = builder.create_optimization_profile()
-    lo, opt, hi = ((b,) + tuple(input_dims) for b in profile)
+    lo, opt, hi = shapes or tuple((b,) + tuple(input_dims) for b in profile)
     prof.set_shape(input_name, lo, opt, hi)
     config.add_optimization_profile(prof)
     if opts.dla_core is not None:

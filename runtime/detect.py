@@ -69,9 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=10.0, metavar="SEC", help="live: wait at most SEC to open "
                    "a stream or read a frame (default 10)")
     f = p.add_argument_group("faces")
-    f.add_argument("--faces", choices=("haar", "yunet", "none"), default="haar", help="face detector; "
-                   "'none' when the inputs are already face crops (default haar)")
-    f.add_argument("--face-model", metavar="ONNX", help="YuNet face-detector ONNX (implies --faces yunet)")
+    f.add_argument("--faces", choices=("mtcnn", "haar", "yunet", "none"), help="face detector: mtcnn (default; "
+                   "a CNN run by the same backends as the model, bundled), haar (OpenCV's cascade, no model file), "
+                   "yunet (needs --face-model) or 'none' when the inputs are already face crops")
+    f.add_argument("--face-model", metavar="PATH", help="mtcnn: a folder with pnet/rnet/onet .onnx (or .engine) "
+                   "from python -m export.faces (default: the bundled one); yunet: a YuNet .onnx (a file implies "
+                   "--faces yunet)")
+    f.add_argument("--face-threshold", type=float, metavar="P", help="mtcnn: faces detected with a confidence "
+                   "below P are never scored (default 0.9)")
     f.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the detector every Nth "
                    "frame and track faces in between (default 5; 1 = every frame)")
     f.add_argument("--detect-width", type=int, default=640, metavar="PX", help="detect on frames downscaled to "
@@ -112,8 +117,10 @@ def _check_args(a: argparse.Namespace) -> None:
         if v is not None and not all(math.isfinite(x) and (name == "mean" or x > 0) for x in v):
             raise UserError(f"--{name} {' '.join(map(str, v))}: must be finite{' and positive' * (name == 'std')}",
                             EXIT_USAGE)
-    if a.face_model and a.faces == "none":
-        raise UserError("--face-model with --faces none: pick one", EXIT_USAGE)
+    if a.face_model and a.faces in ("none", "haar"):
+        raise UserError(f"--face-model with --faces {a.faces}: pick one", EXIT_USAGE)
+    if a.face_threshold is not None and not 0.0 <= a.face_threshold <= 1.0:
+        raise UserError(f"--face-threshold {a.face_threshold}: must be a probability between 0 and 1", EXIT_USAGE)
 
 
 def _check_outputs(a: argparse.Namespace) -> None:
@@ -147,10 +154,12 @@ def _check_outputs(a: argparse.Namespace) -> None:
 
 
 def _faces(a: argparse.Namespace) -> Any:
+    from runtime.faces import detector_options
     from runtime.loop import Faces
 
-    return Faces(a.faces, a.face_model, detect_every=a.detect_every, detect_width=a.detect_width,
-                 min_face=a.min_face, max_faces=a.max_faces, scan_every=a.scan_every)
+    kind, options = detector_options(a)  # MTCNN runs where the model runs
+    return Faces(kind, detect_every=a.detect_every, max_faces=a.max_faces, scan_every=a.scan_every,
+                 options=options)
 
 
 def _outputs(a: argparse.Namespace) -> Any:
@@ -251,6 +260,7 @@ class Run:
         self.signals = StopSignals(exiting)
         self.outputs_checked = False  # the output paths passed their checks (the summary may be written)
         self.backend: Any = None
+        self.detector: Any = None
         self.backend_info: dict[str, Any] = {}
         self.source: Any = None
         self.loop: Any = None  # the runtime.loop.FrameLoop, once the model is open
@@ -292,6 +302,7 @@ class Run:
         self._open_model()
         self.loop = FrameLoop(self.backend, _faces(a), _outputs(a), threshold=a.threshold,
                               reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals)
+        self.detector = self.loop.tracker.detector
         self._open_source()
         self.loop.run(self.source)
         self._check_decoded()
@@ -332,6 +343,8 @@ class Run:
             self.source.close()  # idempotent: the run may have stopped before the loop took the source
         if self.backend is not None:
             self.backend.close()
+        if self.detector is not None and hasattr(self.detector, "close"):
+            self.detector.close()
         elapsed = time.perf_counter() - self.t0
         summary = self._summary(status, code, error, elapsed, tail)
         if summary.get("frames"):
@@ -352,13 +365,16 @@ class Run:
             "schema": 1, "status": status, "exit_code": code, "error": error, "engine": a.engine,
             "source": a.source, "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
             "elapsed_s": round(elapsed, 3), "version": __version__,
-            "options": {k: getattr(a, k) for k in ("faces", "face_model", "detect_every", "stride", "live",
+            "options": {k: getattr(a, k) for k in ("faces", "face_model", "face_threshold", "detect_every",
+                                                  "stride", "live",
                                                   "threshold", "reconstruct", "max_frames")}}
         if self.backend is not None:
             m = self.backend.meta
             d["backend"] = self.backend_info
             d["model"] = {"encoder": m.encoder, "input_size": m.input_size, "graph": m.graph,
                           "precision": m.precision, "threshold": m.threshold}
+        if self.detector is not None and hasattr(self.detector, "describe"):
+            d["face_detector"] = self.detector.describe()
         if self.source is not None:
             st = self.source.stats
             d.update({"live": self.source.live, "dropped": st.dropped, "damaged": st.damaged,

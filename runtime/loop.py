@@ -17,7 +17,7 @@ from runtime import sinks  # by module: tests and tools may swap a sink's functi
 from runtime.aggregate import Aggregator
 from runtime.backends.base import Backend
 from runtime.capture import quiet_video_logs
-from runtime.faces import Box, GivenFaces, make_detector
+from runtime.faces import DEFAULT_DETECTOR, Box, GivenFaces, make_detector
 from runtime.pipeline import Pipeline, Result, share_cores
 from runtime.sources import Source
 from runtime.tracking import FaceTracker
@@ -27,26 +27,27 @@ from runtime.tracking import FaceTracker
 class Faces:
     """How faces are found and followed (``runtime.detect``'s "faces" options)."""
 
-    kind: str = "haar"  # haar, yunet or none (the inputs are face crops already)
-    model: str | None = None  # a YuNet face-detector ONNX (implies yunet)
+    kind: str = DEFAULT_DETECTOR  # mtcnn, haar, yunet or none (the inputs are face crops already)
+    model: str | None = None  # mtcnn: a folder of its networks; yunet: its ONNX
     detect_every: int = 5  # detect every Nth frame, track in between (1: no tracking)
     detect_width: int = 640
     min_face: int = 24
     max_faces: int = 10
     scan_every: int = 16  # while faces are tracked, scan the whole frame every Nth detection
     given: Sequence[Sequence[Box]] | None = None  # boxes per frame found beforehand: no detector runs
+    options: dict[str, Any] | None = None  # the detector's own options (runtime.faces.detector_options)
 
     def tracker(self) -> FaceTracker:
         if self.given is not None:
             detector: Any = GivenFaces(self.given)
             every = 1
         else:
-            kind = "yunet" if self.model else self.kind
-            kw: dict[str, Any] = {} if kind == "none" else {"detect_width": self.detect_width,
-                                                            "min_face": self.min_face}
-            if kind == "yunet":
+            kw: dict[str, Any] = {} if self.kind == "none" else {"detect_width": self.detect_width,
+                                                                 "min_face": self.min_face}
+            if self.model:
                 kw["model"] = self.model
-            detector, every = make_detector(kind, **kw), self.detect_every
+            kw.update(self.options or {})
+            detector, every = make_detector(self.kind, **kw), self.detect_every
         return FaceTracker(detector, detect_every=every, max_faces=self.max_faces, full_every=self.scan_every)
 
 

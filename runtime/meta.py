@@ -23,6 +23,7 @@ ENCODERS = ("edge", "xception", "plain")
 GRAPHS = ("detect", "full", "checkpoint")
 PRECISIONS = ("fp32", "fp16", "int8")
 COLORS = ("RGB", "BGR")
+FACE_ALIGNS = ("box", "landmarks")  # crop around the detector's box, or aligned by its five landmarks
 OUTPUTS = {"detect": ["logit"], "full": ["logit", "recon"], "checkpoint": ["logit", "recon"]}
 
 
@@ -36,6 +37,7 @@ class Meta:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     face_margin: float = 0.15  # crop side = (1 + 2 * margin) * max(face w, h)
+    face_align: str = "box"  # "landmarks": crops aligned by the detector's five landmarks (trained so)
     threshold: float = 0.5  # on the probability of fake
     graph: str = "checkpoint"
     outputs: tuple[str, ...] = ("logit", "recon")
@@ -228,6 +230,7 @@ _CHECKS: dict[str, Callable[[Any], str]] = {
     "mean": _triple(-1000.0, 1000.0),
     "std": _triple(1e-6, 1000.0),
     "face_margin": _number_in(0.0, 2.0, "a number in 0..2"),
+    "face_align": _one_of(FACE_ALIGNS),
     "threshold": _number_in(0.0, 1.0, "a probability in 0..1"),
     "graph": _one_of(GRAPHS),
     "outputs": _outputs,
@@ -280,6 +283,12 @@ def missing_engine(engine: str | Path) -> UserError:
 
 def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, dict[str, Any]]:
     """Read and check an engine's sidecar; returns (meta, raw dict including plan_sha256)."""
+    return read_any_sidecar(engine, lambda raw, source: Meta.from_json(raw, source=source), verify_hash)
+
+
+def read_any_sidecar(engine: str | Path, parse: Any, verify_hash: bool = True) -> tuple[Any, dict[str, Any]]:
+    """An engine's sidecar of any model kind: size-checked, ``parse(raw, source)`` (the kind's own
+    validation), then the plan's sha256 checked against it; returns (parsed, raw dict)."""
     if not Path(engine).exists():
         raise missing_engine(engine)
     side = sidecar_path(engine)
@@ -291,7 +300,7 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, di
         raise UserError(f"{side}: metadata is {size} bytes, more than the {MAX_META_BYTES} allowed; the file "
                         "is damaged or not ours, rebuild the engine")
     raw = side.read_bytes()
-    meta = Meta.from_json(raw, source=str(side))
+    parsed = parse(raw, str(side))
     d = json.loads(raw)
     if verify_hash:
         want = d.get("plan_sha256")
@@ -299,4 +308,37 @@ def read_sidecar(engine: str | Path, verify_hash: bool = True) -> tuple[Meta, di
         if want != got:
             raise UserError(f"{engine}: sha256 {got[:12]}… does not match its sidecar ({str(want)[:12]}…); "
                             "the plan or the sidecar was replaced or damaged, rebuild the engine")
-    return meta, d
+    return parsed, d
+
+
+# --- the face detector's metadata (a second model kind, run by the same backends) ---------
+FACE_KEY = "jrc_face_meta"
+FACE_NETS: dict[str, tuple[str, ...]] = {"pnet": ("prob", "reg"), "rnet": ("prob", "reg"),
+                                         "onet": ("prob", "reg", "landmarks")}
+FACE_INPUT = {"pnet": None, "rnet": 24, "onet": 48}  # P-Net is fully convolutional: any H, W
+
+
+def face_meta_from_json(text: str | bytes, source: str = "metadata") -> dict[str, Any]:
+    """The validated metadata of one face-detector network (``kind: face_detector``)."""
+    if len(text) > MAX_META_BYTES:
+        raise UserError(f"{source}: face-detector metadata is {len(text)} bytes, more than the "
+                        f"{MAX_META_BYTES} allowed; the file is damaged or not ours")
+    try:
+        d = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise UserError(f"{source}: face-detector metadata is not valid JSON ({e}); re-run python -m export.faces") from None
+    if not isinstance(d, dict) or d.get("kind") != "face_detector":
+        raise UserError(f"{source}: not a face-detector network (metadata kind {d.get('kind') if isinstance(d, dict) else d!r}); "
+                        "pass the folder written by python -m export.faces")
+    if int(d.get("schema", SCHEMA_VERSION)) > SCHEMA_VERSION:
+        raise UserError(f"{source}: face-detector metadata schema {d.get('schema')} is newer than this runtime's; "
+                        "upgrade jrc-edge")
+    net = d.get("net")
+    if d.get("family") != "mtcnn" or net not in FACE_NETS:
+        raise UserError(f"{source}: face detector {d.get('family')!r}/{net!r} is unknown; expected mtcnn pnet/rnet/onet")
+    if tuple(d.get("outputs", ())) != FACE_NETS[net] or d.get("input_size") != FACE_INPUT[net]:
+        raise UserError(f"{source}: {net} metadata promises outputs {d.get('outputs')} at input size "
+                        f"{d.get('input_size')}, expected {list(FACE_NETS[net])} at {FACE_INPUT[net]}; re-export it")
+    if d.get("color") != "BGR" or d.get("pixels") != "0-255":
+        raise UserError(f"{source}: {net} expects {d.get('color')} {d.get('pixels')} input; this runtime feeds BGR 0-255")
+    return d

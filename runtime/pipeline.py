@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.errors import UserError
 from runtime.faces import Box
-from runtime.preprocess import crop_face, to_input
+from runtime.preprocess import face_crop, to_input
 from runtime.sources import Frame, Source
 from runtime.tracking import FaceTracker
 
@@ -61,6 +62,8 @@ class Face:
     track: int
     box: Box
     detected: bool  # a fresh detection (True) or a box carried by the tracker (False)
+    face_score: float | None = None  # the face detector's confidence (None: Haar, --faces none)
+    landmarks: np.ndarray | None = None  # 5×2 frame pixels (None when the detector gives none)
     logit: float = float("nan")
     prob: float = float("nan")
     recon_error: float | None = None  # mean squared error of the reconstruction (normalised input space)
@@ -101,6 +104,11 @@ class Pipeline:
         self.meta = backend.meta
         # margin around detected faces; zero for --faces none, whose inputs are crops already
         self.margin = getattr(tracker.detector, "crop_margin", self.meta.face_margin)
+        # a model trained on aligned crops gets aligned crops, or none (inputs that are crops already)
+        self.align = self.meta.face_align if not hasattr(tracker.detector, "crop_margin") else "box"
+        if self.align == "landmarks" and not getattr(tracker.detector, "has_landmarks", False):
+            raise UserError(f"{backend.path}: the model was trained on face crops aligned by landmarks "
+                            "(metadata face_align: landmarks); this face detector gives none, use --faces mtcnn")
         self.reconstruct = reconstruct
         self.keep_images = keep_images
         self.times = StageTimes()
@@ -200,10 +208,11 @@ class Pipeline:
             # there the tracker counts the frames it is given (a loaded box does not detect more)
             tracked, gone = self.tracker.update(frame.image, None if self.source.live else frame.index)
             t1 = time.perf_counter()
-            faces = [Face(f.track, f.box, f.detected) for f in tracked]
+            faces = [Face(f.track, f.box, f.detected, f.score, f.landmarks) for f in tracked]
             x = None
             if faces:
-                crops = np.stack([crop_face(frame.image, f.box, self.margin, meta.input_size) for f in faces])
+                crops = np.stack([face_crop(frame.image, f.box, f.landmarks, self.margin, meta.input_size, self.align)
+                                  for f in faces])
                 x = to_input(crops, meta)
             if not self.keep_images:
                 frame.image = None

@@ -64,6 +64,36 @@ def crop_face(frame: np.ndarray, box: Box, margin: float, size: int) -> np.ndarr
     return resize_square(crop, size)
 
 
+# Where five landmarks (eyes, nose tip, mouth corners) sit in a face square of side 1: the widely
+# used 5-point template of face-recognition alignment (112 px square), divided by 112.
+ALIGN_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+                           [41.5493, 92.3655], [70.7299, 92.2041]], np.float32) / 112.0
+
+
+def align_face(frame: np.ndarray, landmarks: np.ndarray, margin: float, size: int) -> np.ndarray:
+    """The face crop aligned by its five landmarks, as uint8 BGR ``size × size × 3``: the
+    similarity transform (rotation, scale, shift) that puts them on :data:`ALIGN_TEMPLATE`, with
+    ``margin`` around the face square as :func:`crop_face` has it. Outside the frame: border replicated."""
+    dst = (ALIGN_TEMPLATE + margin) / (1.0 + 2.0 * margin) * size
+    src = np.asarray(landmarks, np.float32).reshape(5, 2)
+    m, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
+    if m is None:
+        raise ValueError(f"landmarks {src.tolist()} give no alignment (degenerate)")
+    return cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_AREA if m[0, 0] ** 2 + m[0, 1] ** 2 < 1 else
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def face_crop(frame: np.ndarray, box: Box, landmarks: np.ndarray | None, margin: float, size: int,
+              align: str = "box") -> np.ndarray:
+    """The crop the model was trained on: :func:`crop_face` for ``align="box"``, :func:`align_face`
+    for ``"landmarks"`` (which then must be given)."""
+    if align == "landmarks":
+        if landmarks is None:
+            raise ValueError("this model was trained on crops aligned by landmarks; the face has none")
+        return align_face(frame, landmarks, margin, size)
+    return crop_face(frame, box, margin, size)
+
+
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Resize a (square) crop to ``size``: area averaging when shrinking, bilinear when growing."""
     if image.shape[0] == size and image.shape[1] == size:

@@ -82,7 +82,10 @@ def frame_record(r: Result, ended: list[dict[str, Any]], threshold: float, dropp
     faces = []
     for f in r.faces:
         d = {"track": f.track, "box": [int(v) for v in f.box], "detected": f.detected,
-             "logit": _num(f.logit), "prob": _num(f.prob), "fake": bool(f.prob >= threshold)}
+             "face_score": _num(f.face_score, 4), "logit": _num(f.logit), "prob": _num(f.prob),
+             "fake": bool(f.prob >= threshold)}
+        if f.landmarks is not None:
+            d["landmarks"] = [[round(float(v), 1) for v in p] for p in f.landmarks]
         if f.recon_error is not None:
             d["recon_error"] = _num(f.recon_error)
         faces.append(d)

@@ -9,9 +9,12 @@ detections: with a stride of ``detect_every`` or more, every processed frame is 
 misses ``max_missed`` detection rounds in a row ends; ended tracks are reported once and
 forgotten, so state stays bounded on runs of any length.
 
-Detection rounds mostly look only around the live tracks (a window of 2.5× the face, shrunk so
-the face is ~32 px, for faces 0.8-1.25× the tracked size; when that finds nothing, a wider and
-slower one): about 1/50 of the CPU of a full-frame scan. Every ``full_every``-th round (16: every
+Detection rounds mostly look only around the live tracks. A CNN detector with a ``refine``
+method (MTCNN) re-fits each tracked face from its predicted box (one 48 px crop through its last
+network) and falls back to the window search below; a box found around a track is that track's,
+however far the face moved. Otherwise (Haar) a round searches a window around each track (2.5×
+the face, shrunk so the face is ~32 px, for faces 0.8-1.25× the tracked size; when that finds
+nothing, a wider and slower one): about 1/50 of the CPU of a full-frame scan. Every ``full_every``-th round (16: every
 80 frames at ``detect_every`` 5, 3.2 s at 25 fps), the whole frame is scanned so new faces are
 picked up, with the detector's coarse setting (Haar: scale steps of 1.2 instead of 1.1);
 whenever there is no track, it is scanned at full precision. Those scans are most of the
@@ -27,7 +30,7 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from runtime.faces import Box
+from runtime.faces import Box, Detection
 
 # window searches around a tracked face: (window side in face sides, face side in px after
 # shrinking the window (Haar's own window is 20 px), face sizes searched relative to the tracked one)
@@ -72,11 +75,19 @@ class Track:
     velocity: np.ndarray  # of the box centre, px per frame position
     missed: int = 0  # detection rounds in a row without a match
     matched: int = 1  # detections matched so far
+    score: float | None = None  # the detector's confidence in the last matched detection
+    landmarks: np.ndarray | None = None  # 5×2 of the last matched detection, frame pixels
 
     def box_at(self, n: int) -> np.ndarray:
         box = self.anchor.copy()
         box[:2] += self.velocity * (n - self.last_seen)
         return box
+
+    def landmarks_at(self, n: int) -> np.ndarray | None:
+        """The landmarks moved with the box (constant velocity), or None."""
+        if self.landmarks is None:
+            return None
+        return (self.landmarks + self.velocity * (n - self.last_seen)).astype(np.float32)
 
 
 def _int_box(box: np.ndarray) -> Box:
@@ -102,6 +113,8 @@ class TrackedFace:
     track: int
     box: Box
     detected: bool  # True on a detection frame, False when the box was predicted
+    score: float | None = None  # the detector's confidence (its last detection of this track)
+    landmarks: np.ndarray | None = None  # 5×2 frame pixels, moved with the box between detections
 
 
 class FaceTracker:
@@ -147,35 +160,41 @@ class FaceTracker:
         detected = self._round is None or block != self._round
         if detected:
             self._round = block
-            boxes, coarse = self._detect(frame, n)
-            ended = self._associate(boxes[: self.max_faces], n, penalize=not coarse)
+            boxes, coarse, owners = self._detect(frame, n)
+            ended = self._associate(boxes[: self.max_faces], n, penalize=not coarse, owners=owners)
         else:
             ended = self._drop_outside(n, w, h)
-        faces = [TrackedFace(t.id, _int_box(t.box_at(n)), t.last_seen == n) for t in self._tracks if t.missed == 0]
+        faces = [TrackedFace(t.id, _int_box(t.box_at(n)), t.last_seen == n, t.score, t.landmarks_at(n))
+                 for t in self._tracks if t.missed == 0]
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces, ended
 
-    def _detect(self, frame: np.ndarray, n: int) -> tuple[list[Box], bool]:
-        """Full-frame detection, or detection in windows around the live tracks; and whether it
-        was a coarse scan for new faces (which may miss a tracked face: that is no miss)."""
+    def _detect(self, frame: np.ndarray, n: int) -> tuple[list[Box], bool, dict[int, int]]:
+        """Full-frame detection, or detection in windows around the live tracks; whether it was a
+        coarse scan for new faces (which may miss a tracked face: that is no miss); and, for window
+        rounds, which track each box was found around (box index → track index)."""
         full = not self._tracks or self._rounds % self.full_every == 0
         self._rounds += 1
         if full and self._tracks and self.full_every > 1:
             # a scan for new faces beside tracked ones: coarser scale steps (half the cost); the
             # boxes are refined by the window rounds that follow
-            return self.detector.detect(frame, coarse=True), True
+            return self.detector.detect(frame, coarse=True), True, {}
         if full:
-            return self.detector.detect(frame), False
-        found: list[Box] = []
-        for t in self._tracks:
+            return self.detector.detect(frame), False, {}
+        found: list[tuple[Box, int]] = []
+        refine = getattr(self.detector, "refine", None)  # a CNN re-fits a tracked box directly
+        for i, t in enumerate(self._tracks):
             box = t.box_at(n)
-            hits = self._search(frame, box, *ROI_NEAR) or self._search(frame, box, *ROI_WIDE)
-            found.extend(hits)
+            hits = ((refine(frame, box) if refine else []) or self._search(frame, box, *ROI_NEAR)
+                    or self._search(frame, box, *ROI_WIDE))
+            found.extend((b, i) for b in hits)
         kept: list[Box] = []  # windows of nearby tracks overlap: one box per face
-        for b in sorted(found, key=lambda b: b[2] * b[3], reverse=True):
+        owners: dict[int, int] = {}
+        for b, i in sorted(found, key=lambda bi: bi[0][2] * bi[0][3], reverse=True):
             if all(iou(b, k) < 0.5 for k in kept):
+                owners[len(kept)] = i  # found around track i: its face, however far it moved
                 kept.append(b)
-        return kept, False
+        return kept, False, owners
 
     def _search(self, frame: np.ndarray, box: np.ndarray, sides: float, face_px: int,
                 sizes: tuple[float, float]) -> list[Box]:
@@ -190,6 +209,7 @@ class FaceTracker:
         x1, y1 = min(w, int(cx + half)), min(h, int(cy + half))
         if x1 - x0 < 8 or y1 - y0 < 8:
             return []
+        face_px = max(face_px, getattr(self.detector, "roi_face_px", 0))  # a CNN may want more pixels
         scale = min(1.0, face_px / side)
         roi = frame[y0:y1, x0:x1]
         if getattr(self.detector, "gray_ok", False) and roi.ndim == 3:
@@ -198,22 +218,28 @@ class FaceTracker:
             roi = shrink(roi, max(1, int((x1 - x0) * scale)), max(1, int((y1 - y0) * scale)))
         expect = side * scale  # the face's side in the (scaled) window
         lo, hi = int(expect * sizes[0]), int(math.ceil(expect * sizes[1]))
-        return [(int(round(x0 + bx / scale)), int(round(y0 + by / scale)), int(round(bw2 / scale)),
-                 int(round(bh2 / scale))) for bx, by, bw2, bh2 in self.detector.detect(roi, sizes=(lo, hi))]
+        return [Detection(b, getattr(b, "score", None), getattr(b, "landmarks", None)).moved(x0, y0, 1 / scale)
+                for b in self.detector.detect(roi, sizes=(lo, hi))]
 
-    def _associate(self, boxes: list[Box], n: int, penalize: bool = True) -> list[int]:
+    def _associate(self, boxes: list[Box], n: int, penalize: bool = True,
+                   owners: dict[int, int] | None = None) -> list[int]:
         predicted = [t.box_at(n) for t in self._tracks]
         pairs = sorted(((iou(p, b), i, j) for i, p in enumerate(predicted) for j, b in enumerate(boxes)),
                        reverse=True)
         used_t: set[int] = set()
         used_b: set[int] = set()
+        for j, i in (owners or {}).items():  # a box found by searching around a track is that track's
+            if j < len(boxes) and i not in used_t:
+                used_t.add(i)
+                used_b.add(j)
+                self._match(self._tracks[i], boxes[j], n)
         for score, i, j in pairs:
             if score < self.iou_threshold:
                 break
             if i not in used_t and j not in used_b:
                 used_t.add(i)
                 used_b.add(j)
-                self._match(self._tracks[i], np.asarray(boxes[j], np.float64), n)
+                self._match(self._tracks[i], boxes[j], n)
         # a face that moved further than predicted (the first rounds of a track, when its velocity
         # is not known yet; long gaps between detections) overlaps too little: a box left over
         # within the area a window round searches, at the track's size, is still that face
@@ -223,7 +249,7 @@ class FaceTracker:
             if i not in used_t and j not in used_b:
                 used_t.add(i)
                 used_b.add(j)
-                self._match(self._tracks[i], np.asarray(boxes[j], np.float64), n)
+                self._match(self._tracks[i], boxes[j], n)
         ended, kept = [], []
         for i, t in enumerate(self._tracks):
             if i not in used_t and penalize:
@@ -234,13 +260,16 @@ class FaceTracker:
             kept.append(t)
         for j, b in enumerate(boxes):  # largest first: the biggest new faces get the free places
             if j not in used_b and len(kept) < self.max_faces:
-                kept.append(Track(self._next_id, np.asarray(b, np.float64), n, np.zeros(2)))
+                kept.append(Track(self._next_id, np.asarray(b[:4], np.float64), n, np.zeros(2),
+                                  score=getattr(b, "score", None), landmarks=getattr(b, "landmarks", None)))
                 self._next_id += 1
         self._tracks = kept
         return ended
 
     @staticmethod
-    def _match(t: Track, box: np.ndarray, n: int) -> None:
+    def _match(t: Track, found: Box, n: int) -> None:
+        box = np.asarray(found[:4], np.float64)
+        t.score, t.landmarks = getattr(found, "score", None), getattr(found, "landmarks", None)
         gap = max(1, n - t.last_seen)
         observed = (box[:2] + box[2:] / 2 - t.anchor[:2] - t.anchor[2:] / 2) / gap
         t.velocity = observed if t.matched == 1 else 0.5 * t.velocity + 0.5 * observed

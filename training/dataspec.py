@@ -341,7 +341,7 @@ def open_items(spec: str | Path, meta: Meta, split: str | None = None, val_fract
             raise UserError(f"{text}: synthetic:<n> needs n >= 2 (one real and one fake)")
         from training.sample_faces import sample_real_faces
 
-        faces = sample_real_faces(meta.input_size, meta.face_margin)
+        faces = sample_real_faces(meta.input_size, meta.face_margin, align=meta.face_align)
         keep = split_ids([fid for fid, _ in faces], split, val_fraction)
         return SyntheticFaces(text, [f for f in faces if f[0] in keep], n, families)
     path = Path(text).expanduser()
@@ -493,7 +493,7 @@ def _from_videos(root: Path, n: int, seed: int, meta: Meta, progress: bool,
             stats: dict = {}
             try:
                 got = [c for _, _, c in video_crops(files[i], per_video, detector, meta.input_size,
-                                                    meta.face_margin, stats=stats)]
+                                                    meta.face_margin, stats=stats, align=meta.face_align)]
                 skipped += stats["wanted"] - stats["read"] + stats["no_face"]
             except UserError:  # not a readable video
                 got = []

@@ -28,10 +28,11 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError, missing_dependency, run_cli
-from runtime.faces import DETECTORS, make_detector
+from runtime.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
+from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
 from runtime.media import VIDEO_EXTS
-from runtime.meta import Meta
-from runtime.preprocess import as_bgr8, crop_face
+from runtime.meta import FACE_ALIGNS, Meta
+from runtime.preprocess import as_bgr8, face_crop
 
 LABELS = ("real", "fake")
 
@@ -124,9 +125,10 @@ def sample_frames(path: Path, n: int, stats: dict | None = None) -> Iterator[tup
 
 
 def video_crops(path: Path, frames: int, detector: Any, size: int, margin: float, all_faces: bool = False,
-                stats: dict | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+                stats: dict | None = None, align: str = "box") -> Iterator[tuple[int, int, np.ndarray]]:
     """(frame index, face number, crop) for the faces of ``frames`` sampled frames: the largest face
-    of each (every face with ``all_faces``) cropped as the runtime crops. ``stats`` receives
+    of each (every face with ``all_faces``) cropped as the runtime crops (``align``: around the box,
+    or aligned by the detector's landmarks). ``stats`` receives
     ``wanted``, ``read`` (see :func:`sample_frames`) and ``no_face`` (decoded frames without one)."""
     stats = {} if stats is None else stats
     stats["no_face"] = 0
@@ -137,7 +139,7 @@ def video_crops(path: Path, frames: int, detector: Any, size: int, margin: float
             stats["no_face"] += 1
             continue
         for k, box in enumerate(boxes if all_faces else boxes[:1]):
-            yield idx, k, crop_face(frame, box, margin, size)
+            yield idx, k, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align)
 
 
 class OutputError(UserError):
@@ -181,11 +183,11 @@ class Manifest:
 
 
 def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Manifest, detector, frames: int,
-                  size: int, margin: float, all_faces: bool) -> tuple[int, int]:
+                  size: int, margin: float, all_faces: bool, align: str = "box") -> tuple[int, int]:
     """Crops of one video; returns (crops written, sampled frames without a face)."""
     crops = 0
     stats: dict = {}
-    for idx, k, crop in video_crops(path, frames, detector, size, margin, all_faces, stats):
+    for idx, k, crop in video_crops(path, frames, detector, size, margin, all_faces, stats, align):
         rel = f"{label}/{video_id}/" + (f"{idx:06d}_{k}.png" if all_faces else f"{idx:06d}.png")
         _write_png(out / rel, crop)
         manifest.add(rel, label, video_id)
@@ -218,11 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="face box margin (crop side = (1 + 2*margin) * box side); keep the model's")
     p.add_argument("--label", choices=LABELS, help="label of all videos when --videos has no real/ fake/")
     p.add_argument("--all-faces", action="store_true", help="crop every detected face, not only the largest")
-    p.add_argument("--faces", choices=DETECTORS, default="haar",
-                   help="face detector (runtime.faces): haar, yunet (needs --face-model) or none (frames are crops)")
-    p.add_argument("--face-model", help="YuNet face-detector .onnx for --faces yunet")
+    p.add_argument("--faces", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                   help="face detector (runtime.faces, the runtime's own): mtcnn (the bundled CNN), haar (no model "
+                   "file), yunet (needs --face-model) or none (frames are crops)")
+    p.add_argument("--face-model", help="mtcnn: folder of pnet/rnet/onet .onnx (default: the bundled one); "
+                   "yunet: its .onnx")
+    p.add_argument("--face-threshold", type=float, default=DEFAULT_FACE_THRESHOLD,
+                   help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
     p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
     p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+    p.add_argument("--align", choices=FACE_ALIGNS, default="box", help="crop around the box, or align by the "
+                   "detector's five landmarks (mtcnn); train with the same --face-align")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv")
     return p
 
@@ -242,8 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.faces == "yunet":
         detector = make_detector("yunet", model=args.face_model, detect_width=args.detect_width,
                                  min_face=args.min_face)
+    elif args.faces == "mtcnn":
+        detector = make_detector("mtcnn", model=args.face_model, detect_width=args.detect_width,
+                                 min_face=args.min_face, face_threshold=args.face_threshold)
     else:
         detector = make_detector("haar", detect_width=args.detect_width, min_face=args.min_face)
+    if args.align == "landmarks" and not getattr(detector, "has_landmarks", False):
+        raise UserError(f"--align landmarks needs a detector with landmarks; --faces {args.faces} has none, use mtcnn")
     manifest_path = args.out / "manifest.csv"
     if manifest_path.exists() and not args.overwrite:
         raise UserError(f"{manifest_path}: exists; pass --overwrite to replace it or choose another --out")
@@ -263,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         for path, label, vid in bar:
             try:
                 c, nf = extract_video(path, label, vid, args.out, manifest, detector, args.frames, args.size,
-                                      args.margin, args.all_faces)
+                                      args.margin, args.all_faces, args.align)
             except OutputError:
                 raise
             except UserError as e:

@@ -2,12 +2,12 @@
 
 These power the synthetic (self-blended) training mode, the tests and the demo model. Know
 what they are: ``lfw_subset()`` holds 100 face images of 25×25 pixels, grayscale, plus 100
-non-faces (only the first 100 are used; Haar finds a face in 99 of them and in none of the other
-100). ``astronaut()`` adds one colour face. So the bundled demo model is trained on 101 tiny,
+non-faces (only the first 100 are used; the bundled MTCNN finds a face in all of them and in none
+of the other 100, Haar in 98-99 and none). ``astronaut()`` adds one colour face. So the bundled demo model is trained on 101 tiny,
 mostly grayscale faces upscaled to the input size: enough to show the pipeline works end to end,
 not a detector for real-world deepfakes.
 
-Every face goes through the runtime's own path (Haar detection, then ``crop_face`` with the
+Every face goes through the runtime's own path (the default detector, then ``crop_face`` with the
 model's margin), so the crop geometry matches what the runtime feeds the network. LFW images are
 first upscaled ×4 (bicubic) and border-padded so the detector can see them. The LFW subset has
 no identity labels: each image counts as its own identity, ids ``lfw-000`` … ``lfw-099``; the
@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from runtime.errors import missing_dependency
-from runtime.faces import HaarFaceDetector
-from runtime.preprocess import crop_face
+from runtime.faces import make_detector
+from runtime.preprocess import crop_face, face_crop
 from training.synthetic import is_gray
 
 Face = Tuple[str, np.ndarray]  # (face id, uint8 BGR size×size×3)
@@ -63,32 +63,36 @@ def astronaut_bgr() -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _faces(size: int, margin: float, astronaut: bool, lfw: bool) -> tuple[Face, ...]:
+def _faces(size: int, margin: float, astronaut: bool, lfw: bool, align: str = "box") -> tuple[Face, ...]:
+    def crop(frame: np.ndarray, box) -> np.ndarray:
+        marks = getattr(box, "landmarks", None)
+        return face_crop(frame, box, marks, margin, size, align if marks is not None else "box")
+
     out: list[Face] = []
     if astronaut:
         frame = astronaut_bgr()
-        boxes = HaarFaceDetector().detect(frame)
-        box = boxes[0] if boxes else (177, 67, 93, 93)  # where Haar finds it with OpenCV 4.x
-        out.append(("astronaut", crop_face(frame, box, margin, size)))
+        boxes = make_detector().detect(frame)
+        box = boxes[0] if boxes else (176, 56, 91, 118)  # where the bundled MTCNN finds it
+        out.append(("astronaut", crop(frame, box)))
     if lfw:
-        detector = HaarFaceDetector(min_face=20, neighbors=3)
+        detector = make_detector(min_face=20)
         whole = (LFW_PAD, LFW_PAD, 25 * LFW_UPSCALE, 25 * LFW_UPSCALE)
         for i, img in enumerate(lfw_images(faces=True)):
             frame = lfw_frame(img)
             boxes = detector.detect(frame)
-            out.append((f"lfw-{i:03d}", crop_face(frame, boxes[0] if boxes else whole, margin, size)))
+            out.append((f"lfw-{i:03d}", crop(frame, boxes[0]) if boxes else crop_face(frame, whole, margin, size)))
     for _, crop in out:
         crop.flags.writeable = False  # shared by the cache: callers copy before changing
     return tuple(out)
 
 
 def sample_real_faces(size: int = 224, margin: float = 0.15, astronaut: bool = True,
-                      lfw: bool = True) -> list[Face]:
+                      lfw: bool = True, align: str = "box") -> list[Face]:
     """The offline real faces as (face_id, uint8 BGR ``size``×``size`` crop), in a fixed order.
 
     101 faces by default (1 astronaut + 100 LFW). The arrays are read-only and cached.
     """
-    return list(_faces(int(size), float(margin), bool(astronaut), bool(lfw)))
+    return list(_faces(int(size), float(margin), bool(astronaut), bool(lfw), str(align)))
 
 
 def vary_face(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:

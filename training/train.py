@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError, run_cli
-from runtime.meta import ENCODERS
+from runtime.meta import ENCODERS, FACE_ALIGNS
 from training.dataspec import is_synthetic, parse_synthetic, synthetic_spec
 
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--encoder", choices=ENCODERS, default="edge",
                    help="edge (MobileNetV3-sized), xception (the paper's) or plain (five conv stages, for 64-128 px)")
     m.add_argument("--input-size", type=int, default=None, help="crop size (default: 224 edge, 299 xception)")
+    m.add_argument("--face-align", choices=FACE_ALIGNS, default="box", help="train on crops around the face "
+                   "detector's box (default) or aligned by its five landmarks; recorded in the model's metadata, "
+                   "so the runtime serves the same (extract the crops with python -m training.extract --align)")
     m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet)")
     m.add_argument("--downsample", choices=("stride", "max"), default=None,
                    help="edge encoder: halve the resolution with strided convolutions (MobileNetV3's; default) "
@@ -295,7 +298,7 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         net = build_network(meta, a.resume)
         load_weights(net, blob["model"], a.resume)
         return meta, net
-    meta = default_meta(a.encoder, a.input_size)
+    meta = default_meta(a.encoder, a.input_size).with_(face_align=a.face_align)
     if a.downsample:
         if a.encoder != "edge":
             raise UserError(f"--downsample {a.downsample}: only the edge encoder has this option")

@@ -15,13 +15,21 @@ from runtime.backends.base import Backend
 from runtime.errors import UserError
 from runtime.meta import ENGINE_SUFFIXES, missing_engine
 
-__all__ = ["Backend", "open_backend", "BACKENDS"]
+__all__ = ["Backend", "open_backend", "open_graph", "BACKENDS", "GRAPH_RUNNERS"]
 
 # suffix -> (module, class name)
 BACKENDS: dict[str, tuple[str, str]] = {
     ".onnx": ("runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
     ".engine": ("runtime.backends.tensorrt", "TensorRTBackend"),
     ".plan": ("runtime.backends.tensorrt", "TensorRTBackend"),
+}
+
+
+# suffix -> (module, class name) of a runner for any graph by input/output names (a face detector)
+GRAPH_RUNNERS: dict[str, tuple[str, str]] = {
+    ".onnx": ("runtime.backends.onnxruntime", "OnnxRuntimeGraph"),
+    ".engine": ("runtime.backends.tensorrt", "TensorRTGraph"),
+    ".plan": ("runtime.backends.tensorrt", "TensorRTGraph"),
 }
 
 
@@ -46,3 +54,15 @@ def open_backend(path: str | Path, **options: Any) -> Backend:
     if not p.is_file():
         raise UserError(f"{path}: is not a file; pass the .onnx or .engine file to run")
     return cls(str(p), **options)
+
+
+def open_graph(path: str | Path, **options: Any) -> Any:
+    """A runner with ``run(feeds, names)`` for any graph (the face detector's networks), by suffix."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in GRAPH_RUNNERS:
+        raise UserError(f"{path}: unsupported model file type {suffix or '(no suffix)'!r}; expected .onnx or .engine")
+    if not p.is_file():
+        raise UserError(f"{path}: no such file; pass the face detector's folder (python -m export.faces writes one)")
+    module, cls = GRAPH_RUNNERS[suffix]
+    return getattr(importlib.import_module(module), cls)(str(p), **options)

@@ -208,3 +208,46 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self) -> None:
         self.session = self._full_session = None  # type: ignore[assignment]
+
+
+class OnnxRuntimeGraph:
+    """Any ONNX graph by its input and output names (a face detector's networks): no classifier
+    checks, the caller validates the metadata it reads from :attr:`props`."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str, provider: str = "cpu", threads: int = 1) -> None:
+        ort = _import_ort()
+        if provider not in PROVIDERS:
+            raise UserError(f"--provider {provider!r} is unknown; use one of {', '.join(PROVIDERS)}")
+        self.path, self.provider, self._errors = str(path), provider, _ort_errors(ort)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        # input shapes change call by call (pyramid levels, windows, candidate counts): no memory
+        # plan cached per shape and no arena that keeps the largest, so memory stays flat on long runs
+        opts.enable_mem_pattern = False
+        opts.enable_cpu_mem_arena = False
+        try:
+            self.session = ort.InferenceSession(_read_model(self.path), sess_options=opts,
+                                                providers=PROVIDERS[provider])
+        except self._errors as e:
+            raise UserError(f"{path}: ONNX Runtime cannot load it ({_one_line(e)}); the file is damaged or "
+                            "not an ONNX model, re-export it") from None
+        self.props: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.inputs = {i.name: list(i.shape) for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+        try:
+            return self.session.run(list(names), feeds)
+        except self._errors as e:
+            raise UserError(f"{self.path}: inference failed ({_one_line(e)}); re-export the model") from None
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "path": self.path, "provider": self.session.get_providers()[0]}
+
+    def close(self) -> None:
+        self.session = None

@@ -197,3 +197,112 @@ class TensorRTBackend(Backend):
         for a in self._allocs:
             a.free()
         self._allocs = []
+
+
+class TensorRTGraph:
+    """Any plan by its input and output names, with dynamic shapes (the face detector's networks,
+    built by ``python -m export.engine`` with sidecars carrying their own metadata). Device
+    buffers grow to the largest shapes seen; the CUDA context is handled as in
+    :class:`TensorRTBackend`, so it may be opened on one thread and run on another."""
+
+    name = "tensorrt"
+
+    def __init__(self, path: str, device: int = 0, verify_hash: bool = True, **options: Any) -> None:
+        import json
+
+        from runtime.meta import FACE_KEY, face_meta_from_json, read_any_sidecar
+
+        self.path = str(path)
+        _, raw = read_any_sidecar(path, lambda b, source: face_meta_from_json(b, source), verify_hash)
+        self.props = {FACE_KEY: json.dumps(raw)}
+        self._ctx = None
+        self._allocs: dict[str, tuple[Any, int]] = {}
+        self._host: dict[str, np.ndarray] = {}
+        trt = trt_compat.import_tensorrt()
+        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), None)
+        dev = trt_compat.probe_cuda_device(int(device))
+        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), dev)
+        cuda = trt_compat.import_pycuda()
+        self._cuda, self._trt, self.device = cuda, trt, dev
+        cuda.init()
+        self._ctx = cuda.Device(int(device)).retain_primary_context()
+        self._ctx.push()
+        try:
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._logger)
+            if raw.get("version_compatible"):
+                trt_compat.allow_host_code(self._runtime)
+            engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
+            if engine is None:
+                raise UserError(f"{path}: TensorRT {trt_compat.trt_version(trt)} could not load this plan; rebuild it "
+                                f"with: {trt_compat.rebuild_command(path, raw)}")
+            self._engine, self._context = engine, engine.create_execution_context()
+            self._tensors = {t.name: t for t in trt_compat.io_tensors(trt, engine)}
+            self._stream = cuda.Stream()
+        except BaseException:
+            self._ctx.pop()
+            self.close()
+            raise
+        self._ctx.pop()
+
+    def _buffers(self, name: str, shape: tuple[int, ...], dtype: Any) -> tuple[Any, np.ndarray]:
+        """Device memory and a pinned host view for ``shape``; both grow when a larger shape comes."""
+        n = int(np.prod(shape))
+        have = self._allocs.get(name)
+        if have is None or have[1] < n:
+            if have is not None:
+                have[0].free()
+            self._allocs[name] = (self._cuda.mem_alloc(max(n, 1) * np.dtype(dtype).itemsize), n)
+            self._host[name] = self._cuda.pagelocked_empty((max(n, 1),), dtype)
+            self._context.set_tensor_address(name, int(self._allocs[name][0]))
+        return self._allocs[name][0], self._host[name][:n].reshape(shape)
+
+    def run(self, feeds: dict[str, np.ndarray], names: Any) -> list[np.ndarray]:
+        """Outputs ``names`` for inputs ``feeds`` (float32 arrays of any shape the profile allows)."""
+        cuda = self._cuda
+        self._ctx.push()
+        try:
+            for name, x in feeds.items():
+                t = self._tensors.get(name)
+                if t is None or not t.is_input:
+                    raise UserError(f"{self.path}: the engine has no input {name!r}; rebuild it")
+                if not self._context.set_input_shape(name, tuple(x.shape)):
+                    raise UserError(f"{self.path}: input shape {x.shape} is outside the engine's profile "
+                                    f"{t.profile}; use a smaller --detect-width or rebuild it")
+                dev, host = self._buffers(name, tuple(x.shape), t.dtype)
+                np.copyto(host, x, casting="unsafe")
+                cuda.memcpy_htod_async(dev, host, self._stream)
+            views = {}
+            for t in self._tensors.values():  # every output needs an address, wanted or not
+                if not t.is_input:
+                    shape = tuple(int(d) for d in self._context.get_tensor_shape(t.name))
+                    views[t.name] = self._buffers(t.name, shape, t.dtype)
+            if not self._context.execute_async_v3(self._stream.handle):
+                raise RuntimeError(f"{self.path}: TensorRT execution failed")
+            for name in names:
+                dev, host = views[name]
+                cuda.memcpy_dtoh_async(host, dev, self._stream)
+            self._stream.synchronize()
+        finally:
+            self._ctx.pop()
+        return [views[n][1].astype(np.float32, copy=True) for n in names]
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "path": self.path, "device": self.device.name,
+                "tensorrt": trt_compat.trt_version(self._trt)}
+
+    def close(self) -> None:
+        if self._ctx is None:
+            return
+        self._ctx.push()
+        try:  # as TensorRTBackend._release: the stream is dropped inside its context, or it leaks
+            if getattr(self, "_stream", None) is not None:
+                self._stream.synchronize()
+            self._context = self._engine = self._runtime = self._stream = None
+            for a, _ in self._allocs.values():
+                a.free()
+            self._allocs, self._host = {}, {}
+        finally:
+            self._ctx.pop()
+            self._ctx.detach()
+            self._ctx = None

@@ -17,9 +17,9 @@ from tests.helpers.models import make_onnx  # noqa: E402
 def test_manipulation_changes_only_the_face():
     head = demo._astronaut_head()
     fake = demo.manipulate(head, margin=0.15, size=96, seed=1)
-    from runtime.faces import HaarFaceDetector
+    from runtime.faces import make_detector
 
-    x0, y0, x1, y1 = square_box(HaarFaceDetector().detect(head)[0], 0.15)
+    x0, y0, x1, y1 = square_box(make_detector().detect(head)[0], 0.15)  # the detector manipulate() uses
     diff = np.abs(fake.astype(int) - head.astype(int)).sum(axis=2)
     outside = diff.copy()
     outside[y0:y1, x0:x1] = 0

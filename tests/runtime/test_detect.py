@@ -15,7 +15,7 @@ from runtime.detect import main
 from tests.helpers.media import face_video, gray_video, lines
 from tests.helpers.models import expected_prob, make_onnx
 
-FACE_KEYS = {"track", "box", "detected", "logit", "prob", "fake"}
+FACE_KEYS = {"track", "box", "detected", "face_score", "landmarks", "logit", "prob", "fake"}
 FRAME_KEYS = {"schema", "source", "frame", "time", "no_face", "prob", "faces", "tracks_ended", "dropped"}
 
 

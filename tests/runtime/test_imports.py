@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT
 from tests.helpers.media import gray_video
 from tests.helpers.models import make_onnx
@@ -32,11 +34,12 @@ def test_package_roots_import_without_backend_libraries():
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
 
 
-def test_a_full_run_imports_no_torch_onnx_or_training(tmp_path):
+@pytest.mark.parametrize("faces", ["none", "mtcnn"])
+def test_a_full_run_imports_no_torch_onnx_or_training(tmp_path, faces):
     model = make_onnx(tmp_path / "m.onnx")
     clip = gray_video(tmp_path / "g.mp4", [100] * 3)
     code = ("import sys\nfrom runtime.detect import main\n"
-            f"rc = main(['--engine', {str(model)!r}, '--source', {str(clip)!r}, '--faces', 'none', '--quiet'])\n"
+            f"rc = main(['--engine', {str(model)!r}, '--source', {str(clip)!r}, '--faces', {faces!r}, '--quiet'])\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('torch', 'onnx', 'onnxslim', 'polygraphy', 'training', 'export', 'calibration', 'tensorrt', 'pycuda'))\n"
             "print(rc, bad)")

@@ -70,8 +70,9 @@ def test_given_faces_flow_to_the_jsonl_and_the_aggregate(backend, tmp_path):
 def test_faces_options_choose_the_detector_and_tracking():
     given = Faces(detect_every=5, given=[[BOX]]).tracker()
     assert given.detect_every == 1 and type(given.detector).__name__ == "GivenFaces"
-    haar = Faces(detect_every=5).tracker()
-    assert haar.detect_every == 5 and type(haar.detector).__name__ == "HaarFaceDetector"
+    default = Faces(detect_every=5).tracker()
+    assert default.detect_every == 5 and type(default.detector).__name__ == "MtcnnFaceDetector"
+    assert type(Faces(kind="haar").tracker().detector).__name__ == "HaarFaceDetector"
     assert type(Faces(kind="none").tracker().detector).__name__ == "WholeFrameDetector"
 
 

@@ -60,8 +60,12 @@ def test_converted_images_find_the_same_face(model, reference, tmp_path, kind):
     code, recs, s = _run(model, tmp_path / "x.png", tmp_path)
     assert code == 0 and s["status"] == "ok" and len(recs) == 1
     (face,) = recs[0]["faces"]
-    assert face["box"] == reference["box"]  # the detector saw the same picture
-    if "gray" not in kind:
+    if "gray" in kind:  # the colour CNN detector sees the same face without its colours: nearly the same box
+        from runtime.tracking import iou
+
+        assert iou(face["box"], reference["box"]) > 0.9
+    else:
+        assert face["box"] == reference["box"]  # the detector saw the same picture
         assert math.isclose(face["prob"], reference["prob"], abs_tol=1e-3)  # and the model the same colours
 
 

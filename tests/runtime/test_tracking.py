@@ -241,3 +241,30 @@ def test_a_coarse_scan_never_lifts_the_number_of_faces_above_max_faces():
     faces, _ = tr.update(FRAME)  # the coarse round
     assert det.calls == ["full", "coarse"] and len(faces) == 3
     assert {f.box for f in faces} == {*tracked, new[0]}  # the larger newcomer takes the free place
+
+
+def test_a_box_refit_around_a_track_stays_that_track_however_far_it_moved():
+    """A CNN detector's refine() re-finds a tracked face from its predicted box; a fast face can
+    overlap that box by less than the IoU threshold, yet it is the same face (no new track)."""
+
+    class Refiner:
+        supports_roi = True
+
+        def __init__(self):
+            self.x = 10
+
+        def detect(self, frame, sizes=None, coarse=False):
+            return [(self.x, 50, 40, 50)]
+
+        def refine(self, frame, box):
+            return [(self.x, 50, 40, 50)]
+
+    det = Refiner()
+    tr = FaceTracker(det, detect_every=1, full_every=100)
+    ids = []
+    for _ in range(6):
+        faces, ended = tr.update(FRAME)
+        ids.append([f.track for f in faces])
+        assert ended == []
+        det.x += 30  # 30 px a frame on a 40 px box: IoU with the last box < 0.3
+    assert ids == [[1]] * 6

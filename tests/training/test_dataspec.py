@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from runtime.errors import UserError
-from runtime.faces import HaarFaceDetector
+from runtime.faces import make_detector
 from runtime.meta import Meta
 from runtime.preprocess import as_bgr8, crop_face, resize_square, to_input
 from tests.helpers import has_module
@@ -120,7 +120,7 @@ def test_videos_are_cropped_as_the_runtime_crops_frames(tmp_path: Path) -> None:
     cap = cv2.VideoCapture(str(path))
     decoded = [cap.read()[1] for _ in range(12)]
     cap.release()
-    det = HaarFaceDetector()
+    det = make_detector()  # the default detector, as calibration uses it
     want = [crop_face(decoded[i], det.detect(decoded[i])[0], META.face_margin, META.input_size)
             for i in (0, 4, 7, 11)]  # np.linspace(0, 11, 4) rounded
     assert cs.crops.tobytes() == np.stack(want).tobytes()

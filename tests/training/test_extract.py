@@ -67,7 +67,7 @@ def test_extract_writes_crops_and_reports_bad_files(extracted):
     m = re.search(r"2 videos processed, 2 skipped, (\d+) crops written, (\d+) sampled frames without", summary)
     assert m, summary
     crops, no_face = int(m.group(1)), int(m.group(2))
-    assert crops + no_face == 16 and crops >= 12  # Haar finds the astronaut in (nearly) every frame
+    assert crops + no_face == 16 and crops >= 12  # the detector finds the astronaut in (nearly) every frame
     with open(out / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == crops
@@ -79,7 +79,7 @@ def test_extract_writes_crops_and_reports_bad_files(extracted):
 
 def test_crops_are_the_runtime_crop(videos, extracted):
     out, _ = extracted
-    detector = make_detector("haar")
+    detector = make_detector()  # the default, as extraction uses it
     margin = Meta().face_margin
     cap = cv2.VideoCapture(str(videos / "real" / "clip1.avi"))
     frames = []
@@ -144,3 +144,11 @@ def test_extract_imports_without_torch():
             "try:\n    main()\nexcept SystemExit as e:\n    sys.exit(e.code)\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--frames" in res.stdout, res.stderr
+
+
+def test_extraction_uses_the_runtimes_default_detector():
+    from runtime.faces import DEFAULT_DETECTOR
+    from training.extract import build_parser
+
+    a = build_parser().parse_args(["--videos", "v", "--out", "o"])
+    assert a.faces == DEFAULT_DETECTOR == "mtcnn" and a.face_threshold == 0.9
