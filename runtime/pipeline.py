@@ -62,12 +62,12 @@ class Face:
     track: int
     box: Box
     detected: bool  # a fresh detection (True) or a box carried by the tracker (False)
-    face_score: float | None = None  # the face detector's confidence (None: Haar, --faces none)
-    landmarks: np.ndarray | None = None  # 5×2 frame pixels (None when the detector gives none)
     logit: float = float("nan")
     prob: float = float("nan")
     recon_error: float | None = None  # mean squared error of the reconstruction (normalised input space)
     error_map: np.ndarray | None = None  # S×S float32, only kept when frames are kept
+    face_score: float | None = None  # the face detector's confidence (None: Haar, --faces none)
+    landmarks: np.ndarray | None = None  # 5×2 frame pixels (None when the detector gives none)
 
 
 @dataclass
@@ -208,7 +208,7 @@ class Pipeline:
             # there the tracker counts the frames it is given (a loaded box does not detect more)
             tracked, gone = self.tracker.update(frame.image, None if self.source.live else frame.index)
             t1 = time.perf_counter()
-            faces = [Face(f.track, f.box, f.detected, f.score, f.landmarks) for f in tracked]
+            faces = [Face(f.track, f.box, f.detected, face_score=f.score, landmarks=f.landmarks) for f in tracked]
             x = None
             if faces:
                 crops = np.stack([face_crop(frame.image, f.box, f.landmarks, self.margin, meta.input_size, self.align)
