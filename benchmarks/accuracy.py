@@ -5,7 +5,7 @@ of the real faces called fake at the artifact's metadata threshold) on a labelle
 p50 latency (batch 1) and throughput (faces/s at its max batch), so a precision or a backend is
 chosen on both at once. The faces go through the runtime's own preprocessing for each artifact's
 metadata and through the runtime's backend, so the scores are the ones ``runtime.detect`` would
-give. ``--data`` is read by ``training.dataspec`` as an evaluation set, as training.evaluate and
+give. ``--data`` is read by ``training.calibration_set`` as an evaluation set, as training.evaluate and
 calibration.report read it: a folder with ``real/`` and ``fake/`` crops, a CSV manifest, a videos
 folder, or ``synthetic[:N]`` (the held-out faces training never saw). Speed is timed interleaved, as in
 ``benchmarks.latency``. ``--reference CKPT`` adds the checkpoint in PyTorch eager mode.
@@ -53,7 +53,7 @@ class Faces:
     """The labelled crops, read once, turned into network input per metadata (cached)."""
 
     def __init__(self, spec: str, split: str | None, limit: int | None, meta: Any, progress: bool = False) -> None:
-        from training.dataspec import load
+        from training.calibration_set import load
 
         faces = load(spec, meta, limit, held_out=True, need_labels=True, progress=progress, split=split)
         self.crops = faces.crops

@@ -6,6 +6,6 @@
 - :mod:`calibration.report`, :mod:`calibration.speed`: accuracy against fp32, CPU speed.
 - :mod:`calibration.quantize`: the CLI tying these together.
 
-Calibration faces come from :mod:`training.dataspec` (the runtime's own crop and preprocessing); the
+Calibration faces come from :mod:`training.calibration_set` (the runtime's own crop and preprocessing); the
 TensorRT implicit calibrator lives with the engine builder (:mod:`export.trt_calibrator`).
 """

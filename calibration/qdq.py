@@ -144,7 +144,7 @@ def quantize(prepped: Path, out: Path, calib: Any, target: str, tensor_ranges: d
     import onnxruntime
     from onnxruntime.quantization import quantize_static
 
-    from training.dataspec import CalibrationSet
+    from training.calibration_set import CalibrationSet
 
     if tuple(int(p) for p in onnxruntime.__version__.split(".")[:2]) < MIN_ORT:
         raise UserError(f"onnxruntime {onnxruntime.__version__} is too old for calibration (its quantizer needs "

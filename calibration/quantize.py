@@ -2,7 +2,7 @@
 
 ``python -m calibration.quantize --onnx detect.onnx --data D --target trt|cpu|trt,cpu``
 
-Calibrates on faces preprocessed exactly as the runtime does (``training.dataspec``), quantizes
+Calibrates on faces preprocessed exactly as the runtime does (``training.calibration_set``), quantizes
 with ONNX Runtime's static quantizer for the target (``calibration.qdq``), optionally keeps the
 most sensitive layers in float (``--keep-float first,head`` or ``auto`` from a per-layer
 sensitivity analysis), then evaluates every artifact against fp32 on a held-out labelled set and
@@ -160,7 +160,7 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], dict[
 def _load(a: argparse.Namespace) -> tuple[Any, Any]:
     """The fp32 model's metadata and the calibration faces, preprocessed as the runtime does."""
     from export.onnx_io import file_meta
-    from training.dataspec import load
+    from training.calibration_set import load
 
     meta = file_meta(a.onnx)
     if meta.precision != "fp32":
@@ -216,7 +216,7 @@ def _evaluate(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], 
               done: _Quantized) -> tuple[Any, list[Any], Any]:
     """Every artifact against fp32 on the held-out set; int8-cpu vs fp32 timing when asked for."""
     from calibration import report, speed
-    from training.dataspec import load
+    from training.calibration_set import load
 
     evalset = load(a.eval_data, meta, a.eval_size, seed=a.seed, held_out=True, need_labels=True,
                    progress=not a.quiet)

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from export.onnx_io import file_meta
-    from training.dataspec import load
+    from training.calibration_set import load
 
     meta = file_meta(Path(args.fp32))
     artifacts: list[tuple[str, str]] = [("fp32", args.fp32)]

@@ -157,7 +157,7 @@ def _cache_only(cache_path: str | Path, onnx_path: str | Path, meta: Meta, metho
                 trt_version: str) -> CalibrationCache:
     """No calibration data given: an existing cache is usable only if it was made for this ONNX,
     preprocessing, method, batch size and TensorRT (its data hash is taken on trust from its key)."""
-    from training.dataspec import preprocess_params
+    from training.calibration_set import preprocess_params
 
     path = Path(cache_path)
     try:
@@ -184,7 +184,7 @@ def make_calibrator(trt: Any, onnx_path: str | Path, data: Any, meta: Meta, cach
     """A calibrator for ``config.int8_calibrator`` (TensorRT 8.5 – 10.x).
 
     ``data``: a calibration spec (crops folder, manifest, videos, 'synthetic'), an already loaded
-    :class:`training.dataspec.CalibrationSet`, or None to use an existing matching cache only. Only whole batches are fed: ``calib_size`` is rounded
+    :class:`training.calibration_set.CalibrationSet`, or None to use an existing matching cache only. Only whole batches are fed: ``calib_size`` is rounded
     down to a multiple of ``batch_size``. The cache at ``cache_path`` is reused only when its key
     matches; otherwise TensorRT recalibrates and overwrites it (``strict``: UserError instead).
     """
@@ -193,7 +193,7 @@ def make_calibrator(trt: Any, onnx_path: str | Path, data: Any, meta: Meta, cach
     cls = _calibrator_class(trt, method)
     if batch_size < 1:
         raise UserError(f"calibration batch size {batch_size}: must be at least 1")
-    from training.dataspec import CalibrationSet, load, preprocess_params
+    from training.calibration_set import CalibrationSet, load, preprocess_params
 
     if data is None:
         return cls(None, batch_size, _cache_only(cache_path, onnx_path, meta, method, batch_size, trt.__version__))

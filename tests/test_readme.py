@@ -73,6 +73,8 @@ KNOBS = {
     "--json acc.json": "--runs 5 --json acc.json",
     "--frames 50000": "--frames 200 --warmup 100",
     "--frames 200 --rounds 4": "--frames 20 --rounds 1",
+    "--runs 100": "--runs 3 --warmup 1",
+    "--repeats 3": "--repeats 1 --frames 30",
 }
 
 MARKER = re.compile(r"^\s*<!--\s*readme-test:\s*(?P<body>.*?)\s*-->\s*$")

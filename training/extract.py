@@ -1,7 +1,7 @@
 """Face crops from videos: ``python -m training.extract --videos DIR --out DIR --frames 32``.
 
 For every video below ``--videos`` (recursively) it samples ``--frames`` evenly spaced frames
-(:func:`sample_frames`; ``training.dataspec`` reads video specs through it too), finds faces with
+(:func:`sample_frames`; ``training.calibration_set`` reads video specs through it too), finds faces with
 ``runtime.faces`` and crops them with ``runtime.preprocess.crop_face`` (the crop the runtime
 makes), then writes ``OUT/<real|fake>/<video id>/<frame>.png`` and a row per crop in
 ``OUT/manifest.csv`` (``path,label,video``). Either ``OUT`` or the manifest is a valid ``--data``

@@ -1,6 +1,6 @@
 """The pieces of one training epoch: the JRC loss, the LR schedule, seeding, and prediction.
 
-Kept apart from the CLI (training/train.py) so each can be read and tested on its own.
+Kept apart from the CLI (training/train.py) and the run steps (training/run.py) so each can be read and tested on its own.
 loss = BCE(logit, label) + λ · reconstruction error of the normalised input (MSE or L1), the
 reconstruction optionally measured on real faces only (as RECCE does: the decoder then learns
 what real faces look like, and fakes reconstruct worse).

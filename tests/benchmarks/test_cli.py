@@ -287,7 +287,8 @@ def test_synthetic_is_the_same_held_out_set_in_every_evaluation_tool():
     from benchmarks.accuracy import Faces
     from runtime.meta import Meta
     from runtime.preprocess import resize_square
-    from training.dataspec import load, split_ids
+    from training.calibration_set import load
+    from training.dataspec import split_ids
     from training.evaluate import _open
     from training.sample_faces import sample_real_faces
 

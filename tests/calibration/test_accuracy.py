@@ -125,7 +125,7 @@ def test_int8_auc_within_bound_on_held_out_synthetic(trained_onnx: Path) -> None
     # FAR: the share of the held-out real faces each artifact calls fake at the fp32 metadata threshold,
     # recomputed here from the artifacts' own probabilities in a plain ONNX Runtime session
     from export.onnx_io import file_meta
-    from training.dataspec import load
+    from training.calibration_set import load
 
     meta = file_meta(trained_onnx)
     evalset = load("synthetic", meta, 200, seed=0, held_out=True, need_labels=True, progress=False)
@@ -176,7 +176,7 @@ def test_report_fails_with_the_numbers_when_auc_drops(trained_onnx: Path, tmp_pa
     assert np.isclose(rows[1]["d_auc"], rows[0]["auc"] - rows[1]["auc"])
     # FAR at the fp32 metadata threshold, recomputed from the two models' probabilities on the same faces
     from export.onnx_io import file_meta
-    from training.dataspec import load
+    from training.calibration_set import load
 
     meta = file_meta(trained_onnx)
     evalset = load("synthetic", meta, 40, seed=0, held_out=True, need_labels=True, progress=False)

@@ -26,7 +26,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from calibration import qdq, ranges
     from export.onnx import export_checkpoint
     from export.onnx_io import file_meta
-    from training import dataspec as data
+    from training.calibration_set import CalibrationSet
     from training.checkpoint import save_checkpoint
     from training.model import JRC, default_meta
 
@@ -40,7 +40,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> dict:
     src = root / "detect.onnx"
     meta = file_meta(src)
     rng = np.random.default_rng(0)
-    calib = data.CalibrationSet(rng.integers(0, 256, (24, SIZE, SIZE, 3), dtype=np.uint8), None, meta, "random")
+    calib = CalibrationSet(rng.integers(0, 256, (24, SIZE, SIZE, 3), dtype=np.uint8), None, meta, "random")
     prep = qdq.preprocess(src, root / "prep.onnx")
     prepped = onnx.load(str(prep))
     stats = ranges.collect(prep, calib, batch_size=8)

@@ -16,7 +16,7 @@ from runtime.errors import UserError
 from runtime.meta import Meta
 from runtime.preprocess import to_input
 from tests.helpers import ROOT, TRT_API_DIR
-from training.dataspec import CalibrationSet
+from training.calibration_set import CalibrationSet
 
 CALIBRATOR_RELEASES = ("tensorrt-8.5.3.1.json", "tensorrt-8.6.1.json", "tensorrt-10.3.0.json",
                        "tensorrt-10.13.0.35.json")
@@ -213,7 +213,7 @@ import sys
 for blocked in ("tensorrt", "pycuda", "pycuda.driver", "torch", "onnxruntime", "onnx"):
     sys.modules[blocked] = None
 import calibration, export.trt_calibrator, calibration.quantize, calibration.report
-import training.dataspec, calibration.qdq, calibration.sensitivity, calibration.speed
+import training.dataspec, training.calibration_set, calibration.qdq, calibration.sensitivity, calibration.speed
 from calibration.quantize import build_parser
 build_parser().format_help()
 print("ok")

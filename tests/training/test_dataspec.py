@@ -14,6 +14,7 @@ from runtime.faces import make_detector
 from runtime.meta import Meta
 from runtime.preprocess import as_bgr8, crop_face, resize_square, to_input
 from tests.helpers import has_module
+from training import calibration_set
 from training import dataspec as data
 
 META = Meta(input_size=32, graph="detect", outputs=("logit",))
@@ -40,7 +41,7 @@ def crops_dir(tmp_path: Path) -> Path:
 
 
 def test_folder_batches_equal_runtime_preprocessing_byte_for_byte(crops_dir: Path) -> None:
-    cs = data.load(crops_dir, META, None, progress=False)
+    cs = calibration_set.load(crops_dir, META, None, progress=False)
     assert cs.skipped == 0 and len(cs) == 9 and cs.labels is not None
     files = sorted(crops_dir.rglob("*.png")) + sorted(crops_dir.rglob("*.jpg"))
     expected = {f: to_input(runtime_decode(f), META)[0] for f in files if f.name != "d.png"}
@@ -52,23 +53,23 @@ def test_folder_batches_equal_runtime_preprocessing_byte_for_byte(crops_dir: Pat
 
 
 def test_balanced_interleaved_and_deterministic(crops_dir: Path) -> None:
-    a = data.load(crops_dir, META, 6, progress=False)
-    b = data.load(crops_dir, META, 6, progress=False)
+    a = calibration_set.load(crops_dir, META, 6, progress=False)
+    b = calibration_set.load(crops_dir, META, 6, progress=False)
     assert list(a.labels) == [0, 1, 0, 1, 0, 1]  # 3 fakes readable, 3 reals to match
     assert a.data_sha256 == b.data_sha256 and np.array_equal(a.crops, b.crops)
-    c = data.load(crops_dir, META, 6, seed=1, progress=False)
+    c = calibration_set.load(crops_dir, META, 6, seed=1, progress=False)
     assert c.data_sha256 != a.data_sha256  # another seed, another draw
-    more = data.load(crops_dir, META, 8, progress=False)  # fakes run out: reals fill up
+    more = calibration_set.load(crops_dir, META, 8, progress=False)  # fakes run out: reals fill up
     assert list(more.labels).count(1) == 3 and len(more) == 8
 
 
 def test_select_balances_and_fills() -> None:
     labels = [0] * 10 + [1] * 3
-    idx = data.select(list(range(13)), labels, 8, seed=0)
+    idx = calibration_set.select(list(range(13)), labels, 8, seed=0)
     assert len(idx) == 8 and sorted(labels[i] for i in idx) == [0] * 5 + [1] * 3
     assert [labels[i] for i in idx[:6]] == [0, 1, 0, 1, 0, 1]
-    assert idx == data.select(list(range(13)), labels, 8, seed=0)
-    assert len(set(data.select(list(range(13)), None, 13, seed=3))) == 13
+    assert idx == calibration_set.select(list(range(13)), labels, 8, seed=0)
+    assert len(set(calibration_set.select(list(range(13)), None, 13, seed=3))) == 13
 
 
 def test_manifest_and_cache_key(crops_dir: Path, tmp_path: Path) -> None:
@@ -76,29 +77,29 @@ def test_manifest_and_cache_key(crops_dir: Path, tmp_path: Path) -> None:
                                    for p in sorted(crops_dir.rglob("*.png")) if p.name != "d.png"]
     manifest = crops_dir / "list.csv"
     manifest.write_text("\n".join(rows) + "\n")
-    cs = data.load(manifest, META, None, progress=False)
+    cs = calibration_set.load(manifest, META, None, progress=False)
     assert len(cs) == 8 and int(cs.labels.sum()) == 2
     key = cs.cache_key()
     assert key["data_sha256"] == cs.data_sha256 and key["preprocess"]["input_size"] == 32
-    other = data.CalibrationSet(cs.crops, cs.labels, META.with_(mean=(0.5, 0.5, 0.5)), cs.source)
+    other = calibration_set.CalibrationSet(cs.crops, cs.labels, META.with_(mean=(0.5, 0.5, 0.5)), cs.source)
     assert other.data_sha256 == cs.data_sha256 and other.cache_key() != key  # same bytes, other preprocessing
     bad = tmp_path / "bad.csv"
     bad.write_text("path,label\nx.png,maybe\n")
     with pytest.raises(UserError, match="bad.csv:2: label 'maybe', expected 0, 1, real or fake"):
-        data.load(bad, META, None, progress=False)
+        calibration_set.load(bad, META, None, progress=False)
 
 
 def test_unlabelled_folder_and_errors(tmp_path: Path) -> None:
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((32, 32, 3), 40 * i, np.uint8))
-    cs = data.load(tmp_path, META, 2, progress=False)
+    cs = calibration_set.load(tmp_path, META, 2, progress=False)
     assert cs.labels is None and len(cs) == 2
     with pytest.raises(UserError, match="needs labels"):
-        data.load(tmp_path, META, 2, need_labels=True, progress=False)
+        calibration_set.load(tmp_path, META, 2, need_labels=True, progress=False)
     with pytest.raises(UserError, match="not found"):
-        data.load(tmp_path / "nope", META, 2, progress=False)
+        calibration_set.load(tmp_path / "nope", META, 2, progress=False)
     with pytest.raises(UserError, match="--calib-size 0"):
-        data.load(tmp_path, META, 0, progress=False)
+        calibration_set.load(tmp_path, META, 0, progress=False)
 
 
 def test_videos_are_cropped_as_the_runtime_crops_frames(tmp_path: Path) -> None:
@@ -115,7 +116,7 @@ def test_videos_are_cropped_as_the_runtime_crops_frames(tmp_path: Path) -> None:
     for f in frames:
         writer.write(cv2.resize(f, (w, h)))
     writer.release()
-    cs = data.load(tmp_path, META, 4, progress=False)
+    cs = calibration_set.load(tmp_path, META, 4, progress=False)
     assert len(cs) == 4 and list(cs.labels) == [0, 0, 0, 0]
     cap = cv2.VideoCapture(str(path))
     decoded = [cap.read()[1] for _ in range(12)]
@@ -130,8 +131,8 @@ def test_videos_are_cropped_as_the_runtime_crops_frames(tmp_path: Path) -> None:
 def test_synthetic_calibration_and_evaluation_use_disjoint_faces() -> None:
     from training.data import open_dataset
 
-    calib = data.load("synthetic", META, 16, progress=False)
-    held = data.load("synthetic", META, 16, held_out=True, progress=False)
+    calib = calibration_set.load("synthetic", META, 16, progress=False)
+    held = calibration_set.load("synthetic", META, 16, held_out=True, progress=False)
     assert list(calib.labels) == [0, 1] * 8 and list(held.labels) == [0, 1] * 8
     train_ds = open_dataset("synthetic:16", META, train=False, split="train", augment=False)
     val_ds = open_dataset("synthetic:16", META, train=False, split="val", augment=False)
@@ -152,11 +153,11 @@ def test_manifest_rules(crops_dir: Path) -> None:
     files, labels, videos = data.read_manifest(manifest)
     assert labels == [0, 1, 1] and videos == ["A", "fake/a.jpg", "B"]
     assert files[0] == crops_dir / "real" / "clip0" / "000.png"
-    cs = data.load(manifest, META, None, progress=False)  # calibration reads the same rows
+    cs = calibration_set.load(manifest, META, None, progress=False)  # calibration reads the same rows
     assert len(cs) == 3 and sorted(cs.labels.tolist()) == [0, 1, 1]
     manifest.write_text("real/clip0/000.png,0,A\n")  # no header: an error, not a guess
     with pytest.raises(UserError, match=r"list\.csv:1: header .*expected columns path,label,video"):
-        data.load(manifest, META, None, progress=False)
+        calibration_set.load(manifest, META, None, progress=False)
 
 
 def test_missing_or_damaged_crops_are_errors_everywhere(crops_dir: Path) -> None:
@@ -164,10 +165,10 @@ def test_missing_or_damaged_crops_are_errors_everywhere(crops_dir: Path) -> None
     manifest = crops_dir / "list.csv"
     manifest.write_text("path,label\n# comment\nreal/clip0/000.png,0\nfake/gone.png,1\n")
     with pytest.raises(UserError, match=r"list\.csv:4: fake/gone\.png does not exist"):
-        data.load(manifest, META, None, progress=False)
+        calibration_set.load(manifest, META, None, progress=False)
     (crops_dir / "fake" / "d.png").write_bytes(b"not an image")
     with pytest.raises(UserError, match=r"d\.png: not a readable image"):
-        data.load(crops_dir, META, None, progress=False)
+        calibration_set.load(crops_dir, META, None, progress=False)
 
 
 def test_folder_listing_is_torch_free_and_shared(crops_dir: Path) -> None:
@@ -203,8 +204,8 @@ def test_synthetic_loads_without_torch() -> None:
     from tests.helpers import ROOT
 
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from runtime.meta import Meta\nfrom training import dataspec\n"
-            "cs = dataspec.load('synthetic:4', Meta(input_size=32), progress=False, held_out=True)\n"
+            "from runtime.meta import Meta\nfrom training import calibration_set\n"
+            "cs = calibration_set.load('synthetic:4', Meta(input_size=32), progress=False, held_out=True)\n"
             "assert cs.labels.tolist() == [0, 1, 0, 1], cs.labels\nprint('ok')\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr

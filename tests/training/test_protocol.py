@@ -9,7 +9,7 @@ import pytest
 from benchmarks import families as proto
 from runtime.errors import UserError
 from runtime.meta import Meta
-from training import dataspec
+from training import calibration_set, dataspec
 from training.forgeries import FAMILIES
 
 META = Meta(input_size=32, graph="detect", outputs=("logit",))
@@ -88,8 +88,8 @@ def test_real_items_have_empty_masks_and_forgeries_are_seeded():
 
 
 def test_load_keeps_the_families():
-    warp = dataspec.load("synthetic:40:families=warp", META, size=20, held_out=True, progress=False)
-    sbi = dataspec.load("synthetic:40", META, size=20, held_out=True, progress=False)
+    warp = calibration_set.load("synthetic:40:families=warp", META, size=20, held_out=True, progress=False)
+    sbi = calibration_set.load("synthetic:40", META, size=20, held_out=True, progress=False)
     assert len(warp) == 20 and list(warp.labels) == list(sbi.labels)
     fake = warp.labels == 1
     np.testing.assert_array_equal(warp.crops[~fake], sbi.crops[~fake])
