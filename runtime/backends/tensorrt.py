@@ -46,14 +46,7 @@ class TensorRTBackend(Backend):
         self._ctx = None
         self._allocs: list[Any] = []
         self._engine = self._context = self._stream = None
-        trt = trt_compat.import_tensorrt()
-        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), None)  # cheap check first
-        dev = trt_compat.probe_cuda_device(int(device))
-        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), dev)
-        cuda = trt_compat.import_pycuda()
-        self._cuda, self._trt, self.device = cuda, trt, dev
-        cuda.init()
-        self._ctx = cuda.Device(int(device)).retain_primary_context()
+        self._trt, self._cuda, self.device, self._ctx = _device_context(path, raw, device)
         self._ctx.push()
         try:
             self._open(path, meta, raw)
@@ -68,21 +61,7 @@ class TensorRTBackend(Backend):
     # --- setup ------------------------------------------------------------------------------
     def _open(self, path: str, meta: Any, raw: dict[str, Any]) -> None:
         trt, cuda = self._trt, self._cuda
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self._logger)
-        if raw.get("version_compatible"):
-            trt_compat.allow_host_code(runtime)
-        trt_compat.set_dla_core(runtime, raw.get("dla_core"), path)
-        # bytes that are not a plan make TensorRT log its own error line(s); the one-line error below
-        # says it instead (the sidecar check already ruled out another release or GPU)
-        self._logger.min_severity = trt.Logger.INTERNAL_ERROR
-        try:
-            engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
-        finally:
-            self._logger.min_severity = trt.Logger.WARNING
-        if engine is None:
-            raise UserError(f"{path}: TensorRT {trt_compat.trt_version(trt)} could not load this plan; rebuild it "
-                            f"with: {trt_compat.rebuild_command(path, raw)}")
+        self._logger, runtime, engine = _deserialize(trt, path, raw)
         self._runtime, self._engine = runtime, engine
         self._context = engine.create_execution_context()
         tensors = {t.name: t for t in trt_compat.io_tensors(trt, engine)}
@@ -218,24 +197,12 @@ class TensorRTGraph:
         self._ctx = None
         self._allocs: dict[str, tuple[Any, int]] = {}
         self._host: dict[str, np.ndarray] = {}
-        trt = trt_compat.import_tensorrt()
-        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), None)
-        dev = trt_compat.probe_cuda_device(int(device))
-        trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), dev)
-        cuda = trt_compat.import_pycuda()
-        self._cuda, self._trt, self.device = cuda, trt, dev
-        cuda.init()
-        self._ctx = cuda.Device(int(device)).retain_primary_context()
+        self._stream = None
+        trt, cuda, self.device, self._ctx = _device_context(path, raw, device)
+        self._cuda, self._trt = cuda, trt
         self._ctx.push()
         try:
-            self._logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._logger)
-            if raw.get("version_compatible"):
-                trt_compat.allow_host_code(self._runtime)
-            engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
-            if engine is None:
-                raise UserError(f"{path}: TensorRT {trt_compat.trt_version(trt)} could not load this plan; rebuild it "
-                                f"with: {trt_compat.rebuild_command(path, raw)}")
+            self._logger, self._runtime, engine = _deserialize(trt, path, raw)
             self._engine, self._context = engine, engine.create_execution_context()
             self._tensors = {t.name: t for t in trt_compat.io_tensors(trt, engine)}
             self._stream = cuda.Stream()
@@ -306,3 +273,37 @@ class TensorRTGraph:
             self._ctx.pop()
             self._ctx.detach()
             self._ctx = None
+
+
+def _device_context(path: str, raw: dict[str, Any], device: int) -> tuple[Any, Any, Any, Any]:
+    """(tensorrt, pycuda.driver, the CUDA device, its retained primary context) for a plan whose
+    sidecar matches this TensorRT release and GPU (checked before anything touches the device)."""
+    trt = trt_compat.import_tensorrt()
+    trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), None)  # cheap check first
+    dev = trt_compat.probe_cuda_device(int(device))
+    trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), dev)
+    cuda = trt_compat.import_pycuda()
+    cuda.init()
+    return trt, cuda, dev, cuda.Device(int(device)).retain_primary_context()
+
+
+def _deserialize(trt: Any, path: str, raw: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(logger, runtime, engine) for the plan at ``path``, set up as its sidecar says (host code for
+    a version-compatible plan, its DLA core); one line when TensorRT cannot load it. Call with the
+    device's context pushed."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    runtime = trt.Runtime(logger)
+    if raw.get("version_compatible"):
+        trt_compat.allow_host_code(runtime)
+    trt_compat.set_dla_core(runtime, raw.get("dla_core"), path)
+    # bytes that are not a plan make TensorRT log its own error line(s); the one-line error below
+    # says it instead (the sidecar check already ruled out another release or GPU)
+    logger.min_severity = trt.Logger.INTERNAL_ERROR
+    try:
+        engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+    finally:
+        logger.min_severity = trt.Logger.WARNING
+    if engine is None:
+        raise UserError(f"{path}: TensorRT {trt_compat.trt_version(trt)} could not load this plan; rebuild it "
+                        f"with: {trt_compat.rebuild_command(path, raw)}")
+    return logger, runtime, engine
