@@ -297,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=int, default=1_000, metavar="N", help="sample every N frames (default 1000)")
     p.add_argument("--size", default="320x240", metavar="WxH", help="frame size of the generated clip")
     p.add_argument("--detect-every", type=int, default=5, metavar="N", help="as runtime.detect (default 5)")
+    p.add_argument("--faces", choices=("mtcnn", "haar"), default="mtcnn", help="face detector, as runtime.detect "
+                   "(default mtcnn)")
     p.add_argument("--max-rss-growth", type=float, default=10.0, metavar="MB",
                    help="allowed RSS growth after the warm-up (default 10)")
     p.add_argument("--live", action="store_true", help="play the clip as a live camera: the runtime's grabber "
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     report.check_writable(a.json, "--json")
     if a.workdir and not Path(a.workdir).is_dir():
         raise UserError(f"--workdir {a.workdir}: no such folder")
-    res = soak(a.engine, a.frames, a.warmup, a.interval, (w, h), a.detect_every, a.workdir,
+    res = soak(a.engine, a.frames, a.warmup, a.interval, (w, h), a.detect_every, a.workdir, ["--faces", a.faces],
                progress=report.Progress(not a.quiet), max_rss_growth=a.max_rss_growth, live=a.live)
     v = res["verdict"]
     print(report.table(res["samples"], [("frame", "frame"), ("rss_mb", "RSS MB"), ("fds", "fds"),
