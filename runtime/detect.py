@@ -336,7 +336,7 @@ class Run:
         """Close everything and write the summary. A summary that cannot be written is the run's
         error when it had none; after another error or an interrupt it is a warning (the first
         cause stays the one reported)."""
-        from runtime.sinks import write_summary
+        from runtime.sinks import print_verdicts, write_summary
 
         tail = self.loop.close() if self.loop is not None else []
         if self.source is not None:
@@ -348,7 +348,7 @@ class Run:
         elapsed = time.perf_counter() - self.t0
         summary = self._summary(status, code, error, elapsed, tail)
         if summary.get("frames"):
-            _print_verdicts(summary)
+            print_verdicts(summary)
         if self.args.summary and self.outputs_checked:
             try:
                 write_summary(self.args.summary, summary)
@@ -387,29 +387,6 @@ class Run:
             d["fps"] = round(agg.frames / loop, 3) if loop > 0 and agg.frames else None
             d["timing_ms_per_frame"] = pipeline.times.per_frame_ms(agg.frames)
         return d
-
-
-def _print_verdicts(summary: dict[str, Any], limit: int = 20) -> None:
-    """One line per source on stdout (the first ``limit``), then the overall line for several."""
-    sources = summary.get("sources", [])
-    for s in sources[:limit]:
-        print(_verdict_line(s["source"], s, summary["threshold"]))
-    if summary.get("sources_total", 0) > limit:
-        print(f"... {summary['sources_total'] - limit} more sources (see --summary / --jsonl)")
-    if summary.get("sources_total", 0) > 1:
-        print(_verdict_line("overall", summary, summary["threshold"]))
-
-
-def _verdict_line(name: str, s: dict[str, Any], threshold: float) -> str:
-    if s["verdict"] == "no_face":
-        return f"{name}: no face found in {s['frames']} frame(s)"
-    if s["prob"] is None:  # faces, but not one finite logit
-        return f"{name}: UNSCORED, {s['faces']} face(s) without a finite logit (see nonfinite_logits)"
-    tracks = s.get("tracks")
-    ntracks = tracks if isinstance(tracks, int) else s.get("tracks_total")
-    return (f"{name}: {s['verdict'].upper()}  p(fake) {s['prob']:.3f} (threshold {threshold:.2f}) over "
-            f"{s['frames_with_face']} frame(s) with a face, {s['frames_without_face']} without, "
-            f"{ntracks} track(s)")
 
 
 if __name__ == "__main__":

@@ -291,3 +291,27 @@ class Console:
         if self.enabled and self.tty and self._shown:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def print_verdicts(summary: dict[str, Any], limit: int = 20) -> None:
+    """One line per source on stdout (the first ``limit``), then the overall line for several."""
+    sources = summary.get("sources", [])
+    for s in sources[:limit]:
+        print(verdict_line(s["source"], s, summary["threshold"]))
+    if summary.get("sources_total", 0) > limit:
+        print(f"... {summary['sources_total'] - limit} more sources (see --summary / --jsonl)")
+    if summary.get("sources_total", 0) > 1:
+        print(verdict_line("overall", summary, summary["threshold"]))
+
+
+def verdict_line(name: str, s: dict[str, Any], threshold: float) -> str:
+    """A source's (or the run's) verdict in one line, from its summary entry."""
+    if s["verdict"] == "no_face":
+        return f"{name}: no face found in {s['frames']} frame(s)"
+    if s["prob"] is None:  # faces, but not one finite logit
+        return f"{name}: UNSCORED, {s['faces']} face(s) without a finite logit (see nonfinite_logits)"
+    tracks = s.get("tracks")
+    ntracks = tracks if isinstance(tracks, int) else s.get("tracks_total")
+    return (f"{name}: {s['verdict'].upper()}  p(fake) {s['prob']:.3f} (threshold {threshold:.2f}) over "
+            f"{s['frames_with_face']} frame(s) with a face, {s['frames_without_face']} without, "
+            f"{ntracks} track(s)")

@@ -18,9 +18,9 @@ from runtime.backends import trt_compat
 from runtime.errors import UserError
 from runtime.meta import read_sidecar, sha256_file
 from tests.helpers import TRT_API_DIR, run_module
-from tests.helpers.fake_cuda import FakeCuda, has_cuda_driver, write_crashing_tensorrt
+from tests.helpers.fake_cuda import has_cuda_driver, write_crashing_tensorrt
 from tests.helpers.models import tiny_onnx
-from tests.helpers.trt_fakes import FakeTRT
+from tests.helpers.trt_fakes import FakeTRT, install_trt_fakes
 
 REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "11.4")}
 
@@ -117,14 +117,7 @@ def test_profiles(onnx_files: dict) -> None:
 
 
 def _fakes(monkeypatch: pytest.MonkeyPatch, release: str) -> FakeTRT:
-    cuda = FakeCuda()
-    fake = FakeTRT(REL[release], cuda)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
-    monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
-    monkeypatch.setattr(trt_compat, "probe_cuda_device",
-                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "NVIDIA GeForce RTX 4090", "8.9", 1 << 34))
-    return fake
+    return install_trt_fakes(monkeypatch, release)
 
 
 @pytest.mark.parametrize("release", ["8.5.3.1", "10.3.0", "11.4"])

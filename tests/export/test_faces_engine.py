@@ -5,7 +5,6 @@ ONNX with ONNX Runtime so the whole data path (profiles, buffers, copies) is exe
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,26 +12,17 @@ import pytest
 
 from export.engine import FACE_PROFILES, faces_to_engines, onnx_to_engine
 from export.trt_build import EngineOptions
-from runtime.backends import trt_compat as _trt
 from runtime.errors import UserError
 from runtime.faces_cnn import BUNDLED, MtcnnFaceDetector
 from runtime.meta import FACE_NETS, sha256_file
 from tests.helpers import TRT_API_DIR
-from tests.helpers.fake_cuda import FakeCuda
-from tests.helpers.trt_fakes import FakeTRT
+from tests.helpers.trt_fakes import FakeTRT, install_trt_fakes
 
 REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "11.4")}
 
 
 def _fakes(monkeypatch: pytest.MonkeyPatch, release: str) -> FakeTRT:
-    cuda = FakeCuda()
-    fake = FakeTRT(REL[release], cuda)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
-    monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
-    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
-    monkeypatch.setattr(_trt, "probe_cuda_device",
-                        lambda index=0, timeout=60.0: _trt.CudaDevice(0, "NVIDIA GeForce RTX 4090", "8.9", 1 << 34))
-    return fake
+    return install_trt_fakes(monkeypatch, release)
 
 
 def _run_with_onnxruntime(fake: FakeTRT, folder: Path) -> None:

@@ -369,3 +369,23 @@ class FakeTRT:
 
 def trt_major(version: str) -> int:
     return int(str(version).split(".")[0])
+
+
+def install_trt_fakes(monkeypatch: Any, release: str, gpu: tuple[str, str] = ("NVIDIA GeForce RTX 4090", "8.9")
+                      ) -> FakeTRT:
+    """Put a FakeTRT of ``release`` (``trt-api/tensorrt-<release>.json``) and a FakeCuda in
+    ``sys.modules`` and make the CUDA probe find ``gpu`` (name, compute capability)."""
+    import sys
+
+    from runtime.backends import trt_compat
+    from tests.helpers.fake_cuda import FakeCuda
+
+    cuda = FakeCuda()
+    fake = FakeTRT(TRT_API_DIR / f"tensorrt-{release}.json", cuda)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake.module)
+    monkeypatch.setitem(sys.modules, "pycuda", cuda.module)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.driver)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, gpu[0], gpu[1], 1 << 34))
+    return fake
+
