@@ -209,8 +209,11 @@ class StopSignals:
         self._old: dict[int, Any] = {}
 
     def install(self) -> None:
+        """Take SIGINT and SIGTERM, except one already ignored (a background job's SIGINT, ``nohup``):
+        that one stays ignored, as the shell asked."""
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+                         if signal.getsignal(s) is not signal.SIG_IGN}
 
     def restore(self) -> None:
         for s, old in self._old.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,15 @@ def run_module(module: str, *args: str, timeout: float = 300, **kw) -> subproces
     """Run ``python -m module args`` from the repository root and capture its output."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, **kw)
+
+
+def detect_process(*args: str, **kw) -> subprocess.Popen:
+    """``python -m runtime.detect args`` as a foreground job would run it, output piped, for tests that
+    signal it: SIGINT at its default in the child, because a pytest started in the background (``&``,
+    ``nohup``) passes SIGINT on ignored, and the runtime keeps an ignored SIGINT ignored."""
+    return subprocess.Popen([sys.executable, "-m", "runtime.detect", *map(str, args)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def load_strict(path):

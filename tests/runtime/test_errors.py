@@ -7,14 +7,13 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import cv2
 import pytest
 
-from tests.helpers import ROOT, run_module
+from tests.helpers import detect_process, run_module
 from tests.helpers.media import gray_video
 from tests.helpers.models import make_onnx
 
@@ -148,10 +147,9 @@ def test_summary_is_written_on_error_and_earlier_results_survive(files, tmp_path
 def test_signals_stop_cleanly_with_complete_outputs(files, tmp_path, sig):
     clip = gray_video(tmp_path / "long.mp4", [200] * 250, size=(96, 64))
     jsonl, summary, saved = tmp_path / "o.jsonl", tmp_path / "s.json", tmp_path / "a.mp4"
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.detect", "--engine", str(files["model"]), "--source",
+    proc = detect_process("--engine", str(files["model"]), "--source",
                              str(clip), "--faces", "none", "--live", "yes", "--jsonl", str(jsonl), "--summary",
-                             str(summary), "--save", str(saved), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             str(summary), "--save", str(saved), "--quiet")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and (not jsonl.exists() or jsonl.read_text().count("\n") < 5):
         time.sleep(0.1)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 
 import runtime.sinks as sinks
 from runtime.detect import StopSignals, main
-from tests.helpers import ROOT
+from tests.helpers import detect_process
 from tests.helpers.models import make_onnx
 
 FRAMES = 4000
@@ -35,6 +33,15 @@ def setup(tmp_path_factory):
     return {"model": make_onnx(d / "m.onnx"), "clip": clip}
 
 
+@pytest.fixture(autouse=True)
+def foreground_sigint():
+    """These tests signal this very process: SIGINT at Python's default for each, whatever pytest
+    inherited (started in the background, it has SIGINT ignored, which the runtime respects)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _video_frames(path: Path) -> int:
     cap = cv2.VideoCapture(str(path))
     assert cap.isOpened(), f"{path} does not open"
@@ -48,10 +55,9 @@ def _video_frames(path: Path) -> int:
 @pytest.mark.parametrize("sig, save", [(signal.SIGINT, "a.avi"), (signal.SIGTERM, "a.mp4")], ids=["SIGINT", "SIGTERM"])
 def test_signal_mid_run_leaves_complete_outputs(setup, tmp_path, sig, save):
     jsonl, summary, saved = tmp_path / "o.jsonl", tmp_path / "s.json", tmp_path / save
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.detect", "--engine", str(setup["model"]), "--source",
+    proc = detect_process("--engine", str(setup["model"]), "--source",
                              str(setup["clip"]), "--faces", "none", "--jsonl", str(jsonl), "--summary", str(summary),
-                             "--save", str(saved), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                             "--save", str(saved), "--quiet")
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None and (
@@ -95,6 +101,24 @@ def test_a_signal_during_a_frame_waits_for_that_frame_to_be_written(setup, tmp_p
     assert n == 5 and json.loads((tmp_path / "s.json").read_text())["frames"] == 5
     assert _video_frames(tmp_path / "a.avi") == 5
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_a_background_jobs_ignored_sigint_stays_ignored():
+    """``cmd &`` and ``nohup`` start a run with SIGINT ignored: the run must not take it back (a Ctrl-C
+    meant for the shell's foreground job would stop it); SIGTERM still stops it cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the fixture puts back what was there
+    s = StopSignals()
+    s.install()
+    try:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # ignored: nothing raised
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        s.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
 
 
 def test_stop_signals_defer_inside_a_frame_and_are_ignored_while_finishing():
@@ -144,10 +168,9 @@ def test_second_signal_during_shutdown_exits_130_quietly_with_complete_outputs(s
     for k, (first, delay) in enumerate([(signal.SIGTERM, 0.0), (signal.SIGINT, 0.02), (signal.SIGTERM, 0.06)]):
         d = tmp_path / str(k)
         d.mkdir()
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.detect", "--engine", str(setup["model"]), "--source",
+        proc = detect_process("--engine", str(setup["model"]), "--source",
                                  str(setup["clip"]), "--faces", "none", "--jsonl", str(d / "o.jsonl"), "--summary",
-                                 str(d / "s.json"), "--save", str(d / "a.avi"), "--quiet"], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 str(d / "s.json"), "--save", str(d / "a.avi"), "--quiet")
         runs.append((proc, d, first, delay))
     try:
         for proc, d, first, delay in runs:
