@@ -301,3 +301,16 @@ def test_synthetic_is_the_same_held_out_set_in_every_evaluation_tool():
     faces = Faces("synthetic:20", None, None, meta)  # benchmarks.accuracy
     assert faces.crops.tobytes() == report.crops.tobytes() == evaluated.tobytes()
     assert faces.labels.tolist() == report.labels.tolist() == ds.labels
+
+
+@pytest.mark.parametrize("prog, args, needle", [
+    ("benchmarks.faces", ["--cost-rounds", "0"], "--cost-rounds 0"),
+    ("benchmarks.faces", ["--rounds", "0", "--only", "e2e"], "--rounds 0"),
+    ("benchmarks.faces", ["--frames", "-3"], "--frames -3"),
+    ("benchmarks.families", ["--epochs", "0"], "--epochs 0"),
+])
+def test_sizes_below_one_are_one_line_before_any_work(prog, args, needle, tmp_path):
+    """A size of 0 or less is refused at once (no detector built, nothing trained), naming the flag."""
+    p = run_module(prog, *args, "--json", tmp_path / "r.json")
+    _one_line_error(p, prog, needle, "at least 1")
+    assert not (tmp_path / "r.json").exists()
