@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.errors import run_cli
+from runtime.errors import UserError, run_cli
 
 PROG = "benchmarks.faces"
 DETECTORS = ("mtcnn", "haar")
@@ -60,7 +60,7 @@ def make(kind: str, **kw: Any) -> Any:
 
 
 # --- quality ----------------------------------------------------------------------------------
-def quality(face_threshold: float) -> dict[str, Any]:
+def quality(face_threshold: float, lfw: int = 100) -> dict[str, Any]:
     from runtime.tracking import iou
     from training.sample_faces import LFW_PAD, LFW_UPSCALE, lfw_frame, lfw_images
 
@@ -69,11 +69,11 @@ def quality(face_threshold: float) -> dict[str, Any]:
     for kind in DETECTORS:
         det = make(kind, min_face=20, **({"face_threshold": face_threshold} if kind == "mtcnn" else {}))
         hits = extra = 0
-        for img in lfw_images(faces=True):
+        for img in lfw_images(faces=True)[:lfw]:
             boxes = det.detect(lfw_frame(img))
             hits += any(iou(b, whole) >= 0.3 for b in boxes)
             extra += sum(iou(b, whole) < 0.3 for b in boxes)
-        false_lfw = sum(len(det.detect(lfw_frame(img))) for img in lfw_images(faces=False))
+        false_lfw = sum(len(det.detect(lfw_frame(img))) for img in lfw_images(faces=False)[:lfw])
         det = make(kind, **({"face_threshold": face_threshold} if kind == "mtcnn" else {}))
         free: dict[str, list[int]] = {}
         for name in FACE_FREE:
@@ -82,8 +82,8 @@ def quality(face_threshold: float) -> dict[str, Any]:
         faces = {name: [len(det.detect(photo(name))), len(det.detect(to_width(photo(name), 1280)))]
                  for name in WITH_FACE}
         n_free = 2 * len(FACE_FREE)
-        out[kind] = {"lfw_recall": hits / 100, "lfw_extra_boxes_on_faces": extra,
-                     "lfw_nonface_false_per_image": false_lfw / 100,
+        out[kind] = {"lfw_images": lfw, "lfw_recall": hits / lfw, "lfw_extra_boxes_on_faces": extra,
+                     "lfw_nonface_false_per_image": false_lfw / lfw,
                      "photos_false_per_image": round(sum(map(sum, free.values())) / n_free, 3),
                      "photos_false": {k: v for k, v in free.items() if any(v)},
                      "photos_with_face_boxes": faces}
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=200, help="end to end: frames per run (default 200)")
     p.add_argument("--rounds", type=int, default=4, help="end to end: rounds, detectors alternating (default 4)")
     p.add_argument("--threads", type=int, default=1, help="end to end: ONNX Runtime threads (default 1)")
+    p.add_argument("--lfw", type=int, default=100, metavar="N",
+                   help="quality: the first N of LFW's 100 faces and 100 non-faces (default all 100)")
     p.add_argument("--cost-rounds", type=int, default=7,
                    help="CPU cost: rounds of 5 calls per detector task, the median reported (default 7)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -217,10 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.report import check_positive, machine
 
     a = build_parser().parse_args(argv)
-    check_positive(frames=a.frames, rounds=a.rounds, cost_rounds=a.cost_rounds, threads=a.threads)
+    check_positive(frames=a.frames, rounds=a.rounds, cost_rounds=a.cost_rounds, threads=a.threads, lfw=a.lfw)
+    if a.lfw > 100:
+        raise UserError(f"--lfw {a.lfw}: LFW's subset has 100 faces and 100 non-faces; pass 1-100")
     result: dict[str, Any] = {"machine": machine()}
     with tempfile.TemporaryDirectory(prefix="jrc-faces-") as tmp:
-        steps = {"quality": lambda: quality(a.face_threshold), "cost": lambda: cost(a.cost_rounds),
+        steps = {"quality": lambda: quality(a.face_threshold, a.lfw), "cost": lambda: cost(a.cost_rounds),
                  "verdicts": lambda: verdicts(Path(tmp)),
                  "e2e": lambda: end_to_end(Path(tmp), a.frames, a.rounds, a.threads)}
         for name in a.only:

@@ -72,7 +72,7 @@ KNOBS = {
     "--calib-size 256": "--calib-size 16 --eval-size 40 --speed-rounds 3 --max-auc-drop 1",  # gate: see docstring
     "--json acc.json": "--runs 5 --json acc.json",
     "--frames 50000": "--frames 200 --warmup 100",
-    "--frames 200 --rounds 4": "--frames 20 --rounds 1 --cost-rounds 1",
+    "--frames 200 --rounds 4": "--frames 20 --rounds 1 --cost-rounds 1 --lfw 10",
     "--runs 100": "--runs 3 --warmup 1",
     "--repeats 3": "--repeats 1 --frames 30",
 }

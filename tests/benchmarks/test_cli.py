@@ -307,6 +307,7 @@ def test_synthetic_is_the_same_held_out_set_in_every_evaluation_tool():
     ("benchmarks.faces", ["--cost-rounds", "0"], "--cost-rounds 0"),
     ("benchmarks.faces", ["--rounds", "0", "--only", "e2e"], "--rounds 0"),
     ("benchmarks.faces", ["--frames", "-3"], "--frames -3"),
+    ("benchmarks.faces", ["--lfw", "0"], "--lfw 0"),
     ("benchmarks.families", ["--epochs", "0"], "--epochs 0"),
 ])
 def test_sizes_below_one_are_one_line_before_any_work(prog, args, needle, tmp_path):
