@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from tests.helpers import ROOT, has_gpu
 
 SUITE = ROOT / "tests" / "benchmarks" / "suite"
+CACHE = pytest.StashKey[tuple]()
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -14,6 +19,27 @@ def pytest_ignore_collect(collection_path, config):
     if collection_path == SUITE and not config.getoption("benchmark_only", default=False):
         return True
     return None
+
+
+def pytest_configure(config):
+    """The offline faces' detection cache (training.sample_faces) lives in a folder of this run's own,
+    so no test reads a cache from outside the repository; the pytest-xdist workers and every process
+    a test starts inherit it. Removed at the end by the process that made it."""
+    if hasattr(config, "workerinput") and os.environ.get("JRC_CACHE_DIR"):
+        return  # a worker: the controller's folder
+    folder = tempfile.mkdtemp(prefix="jrc-test-cache-")
+    config.stash[CACHE] = (folder, os.environ.get("JRC_CACHE_DIR"))
+    os.environ["JRC_CACHE_DIR"] = folder
+
+
+def pytest_unconfigure(config):
+    folder, before = config.stash.get(CACHE, (None, None))
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        if before is None:
+            os.environ.pop("JRC_CACHE_DIR", None)
+        else:
+            os.environ["JRC_CACHE_DIR"] = before
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,14 +16,19 @@ astronaut is ``astronaut``.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import zipfile
 from functools import lru_cache
+from pathlib import Path
 from typing import Tuple
 
 import cv2
 import numpy as np
 
 from runtime.errors import missing_dependency
-from runtime.faces import make_detector
+from runtime.faces import Detection, make_detector
 from runtime.preprocess import crop_face, face_crop
 from training.synthetic import is_gray
 
@@ -62,6 +67,117 @@ def astronaut_bgr() -> np.ndarray:
     return cv2.cvtColor(_skimage_data().astronaut(), cv2.COLOR_RGB2BGR)
 
 
+CACHE_ENV = "JRC_CACHE_DIR"
+_CACHE_FORMAT = 1
+_CACHE_FIELDS = ("found", "boxes", "scores", "marks", "has_marks")
+
+
+def cache_dir() -> Path | None:
+    """Where the offline faces' detections are cached between runs: ``$JRC_CACHE_DIR`` (set but
+    empty: no cache), else ``$XDG_CACHE_HOME/jrc`` or ``~/.cache/jrc``."""
+    env = os.environ.get(CACHE_ENV)
+    if env is not None:
+        return Path(env) if env.strip() else None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jrc"
+
+
+def _frames() -> list[tuple[str, np.ndarray, dict[str, int]]]:
+    """Every offline face as (id, the frame the detector sees, the detector's options)."""
+    out = [("astronaut", astronaut_bgr(), {})]
+    out += [(f"lfw-{i:03d}", lfw_frame(img), {"min_face": 20}) for i, img in enumerate(lfw_images(faces=True))]
+    return out
+
+
+def cache_key(frames: list[tuple[str, np.ndarray, dict[str, int]]], model_dir: Path | None = None) -> str:
+    """What the detections depend on: the default detector's kind, its network files, the runtime's
+    source (pre/post-processing, backends), the libraries that compute them, and every frame."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from runtime.faces import DEFAULT_DETECTOR
+    from runtime.faces_cnn import BUNDLED
+
+    h = hashlib.sha256(f"jrc-sample-faces {_CACHE_FORMAT} {DEFAULT_DETECTOR} np {np.__version__} "
+                       f"cv2 {cv2.__version__}".encode())
+    for lib in ("onnxruntime",):
+        try:
+            h.update(f" {lib} {version(lib)}".encode())
+        except PackageNotFoundError:
+            h.update(f" {lib} none".encode())
+    runtime_dir = Path(__file__).resolve().parents[1] / "runtime"
+    files = sorted(Path(model_dir or BUNDLED).iterdir()) + sorted(runtime_dir.glob("*.py"))
+    files += sorted((runtime_dir / "backends").glob("*.py"))
+    for f in files:
+        if f.is_file():
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+    for fid, frame, opts in frames:
+        h.update(f"{fid} {frame.shape} {sorted(opts.items())}".encode() + frame.tobytes())
+    return h.hexdigest()[:32]
+
+
+def _read_cache(path: Path, n: int) -> list[Detection | None] | None:
+    """The cached detections, or None when the file is missing, unreadable or not what it should be."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            found, boxes, scores, marks, has = (np.asarray(z[k]) for k in _CACHE_FIELDS)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    shapes = {"found": (n,), "boxes": (n, 4), "scores": (n,), "marks": (n, 5, 2), "has_marks": (n,)}
+    arrays = dict(zip(_CACHE_FIELDS, (found, boxes, scores, marks, has)))
+    if any(arrays[k].shape != shape for k, shape in shapes.items()) or found.dtype != bool or has.dtype != bool \
+            or boxes.dtype.kind != "i" or not np.isfinite(marks[has]).all():
+        return None
+    return [Detection(tuple(boxes[i]), None if np.isnan(scores[i]) else float(scores[i]),
+                      marks[i].astype(np.float32) if has[i] else None) if found[i] else None for i in range(n)]
+
+
+def _write_cache(path: Path, dets: list[Detection | None]) -> None:
+    """Write the detections atomically; a cache that cannot be written is no error (the next run detects again)."""
+    n = len(dets)
+    found = np.array([d is not None for d in dets])
+    boxes = np.array([tuple(d) if d is not None else (0, 0, 0, 0) for d in dets], np.int64).reshape(n, 4)
+    scores = np.array([d.score if d is not None and d.score is not None else np.nan for d in dets], np.float64)
+    has = np.array([d is not None and d.landmarks is not None for d in dets])
+    marks = np.full((n, 5, 2), np.nan, np.float32)
+    for i, d in enumerate(dets):
+        if has[i]:
+            marks[i] = d.landmarks
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, found=found, boxes=boxes, scores=scores, marks=marks, has_marks=has)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+@lru_cache(maxsize=1)
+def _detections() -> tuple[tuple[str, np.ndarray, Detection | None], ...]:
+    """Every offline face's frame and the default detector's first box on it (None: none found).
+
+    Detecting them takes about 2 s, in every process that trains, evaluates or calibrates on
+    synthetic data, so the boxes are kept in :func:`cache_dir` under a key of everything they
+    depend on (:func:`cache_key`); a missing, stale or damaged file is simply detected again."""
+    frames = _frames()
+    folder = cache_dir()
+    path = folder / f"sample-faces-{cache_key(frames)}.npz" if folder is not None else None
+    dets = _read_cache(path, len(frames)) if path is not None else None
+    if dets is None:
+        default, small = make_detector(), make_detector(min_face=20)
+        dets = []
+        for _, frame, opts in frames:
+            boxes = (small if opts else default).detect(frame)
+            dets.append(boxes[0] if boxes else None)
+        if path is not None:
+            _write_cache(path, dets)
+    return tuple((fid, frame, d) for (fid, frame, _), d in zip(frames, dets))
+
+
 @lru_cache(maxsize=8)
 def _faces(size: int, margin: float, astronaut: bool, lfw: bool, align: str = "box") -> tuple[Face, ...]:
     def crop(frame: np.ndarray, box) -> np.ndarray:
@@ -69,20 +185,14 @@ def _faces(size: int, margin: float, astronaut: bool, lfw: bool, align: str = "b
         return face_crop(frame, box, marks, margin, size, align if marks is not None else "box")
 
     out: list[Face] = []
-    if astronaut:
-        frame = astronaut_bgr()
-        boxes = make_detector().detect(frame)
-        box = boxes[0] if boxes else (176, 56, 91, 118)  # where the bundled MTCNN finds it
-        out.append(("astronaut", crop(frame, box)))
-    if lfw:
-        detector = make_detector(min_face=20)
-        whole = (LFW_PAD, LFW_PAD, 25 * LFW_UPSCALE, 25 * LFW_UPSCALE)
-        for i, img in enumerate(lfw_images(faces=True)):
-            frame = lfw_frame(img)
-            boxes = detector.detect(frame)
-            out.append((f"lfw-{i:03d}", crop(frame, boxes[0]) if boxes else crop_face(frame, whole, margin, size)))
-    for _, crop in out:
-        crop.flags.writeable = False  # shared by the cache: callers copy before changing
+    whole = (LFW_PAD, LFW_PAD, 25 * LFW_UPSCALE, 25 * LFW_UPSCALE)
+    for fid, frame, det in _detections():
+        if fid == "astronaut" and astronaut:
+            out.append((fid, crop(frame, det if det is not None else (176, 56, 91, 118))))  # where MTCNN finds it
+        elif fid != "astronaut" and lfw:
+            out.append((fid, crop(frame, det) if det is not None else crop_face(frame, whole, margin, size)))
+    for _, c in out:
+        c.flags.writeable = False  # shared by the cache: callers copy before changing
     return tuple(out)
 
 
