@@ -39,6 +39,11 @@ def _lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
+# The tests of the trained run share one worker under pytest-xdist (``make test``: --dist loadgroup):
+# a module fixture runs once per worker, and this one costs about 100 s of CPU.
+SHARED_RUN = pytest.mark.xdist_group("training-run")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "run"
@@ -48,6 +53,7 @@ def run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@SHARED_RUN
 def test_short_synthetic_run_learns(run):
     out, r = run
     lines = _lines(r.stdout)
@@ -63,6 +69,7 @@ def test_short_synthetic_run_learns(run):
 
 
 @pytest.mark.slow
+@SHARED_RUN
 def test_held_out_forgeries_score_above_their_faces(run):
     """Per held-out face: is each of its forgeries scored above the real face? (100 pairs)"""
     import numpy as np
@@ -84,6 +91,7 @@ def test_held_out_forgeries_score_above_their_faces(run):
 
 
 @pytest.mark.slow
+@SHARED_RUN
 def test_checkpoints_load_weights_only_with_metadata(run):
     import torch
 
