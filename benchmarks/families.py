@@ -14,8 +14,9 @@ fold it reports AUC, its bootstrap standard error resampling items (``se_items``
 whole faces (``se_faces``, the honest one: items of one face are not independent, and the 101
 offline faces leave ~20 for testing), and the false-alarm rate on the test reals at the
 checkpoint's stored threshold. The table gives mean ± sd over seeds per λ and, with two λ, the
-paired difference (first λ − second) per seed. Timings and AUCs belong here and in docs, never in
-pass/fail tests.
+paired difference (first λ − second) per seed. ``--train-on A,B`` runs the cross-family protocol
+instead: train once on A and B only, and test that model on each other family. Timings and AUCs
+belong here and in docs, never in pass/fail tests.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--families", default="all", help="families in the protocol (comma-separated or 'all')")
     p.add_argument("--folds", help="held-out families to run (default: every one of --families)")
+    p.add_argument("--train-on", metavar="FAMILIES",
+                   help="cross-family mode instead of leave-one-out: train once (per seed and λ) on these families "
+                        "only and test on each other family of --families")
     p.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated (paired across λ)")
     p.add_argument("--lambdas", default="0.1,0", help="reconstruction weights to compare, comma-separated")
     p.add_argument("--encoder", default="edge")
@@ -72,15 +76,27 @@ def parse_list(text: str, kind: type, flag: str) -> list[Any]:
     return out
 
 
-def folds(families: Sequence[str], held_out: Sequence[str] | None = None) -> list[tuple[str, tuple[str, ...]]]:
-    """(held-out family, training families) per fold: train on all but one, test on that one."""
+def folds(families: Sequence[str], held_out: Sequence[str] | None = None,
+          train_on: Sequence[str] | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(held-out family, training families) per fold: train on all but one, test on that one; with
+    ``train_on``, train on those families only and test on each other one (one training serves all)."""
     if len(families) < 2:
         raise UserError(f"--families {','.join(families)}: leaving one out needs at least two families")
-    want = list(held_out) if held_out else list(families)
-    bad = [f for f in want if f not in families]
+    if train_on:
+        rest = [f for f in families if f not in train_on]
+        if not rest:
+            raise UserError(f"--train-on {','.join(train_on)}: no family of --families is left to test on")
+    want = list(held_out) if held_out else [f for f in families if not train_on or f not in train_on]
+    bad = [f for f in want if f not in families or (train_on and f in train_on)]
     if bad:
-        raise UserError(f"--folds {','.join(bad)}: not among --families {','.join(families)}")
-    return [(f, tuple(g for g in families if g != f)) for f in want]
+        raise UserError(f"--folds {','.join(bad)}: not among --families {','.join(families)}"
+                        + (f" less --train-on {','.join(train_on)}" if train_on else ""))
+    return [(f, tuple(train_on) if train_on else tuple(g for g in families if g != f)) for f in want]
+
+
+def run_name(held_out: str, train_fams: Sequence[str], cross: bool) -> str:
+    """The run folder of a fold: ``minus-F`` (leave-one-out), ``on-A+B`` (cross-family: one per training set)."""
+    return f"on-{'+'.join(train_fams)}" if cross else f"minus-{held_out}"
 
 
 def test_set(family: str, n: int, meta: Any, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -176,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         families = parse_families(a.families)
         held = parse_families(a.folds) if a.folds else None
+        train_on = parse_families(a.train_on) if a.train_on else None
     except ValueError as e:
         raise UserError(str(e)) from None
     seeds = parse_list(a.seeds, int, "--seeds")
@@ -188,11 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     meta = default_meta(a.encoder, a.input_size)
     runs: list[dict[str, Any]] = []
-    for fam, train_fams in folds(families, held):
+    for fam, train_fams in folds(families, held, train_on):
         crops, labels, faces = test_set(fam, a.test_items, meta, a.test_seed)
         for lam in lambdas:
             for seed in seeds:
-                run_dir = out / f"{a.encoder}{a.input_size}" / f"minus-{fam}" / f"lam{lam:g}" / f"seed{seed}"
+                run_dir = (out / f"{a.encoder}{a.input_size}" / run_name(fam, train_fams, bool(train_on))
+                           / f"lam{lam:g}" / f"seed{seed}")
                 if not (run_dir / "best.pt").exists():  # its per-epoch JSON lines: run_dir/metrics.jsonl
                     with contextlib.redirect_stdout(io.StringIO()):
                         train.main(train_argv(a, train_fams, lam, seed, run_dir))
@@ -201,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                      "best_val_auc": m.training.get("best_val_auc"), **fold_metrics(probs, labels, faces,
                                                                                     m.threshold, a.boot)}
                 runs.append(r)
-                print(f"families: minus {fam} λ={lam:g} seed {seed}: AUC {r['auc']:.3f} (se items "
+                print(f"families: test {fam}, trained on {'+'.join(train_fams)}, λ={lam:g} seed {seed}: val AUC "
+                      f"{r['best_val_auc'] or math.nan:.3f}; held-out AUC {r['auc']:.3f} (se items "
                       f"{r['se_items']:.3f}, faces {r['se_faces']:.3f}), FAR {r['far']:.3f} at {m.threshold:.3f}",
                       file=sys.stderr, flush=True)
     rows = summarise(runs, lambdas)

@@ -108,6 +108,19 @@ def test_leave_one_family_out_folds():
         proto.folds(("sbi", "i2g"), ["warp"])
 
 
+def test_cross_family_folds_train_once_and_test_every_other_family():
+    fs = proto.folds(FAMILIES, train_on=("sbi",))
+    assert [h for h, _ in fs] == [f for f in FAMILIES if f != "sbi"]
+    assert {t for _, t in fs} == {("sbi",)}  # one training set for every fold
+    assert {proto.run_name(h, t, cross=True) for h, t in fs} == {"on-sbi"}  # so one run folder: trained once
+    assert len({proto.run_name(h, t, cross=False) for h, t in proto.folds(FAMILIES)}) == len(FAMILIES)
+    assert proto.folds(FAMILIES, ["warp"], train_on=("sbi", "i2g")) == [("warp", ("sbi", "i2g"))]
+    with pytest.raises(UserError, match="--folds sbi"):
+        proto.folds(FAMILIES, ["sbi"], train_on=("sbi",))  # a family trained on is never its own test
+    with pytest.raises(UserError, match="no family"):
+        proto.folds(("sbi", "i2g"), train_on=("sbi", "i2g"))
+
+
 def test_test_set_uses_held_out_faces_and_distinct_reals():
     crops, labels, faces = proto.test_set("warp", 80, META, seed=3)
     val = dataspec.open_items("synthetic:10", META, "val")
