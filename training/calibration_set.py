@@ -46,6 +46,7 @@ class CalibrationSet:
     meta: Meta
     source: str
     skipped: int = 0  # unreadable videos, sampled frames without a face
+    groups: list[str] | None = None  # each item's face or video id, where the spec has them
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -141,18 +142,21 @@ def _from_videos(root: Path, n: int, seed: int, meta: Meta, progress: bool,
 
 def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, held_out: bool = False,
          need_labels: bool = False, progress: bool = True, detector_factory: Callable[[], Any] | None = None,
-         split: str | None = None) -> CalibrationSet:
+         split: str | None = None, vary: bool = False) -> CalibrationSet:
     """Up to ``size`` samples (None: all) of ``spec`` as runtime crops, in :func:`select`'s order.
 
     ``held_out``: the set is for evaluation (:func:`split_for` role "evaluate", else "calibrate");
     ``split`` overrides that choice. Synthetic forgeries are drawn with ``seed`` for calibration
-    and with seed 0 for evaluation, so every evaluation tool scores the same items.
+    and with seed 0 for evaluation, so every evaluation tool scores the same items. ``vary``
+    (synthetic only): every item, real or fake, is a seeded colour/sharpness variant of its face
+    (``training.sample_faces.vary_face``), so 20 held-out faces stand for many viewing conditions.
     """
     if size is not None and size < 1:
         raise UserError(f"--calib-size {size}: expected a positive number of samples")
     name = str(spec)
     split = split if split is not None else split_for(name, "evaluate" if held_out else "calibrate")
     labels: list[int] | None
+    groups: list[str] | None = None
     skipped = 0
     if is_synthetic(name):
         given, families = parse_synthetic(name)
@@ -163,9 +167,10 @@ def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, he
             crops = []
             for i in range(len(items)):
                 rng = np.random.default_rng([item_seed & 0xFFFFFFFF, 0, i])
-                crops.append(resize_square(items.crop(i, rng), meta.input_size))
+                crops.append(resize_square(items.crop(i, rng, vary=vary), meta.input_size))
                 bar.update(1)
         labels = list(items.labels)
+        groups = list(items.videos)
     elif _kind(Path(name).expanduser()) == "videos":
         crops, labels, skipped = _from_videos(Path(name).expanduser(), size or 256, seed, meta, progress,
                                               detector_factory)
@@ -178,6 +183,7 @@ def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, he
                 crops.append(resize_square(read_crop(files.paths[i]), meta.input_size))
                 bar.update(1)
         labels = None if files.labels is None else [files.labels[i] for i in order]
+        groups = [files.videos[i] for i in order]
     if not crops:
         raise UserError(f"{name}: no usable face crops ({skipped} unreadable videos or frames without a face); "
                         f"pass {SPEC_HELP}")
@@ -185,4 +191,4 @@ def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, he
         raise UserError(f"{name}: the evaluation set needs labels; use real/ and fake/ subfolders, "
                         "a manifest with a label column, or 'synthetic'")
     arr = np.stack(crops).astype(np.uint8, copy=False)
-    return CalibrationSet(arr, None if labels is None else np.asarray(labels, np.int64), meta, name, skipped)
+    return CalibrationSet(arr, None if labels is None else np.asarray(labels, np.int64), meta, name, skipped, groups)

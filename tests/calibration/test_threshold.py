@@ -1,0 +1,104 @@
+"""calibration.threshold: the operating threshold for a false-alarm target, chosen on real faces and
+written into a copy of the model whose graph and weights are untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.helpers import run_module
+from tests.helpers.models import SIZE, expected_prob, make_onnx
+
+pytest.importorskip("onnx")
+
+
+def _crops(root, grays_by_label):
+    """One uniform crop per (label, grey level), each its own video: the tiny model's p(fake) is known."""
+    for label, grays in grays_by_label.items():
+        for g in grays:
+            d = root / label / f"{label}{g:03d}" if label else root / f"v{g:03d}"
+            d.mkdir(parents=True)
+            cv2.imwrite(str(d / "0.png"), np.full((SIZE, SIZE, 3), g, np.uint8))
+    return root
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_lowest_threshold_for_the_target_in_a_copy_with_the_same_graph(tmp_path):
+    import onnx
+
+    from runtime.meta import ONNX_KEY, Meta
+
+    model = make_onnx(tmp_path / "m.onnx")
+    before = _sha(model)
+    reals, fakes = list(range(20, 120)), list(range(100, 200, 4))  # 100 reals, 25 fakes
+    data = _crops(tmp_path / "crops", {"real": reals, "fake": fakes})
+    r = run_module("calibration.threshold", "--onnx", model, "--data", data, "--fpr", "0.05", "--json",
+                   tmp_path / "t.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "m.fpr0.05.onnx"
+    assert r.stdout.strip().splitlines()[-1] == f"wrote {out}"
+    assert _sha(model) == before  # the model itself is never changed
+    p_real = sorted((expected_prob(g) for g in reals), reverse=True)
+    # 5 of 100 reals may be called fake: just above the 6th highest real score
+    want = float(np.nextafter(p_real[5], np.inf))
+    new, old = onnx.load(str(out)), onnx.load(str(model))
+    assert new.graph.SerializeToString() == old.graph.SerializeToString()
+    meta = Meta.from_json({p.key: p.value for p in new.metadata_props}[ONNX_KEY], source="out")
+    assert meta.threshold == pytest.approx(want, abs=1e-6)
+    rule = meta.training["threshold_rule"]
+    assert rule["rule"] == "fpr:0.05" and rule["target_fpr"] == 0.05 and rule["achieved_fpr"] == pytest.approx(0.05)
+    assert rule["real_items"] == 100 and rule["real_faces"] == 100 and rule["previous_threshold"] == 0.5
+    assert rule["chosen_by"] == "calibration.threshold" and str(data) in rule["chosen_on"]
+    assert sum(expected_prob(g) >= meta.threshold for g in reals) == 5  # the lowest such threshold
+    caught = sum(expected_prob(g) >= meta.threshold for g in fakes) / len(fakes)
+    d = json.loads((tmp_path / "t.json").read_text())
+    assert d["detection_rate"] == pytest.approx(caught) and d["fake_items"] == 25 and d["out"] == str(out)
+    assert f"{caught:.2%} of its 25 fakes" in r.stdout
+
+
+def test_an_unlabelled_folder_is_real_faces(tmp_path):
+    import onnx
+
+    from runtime.meta import ONNX_KEY, Meta
+
+    model = make_onnx(tmp_path / "m.onnx")
+    data = _crops(tmp_path / "reals", {"": list(range(0, 250, 5))})  # 50 crops, no real/ or fake/
+    out = tmp_path / "chosen.onnx"
+    r = run_module("calibration.threshold", "--onnx", model, "--data", data, "--fpr", "0", "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    meta = Meta.from_json({p.key: p.value for p in onnx.load(str(out)).metadata_props}[ONNX_KEY], source="out")
+    assert meta.threshold > expected_prob(245) and meta.training["threshold_rule"]["real_items"] == 50
+    assert "fakes are called fake" not in r.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--fpr", "1.5"], "--fpr 1.5"),
+    (["--fpr", "nan"], "--fpr nan"),
+    (["--size", "0"], "--size 0"),
+    (["--out", "{model}"], "would overwrite the model"),
+    (["--out", "{tmp}/link.onnx"], "would overwrite the model"),
+    (["--out", "{tmp}/no/such/m.onnx"], "does not exist"),
+    (["--json", "{tmp}"], "is a folder"),
+    (["--data", "{tmp}/fakes-only"], "no real faces"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
+    model = make_onnx(tmp_path / "m.onnx")
+    (tmp_path / "link.onnx").symlink_to(model)
+    _crops(tmp_path / "fakes-only", {"fake": [10, 20, 30]})
+    _crops(tmp_path / "crops", {"real": [10, 20], "fake": [30]})
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = {"--onnx": str(model), "--data": str(tmp_path / "crops")}
+    for k, v in zip(args[::2], args[1::2]):
+        argv[k] = v.format(model=model, tmp=tmp_path)
+    r = run_module("calibration.threshold", *[x for kv in argv.items() for x in kv], "--quiet")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("calibration.threshold: error:"), r.stderr
+    assert needle in lines[0] and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
