@@ -194,9 +194,18 @@ def main(argv: list[str] | None = None) -> int:
             return rc or 1
         threshold = json.loads(summary.read_text())["threshold"]
         print(f"\n{'segment':<12} {'frames':>6} {'with face':>9} {'mean p(fake)':>12}  verdict (threshold {threshold:.2f})")
-        for s in segment_scores(jsonl, segments, threshold):
+        scores = segment_scores(jsonl, segments, threshold)
+        for s in scores:
             prob = "-" if s["prob"] is None else f"{s['prob']:.3f}"
             print(f"{s['name']:<12} {s['frames']:>6} {s['with_face']:>9} {prob:>12}  {s['verdict']}")
+        probs = {s["name"]: s["prob"] for s in scores}
+        if None not in probs.values():
+            print(f"score gap (manipulated − real): {probs['manipulated'] - probs['real']:+.3f} mean p(fake)")
+        from training.report import threshold_rule_line
+
+        rule = threshold_rule_line(meta.training.get("threshold_rule"), threshold)
+        if rule:
+            print(rule)
         if a.out:
             print(f"\nfiles in {out}/: clip.mp4 (the clip), demo.jsonl, demo_summary.json"
                   + (", demo_annotated.mp4" if a.save else "") + (", videos/" if a.videos else ""))
