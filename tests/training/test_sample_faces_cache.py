@@ -13,29 +13,10 @@ pytest.importorskip("skimage")
 sf = pytest.importorskip("training.sample_faces")
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty cache folder of this test's own, and no detections kept in this process."""
-    folder = tmp_path / "cache"
-    monkeypatch.setenv(sf.CACHE_ENV, str(folder))
-    sf._detections.cache_clear()
-    sf._faces.cache_clear()
-    yield folder
-    sf._detections.cache_clear()
-    sf._faces.cache_clear()
-
-
 def _fresh(size: int = 48) -> list[tuple[str, np.ndarray]]:
     sf._detections.cache_clear()
     sf._faces.cache_clear()
     return sf.sample_real_faces(size)
-
-
-def _no_detector(monkeypatch) -> None:
-    def refuse(*a, **k):
-        raise AssertionError("the detector ran although the cache holds every box")
-
-    monkeypatch.setattr(sf, "make_detector", refuse)
 
 
 def _same(a, b) -> None:
@@ -44,37 +25,80 @@ def _same(a, b) -> None:
         assert np.array_equal(x, y), fid
 
 
-def test_warm_cache_gives_the_detectors_crops_without_a_detector(cache, monkeypatch):
-    monkeypatch.setenv(sf.CACHE_ENV, "")  # set but empty: no cache
-    assert sf.cache_dir() is None
-    direct = _fresh()
-    assert len(direct) == 101
-    monkeypatch.setenv(sf.CACHE_ENV, str(cache))
-    cold = _fresh()
-    (file,) = cache.glob("sample-faces-*.npz")  # one file, no temporary left behind
-    assert list(cache.iterdir()) == [file]
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The detector's crops with no cache, and the cache file a cold run writes (about 2 s each)."""
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setenv(sf.CACHE_ENV, "")  # set but empty: no cache
+        assert sf.cache_dir() is None
+        direct = _fresh()
+        folder = tmp_path_factory.mktemp("cache")
+        mp.setenv(sf.CACHE_ENV, str(folder))
+        cold = _fresh()
+        files = list(folder.iterdir())
+    finally:
+        mp.undo()
+        sf._detections.cache_clear()
+        sf._faces.cache_clear()
+    return direct, cold, files
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(sf.CACHE_ENV, str(folder))
+    yield folder
+    sf._detections.cache_clear()
+    sf._faces.cache_clear()
+
+
+def test_warm_cache_gives_the_detectors_crops_without_a_detector(reference, cache, monkeypatch):
+    direct, cold, files = reference
+    assert len(direct) == 101 and len(files) == 1 and files[0].name.startswith("sample-faces-")  # no temporary left
     _same(cold, direct)
-    _no_detector(monkeypatch)
+    cache.mkdir()
+    shutil.copy(files[0], cache / files[0].name)
+
+    def refuse(*a, **k):
+        raise AssertionError("the detector ran although the cache holds every box")
+
+    monkeypatch.setattr(sf, "make_detector", refuse)
     _same(_fresh(), direct)  # warm: every box from the file
 
 
-@pytest.mark.parametrize("damage", ["garbage", "empty", "wrong_shapes", "pickle"])
-def test_a_damaged_cache_file_is_detected_again(cache, monkeypatch, damage):
-    first = _fresh()
-    (file,) = cache.glob("sample-faces-*.npz")
+@pytest.mark.parametrize("damage", ["garbage", "empty", "wrong_shapes", "pickle", "box_dtype", "nan_marks"])
+def test_a_damaged_cache_file_is_not_read(reference, tmp_path, damage):
+    good = reference[2][0]
+    path = tmp_path / good.name
+    assert sf._read_cache(good, 101) is not None
+    with np.load(good) as z:
+        arrays = {k: z[k] for k in z.files}
     if damage == "garbage":
-        file.write_bytes(b"PK\x03\x04 not a zip at all")
+        path.write_bytes(b"PK\x03\x04 not a zip at all")
     elif damage == "empty":
-        file.write_bytes(b"")
-    elif damage == "wrong_shapes":
-        with open(file, "wb") as f:
-            np.savez(f, found=np.ones(3, bool), boxes=np.zeros((3, 4), np.int64), scores=np.zeros(3),
-                     marks=np.zeros((3, 5, 2), np.float32), has_marks=np.zeros(3, bool))
+        path.write_bytes(b"")
     else:
-        with open(file, "wb") as f:
-            np.savez(f, found=np.array([object()] * 101, dtype=object))
-    _same(_fresh(), first)  # detected again, not read
-    assert sf._read_cache(file, 101) is not None  # and the file rewritten whole
+        if damage == "wrong_shapes":
+            arrays = {k: v[:3] for k, v in arrays.items()}
+        elif damage == "pickle":
+            arrays["found"] = np.array([object()] * 101, dtype=object)
+        elif damage == "box_dtype":
+            arrays["boxes"] = arrays["boxes"].astype(np.float64)
+        else:
+            arrays["marks"][arrays["has_marks"].argmax(), 0, 0] = np.nan
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    assert sf._read_cache(path, 101) is None
+
+
+def test_a_damaged_cache_file_is_detected_again_and_rewritten(reference, cache):
+    direct, _, files = reference
+    cache.mkdir()
+    damaged = cache / files[0].name
+    damaged.write_bytes(b"not a cache")
+    _same(_fresh(), direct)
+    assert sf._read_cache(damaged, 101) is not None  # rewritten whole
 
 
 def test_the_key_follows_the_detectors_files_and_the_frames(tmp_path):
@@ -95,8 +119,7 @@ def test_the_key_follows_the_detectors_files_and_the_frames(tmp_path):
     assert sf.cache_key(moved) != key
 
 
-def test_an_unwritable_cache_folder_costs_only_time(cache, monkeypatch):
-    cache.parent.mkdir(exist_ok=True)
+def test_an_unwritable_cache_folder_costs_only_time(reference, cache):
     cache.write_text("a file where the cache folder should be")
-    faces = _fresh()
-    assert len(faces) == 101 and cache.read_text().startswith("a file")
+    _same(_fresh(), reference[0])
+    assert cache.read_text().startswith("a file")
