@@ -43,6 +43,10 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    # The tests that take minutes run first (stable order otherwise): with pytest-xdist's --dist load the
+    # first tests go round robin to the workers, so the two long ones start at once on different workers
+    # and the short ones fill in around them, instead of one long test starting near the end alone.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
     if any("gpu" in item.keywords for item in items) and not has_gpu():
         skip = pytest.mark.skip(reason="needs TensorRT, pycuda and a CUDA GPU")
         for item in items:

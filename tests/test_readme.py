@@ -64,7 +64,7 @@ KNOBS = {
     "synthetic:200": "synthetic:40",
     "--epochs 16": "--epochs 1",
     "--epochs 20": "--epochs 2",
-    "--families all": "--families sbi,i2g",
+    "--families all": "--families sbi,i2g --folds i2g",
     "--seeds 0,1,2,3,4": "--seeds 0",
     "--lambdas 0.1,0": "--lambdas 0.1",
     "--items 1600": "--items 64 --val-items 32",
@@ -397,6 +397,7 @@ python -c "import sys; sys.exit(3)"
 
 # --- the walk ------------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.long
 def test_readme_commands_work_as_printed(tmp_path):
     commands, problems = parse(README.read_text(encoding="utf-8"))
     assert not problems, "\n".join(problems)

@@ -40,6 +40,7 @@ def _lines(text: str) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_short_synthetic_run(tmp_path):
     """One training run (about 100 s of CPU), three checks on it. One test, not three sharing a module
     fixture: pytest-xdist runs a module fixture once per worker, and its grouping mark has no effect
