@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import tempfile
 import zipfile
 from functools import lru_cache
@@ -90,14 +91,15 @@ def _frames() -> list[tuple[str, np.ndarray, dict[str, int]]]:
 
 def cache_key(frames: list[tuple[str, np.ndarray, dict[str, int]]], model_dir: Path | None = None) -> str:
     """What the detections depend on: the default detector's kind, its network files, the runtime's
-    source (pre/post-processing, backends), the libraries that compute them, and every frame."""
+    source (pre/post-processing, backends), the libraries that compute them, the CPU's features
+    (a home folder shared between machines), and every frame."""
     from importlib.metadata import PackageNotFoundError, version
 
     from runtime.faces import DEFAULT_DETECTOR
     from runtime.faces_cnn import BUNDLED
 
     h = hashlib.sha256(f"jrc-sample-faces {_CACHE_FORMAT} {DEFAULT_DETECTOR} np {np.__version__} "
-                       f"cv2 {cv2.__version__}".encode())
+                       f"cv2 {cv2.__version__} {platform.machine()} {_cpu_flags()}".encode())
     for lib in ("onnxruntime",):
         try:
             h.update(f" {lib} {version(lib)}".encode())
@@ -112,6 +114,15 @@ def cache_key(frames: list[tuple[str, np.ndarray, dict[str, int]]], model_dir: P
     for fid, frame, opts in frames:
         h.update(f"{fid} {frame.shape} {sorted(opts.items())}".encode() + frame.tobytes())
     return h.hexdigest()[:32]
+
+
+def _cpu_flags() -> str:
+    """The CPU's feature flags where the OS lists them (kernels, so float results, follow them)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return ""
 
 
 def _read_cache(path: Path, n: int) -> list[Detection | None] | None:
