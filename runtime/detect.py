@@ -374,8 +374,10 @@ class Run:
         if self.backend is not None:
             m = self.backend.meta
             d["backend"] = self.backend_info
+            rule = m.training.get("threshold_rule")  # how the threshold was chosen (calibration.threshold)
             d["model"] = {"encoder": m.encoder, "input_size": m.input_size, "graph": m.graph,
-                          "precision": m.precision, "threshold": m.threshold}
+                          "precision": m.precision, "threshold": m.threshold,
+                          "threshold_rule": rule if isinstance(rule, dict) else None}
         if self.detector is not None and hasattr(self.detector, "describe"):
             d["face_detector"] = self.detector.describe()
         if self.source is not None:

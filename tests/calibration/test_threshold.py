@@ -61,6 +61,14 @@ def test_lowest_threshold_for_the_target_in_a_copy_with_the_same_graph(tmp_path)
     d = json.loads((tmp_path / "t.json").read_text())
     assert d["detection_rate"] == pytest.approx(caught) and d["fake_items"] == 25 and d["out"] == str(out)
     assert f"{caught:.2%} of its 25 fakes" in r.stdout
+    # the runtime applies it and its summary says how it was chosen
+    from runtime.detect import main as detect
+
+    crop = next((data / "real").rglob("*.png"))
+    assert detect(["--engine", str(out), "--source", str(crop), "--faces", "none", "--quiet",
+                   "--summary", str(tmp_path / "s.json")]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["threshold"] == pytest.approx(meta.threshold) and summary["model"]["threshold_rule"] == rule
 
 
 def test_an_unlabelled_folder_is_real_faces(tmp_path):
