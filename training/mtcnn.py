@@ -34,6 +34,12 @@ def _block(cin: int, cout: int, k: int, pool: tuple[int, int] | None, i: int) ->
 
 
 class _Net(nn.Module):
+    def _layers(self, layers: list[tuple[str, nn.Module]]) -> None:
+        """Register the feature layers under their state_dict names, in the order _features runs them."""
+        for name, m in layers:
+            self.add_module(name, m)
+        self._order = [n for n, _ in layers]
+
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         for name in self._order:
             x = getattr(self, name)(x)
@@ -49,9 +55,7 @@ class PNet(_Net):
     def __init__(self) -> None:
         super().__init__()
         layers = _block(3, 10, 3, (2, 2), 1) + _block(10, 16, 3, None, 2) + _block(16, 32, 3, None, 3)
-        for name, m in layers:
-            self.add_module(name, m)
-        self._order = [n for n, _ in layers]
+        self._layers(layers)
         self.conv4_1 = nn.Conv2d(32, 2, 1)
         self.conv4_2 = nn.Conv2d(32, 4, 1)
 
@@ -67,9 +71,7 @@ class RNet(_Net):
     def __init__(self) -> None:
         super().__init__()
         layers = _block(3, 28, 3, (3, 2), 1) + _block(28, 48, 3, (3, 2), 2) + _block(48, 64, 2, None, 3)
-        for name, m in layers:
-            self.add_module(name, m)
-        self._order = [n for n, _ in layers]
+        self._layers(layers)
         self.dense4 = nn.Linear(576, 128)
         self.prelu4 = nn.PReLU(128)
         self.dense5_1 = nn.Linear(128, 2)
@@ -88,9 +90,7 @@ class ONet(_Net):
         super().__init__()
         layers = (_block(3, 32, 3, (3, 2), 1) + _block(32, 64, 3, (3, 2), 2) + _block(64, 64, 3, (2, 2), 3)
                   + _block(64, 128, 2, None, 4))
-        for name, m in layers:
-            self.add_module(name, m)
-        self._order = [n for n, _ in layers]
+        self._layers(layers)
         self.dense5 = nn.Linear(1152, 256)
         self.prelu5 = nn.PReLU(256)
         self.dense6_1 = nn.Linear(256, 2)
