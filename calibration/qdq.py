@@ -16,6 +16,7 @@ Conv), so node names used by ``keep_float`` refer to that preprocessed graph.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -42,8 +43,24 @@ def has_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return False
 
 
+def _tools_without_torch() -> None:
+    """Let ``onnxruntime.tools.symbolic_shape_infer`` load without its package's ``__init__``.
+
+    That ``__init__`` imports PyTorch whenever it is installed (for a PyTorch-export helper that
+    quantization never uses): 2-3 s of CPU in every quantization run, most of the pass's cost on a
+    small model. The package is registered un-executed, so its modules import alone and the pass is
+    unchanged (tests/calibration/test_qdq.py compares the output byte for byte). A process that has
+    already imported torch or the package is left as it is."""
+    if "onnxruntime.tools" in sys.modules or "torch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("onnxruntime.tools")
+    if spec is not None and spec.submodule_search_locations:
+        sys.modules["onnxruntime.tools"] = importlib.util.module_from_spec(spec)
+
+
 def preprocess(src: Path, dst: Path) -> Path:
     """ONNX Runtime's pre-quantization pass: shape inference + graph optimisation (BN folding)."""
+    _tools_without_torch()
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)

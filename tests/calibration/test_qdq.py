@@ -185,6 +185,23 @@ def test_sensitivity_quantizes_one_layer_at_a_time(work: dict) -> None:
     assert rows[0].mean_abs_dlogit > 0
 
 
+def test_preprocess_without_torch_gives_the_same_graph(work: dict) -> None:
+    """A quantization process does not import PyTorch (onnxruntime.tools' __init__ would), and its
+    pre-quantization pass writes the same bytes as one that has torch loaded (this worker)."""
+    import subprocess
+    import sys
+
+    out = work["root"] / "prep-no-torch.onnx"
+    code = ("import sys; from pathlib import Path; from calibration import qdq; "
+            f"qdq.preprocess(Path({str(work['src'])!r}), Path({str(out)!r})); "
+            "print('torch' in sys.modules, 'onnxruntime.tools.symbolic_shape_infer' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["False", "True"]  # symbolic shape inference ran, torch never loaded
+    assert out.read_bytes() == work["prep"].read_bytes()
+
+
 def test_has_vnni_reads_cpu_flags(tmp_path: Path) -> None:
     from calibration.qdq import has_vnni
 
