@@ -157,25 +157,32 @@ def train_argv(a: argparse.Namespace, train_fams: Sequence[str], lam: float, see
 
 
 def summarise(runs: list[dict[str, Any]], lambdas: Sequence[float]) -> list[dict[str, Any]]:
-    """One row per held-out family: AUC mean ± sd over seeds per λ, FAR, and the paired difference."""
-    rows = []
-    for fam in dict.fromkeys(r["held_out"] for r in runs):
-        row: dict[str, Any] = {"held_out": fam}
-        by = {lam: {r["seed"]: r for r in runs if r["held_out"] == fam and r["lambda"] == lam} for lam in lambdas}
-        for lam in lambdas:
-            aucs = [r["auc"] for r in by[lam].values()]
-            row[f"auc_{lam:g}"] = _mean_sd(aucs)
-            row[f"far_{lam:g}"] = float(np.mean([r["far"] for r in by[lam].values()])) if aucs else math.nan
-            row[f"se_faces_{lam:g}"] = float(np.mean([r["se_faces"] for r in by[lam].values()])) if aucs else math.nan
-            row[f"seeds_{lam:g}"] = len(aucs)
-        if len(lambdas) == 2:
-            a, b = lambdas
-            common = sorted(set(by[a]) & set(by[b]))
-            diffs = [by[a][s]["auc"] - by[b][s]["auc"] for s in common]
-            row["paired_diff"] = _mean_sd(diffs)
-            row["paired_diffs"] = diffs
-        rows.append(row)
+    """One row per held-out family: AUC mean ± sd over seeds per λ, FAR, the paired difference and in
+    how many pairs the first λ was ahead; with several folds, a last row pools every (fold, seed)."""
+    folds = list(dict.fromkeys(r["held_out"] for r in runs))
+    rows = [_summary_row(fam, [r for r in runs if r["held_out"] == fam], lambdas) for fam in folds]
+    if len(folds) > 1:
+        rows.append(_summary_row(f"all {len(folds)} folds", runs, lambdas))
     return rows
+
+
+def _summary_row(name: str, runs: list[dict[str, Any]], lambdas: Sequence[float]) -> dict[str, Any]:
+    row: dict[str, Any] = {"held_out": name}
+    by = {lam: {(r["held_out"], r["seed"]): r for r in runs if r["lambda"] == lam} for lam in lambdas}
+    for lam in lambdas:
+        aucs = [r["auc"] for r in by[lam].values()]
+        row[f"auc_{lam:g}"] = _mean_sd(aucs)
+        row[f"far_{lam:g}"] = float(np.mean([r["far"] for r in by[lam].values()])) if aucs else math.nan
+        row[f"se_faces_{lam:g}"] = float(np.mean([r["se_faces"] for r in by[lam].values()])) if aucs else math.nan
+        row[f"seeds_{lam:g}"] = len(aucs)
+    if len(lambdas) == 2:
+        a, b = lambdas
+        common = [k for k in by[a] if k in by[b]]  # run order: folds, then seeds
+        diffs = [by[a][s]["auc"] - by[b][s]["auc"] for s in common]
+        row["paired_diff"] = _mean_sd(diffs)
+        row["paired_diffs"] = diffs
+        row["ahead"] = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
+    return row
 
 
 def _mean_sd(v: Sequence[float]) -> str:
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     for lam in lambdas:
         cols += [(f"auc_{lam:g}", f"AUC λ={lam:g}"), (f"se_faces_{lam:g}", "SE(faces)"), (f"far_{lam:g}", "FAR")]
     if len(lambdas) == 2:
-        cols.append(("paired_diff", f"AUC λ={lambdas[0]:g} − λ={lambdas[1]:g}"))
+        cols += [("paired_diff", f"AUC λ={lambdas[0]:g} − λ={lambdas[1]:g}"), ("ahead", f"λ={lambdas[0]:g} ahead")]
     print(report.table(rows, cols, digits=3))
     result = {**report.envelope(PROG, argv, vars(a)), "rows": rows, "runs": runs}
     path = a.json or str(out / f"families-{a.encoder}{a.input_size}.json")

@@ -147,7 +147,21 @@ def test_summary_pairs_by_seed():
     (row,) = proto.summarise(runs, [0.1, 0.0])
     assert row["paired_diffs"] == pytest.approx([0.1, 0.1, 0.1])
     assert row["seeds_0.1"] == 4 and row["seeds_0"] == 3
-    assert row["paired_diff"].startswith("0.100")
+    assert row["paired_diff"].startswith("0.100") and row["ahead"] == "3/3"
+
+
+def test_summary_pools_every_fold_and_seed_in_a_last_row():
+    auc = {("warp", 0.1): [0.60, 0.70], ("warp", 0.0): [0.65, 0.60], ("i2g", 0.1): [0.50, 0.56],
+           ("i2g", 0.0): [0.58, 0.59]}
+    runs = [{"held_out": fam, "lambda": lam, "seed": s, "auc": a, "far": 0.1 * s, "se_faces": 0.02}
+            for (fam, lam), aucs in auc.items() for s, a in enumerate(aucs)]
+    warp, i2g, pooled = proto.summarise(runs, [0.1, 0.0])
+    assert (warp["held_out"], i2g["held_out"], pooled["held_out"]) == ("warp", "i2g", "all 2 folds")
+    assert warp["ahead"] == "1/2" and i2g["ahead"] == "0/2"
+    # pairs are (fold, seed): seed 0 of warp is never paired with seed 0 of i2g
+    assert pooled["paired_diffs"] == pytest.approx([-0.05, 0.10, -0.08, -0.03])
+    assert pooled["ahead"] == "1/4" and pooled["seeds_0.1"] == 4
+    assert pooled["auc_0.1"] == "0.590 ± 0.084" and pooled["far_0"] == pytest.approx(0.05)
 
 
 def test_fold_metrics():
