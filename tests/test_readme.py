@@ -32,8 +32,9 @@ Conventions README.md is written to:
   is tested in tests/calibration/).
 
 The parser and the checks are unit-tested on small fixture READMEs (fast); the walk of README.md
-itself is marked ``slow`` but runs in ``make test`` (92 s on a lightly loaded 2-core machine, 150 s
-with load average 8; the knobs are chosen for that).
+itself is marked ``slow`` and ``long`` but runs in ``make test``, first, beside the trained-run test
+(138 s of the suite's 5:54 on an otherwise idle 2-core AMD EPYC, 2026-12-01; the knobs are chosen
+for that).
 A failure names the README line, the command as run and the last lines of its stderr.
 """
 
