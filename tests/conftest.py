@@ -48,9 +48,11 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    # The tests that take minutes run first (stable order otherwise): with pytest-xdist's --dist load the
-    # first tests go round robin to the workers, so the two long ones start at once on different workers
-    # and the short ones fill in around them, instead of one long test starting near the end alone.
+    # The tests that take minutes run first (stable order otherwise). `make test` uses pytest-xdist's
+    # --dist worksteal: each worker starts with a contiguous half of this order and an idle worker takes
+    # half of the other's queue, so the minutes-long tests start at once and the short ones fill in around
+    # them. (--dist load hands out fixed chunks of ~N/8 tests: both long tests landed on one worker, with
+    # a hundred short ones queued behind them, and that worker finished 77 s after the other.)
     items.sort(key=lambda item: item.get_closest_marker("long") is None)
     if any("gpu" in item.keywords for item in items) and not has_gpu():
         skip = pytest.mark.skip(reason="needs TensorRT, pycuda and a CUDA GPU")
