@@ -39,17 +39,27 @@ def save_checkpoint(path: str | Path, model: Any, meta: Meta, **state: Any) -> P
     return path
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checks a checkpoint path gets before PyTorch is imported (seconds): a missing or empty file
+    is refused at once. A user error naming the file, or its Path."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: checkpoint not found; pass the .pt written by python -m training.train")
+    if p.stat().st_size == 0:
+        raise UserError(f"{p}: not a readable PyTorch checkpoint (the file is empty); check the file or re-run training")
+    return p
+
+
 def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True``; user errors for missing/foreign files."""
     import pickle
     import re
     import warnings
 
+    p = checkpoint_file(path)
+
     import torch
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: checkpoint not found; pass the .pt written by python -m training.train")
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols: keep the error one line
             warnings.simplefilter("ignore")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError, run_cli
+from training.checkpoint import checkpoint_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--threshold {args.threshold}: expected a probability in 0..1")
     if args.batch_size < 1 or args.workers < 0 or args.threads < 0:
         raise UserError("--batch-size must be at least 1, --workers and --threads at least 0")
+    checkpoint_file(args.ckpt)  # a missing or empty file is refused before PyTorch's import
     if args.threads:
         import torch
 

@@ -126,3 +126,25 @@ def test_through_the_cli_one_line_exit_1(ckpts, tmp_path, module, args):
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert res.returncode == 1 and "Traceback" not in res.stderr and len(lines) == 1, res.stderr
     assert lines[0].startswith(f"{module}: error: ") and ckpts[case].name in lines[0]
+
+
+@pytest.mark.parametrize("module, flag, extra", [("export.onnx", "--ckpt", ["--out", "{tmp}/out"]),
+                                                 ("training.evaluate", "--ckpt", ["--data", "synthetic"]),
+                                                 ("training.train", "--resume", [])])
+def test_missing_or_empty_checkpoint_is_refused_before_torch_is_imported(tmp_path, module, flag, extra):
+    """The file checks come first: one line in a fraction of a second, not after PyTorch's import
+    (about 3 s). Checked in a fresh process, so no test's earlier import hides it."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    for name, why in (("missing.pt", "checkpoint not found"), ("empty.pt", "the file is empty")):
+        code = (f"import runpy, sys; sys.argv = {[module, flag, str(tmp_path / name)] + [a.format(tmp=tmp_path) for a in extra]!r}\n"
+                f"try:\n    runpy.run_module({module!r}, run_name='__main__')\n"
+                "except SystemExit as e:\n    print('torch' in sys.modules, e.code)\n")
+        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.stdout.split() == ["False", "1"], (name, r.stdout, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"{module}: error: {tmp_path / name}: ") and why in lines[0], r.stderr
