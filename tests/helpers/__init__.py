@@ -37,6 +37,34 @@ def run_module(module: str, *args: str, timeout: float = 300, **kw) -> subproces
                           text=True, timeout=timeout, **kw)
 
 
+def run_in_process(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m module args`` without a new interpreter: the module runs as ``__main__`` here (runpy),
+    stdout and stderr captured, its exit status returned as run_module's would be. For the one-line
+    error paths of the PyTorch tools, which would otherwise pay torch's import (about 3 s of CPU) per
+    call; not for runs that install signal handlers, start threads or print from native code."""
+    import contextlib
+    import io
+    import runpy
+    import warnings
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    argv = sys.argv
+    sys.argv = [module, *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            # runpy's note that the module was imported before (by an earlier test); nothing else is hidden
+            warnings.filterwarnings("ignore", "'.*' found in sys.modules after import of package", RuntimeWarning)
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess([module, *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 def detect_process(*args: str, **kw) -> subprocess.Popen:
     """``python -m runtime.detect args`` as a foreground job would run it, output piped, for tests that
     signal it: SIGINT at its default in the child, because a pytest started in the background (``&``,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import has_module, run_module
+from tests.helpers import has_module, run_in_process, run_module
 
 pytestmark = pytest.mark.skipif(not (has_module("torch") and has_module("matplotlib")),
                                 reason="needs the train extra (torch, matplotlib)")
@@ -143,7 +143,7 @@ def test_user_errors_are_one_line(ckpt, tmp_path):
     r = run_module("training.evaluate", "--ckpt", tmp_path / "missing.pt", "--data", "synthetic")
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0
     assert r.stderr.startswith("training.evaluate: error:") and "not found" in r.stderr
-    r = run_module("training.evaluate", "--ckpt", ckpt, "--data", tmp_path / "nowhere")
+    r = run_in_process("training.evaluate", "--ckpt", ckpt, "--data", tmp_path / "nowhere")
     assert r.returncode == 1 and "no such folder" in r.stderr
     r = run_module("training.evaluate", "--ckpt", ckpt, "--data", "synthetic", "--threshold", "2")
     assert r.returncode == 1 and "--threshold" in r.stderr

@@ -12,7 +12,7 @@ import math
 
 import pytest
 
-from tests.helpers import ROOT, has_module, run_module
+from tests.helpers import ROOT, has_module, run_in_process, run_module
 
 pytestmark = pytest.mark.skipif(not has_module("torch"), reason="needs the train extra (torch)")
 
@@ -141,8 +141,8 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     assert after["scheduler"]["last_epoch"] == 16
     # nothing left to train (the stored --epochs, or fewer): one line saying how to continue, nothing written
     mtime = (out / "last.pt").stat().st_mtime_ns
-    for more in ([], ["--epochs", "1"]):
-        r = run_module("training.train", "--resume", out / "last.pt", "--threads", "1", *more)
+    for more in ([], ["--epochs", "1"]):  # in this process: a fresh one would pay torch's import to print a line
+        r = run_in_process("training.train", "--resume", out / "last.pt", "--threads", "1", *more)
         assert r.returncode == 1 and _lines(r.stdout) == [], r.stderr[-3000:]
         epochs = more[-1] if more else "2"
         assert r.stderr.strip().splitlines() == [
@@ -150,7 +150,7 @@ def test_resume_continues_from_saved_epoch(tmp_path):
             "leaves none to train; to continue it, pass --epochs N with N > 2 (e.g. --epochs 3)"]
     assert (out / "last.pt").stat().st_mtime_ns == mtime
     # a resume must keep the network's shape
-    r = run_module("training.train", "--resume", out / "last.pt", "--input-size", "64", "--epochs", "3")
+    r = run_in_process("training.train", "--resume", out / "last.pt", "--input-size", "64", "--epochs", "3")
     assert r.returncode == 1 and "same --encoder/--input-size" in r.stderr
 
 
