@@ -34,7 +34,7 @@ Conventions README.md is written to:
 The parser and the checks are unit-tested on small fixture READMEs (fast); the walk of README.md
 itself is marked ``slow`` and ``long`` but runs in ``make test``, first, then the trained-run test on the
 same worker while the other worker takes the short tests (work stealing evens them out): about 150 s
-of the suite's 5:09-5:36 on an otherwise idle 2-core AMD EPYC, 2026-12-01; the knobs are chosen
+of the suite's 5:09-5:56 on an otherwise idle 2-core AMD EPYC, 2026-12-01; the knobs are chosen
 for that.
 A failure names the README line, the command as run and the last lines of its stderr.
 """
