@@ -71,8 +71,7 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
                         f"does not allow ({first[:160]}); use a checkpoint written by training.train") from None
     except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError,
             RecursionError, MemoryError) as e:  # torch's readers fail in many ways on damaged files
-        what = "the file is empty" if p.stat().st_size == 0 else _first_line(e)
-        raise UserError(f"{p}: not a readable PyTorch checkpoint ({what}); check the file or re-run training") from None
+        raise UserError(f"{p}: not a readable PyTorch checkpoint ({_first_line(e)}); check the file or re-run training") from None
     if not isinstance(blob, dict) or "model" not in blob or "meta" not in blob:
         raise UserError(f"{p}: not a JRC checkpoint (expected a dict with keys 'model' and 'meta', found "
                         f"{type(blob).__name__}); use a checkpoint written by python -m training.train")
