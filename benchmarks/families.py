@@ -15,8 +15,12 @@ whole faces (``se_faces``, the honest one: items of one face are not independent
 offline faces leave ~20 for testing), and the false-alarm rate on the test reals at the
 checkpoint's stored threshold. The table gives mean ± sd over seeds per λ and, with two λ, the
 paired difference (first λ − second) per seed. ``--train-on A,B`` runs the cross-family protocol
-instead: train once on A and B only, and test that model on each other family. Timings and AUCs
-belong here and in docs, never in pass/fail tests.
+instead: train once on A and B only, and test that model on each other family. ``--ckpt PATH``
+trains nothing: it scores existing checkpoints (the bundled model's, yours) on every family's test
+set, marking the families each was trained on (``meta.training["families"]``). The test faces are
+held out from any model trained on ``synthetic`` data; a model trained on other crops may have seen
+them only if its crops include scikit-image's faces. Timings and AUCs belong here and in docs, never
+in pass/fail tests.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-on", metavar="FAMILIES",
                    help="cross-family mode instead of leave-one-out: train once (per seed and λ) on these families "
                         "only and test on each other family of --families")
+    p.add_argument("--ckpt", nargs="+", metavar="PATH",
+                   help="train nothing: score these checkpoints on the test set of every family of --families")
     p.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated (paired across λ)")
     p.add_argument("--lambdas", default="0.1,0", help="reconstruction weights to compare, comma-separated")
     p.add_argument("--encoder", default="edge")
@@ -115,20 +121,34 @@ def test_set(family: str, n: int, meta: Any, seed: int) -> tuple[np.ndarray, np.
 
 def score(ckpt: Path, crops: np.ndarray, threads: int) -> tuple[np.ndarray, Any]:
     """p(fake) of the checkpoint's detect path for each crop, and its metadata."""
+    net, meta = load(ckpt, threads)
+    return predict(net, meta, crops), meta
+
+
+def load(ckpt: Path, threads: int) -> tuple[Any, Any]:
+    """The checkpoint's network in eval mode on ``threads`` CPU threads, and its metadata."""
     import torch
 
-    from runtime.preprocess import to_input
     from training.checkpoint import load_model
 
     torch.set_num_threads(max(1, threads))
     net, meta = load_model(ckpt, map_location="cpu")
     net.eval()
-    out = []
+    return net, meta
+
+
+def predict(net: Any, meta: Any, crops: np.ndarray) -> np.ndarray:
+    """p(fake) of ``net``'s detect path for each crop (uint8 N×S×S×3), in batches of 128."""
+    import torch
+
+    from runtime.preprocess import to_input
+
+    out = [np.zeros(0, np.float32)]
     with torch.no_grad():
         for i in range(0, len(crops), 128):
             x = np.concatenate([to_input(c, meta) for c in crops[i:i + 128]])
             out.append(torch.sigmoid(net(torch.from_numpy(x))).reshape(-1).numpy())
-    return np.concatenate(out).astype(np.float64), meta
+    return np.concatenate(out).astype(np.float64)
 
 
 def fold_metrics(probs: np.ndarray, labels: np.ndarray, faces: list[str], threshold: float,
@@ -202,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         train_on = parse_families(a.train_on) if a.train_on else None
     except ValueError as e:
         raise UserError(str(e)) from None
+    if a.ckpt:
+        return score_checkpoints(a, argv, families)
     seeds = parse_list(a.seeds, int, "--seeds")
     lambdas = parse_list(a.lambdas, float, "--lambdas")
     report.check_positive(items=a.items, val_items=a.val_items, test_items=a.test_items, epochs=a.epochs,
@@ -240,6 +262,48 @@ def main(argv: list[str] | None = None) -> int:
     result = {**report.envelope(PROG, argv, vars(a)), "rows": rows, "runs": runs}
     path = a.json or str(out / f"families-{a.encoder}{a.input_size}.json")
     out.mkdir(parents=True, exist_ok=True)
+    report.write_json(path, result)
+    print(f"wrote {path}")
+    return 0
+
+
+def score_checkpoints(a: argparse.Namespace, argv: list[str] | None, families: Sequence[str]) -> int:
+    """``--ckpt``: each checkpoint on each family's test set (held-out faces), one row per pair, then
+    its mean over the families it was not trained on and over all of them."""
+    from training.checkpoint import checkpoint_file
+
+    report.check_positive(test_items=a.test_items, boot=a.boot)
+    paths = [checkpoint_file(c) for c in a.ckpt]
+    rows: list[dict[str, Any]] = []
+    sets: dict[Any, tuple[np.ndarray, np.ndarray, list[str]]] = {}
+    for path in paths:
+        net, m = load(path, a.threads)
+        mine = []
+        for fam in families:
+            key = (fam, m.input_size, m.face_margin, m.face_align)
+            if key not in sets:
+                sets[key] = test_set(fam, a.test_items, m, a.test_seed)
+            crops, labels, faces = sets[key]
+            probs = predict(net, m, crops)
+            trained = fam in (m.training.get("families") or [])
+            r = {"checkpoint": str(path), "family": fam, "trained_on_it": trained,
+                 **fold_metrics(probs, labels, faces, m.threshold, a.boot)}
+            mine.append(r)
+            print(f"families: {path}, {fam}{' (trained on)' if trained else ''}: AUC {r['auc']:.3f} "
+                  f"(se faces {r['se_faces']:.3f}), FAR {r['far']:.3f}, caught {r['tpr']:.3f} at {m.threshold:.3f}",
+                  file=sys.stderr, flush=True)
+        unseen = [r for r in mine if not r["trained_on_it"]]
+        groups = [(f"mean, {len(unseen)} not trained on", unseen)] if 1 < len(unseen) < len(mine) else []
+        for name, group in groups + [(f"mean, all {len(mine)}", list(mine))]:
+            mine.append({"checkpoint": str(path), "family": name, "trained_on_it": None,
+                         **{k: float(np.mean([r[k] for r in group])) for k in ("auc", "se_faces", "far", "tpr")}})
+        rows += mine
+    cols = [("checkpoint", "checkpoint"), ("family", "family"), ("trained_on_it", "trained on"), ("auc", "AUC"),
+            ("se_faces", "SE(faces)"), ("far", "FAR"), ("tpr", "caught")]
+    print(report.table(rows, cols, digits=3))
+    result = {**report.envelope(PROG, argv, vars(a)), "rows": rows}
+    path = a.json or str(Path(a.out) / "families-checkpoints.json")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     report.write_json(path, result)
     print(f"wrote {path}")
     return 0

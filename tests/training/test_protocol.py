@@ -194,6 +194,19 @@ def test_train_records_families_and_the_fpr_threshold(tmp_path, capsys):
                    "--device", "cpu", "--out", str(tmp_path / "eval")])
     text = capsys.readouterr().out
     assert "false-alarm rate" in text and "threshold chosen for FPR 0.2" in text
+    # benchmarks.families --ckpt scores it on every family's held-out test set, marking those it was trained on
+    report = tmp_path / "families.json"
+    proto.main(["--ckpt", str(out / "best.pt"), "--families", "sbi,warp,i2g", "--test-items", "24", "--boot", "20",
+                "--json", str(report)])
+    import json
+
+    rows = json.loads(report.read_text())["rows"]
+    assert [(r["family"], r["trained_on_it"]) for r in rows[:3]] == [("sbi", False), ("i2g", True), ("warp", True)]
+    assert [r["family"] for r in rows[3:]] == ["mean, all 3"]  # one family not trained on: no mean of one
+    assert rows[3]["auc"] == pytest.approx(np.mean([r["auc"] for r in rows[:3]]))
+    assert all(r["n"] == 24 and r["threshold"] == meta["threshold"] for r in rows[:3])
+    with pytest.raises(UserError, match="checkpoint not found"):
+        proto.main(["--ckpt", str(tmp_path / "nope.pt")])
 
 
 def test_train_refuses_families_for_non_synthetic_data(tmp_path):
