@@ -16,8 +16,9 @@ offline faces leave ~20 for testing), and the false-alarm rate on the test reals
 checkpoint's stored threshold. The table gives mean ± sd over seeds per λ and, with two λ, the
 paired difference (first λ − second) per seed. ``--train-on A,B`` runs the cross-family protocol
 instead: train once on A and B only, and test that model on each other family. ``--ckpt PATH``
-trains nothing: it scores existing checkpoints (the bundled model's, yours) on every family's test
-set, marking the families each was trained on (``meta.training["families"]``). The test faces are
+and ``--engine PATH`` train nothing: they score existing checkpoints, or ONNX models and engines
+through the runtime's backends (the bundled model, yours), on every family's test set, marking the
+families each was trained on (``meta.training["families"]``). The test faces are
 held out from any model trained on ``synthetic`` data; a model trained on other crops may have seen
 them only if its crops include scikit-image's faces. Timings and AUCs belong here and in docs, never
 in pass/fail tests.
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-family mode instead of leave-one-out: train once (per seed and λ) on these families "
                         "only and test on each other family of --families")
     p.add_argument("--ckpt", nargs="+", metavar="PATH",
-                   help="train nothing: score these checkpoints on the test set of every family of --families")
+                   help="train nothing: score these checkpoints (.pt) on the test set of every family of --families")
+    p.add_argument("--engine", nargs="+", metavar="PATH",
+                   help="train nothing: score these models (.onnx, .engine) with the runtime, like --ckpt")
     p.add_argument("--seeds", default="0,1,2,3,4", help="training seeds, comma-separated (paired across λ)")
     p.add_argument("--lambdas", default="0.1,0", help="reconstruction weights to compare, comma-separated")
     p.add_argument("--encoder", default="edge")
@@ -222,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         train_on = parse_families(a.train_on) if a.train_on else None
     except ValueError as e:
         raise UserError(str(e)) from None
-    if a.ckpt:
-        return score_checkpoints(a, argv, families)
+    if a.ckpt or a.engine:
+        return score_models(a, argv, families)
     seeds = parse_list(a.seeds, int, "--seeds")
     lambdas = parse_list(a.lambdas, float, "--lambdas")
     report.check_positive(items=a.items, val_items=a.val_items, test_items=a.test_items, epochs=a.epochs,
@@ -267,46 +270,95 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def score_checkpoints(a: argparse.Namespace, argv: list[str] | None, families: Sequence[str]) -> int:
-    """``--ckpt``: each checkpoint on each family's test set (held-out faces), one row per pair, then
-    its mean over the families it was not trained on and over all of them."""
-    from training.checkpoint import checkpoint_file
+def open_model(path: str, kind: str, threads: int) -> tuple[Any, Any, Any]:
+    """(p(fake) of uint8 crops, metadata, close) for a checkpoint (``kind`` "ckpt") or a runtime model."""
+    if kind == "ckpt":
+        from training.checkpoint import checkpoint_file
 
+        net, meta = load(checkpoint_file(path), threads)
+        return (lambda crops: predict(net, meta, crops)), meta, (lambda: None)
+    from runtime.backends import open_backend
+    from runtime.preprocess import to_input
+
+    b = open_backend(path, **({"provider": "cpu", "threads": threads} if path.lower().endswith(".onnx") else {}))
+    step = max(1, min(b.max_batch, 64))
+
+    def infer(crops: np.ndarray) -> np.ndarray:
+        logits = [np.asarray(b.infer(np.concatenate([to_input(c, b.meta) for c in crops[i:i + step]]))["logit"],
+                             np.float64).reshape(-1) for i in range(0, len(crops), step)]
+        return 1.0 / (1.0 + np.exp(-np.concatenate(logits)))
+
+    return infer, b.meta, b.close
+
+
+def score_models(a: argparse.Namespace, argv: list[str] | None, families: Sequence[str]) -> int:
+    """``--ckpt``/``--engine``: each model on each family's test set (held-out faces), one row per pair,
+    then its mean over the families it was not trained on and over all of them."""
     report.check_positive(test_items=a.test_items, boot=a.boot)
-    paths = [checkpoint_file(c) for c in a.ckpt]
     rows: list[dict[str, Any]] = []
     sets: dict[Any, tuple[np.ndarray, np.ndarray, list[str]]] = {}
-    for path in paths:
-        net, m = load(path, a.threads)
-        mine = []
+    out = a.json or str(Path(a.out) / "families-models.json")
+    models = [(p, "ckpt") for p in a.ckpt or []] + [(p, "engine") for p in a.engine or []]
+    for i, (path, kind) in enumerate(models):
+        try:
+            rows += score_one(a, path, kind, families, sets)
+        except UserError:
+            if rows:  # what was scored stays on disk
+                _write_models(a, argv, rows, out)
+                print(f"families: stopped at model {i + 1} of {len(models)}; the first {i} are in {out}",
+                      file=sys.stderr)
+            raise
+    cols = [("model", "model"), ("family", "family"), ("trained_on_it", "trained on"), ("auc", "AUC"),
+            ("se_faces", "SE(faces)"), ("far", "FAR"), ("tpr", "caught")]
+    print(report.table(rows, cols, digits=3))
+    _write_models(a, argv, rows, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def score_one(a: argparse.Namespace, path: str, kind: str, families: Sequence[str],
+              sets: dict[Any, tuple[np.ndarray, np.ndarray, list[str]]]) -> list[dict[str, Any]]:
+    """One model's rows: a row per family (test sets shared between models through ``sets``), then means."""
+    infer, m, close = open_model(path, kind, a.threads)
+    mine: list[dict[str, Any]] = []
+    try:
         for fam in families:
             key = (fam, m.input_size, m.face_margin, m.face_align)
             if key not in sets:
                 sets[key] = test_set(fam, a.test_items, m, a.test_seed)
             crops, labels, faces = sets[key]
-            probs = predict(net, m, crops)
-            trained = fam in (m.training.get("families") or [])
-            r = {"checkpoint": str(path), "family": fam, "trained_on_it": trained,
-                 **fold_metrics(probs, labels, faces, m.threshold, a.boot)}
+            trained = fam in trained_families(m)
+            r = {"model": str(path), "family": fam, "trained_on_it": trained,
+                 **fold_metrics(infer(crops), labels, faces, m.threshold, a.boot)}
             mine.append(r)
             print(f"families: {path}, {fam}{' (trained on)' if trained else ''}: AUC {r['auc']:.3f} "
                   f"(se faces {r['se_faces']:.3f}), FAR {r['far']:.3f}, caught {r['tpr']:.3f} at {m.threshold:.3f}",
                   file=sys.stderr, flush=True)
-        unseen = [r for r in mine if not r["trained_on_it"]]
-        groups = [(f"mean, {len(unseen)} not trained on", unseen)] if 1 < len(unseen) < len(mine) else []
-        for name, group in groups + [(f"mean, all {len(mine)}", list(mine))]:
-            mine.append({"checkpoint": str(path), "family": name, "trained_on_it": None,
-                         **{k: float(np.mean([r[k] for r in group])) for k in ("auc", "se_faces", "far", "tpr")}})
-        rows += mine
-    cols = [("checkpoint", "checkpoint"), ("family", "family"), ("trained_on_it", "trained on"), ("auc", "AUC"),
-            ("se_faces", "SE(faces)"), ("far", "FAR"), ("tpr", "caught")]
-    print(report.table(rows, cols, digits=3))
-    result = {**report.envelope(PROG, argv, vars(a)), "rows": rows}
-    path = a.json or str(Path(a.out) / "families-checkpoints.json")
+    finally:
+        close()
+    unseen = [r for r in mine if not r["trained_on_it"]]
+    groups = [(f"mean, {len(unseen)} not trained on", unseen)] if 1 < len(unseen) < len(mine) else []
+    for name, group in groups + [(f"mean, all {len(mine)}", list(mine))]:
+        mine.append({"model": str(path), "family": name, "trained_on_it": None,
+                     **{k: float(np.mean([r[k] for r in group])) for k in ("auc", "se_faces", "far", "tpr")}})
+    return mine
+
+
+def trained_families(meta: Any) -> tuple[str, ...]:
+    """The forgery families a model was trained on: ``training["families"]``, or read from its synthetic
+    ``data`` spec when it predates that field (the bundled model); none for other data."""
+    from training.dataspec import is_synthetic, parse_synthetic
+
+    t = getattr(meta, "training", None) or {}
+    if t.get("families"):
+        return tuple(t["families"])
+    data = str(t.get("data") or "")
+    return tuple(parse_synthetic(data)[1]) if data and is_synthetic(data) else ()
+
+
+def _write_models(a: argparse.Namespace, argv: list[str] | None, rows: list[dict[str, Any]], path: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    report.write_json(path, result)
-    print(f"wrote {path}")
-    return 0
+    report.write_json(path, {**report.envelope(PROG, argv, vars(a)), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -39,12 +39,19 @@ def save_checkpoint(path: str | Path, model: Any, meta: Meta, **state: Any) -> P
     return path
 
 
+RUNTIME_MODELS = (".onnx", ".engine", ".plan", ".trt")  # what a user may pass for a checkpoint by mistake
+
+
 def checkpoint_file(path: str | Path) -> Path:
-    """The checks a checkpoint path gets before PyTorch is imported (seconds): a missing or empty file
-    is refused at once. A user error naming the file, or its Path."""
+    """The checks a checkpoint path gets before PyTorch is imported (seconds): a missing or empty file,
+    or a runtime model (ONNX, TensorRT) given for a checkpoint, is refused at once. A user error naming
+    the file, or its Path."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: checkpoint not found; pass the .pt written by python -m training.train")
+    if p.suffix.lower() in RUNTIME_MODELS:
+        raise UserError(f"{p}: a runtime model ({p.suffix}), not a PyTorch checkpoint; pass the .pt written by "
+                        "python -m training.train (runtime models go to the tools' --engine)")
     if p.stat().st_size == 0:
         raise UserError(f"{p}: not a readable PyTorch checkpoint (the file is empty); check the file or re-run training")
     return p

@@ -130,7 +130,8 @@ def test_through_the_cli_one_line_exit_1(ckpts, tmp_path, module, args):
 
 @pytest.mark.parametrize("module, flag, extra", [("export.onnx", "--ckpt", ["--out", "{tmp}/out"]),
                                                  ("training.evaluate", "--ckpt", ["--data", "synthetic"]),
-                                                 ("training.train", "--resume", [])])
+                                                 ("training.train", "--resume", []),
+                                                 ("benchmarks.families", "--ckpt", [])])
 def test_missing_or_empty_checkpoint_is_refused_before_torch_is_imported(tmp_path, module, flag, extra):
     """The file checks come first: one line in a fraction of a second, not after PyTorch's import
     (about 3 s). Checked in a fresh process, so no test's earlier import hides it."""
@@ -140,7 +141,9 @@ def test_missing_or_empty_checkpoint_is_refused_before_torch_is_imported(tmp_pat
     from tests.helpers import ROOT
 
     (tmp_path / "empty.pt").write_bytes(b"")
-    for name, why in (("missing.pt", "checkpoint not found"), ("empty.pt", "the file is empty")):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x08")  # an ONNX model passed where a checkpoint goes
+    for name, why in (("missing.pt", "checkpoint not found"), ("empty.pt", "the file is empty"),
+                      ("model.onnx", "not a PyTorch checkpoint")):
         code = (f"import runpy, sys; sys.argv = {[module, flag, str(tmp_path / name)] + [a.format(tmp=tmp_path) for a in extra]!r}\n"
                 f"try:\n    runpy.run_module({module!r}, run_name='__main__')\n"
                 "except SystemExit as e:\n    print('torch' in sys.modules, e.code)\n")

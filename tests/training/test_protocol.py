@@ -195,16 +195,29 @@ def test_train_records_families_and_the_fpr_threshold(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "false-alarm rate" in text and "threshold chosen for FPR 0.2" in text
     # benchmarks.families --ckpt scores it on every family's held-out test set, marking those it was trained on
-    report = tmp_path / "families.json"
-    proto.main(["--ckpt", str(out / "best.pt"), "--families", "sbi,warp,i2g", "--test-items", "24", "--boot", "20",
-                "--json", str(report)])
+    # and its ONNX export the same way through the runtime (--engine): the same numbers
     import json
 
+    from export import onnx as export_onnx
+
+    export_onnx.main(["--ckpt", str(out / "best.pt"), "--out", str(tmp_path / "onnx")])
+    report = tmp_path / "families.json"
+    common = ["--families", "sbi,warp,i2g", "--test-items", "24", "--boot", "20", "--json", str(report)]
+    proto.main(["--ckpt", str(out / "best.pt"), "--engine", str(tmp_path / "onnx" / "detect.onnx"), *common])
     rows = json.loads(report.read_text())["rows"]
     assert [(r["family"], r["trained_on_it"]) for r in rows[:3]] == [("sbi", False), ("i2g", True), ("warp", True)]
-    assert [r["family"] for r in rows[3:]] == ["mean, all 3"]  # one family not trained on: no mean of one
+    assert [r["family"] for r in rows[3:4]] == ["mean, all 3"]  # one family not trained on: no mean of one
     assert rows[3]["auc"] == pytest.approx(np.mean([r["auc"] for r in rows[:3]]))
-    assert all(r["n"] == 24 and r["threshold"] == meta["threshold"] for r in rows[:3])
+    assert all(r["n"] == 24 and r["threshold"] == pytest.approx(meta["threshold"]) for r in rows[:3])
+    assert [r["model"].endswith("detect.onnx") for r in rows] == [False] * 4 + [True] * 4
+    assert [r["trained_on_it"] for r in rows[4:]] == [r["trained_on_it"] for r in rows[:4]]  # the metadata travels
+    for key in ("auc", "far", "tpr"):
+        assert [r[key] for r in rows[4:]] == pytest.approx([r[key] for r in rows[:4]], abs=1e-3), key
+    # a bad second model stops the run, and the first one's rows stay on disk
+    report.unlink()
+    with pytest.raises(UserError, match="no such file"):
+        proto.main(["--ckpt", str(out / "best.pt"), "--engine", str(tmp_path / "nope.onnx"), *common])
+    assert len(json.loads(report.read_text())["rows"]) == 4
     with pytest.raises(UserError, match="checkpoint not found"):
         proto.main(["--ckpt", str(tmp_path / "nope.pt")])
 
@@ -216,3 +229,18 @@ def test_train_refuses_families_for_non_synthetic_data(tmp_path):
         train.main(["--data", str(tmp_path), "--families", "sbi"])
     with pytest.raises(UserError, match="fpr:X"):
         train.main(["--data", "synthetic:8", "--threshold", "fpr:2"])
+
+
+def test_trained_families_read_from_the_metadata_or_the_data_spec():
+    from runtime.backends import open_backend
+    from tests.helpers import ROOT
+
+    bundled = open_backend(ROOT / "runtime/assets/jrc_edge_detect.onnx")
+    try:  # trained on synthetic:1600 before meta.training recorded "families": the spec's default, sbi
+        assert "families" not in bundled.meta.training and proto.trained_families(bundled.meta) == ("sbi",)
+    finally:
+        bundled.close()
+    assert proto.trained_families(META.with_(training={"data": "synthetic:8:families=warp,i2g"})) == ("i2g", "warp")
+    assert proto.trained_families(META.with_(training={"data": "x", "families": ["region"]})) == ("region",)
+    assert proto.trained_families(META.with_(training={"data": "crops/"})) == ()
+    assert proto.trained_families(META) == ()
