@@ -299,6 +299,13 @@ def score_models(a: argparse.Namespace, argv: list[str] | None, families: Sequen
     sets: dict[Any, tuple[np.ndarray, np.ndarray, list[str]]] = {}
     out = a.json or str(Path(a.out) / "families-models.json")
     models = [(p, "ckpt") for p in a.ckpt or []] + [(p, "engine") for p in a.engine or []]
+    from training.checkpoint import checkpoint_file
+
+    for path, kind in models:  # every path checked before minutes of scoring, not when its turn comes
+        if kind == "ckpt":
+            checkpoint_file(path)
+        elif not Path(path).is_file():
+            raise UserError(f"{path}: no such file; pass the .onnx or .engine file to score")
     for i, (path, kind) in enumerate(models):
         try:
             rows += score_one(a, path, kind, families, sets)

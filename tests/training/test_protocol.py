@@ -213,10 +213,15 @@ def test_train_records_families_and_the_fpr_threshold(tmp_path, capsys):
     assert [r["trained_on_it"] for r in rows[4:]] == [r["trained_on_it"] for r in rows[:4]]  # the metadata travels
     for key in ("auc", "far", "tpr"):
         assert [r[key] for r in rows[4:]] == pytest.approx([r[key] for r in rows[:4]], abs=1e-3), key
-    # a bad second model stops the run, and the first one's rows stay on disk
+    # a missing model is refused before anything is scored; one that fails to open stops the run, and
+    # the rows of those before it stay on disk
     report.unlink()
     with pytest.raises(UserError, match="no such file"):
         proto.main(["--ckpt", str(out / "best.pt"), "--engine", str(tmp_path / "nope.onnx"), *common])
+    assert not report.exists()
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(UserError, match="broken.onnx"):
+        proto.main(["--ckpt", str(out / "best.pt"), "--engine", str(tmp_path / "broken.onnx"), *common])
     assert len(json.loads(report.read_text())["rows"]) == 4
     with pytest.raises(UserError, match="checkpoint not found"):
         proto.main(["--ckpt", str(tmp_path / "nope.pt")])
