@@ -124,20 +124,10 @@ def test_set(family: str, n: int, meta: Any, seed: int) -> tuple[np.ndarray, np.
 
 def score(ckpt: Path, crops: np.ndarray, threads: int) -> tuple[np.ndarray, Any]:
     """p(fake) of the checkpoint's detect path for each crop, and its metadata."""
-    net, meta = load(ckpt, threads)
+    from benchmarks.runners import load_reference
+
+    net, meta = load_reference(str(ckpt), max(1, threads))
     return predict(net, meta, crops), meta
-
-
-def load(ckpt: Path, threads: int) -> tuple[Any, Any]:
-    """The checkpoint's network in eval mode on ``threads`` CPU threads, and its metadata."""
-    import torch
-
-    from training.checkpoint import load_model
-
-    torch.set_num_threads(max(1, threads))
-    net, meta = load_model(ckpt, map_location="cpu")
-    net.eval()
-    return net, meta
 
 
 def predict(net: Any, meta: Any, crops: np.ndarray) -> np.ndarray:
@@ -273,10 +263,12 @@ def main(argv: list[str] | None = None) -> int:
 def open_model(path: str, kind: str, threads: int) -> tuple[Any, Any, Any]:
     """(p(fake) of uint8 crops, metadata, close) for a checkpoint (``kind`` "ckpt") or a runtime model."""
     if kind == "ckpt":
+        from benchmarks.runners import load_reference
         from training.checkpoint import checkpoint_file
 
-        net, meta = load(checkpoint_file(path), threads)
+        net, meta = load_reference(str(checkpoint_file(path)), max(1, threads))
         return (lambda crops: predict(net, meta, crops)), meta, (lambda: None)
+    from benchmarks.accuracy import sigmoid
     from runtime.backends import open_backend
     from runtime.preprocess import to_input
 
@@ -286,7 +278,7 @@ def open_model(path: str, kind: str, threads: int) -> tuple[Any, Any, Any]:
     def infer(crops: np.ndarray) -> np.ndarray:
         logits = [np.asarray(b.infer(np.concatenate([to_input(c, b.meta) for c in crops[i:i + step]]))["logit"],
                              np.float64).reshape(-1) for i in range(0, len(crops), step)]
-        return 1.0 / (1.0 + np.exp(-np.concatenate(logits)))
+        return sigmoid(np.concatenate(logits))
 
     return infer, b.meta, b.close
 
