@@ -261,12 +261,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def open_model(path: str, kind: str, threads: int) -> tuple[Any, Any, Any]:
-    """(p(fake) of uint8 crops, metadata, close) for a checkpoint (``kind`` "ckpt") or a runtime model."""
+    """(p(fake) of uint8 crops, metadata, close) for a checkpoint (``kind`` "ckpt") or a runtime model;
+    the path already checked (``checkpoint_file``, ``artifact_file``)."""
     if kind == "ckpt":
         from benchmarks.runners import load_reference
-        from training.checkpoint import checkpoint_file
 
-        net, meta = load_reference(str(checkpoint_file(path)), max(1, threads))
+        net, meta = load_reference(str(path), max(1, threads))  # the path checked by score_models
         return (lambda crops: predict(net, meta, crops)), meta, (lambda: None)
     from benchmarks.accuracy import sigmoid
     from runtime.backends import open_backend
@@ -291,13 +291,11 @@ def score_models(a: argparse.Namespace, argv: list[str] | None, families: Sequen
     sets: dict[Any, tuple[np.ndarray, np.ndarray, list[str]]] = {}
     out = a.json or str(Path(a.out) / "families-models.json")
     models = [(p, "ckpt") for p in a.ckpt or []] + [(p, "engine") for p in a.engine or []]
+    from runtime.backends import artifact_file
     from training.checkpoint import checkpoint_file
 
     for path, kind in models:  # every path checked before minutes of scoring, not when its turn comes
-        if kind == "ckpt":
-            checkpoint_file(path)
-        elif not Path(path).is_file():
-            raise UserError(f"{path}: no such file; pass the .onnx or .engine file to score")
+        (checkpoint_file if kind == "ckpt" else artifact_file)(path)
     for i, (path, kind) in enumerate(models):
         try:
             rows += score_one(a, path, kind, families, sets)

@@ -15,7 +15,7 @@ from runtime.backends.base import Backend
 from runtime.errors import UserError
 from runtime.meta import ENGINE_SUFFIXES, missing_engine
 
-__all__ = ["Backend", "open_backend", "open_graph", "BACKENDS", "GRAPH_RUNNERS"]
+__all__ = ["Backend", "artifact_file", "open_backend", "open_graph", "BACKENDS", "GRAPH_RUNNERS"]
 
 # suffix -> (module, class name)
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -33,27 +33,38 @@ GRAPH_RUNNERS: dict[str, tuple[str, str]] = {
 }
 
 
-def backend_class(path: str | Path) -> type[Backend]:
-    """The backend class for an artifact path (by suffix), imported on demand."""
+def _known_suffix(path: str | Path) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in BACKENDS:
         raise UserError(f"{path}: unsupported model file type {suffix or '(no suffix)'!r}; expected "
                         "an ONNX model (.onnx) or a TensorRT engine (.engine/.plan)")
-    module, cls = BACKENDS[suffix]
+    return suffix
+
+
+def backend_class(path: str | Path) -> type[Backend]:
+    """The backend class for an artifact path (by suffix), imported on demand."""
+    module, cls = BACKENDS[_known_suffix(path)]
     return getattr(importlib.import_module(module), cls)
 
 
-def open_backend(path: str | Path, **options: Any) -> Backend:
-    """Open an artifact with the backend its suffix names; ``options`` go to that backend."""
+def artifact_file(path: str | Path) -> Path:
+    """The checks an artifact path gets before its backend opens it, without importing that backend:
+    a known suffix and an existing file. A user error naming the path, or its Path."""
     p = Path(path)
-    cls = backend_class(p)
+    _known_suffix(p)
     if not p.exists():
         if p.suffix.lower() in ENGINE_SUFFIXES:
             raise missing_engine(path)
         raise UserError(f"{path}: no such file; pass the .onnx or .engine file to run")
     if not p.is_file():
         raise UserError(f"{path}: is not a file; pass the .onnx or .engine file to run")
-    return cls(str(p), **options)
+    return p
+
+
+def open_backend(path: str | Path, **options: Any) -> Backend:
+    """Open an artifact with the backend its suffix names; ``options`` go to that backend."""
+    cls = backend_class(path)
+    return cls(str(artifact_file(path)), **options)
 
 
 def open_graph(path: str | Path, **options: Any) -> Any:
