@@ -23,6 +23,7 @@ ENCODERS = ("edge", "xception", "plain")
 GRAPHS = ("detect", "full", "checkpoint")
 PRECISIONS = ("fp32", "fp16", "int8")
 COLORS = ("RGB", "BGR")
+MAX_INPUT_SIZE = 2048  # largest crop side a model may declare
 FACE_ALIGNS = ("box", "landmarks")  # crop around the detector's box, or aligned by its five landmarks
 OUTPUTS = {"detect": ["logit"], "full": ["logit", "recon"], "checkpoint": ["logit", "recon"]}
 
@@ -225,7 +226,7 @@ def _profile(v: Any) -> str:
 
 _CHECKS: dict[str, Callable[[Any], str]] = {
     "encoder": _one_of(ENCODERS),
-    "input_size": _int_in(16, 2048),
+    "input_size": _int_in(16, MAX_INPUT_SIZE),
     "color": _one_of(COLORS),
     "mean": _triple(-1000.0, 1000.0),
     "std": _triple(1e-6, 1000.0),

@@ -51,7 +51,7 @@ def parse_families(text: str | Sequence[str] | None) -> tuple[str, ...]:
     if text is None:
         return ("sbi",)
     parts = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
-    if parts == ["all"]:
+    if "all" in parts:  # 'all,sbi' is still all of them
         return FAMILIES
     unknown = sorted(set(parts) - set(FAMILIES))
     if unknown or not parts:

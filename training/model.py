@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from runtime.errors import UserError
-from runtime.meta import ENCODERS, Meta
+from runtime.meta import ENCODERS, MAX_INPUT_SIZE, Meta
 from training.backbones.edge import DOWNSAMPLE
 
 DEFAULT_SIZE = {"edge": 224, "xception": 299, "plain": 64}
@@ -54,10 +54,7 @@ class JRC(nn.Module):
         super().__init__()
         if encoder not in ENCODERS:
             raise UserError(f"encoder {encoder!r} is unknown; use one of {', '.join(ENCODERS)}")
-        size = DEFAULT_SIZE[encoder] if input_size is None else input_size
-        if not isinstance(size, int) or isinstance(size, bool) or size < MIN_INPUT:
-            raise UserError(f"input_size {size!r} is not usable; give an integer ≥ {MIN_INPUT} "
-                            f"(default {DEFAULT_SIZE[encoder]} for {encoder})")
+        size = _input_size(encoder, input_size)
         self.encoder_name = encoder
         self.input_size = size
         self._config = _resolve_config(encoder, config)
@@ -179,11 +176,20 @@ def default_meta(encoder: str = "edge", input_size: int | None = None) -> Meta:
     if encoder not in ENCODERS:
         raise UserError(f"encoder {encoder!r} is unknown; use one of {', '.join(ENCODERS)}")
     mean, std = NORMALISATION[encoder]
-    meta = Meta(encoder=encoder, input_size=DEFAULT_SIZE[encoder] if input_size is None else input_size,
+    meta = Meta(encoder=encoder, input_size=_input_size(encoder, input_size),
                 mean=mean, std=std, graph="checkpoint", outputs=("logit", "recon"),
                 model=_resolve_config(encoder, {}))
     meta.validate()
     return meta
+
+
+def _input_size(encoder: str, input_size: Any) -> int:
+    """``input_size`` (None: the encoder's default) checked; UserError naming the usable range."""
+    size = DEFAULT_SIZE[encoder] if input_size is None else input_size
+    if not isinstance(size, int) or isinstance(size, bool) or not MIN_INPUT <= size <= MAX_INPUT_SIZE:
+        raise UserError(f"input_size {size!r} is not usable; give an integer in {MIN_INPUT}..{MAX_INPUT_SIZE} "
+                        f"(default {DEFAULT_SIZE[encoder]} for {encoder})")
+    return size
 
 
 def _resolve_config(encoder: str, config: dict[str, Any]) -> dict[str, Any]:

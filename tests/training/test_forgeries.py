@@ -95,5 +95,6 @@ def test_parse_families():
     assert parse_families(None) == ("sbi",)
     assert parse_families("i2g, sbi") == ("sbi", "i2g")
     assert parse_families("all") == FAMILIES
+    assert parse_families("all,sbi") == FAMILIES  # 'all' with more names is still all
     with pytest.raises(ValueError, match="nope"):
         parse_families("sbi,nope")

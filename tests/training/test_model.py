@@ -169,6 +169,8 @@ def test_default_meta(encoder: str, size: int, mean: tuple) -> None:
     assert meta.graph == "checkpoint" and tuple(meta.outputs) == ("logit", "recon")
     json.dumps(meta.model)  # JSON-able
     assert default_meta(encoder, 128).input_size == 128
+    with pytest.raises(UserError, match=r"input_size 100000 is not usable"):  # not "invalid metadata"
+        default_meta(encoder, 100000)
 
 
 def test_build_model_round_trip(edge64: JRC) -> None:
@@ -190,6 +192,7 @@ def test_build_model_round_trip(edge64: JRC) -> None:
 @pytest.mark.parametrize("args, kwargs, match", [
     (("resnet",), {}, "unknown"),
     (("edge", 16), {}, "input_size"),
+    (("edge", 4096), {}, r"input_size 4096 .* 32\.\.2048"),
     (("edge", 64), {"depth": 3}, "unknown key"),
     (("xception", 64), {"width": 0.5}, "unknown key"),
     (("edge", 64), {"dropout": 1.5}, "dropout"),
