@@ -75,16 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_list(text: str, kind: type, flag: str) -> list[Any]:
-    try:
-        out = [kind(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"{flag} {text}: expected comma-separated {kind.__name__} values") from None
-    if not out:
-        raise UserError(f"{flag} {text}: empty")
-    return out
-
-
 def folds(families: Sequence[str], held_out: Sequence[str] | None = None,
           train_on: Sequence[str] | None = None) -> list[tuple[str, tuple[str, ...]]]:
     """(held-out family, training families) per fold: train on all but one, test on that one; with
@@ -217,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(str(e)) from None
     if a.ckpt or a.engine:
         return score_models(a, argv, families)
-    seeds = parse_list(a.seeds, int, "--seeds")
-    lambdas = parse_list(a.lambdas, float, "--lambdas")
+    seeds = report.parse_list(a.seeds, int, "--seeds")
+    lambdas = report.parse_list(a.lambdas, float, "--lambdas")
     report.check_positive(items=a.items, val_items=a.val_items, test_items=a.test_items, epochs=a.epochs,
                           boot=a.boot)
     from training import train

@@ -70,6 +70,17 @@ def parse_batches(text: str) -> list[int]:
     return sorted(set(out))
 
 
+def parse_list(text: str, kind: type, flag: str) -> list[Any]:
+    """``"0,1,2"`` as ``[kind(v), ...]``; UserError naming ``flag`` when a value does not parse or none is given."""
+    try:
+        out = [kind(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} {text}: expected comma-separated {kind.__name__} values") from None
+    if not out:
+        raise UserError(f"{flag} {text}: empty")
+    return out
+
+
 def check_positive(**values: int) -> None:
     for name, v in values.items():
         if v is not None and v < 1:

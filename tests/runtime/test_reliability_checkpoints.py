@@ -131,7 +131,8 @@ def test_through_the_cli_one_line_exit_1(ckpts, tmp_path, module, args):
 @pytest.mark.parametrize("module, flag, extra", [("export.onnx", "--ckpt", ["--out", "{tmp}/out"]),
                                                  ("training.evaluate", "--ckpt", ["--data", "synthetic"]),
                                                  ("training.train", "--resume", []),
-                                                 ("benchmarks.families", "--ckpt", [])])
+                                                 ("benchmarks.families", "--ckpt", []),
+                                                 ("benchmarks.loss_balance", "--ckpt", [])])
 def test_missing_or_empty_checkpoint_is_refused_before_torch_is_imported(tmp_path, module, flag, extra):
     """The file checks come first: one line in a fraction of a second, not after PyTorch's import
     (about 3 s). Checked in a fresh process, so no test's earlier import hides it."""
