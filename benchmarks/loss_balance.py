@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--encoder", default="edge", help="encoder of the fresh networks (edge, xception, plain)")
     p.add_argument("--input-size", type=int, default=None, help="crop size (default: the encoder's)")
+    p.add_argument("--downsample", choices=("stride", "max"), default=None,
+                   help="edge encoder: strided convolutions (default) or max-pools, as training.train's option")
     p.add_argument("--ckpt", metavar="PATH", help="measure at this checkpoint's weights instead of fresh ones")
     p.add_argument("--data", default="synthetic:800", help="training data (a crops folder, a manifest or synthetic[:N])")
     p.add_argument("--seeds", default="0,1", help="initialisation and batch seeds, comma-separated")
@@ -115,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             return model
     else:
         meta, fresh = default_meta(a.encoder, a.input_size), True
+        if a.downsample:
+            if meta.encoder != "edge":
+                raise UserError(f"--downsample {a.downsample}: only the edge encoder has this option")
+            meta = meta.with_(model={**meta.model, "downsample": a.downsample})
 
         def net_for_seed(seed: int) -> Any:
             seed_all(seed)
@@ -123,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(net_for_seed, meta, a.data, seeds, a.batches, a.batch_size, a.recon_loss)
     ratios = [r["ratio"] for r in rows]
     mean, sd = float(np.mean(ratios)), float(np.std(ratios, ddof=1)) if len(ratios) > 1 else math.nan
-    what = a.ckpt or f"fresh {meta.encoder}"
+    what = a.ckpt or f"fresh {meta.encoder}" + (f" ({a.downsample} downsampling)" if a.downsample else "")
     print(f"{what} at {meta.input_size}px, {len(rows)} batches of {a.batch_size} from {a.data}: "
           f"‖∇ recon‖ / ‖∇ BCE‖ on the shared encoder {mean:.3f} ± {sd:.3f} (min {min(ratios):.3f}, "
           f"max {max(ratios):.3f})")
     pulls = [{"lambda": lam, "pull": lam * mean} for lam in lambdas]
     print(report.table(pulls, [("lambda", "λ"), ("pull", "λ × ratio (reconstruction's pull vs BCE's)")], digits=3))
     result = {**report.envelope(PROG, argv, vars(a)), "encoder": meta.encoder, "input_size": meta.input_size,
-              "fresh": fresh, "ratio_mean": mean, "ratio_sd": sd, "pulls": pulls, "rows": rows}
+              "model": dict(meta.model), "fresh": fresh, "ratio_mean": mean, "ratio_sd": sd, "pulls": pulls, "rows": rows}
     if a.json:
         report.write_json(a.json, result)
         print(f"wrote {a.json}")

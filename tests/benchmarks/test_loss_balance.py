@@ -50,11 +50,12 @@ def test_gradient_ratio_measures_each_branch_on_the_shared_encoder():
 
 def test_cli_fresh_and_checkpoint(tiny, tmp_path):
     out = tmp_path / "lb.json"
-    p = run_module("benchmarks.loss_balance", "--input-size", "32", "--data", "synthetic:40", "--seeds", "0,1",
+    p = run_module("benchmarks.loss_balance", "--input-size", "32", "--downsample", "max", "--data", "synthetic:40", "--seeds", "0,1",
                    "--batches", "2", "--batch-size", "4", "--lambdas", "0.1,1", "--json", out)
     assert p.returncode == 0, p.stderr
     d = load_strict(out)
     assert d["tool"] == "benchmarks.loss_balance" and d["fresh"] and (d["encoder"], d["input_size"]) == ("edge", 32)
+    assert d["model"]["downsample"] == "max"  # the network measured is the one asked for
     assert [(r["seed"], r["batch"]) for r in d["rows"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     ratios = [r["ratio"] for r in d["rows"]]
     assert all(math.isfinite(r) and r > 0 for r in ratios)
@@ -73,6 +74,7 @@ def test_cli_fresh_and_checkpoint(tiny, tmp_path):
     (("--seeds", "a,b"), "--seeds a,b"),
     (("--batches", "0"), "--batches 0"),
     (("--encoder", "resnet"), "resnet"),
+    (("--encoder", "xception", "--downsample", "max"), "only the edge encoder"),
     (("--ckpt", "nowhere.pt"), "nowhere.pt"),
     (("--input-size", "32", "--data", "synthetic:6", "--batch-size", "8"), "fewer than --batch-size 8"),
 ])
