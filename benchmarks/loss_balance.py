@@ -27,7 +27,7 @@ PROG = "benchmarks.loss_balance"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    p.add_argument("--encoder", default="edge", help="encoder of the fresh networks (edge, xception, plain)")
+    p.add_argument("--encoder", help="encoder of the fresh networks: edge (default), xception or plain")
     p.add_argument("--input-size", type=int, default=None, help="crop size (default: the encoder's)")
     p.add_argument("--downsample", choices=("stride", "max"), default=None,
                    help="edge encoder: strided convolutions (default) or max-pools, as training.train's option")
@@ -74,12 +74,13 @@ def measure(net_for_seed: Any, meta: Any, data: str, seeds: Sequence[int], batch
 
     from training.data import open_dataset
 
+    ds = open_dataset(data, meta, train=True)
+    if len(ds) < batch_size:
+        raise UserError(f"--data {data}: {len(ds)} training items, fewer than --batch-size {batch_size}")
     rows = []
     for seed in seeds:
         net = net_for_seed(seed).train()
-        ds = open_dataset(data, meta, train=True, seed=seed)
-        if len(ds) < batch_size:
-            raise UserError(f"--data {data}: {len(ds)} training items, fewer than --batch-size {batch_size}")
+        ds.set_epoch(seed)  # each seed its own augmentation draw, as a training epoch gets
         order = np.random.default_rng(seed).permutation(len(ds))
         for b in range(batches):
             pick = [int(i) for i in order[(np.arange(batch_size) + b * batch_size) % len(ds)]]
@@ -97,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     report.check_positive(batches=a.batches, batch_size=a.batch_size, threads=a.threads)
     report.check_writable(a.json, "--json")
     if a.ckpt:
+        given = [flag for flag, v in (("--encoder", a.encoder), ("--input-size", a.input_size),
+                                      ("--downsample", a.downsample)) if v is not None]
+        if given:
+            raise UserError(f"--ckpt {a.ckpt}: the network measured is the checkpoint's; drop {', '.join(given)}")
         from training.checkpoint import checkpoint_file
 
         checkpoint_file(a.ckpt)
@@ -116,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             seed_all(seed)
             return model
     else:
-        meta, fresh = default_meta(a.encoder, a.input_size), True
-        if a.downsample:
-            if meta.encoder != "edge":
-                raise UserError(f"--downsample {a.downsample}: only the edge encoder has this option")
-            meta = meta.with_(model={**meta.model, "downsample": a.downsample})
+        meta, fresh = default_meta(a.encoder or "edge", a.input_size, a.downsample), True
 
         def net_for_seed(seed: int) -> Any:
             seed_all(seed)

@@ -171,14 +171,17 @@ def build_model(meta: Meta) -> JRC:
     return JRC(meta.encoder, meta.input_size, **dict(meta.model))
 
 
-def default_meta(encoder: str = "edge", input_size: int | None = None) -> Meta:
-    """Checkpoint metadata for a fresh model: size, normalisation and config for ``encoder``."""
+def default_meta(encoder: str = "edge", input_size: int | None = None, downsample: str | None = None) -> Meta:
+    """Checkpoint metadata for a fresh model: size, normalisation and config for ``encoder``
+    (``downsample``: the edge encoder's option, as ``training.train --downsample``)."""
     if encoder not in ENCODERS:
         raise UserError(f"encoder {encoder!r} is unknown; use one of {', '.join(ENCODERS)}")
+    if downsample and encoder != "edge":
+        raise UserError(f"--downsample {downsample}: only the edge encoder has this option")
     mean, std = NORMALISATION[encoder]
     meta = Meta(encoder=encoder, input_size=_input_size(encoder, input_size),
                 mean=mean, std=std, graph="checkpoint", outputs=("logit", "recon"),
-                model=_resolve_config(encoder, {}))
+                model=_resolve_config(encoder, {"downsample": downsample} if downsample else {}))
     meta.validate()
     return meta
 

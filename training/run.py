@@ -107,11 +107,7 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         net = build_network(meta, a.resume)
         load_weights(net, blob["model"], a.resume)
         return meta, net
-    meta = default_meta(a.encoder, a.input_size).with_(face_align=a.face_align)
-    if a.downsample:
-        if a.encoder != "edge":
-            raise UserError(f"--downsample {a.downsample}: only the edge encoder has this option")
-        meta = meta.with_(model={**meta.model, "downsample": a.downsample})
+    meta = default_meta(a.encoder, a.input_size, a.downsample).with_(face_align=a.face_align)
     net = build_model(meta)
     if a.backbone_weights:
         from training.model import load_backbone_weights

@@ -76,6 +76,7 @@ def test_cli_fresh_and_checkpoint(tiny, tmp_path):
     (("--encoder", "resnet"), "resnet"),
     (("--encoder", "xception", "--downsample", "max"), "only the edge encoder"),
     (("--ckpt", "nowhere.pt"), "nowhere.pt"),
+    (("--ckpt", "nowhere.pt", "--encoder", "edge", "--input-size", "64"), "drop --encoder, --input-size"),
     (("--input-size", "32", "--data", "synthetic:6", "--batch-size", "8"), "fewer than --batch-size 8"),
 ])
 def test_bad_input_is_one_line(args, needle):

@@ -173,6 +173,13 @@ def test_default_meta(encoder: str, size: int, mean: tuple) -> None:
         default_meta(encoder, 100000)
 
 
+def test_default_meta_downsample() -> None:
+    assert default_meta("edge", 64, "max").model["downsample"] == "max"
+    assert build_model(default_meta("edge", 64, "max")).config()["downsample"] == "max"
+    with pytest.raises(UserError, match="--downsample max: only the edge encoder"):
+        default_meta("xception", 64, "max")
+
+
 def test_build_model_round_trip(edge64: JRC) -> None:
     meta = default_meta("edge", 64).with_(model=edge64.config())
     again = Meta.from_json(meta.to_json(), "test")
