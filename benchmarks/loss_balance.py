@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.ckpt:
         from benchmarks.runners import load_reference
 
-        model, meta = load_reference(a.ckpt, a.threads)
+        model, meta = load_reference(a.ckpt)  # threads: set above, for both modes
         fresh = False
 
         def net_for_seed(seed: int) -> Any:
