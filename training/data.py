@@ -46,8 +46,8 @@ class FaceDataset(Dataset):
         self.seed = int(seed or 0)
         self.epoch = 0
         self.spec = items.spec
-        if augment is None:
-            augment = Augment() if train else False
+        if augment is None:  # a set that degrades its faces itself says what else it wants
+            augment = (items.default_augment() if hasattr(items, "default_augment") else Augment()) if train else False
         self.augment = augment or None
 
     def __len__(self) -> int:

@@ -24,6 +24,7 @@ from runtime.errors import UserError
 from training.dataspec import is_synthetic, parse_synthetic, synthetic_spec
 
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
+GENERATED_VAL_ITEMS = 1000  # ... and for pool/selfblend runs: each held-out face in several camera views
 # the settings a checkpoint stores; with --resume they become training.train's defaults
 _ARG_KEYS = ("data", "val", "synthetic", "augment", "encoder", "input_size", "epochs", "batch_size", "lr", "optimizer",
              "weight_decay", "warmup", "lam", "recon_loss", "recon_real_only", "backbone_weights", "seed",
@@ -134,7 +135,8 @@ def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, b
 
 def _synthetic_val(data: str) -> str:
     """The default validation set of synthetic training data: its held-out faces, same families."""
-    return synthetic_spec(int(SYNTHETIC_VAL.split(":")[1]), parse_synthetic(data)[1])
+    n = int(SYNTHETIC_VAL.split(":")[1]) if data.strip().startswith("synthetic") else GENERATED_VAL_ITEMS
+    return synthetic_spec(n, parse_synthetic(data)[1], like=data)
 
 
 def _validate(net: Any, val_dl: Any, val_ds: Any, device: Any, amp: bool, threshold: float,

@@ -196,7 +196,7 @@ def _check_args(a: argparse.Namespace) -> None:
             fams = parse_families(a.families)
         except ValueError as e:
             raise UserError(f"--families: {e}") from None
-        a.data = synthetic_spec(parse_synthetic(a.data)[0], fams)
+        a.data = synthetic_spec(parse_synthetic(a.data)[0], fams, like=a.data)
         a.families = ",".join(fams)
     for name, value, low in (("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 2), ("--workers", a.workers, 0),
                              ("--threads", a.threads, 0)):
