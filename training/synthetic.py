@@ -131,7 +131,7 @@ def perturb_geometry(img: np.ndarray, rng: np.random.Generator, centre: tuple[fl
 
 def self_blend(face_bgr: np.ndarray, rng: np.random.Generator,
                blend_ratios: Sequence[float] = BLEND_RATIOS, landmarks: np.ndarray | None = None,
-               box: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               box: Sequence[float] | None = None, either: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """A self-blended forgery of one face image: (fake uint8 BGR, mask float32 H×W in [0, 1]).
 
     ``fake = mask · source + (1 − mask) · target``: one of the two is the face as it is, the other
@@ -142,7 +142,7 @@ def self_blend(face_bgr: np.ndarray, rng: np.random.Generator,
     copy is always the source. With the face's five ``landmarks`` and its ``box`` (x, y, w, h) the
     image may be a whole frame: the mask is a hull of the face's outline
     (:func:`training.face_shape.landmark_mask`) and, as in SBI, the perturbed copy is the source
-    or the target at random.
+    or the target at random (``either``; else always the source, so nothing outside the mask changes).
     """
     face = np.ascontiguousarray(face_bgr)
     if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
@@ -162,7 +162,7 @@ def self_blend(face_bgr: np.ndarray, rng: np.random.Generator,
         side = 1.3 * max(float(box[2]), float(box[3]))  # a face crop's side at the default margin
         centre = (float(box[0]) + float(box[2]) / 2, float(box[1]) + float(box[3]) / 2)
         changed = perturb_frequency(perturb_colour(face, rng), rng)
-        source, target = (changed, face) if rng.random() < 0.5 else (face, changed)
+        source, target = (changed, face) if not either or rng.random() < 0.5 else (face, changed)
         source = perturb_geometry(source, rng, centre, side)
         mask = soften(landmark_mask((h, w), landmarks, rng), rng, side)
     mask = (mask * float(rng.choice(np.asarray(blend_ratios, np.float32)))).astype(np.float32)
