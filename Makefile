@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local CPU wheel on the development machines; users with CUDA builds install their own torch first.
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo venv lint clean bundled-model bench gpu-check face-model
+.PHONY: test demo venv lint clean bundled-model bench gpu-check face-model face-pool
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -59,6 +59,15 @@ bench: $(BUNDLE_RUN)/onnx/detect.onnx
 	    --batch 1,8 --threads 1 --runs 200 --json runs/edge224/latency.json
 	$(BIN)/python -m benchmarks.pipeline --engine runs/edge224/detect.onnx --reference runs/edge224/model.pt \
 	    --repeats 5 --threads 1 --json runs/edge224/pipeline.json
+
+# The real-face pool (training/assets/face_pool/): licence-clear photos from two public repositories and two
+# public-domain photos, cut by the runtime's own face detector; byte-for-byte reproducible from checkouts of
+# debruine/webmorphR.stim (fa8b78f) and cjdowner/interfaces (2166b22).
+WEBMORPH ?= webmorphR.stim
+INTERFACES ?= interfaces
+face-pool: | venv
+	$(BIN)/python -m training.face_pool_build --webmorph $(WEBMORPH) --interfaces $(INTERFACES) \
+	    --face-px 224 --context 2.6 --out training/assets/face_pool
 
 lint: venv
 	$(BIN)/ruff check .

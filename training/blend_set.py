@@ -10,7 +10,10 @@ the SBI paper makes it and the way a camera then sees it:
    from the face's landmarks (:func:`training.synthetic.self_blend`), or another family
    (``training.forgeries``) made on the face's square crop and put back into the frame;
 3. the camera's trip and the runtime's crop from a jittered box (:func:`training.camera.camera_view`),
-   the same for real and fake; with ``camera=off`` the runtime's crop alone.
+   the same for real and fake; with ``camera=off`` the runtime's crop alone. With ``ramp=N`` the
+   trip grows over training's first N epochs (:meth:`training.camera.CameraConfig.at`): a network
+   learning from scratch first finds the blending traces on clear faces, then learns to find them
+   through the camera (without it, the full trip from the first step left BCE at chance).
 
 Two-identity families draw their donor from this set's other people, so a split's forgeries never
 show a person of another split. Everything random comes from the generator passed in.
@@ -49,10 +52,12 @@ class FrameFaceSet:
     """Real faces in frames (label 0) alternating with forgeries of them (label 1), as runtime crops."""
 
     def __init__(self, spec: str, faces: Sequence[FrameFace], meta: Meta, n: int | None = None,
-                 families: Sequence[str] = ("sbi",), camera: CameraConfig | None = DEFAULT) -> None:
+                 families: Sequence[str] = ("sbi",), camera: CameraConfig | None = DEFAULT, ramp: int = 0) -> None:
         self.spec, self.faces, self.families = spec, list(faces), tuple(families)
         self.meta = meta
         self.camera = camera or OFF
+        self.ramp = int(ramp)  # epochs over which training's camera trip grows to full strength
+        self.strength = 1.0
         f, nf = len(self.faces), len(self.families)
         n = 2 * f if n is None else int(n)
         pairs = (n + 1) // 2
@@ -67,6 +72,10 @@ class FrameFaceSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Training's curriculum: the camera's trip at ``epoch / ramp`` of its strength (epochs count from 1)."""
+        self.strength = min(1.0, epoch / self.ramp) if self.ramp > 0 else 1.0
+
     def default_augment(self):
         """Training's extra augmentation after the crop: a mirror image only (the camera's trip
         already degrades every face)."""
@@ -78,7 +87,7 @@ class FrameFaceSet:
         """Item ``index`` as the runtime's crop; ``rng`` draws everything, ``vary`` adds training's variants."""
         image, face = self.frame(index, rng, vary)
         return camera_view(image, face.box, face.landmarks, rng, self.meta.input_size, self.meta.face_margin,
-                           self.camera, self.meta.face_align)
+                           self.camera.at(self.strength), self.meta.face_align)
 
     def frame(self, index: int, rng: np.random.Generator, vary: bool = False) -> tuple[np.ndarray, FrameFace]:
         """Item ``index``'s frame region (the forgery made, no camera yet) and its face."""

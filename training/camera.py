@@ -51,6 +51,19 @@ class CameraConfig:
     p_jitter: float = 1.0  # framing jitter of the crop's box
     p_wide: float = 0.3  # of those, a margin from a wide range (other tools' crops)
 
+    def at(self, strength: float) -> CameraConfig:
+        """This trip at ``strength`` (0: none, 1: as configured), for a curriculum: each step's
+        probability scaled, the smallest face and the lowest quality moved toward the mildest."""
+        s = min(max(float(strength), 0.0), 1.0)
+        if s >= 1.0:
+            return self
+        lo, hi = self.face_px
+        return replace(self, face_px=(hi * (lo / hi) ** s if hi > 0 else lo, hi), p_dim=self.p_dim * s,
+                       p_noise=self.p_noise * s, p_blur=self.p_blur * s, p_compress=self.p_compress * s,
+                       crf=(self.crf[0], int(round(self.crf[0] + s * (self.crf[1] - self.crf[0])))),
+                       jpeg=(int(round(self.jpeg[1] - s * (self.jpeg[1] - self.jpeg[0]))), self.jpeg[1]),
+                       p_wide=self.p_wide * s)
+
     def without(self, *steps: str) -> CameraConfig:
         """This config with steps turned off: scale, dim, noise, blur, compress, h264, jitter."""
         off = {"dim": {"p_dim": 0.0}, "noise": {"p_noise": 0.0}, "blur": {"p_blur": 0.0},

@@ -54,8 +54,11 @@ class FaceDataset(Dataset):
         return len(self.labels)
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw new random perturbations for the next epoch (training datasets only)."""
+        """Draw new random perturbations for the next epoch (training datasets only); items with a
+        curriculum (``training.blend_set``'s camera ramp) hear of it too."""
         self.epoch = int(epoch)
+        if self.train and hasattr(self.items, "set_epoch"):
+            self.items.set_epoch(self.epoch)
 
     def rng(self, index: int) -> np.random.Generator:
         epoch = self.epoch if self.train else 0

@@ -77,7 +77,7 @@ SPEC_HELP = ("a crops folder (real/, fake/), a CSV manifest, a videos folder or 
 _LABEL_SPELLINGS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "real": 0, "fake": 1}
 _FRAME_SUFFIX = re.compile(r"_f\d+$")
 _NAMED = re.compile(r"(?P<base>synthetic|pool)(?:-(?P<family>[a-z0-9]+))?(?P<opts>(?::[^:]+)*)")
-_OPTION = re.compile(r"(?P<n>\d+)|families=(?P<families>[a-z0-9,]+)|camera=(?P<camera>on|off)")
+_OPTION = re.compile(r"(?P<n>\d+)|families=(?P<families>[a-z0-9,]+)|camera=(?P<camera>on|off)|ramp=(?P<ramp>\d+)")
 GENERATED = ("synthetic", "pool", "selfblend")
 
 
@@ -93,6 +93,7 @@ class GeneratedSpec:
     n: int | None = None
     families: tuple[str, ...] = ("sbi",)
     camera: bool | None = None  # None: the base's default
+    ramp: int = 0  # training: the camera's trip grows over this many epochs (training.blend_set)
 
     @property
     def camera_on(self) -> bool:
@@ -102,7 +103,8 @@ class GeneratedSpec:
         head = f"selfblend:{self.path}" if self.base == "selfblend" else self.base
         return (head + (f":{self.n}" if self.n else "")
                 + ("" if self.families == ("sbi",) else f":families={','.join(self.families)}")
-                + ("" if self.camera is None else f":camera={'on' if self.camera else 'off'}"))
+                + ("" if self.camera is None else f":camera={'on' if self.camera else 'off'}")
+                + (f":ramp={self.ramp}" if self.ramp else ""))
 
 
 def _parse_options(text: str, opts: list[str]) -> dict:
@@ -110,7 +112,7 @@ def _parse_options(text: str, opts: list[str]) -> dict:
     for o in opts:
         m = _OPTION.fullmatch(o)
         if m is None:
-            raise UserError(f"{text}: option {o!r} is unknown; use :N, :families=A,B or :camera=on|off")
+            raise UserError(f"{text}: option {o!r} is unknown; use :N, :families=A,B, :camera=on|off or :ramp=EPOCHS")
         for k, v in m.groupdict().items():
             if v is not None:
                 if k in found:
@@ -146,7 +148,8 @@ def parse_generated(spec: str | Path) -> GeneratedSpec | None:
     except ValueError as e:
         raise UserError(f"{text}: {e}") from None
     camera = None if "camera" not in found else found["camera"] == "on"
-    return GeneratedSpec(base, path, int(found["n"]) if "n" in found else None, families, camera)
+    return GeneratedSpec(base, path, int(found["n"]) if "n" in found else None, families, camera,
+                         int(found.get("ramp", 0)))
 
 
 # --- splits ----------------------------------------------------------------------------------
@@ -462,7 +465,7 @@ def _generated_items(text: str, meta: Meta, split: str | None, val_fraction: flo
         frames = [f for f in every if f.person in keep]
     if not frames:
         raise UserError(f"{text}: no faces in its {split} split; add people (each split needs at least one)")
-    return FrameFaceSet(text, frames, meta, g.n, g.families, DEFAULT if g.camera_on else None)
+    return FrameFaceSet(text, frames, meta, g.n, g.families, DEFAULT if g.camera_on else None, g.ramp)
 
 
 def _split_rows(spec: str, videos: list[str], columns: dict[str, list[str]], split: str | None,

@@ -38,7 +38,7 @@ from runtime.errors import UserError
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS, read_image
 
 POOL = Path(__file__).resolve().parent / "assets" / "face_pool"
-CONTEXT = 2.6  # region side in face sides (what the pool stores; crops with wide margins fit inside)
+CONTEXT = 2.6  # region side in face sides (what the pool stores: crops with wide margins fit inside)
 MAX_FACE_PX = 224  # larger faces are scaled down to this on loading (memory; training crops are smaller)
 VIDEO_FRAMES = 16  # frames sampled per video of a folder
 

@@ -45,6 +45,7 @@ import numpy as np
 
 from runtime.errors import UserError, run_cli
 from runtime.media import read_image
+from training.face_pool import CONTEXT
 
 WEBMORPH_REPO = "https://github.com/debruine/webmorphR.stim"
 INTERFACES_REPO = "https://github.com/cjdowner/interfaces"
@@ -247,8 +248,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--webmorph-commit", help="the commit DIR holds (default: its git HEAD)")
     p.add_argument("--interfaces-commit", help="the commit DIR holds (default: its git HEAD)")
     p.add_argument("--out", default="training/assets/face_pool", help="pool folder (default: %(default)s)")
-    p.add_argument("--face-px", type=int, default=192, help="face box side in the stored images (default: %(default)s)")
-    p.add_argument("--context", type=float, default=2.2,
+    p.add_argument("--face-px", type=int, default=224, help="face box side in the stored images (default: %(default)s)")
+    p.add_argument("--context", type=float, default=CONTEXT,
                    help="stored region side in face sides, around the face (default: %(default)s)")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -78,3 +78,11 @@ def test_without_names_the_steps():
     assert OFF.p_compress == 0 and OFF.face_px == (0.0, 0.0)
     with pytest.raises(ValueError, match="camera step"):
         CameraConfig().without("fog")
+
+
+def test_strength_ramps_every_step_toward_the_mildest():
+    full, half, none = camera.DEFAULT, camera.DEFAULT.at(0.5), camera.DEFAULT.at(0.0)
+    assert camera.DEFAULT.at(1.0) is full
+    assert half.p_compress == pytest.approx(full.p_compress / 2) and none.p_noise == 0 and none.p_wide == 0
+    assert none.face_px == (full.face_px[1], full.face_px[1]) and full.face_px[0] < half.face_px[0] < full.face_px[1]
+    assert half.crf[1] < full.crf[1] and half.jpeg[0] > full.jpeg[0]

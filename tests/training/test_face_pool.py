@@ -106,7 +106,7 @@ def test_builder_on_replicas(tmp_path):
     assert "CC0" in prov["images/interfaces-001.jpg"]["licence"]
     img = cv2.imread(str(out / rows["astronaut"]["file"]))
     box = [float(v) for v in rows["astronaut"]["box"].split()]
-    assert abs(max(box[2], box[3]) - 192) < 1.5 and img.shape[0] == img.shape[1]  # face at --face-px in a square
+    assert abs(max(box[2], box[3]) - 224) < 1.5 and img.shape[0] == img.shape[1]  # face at --face-px in a square
 
 
 def test_builder_refuses_a_wrong_folder(tmp_path):

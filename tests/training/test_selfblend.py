@@ -103,3 +103,16 @@ def test_selfblend_folder_spec(tmp_path, monkeypatch):
     assert len(train) == 12 and not set(train.videos) & set(val.videos)
     with pytest.raises(UserError, match="no test split"):
         open_items(spec, META, "test")
+
+
+def test_camera_ramp_follows_the_training_epoch():
+    from training.data import FaceDataset
+
+    train = FaceDataset(open_items("pool:8:ramp=4", META, "train"), META, train=True)
+    val = FaceDataset(open_items("pool:8:ramp=4", META, "val"), META, train=False)
+    train.set_epoch(1)
+    val.set_epoch(1)
+    assert train.items.strength == 0.25 and val.items.strength == 1.0
+    train.set_epoch(9)
+    assert train.items.strength == 1.0
+    assert parse_generated("pool:8:ramp=4").text() == "pool:8:ramp=4"
