@@ -7,8 +7,10 @@ the SBI paper makes it and the way a camera then sees it:
 1. the face's frame region (:class:`training.face_pool.FrameFace`), varied in colour and
    sharpness as a whole when training (real and fake alike);
 2. for a fake, the forgery made at the frame's resolution: a self-blend through a mask drawn
-   from the face's landmarks (:func:`training.synthetic.self_blend`), or another family
-   (``training.forgeries``) made on the face's square crop and put back into the frame;
+   from the face's landmarks (:func:`training.synthetic.self_blend`); a face swap (``i2g``:
+   another person's face aligned by the landmarks, colour-matched and blended through that mask,
+   :func:`swap_in`); or another family (``training.forgeries``) made on the face's square crop
+   and put back into the frame;
 3. the camera's trip and the runtime's crop from a jittered box (:func:`training.camera.camera_view`),
    the same for real and fake; with ``camera=off`` the runtime's crop alone. With ``ramp=N`` the
    trip grows over training's first N epochs (:meth:`training.camera.CameraConfig.at`): a network
@@ -46,6 +48,34 @@ def paste(image: np.ndarray, crop: np.ndarray, where: tuple[int, int, int, int])
     out = image.copy()
     out[cy0:cy1, cx0:cx1] = crop[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
     return out
+
+
+def swap_in(image: np.ndarray, face: FrameFace, donor: np.ndarray, donor_landmarks: np.ndarray,
+            rng: np.random.Generator) -> np.ndarray:
+    """Another person's face swapped into ``image`` as face-swap tools do it: the donor's frame
+    aligned onto the face by the five landmarks (a similarity), colour-matched inside a mask drawn
+    from the face's landmarks, pasted through it softened (two thirds of the time) or hard-edged."""
+    import cv2
+
+    from training.face_shape import landmark_mask
+    from training.forgeries import HARD_PASTE_P, match_colour
+    from training.synthetic import BLEND_RATIOS, perturb_frequency, soften
+
+    h, w = image.shape[:2]
+    m, _ = cv2.estimateAffinePartial2D(np.asarray(donor_landmarks, np.float32), np.asarray(face.landmarks, np.float32),
+                                       method=cv2.LMEDS)
+    if m is None:  # degenerate landmarks: no alignment to be had
+        m = np.float32([[1, 0, 0], [0, 1, 0]])
+    warped = cv2.warpAffine(donor, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    hard = landmark_mask((h, w), face.landmarks, rng)
+    source = perturb_frequency(match_colour(warped, image, hard), rng)
+    side = 1.3 * max(face.box[2], face.box[3])
+    if rng.random() < HARD_PASTE_P:
+        mask = hard
+    else:
+        mask = soften(hard, rng, side) * float(rng.choice(np.asarray(BLEND_RATIOS, np.float32)))
+    m3 = mask.astype(np.float32)[..., None]
+    return np.clip(np.rint(m3 * source.astype(np.float32) + (1 - m3) * image.astype(np.float32)), 0, 255).astype(np.uint8)
 
 
 class FrameFaceSet:
@@ -107,6 +137,12 @@ class FrameFaceSet:
 
         if family == "sbi":
             return self_blend(image, rng, landmarks=face.landmarks, box=face.box)[0]
+        if family == "i2g":
+            others = [g for g in self.faces if g.person != face.person]
+            if not others:  # one person: the nearest thing is a self-blend
+                return self_blend(image, rng, landmarks=face.landmarks, box=face.box)[0]
+            other = others[int(rng.integers(len(others)))]
+            return swap_in(image, face, vary_face(other.image, rng) if vary else other.image, other.landmarks, rng)
         margin = self.meta.face_margin
         crop, where = crop_view(image, face.box, margin)
         donor = None
