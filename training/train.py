@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "detector's box (default) or aligned by its five landmarks; recorded in the model's metadata, "
                    "so the runtime serves the same (extract the crops with python -m training.extract --align)")
     m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet)")
+    m.add_argument("--init", metavar="CKPT",
+                   help="start from this checkpoint's weights (e.g. the bundled recipe's, to fine-tune on your own "
+                        "footage): its encoder, input size and model settings, a new optimiser and schedule")
     m.add_argument("--downsample", choices=("stride", "max"), default=None,
                    help="edge encoder: halve the resolution with strided convolutions (MobileNetV3's; default) "
                    "or with 2x2 max-pools after stride-1 ones, which keep pixel-scale blending traces")
@@ -128,6 +131,14 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any] |
             raise UserError(f"--resume {args.resume} (its stored settings are the defaults): {e}") from None
         _check_epochs_left(args, blob)
         return args, blob
+    if args.init and not args.resume:  # the starting checkpoint's network is the default
+        from runtime.meta import Meta
+        from training.checkpoint import read_checkpoint
+
+        start = read_checkpoint(args.init)
+        meta = Meta.from_dict(start["meta"], source=args.init)
+        parser.set_defaults(encoder=meta.encoder, input_size=meta.input_size)
+        args = parser.parse_args(argv)
     _check_args(args)
     return args, blob
 
