@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Local CPU wheel on the development machines; users with CUDA builds install their own torch first.
 TORCH ?= torch==2.13.0
 
-.PHONY: test demo venv lint clean bundled-model bench gpu-check face-model face-pool
+.PHONY: test demo venv lint clean bundled-model bench gpu-check face-model face-pool mesonet
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,18 @@ face-model: | venv
 	test -f $(FACENET_WHEEL) || $(BIN)/pip download facenet-pytorch==2.6.0 --no-deps -d $(dir $(FACENET_WHEEL))
 	$(BIN)/python -m export.faces --wheel $(FACENET_WHEEL) --out runtime/assets/mtcnn
 	cd runtime/assets/mtcnn && sha256sum -c SHA256SUMS
+
+# The MesoNet peers (benchmarks/assets/mesonet/): the authors' Keras weights (Apache-2.0, NOTICE kept) converted by
+# the project's own code, from a checkout or a bare git directory of their repository at the pinned commit, into
+# MESONET_OUT, then compared with the committed copy byte for byte (same torch, onnx and onnxslim versions).
+# MESONET_OUT=benchmarks/assets/mesonet rewrites the committed copy.
+MESONET_REPO ?= /tmp/MesoNet
+MESONET_REV ?= 2144d56a30e48cdcac1976ff13a1c5cdc86376c6
+MESONET_OUT ?= runs/mesonet
+mesonet: | venv
+	test -e $(MESONET_REPO) || git clone --quiet https://github.com/DariusAf/MesoNet $(MESONET_REPO)
+	$(BIN)/python -m export.mesonet --repo $(MESONET_REPO) --rev $(MESONET_REV) --out $(MESONET_OUT)
+	diff -r $(MESONET_OUT) benchmarks/assets/mesonet && echo "$(MESONET_OUT): benchmarks/assets/mesonet reproduced byte for byte"
 
 # The README's performance tables: latency (fp32, int8-cpu, PyTorch reference) and the pipeline split.
 bench: $(BUNDLE_RUN)/onnx/detect.onnx

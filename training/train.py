@@ -71,12 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="no flip/colour/blur/JPEG augmentation (tiny data sets learn faster without)")
     m = p.add_argument_group("model")
     m.add_argument("--encoder", choices=ENCODERS, default="edge",
-                   help="edge (MobileNetV3-sized), xception (the paper's) or plain (five conv stages, for 64-128 px)")
-    m.add_argument("--input-size", type=int, default=None, help="crop size (default: 224 edge, 299 xception)")
+                   help="edge (MobileNetV3-sized), xception (the paper's), plain (five conv stages, for 64-128 px), "
+                   "meso4 or mesoinception4 (MesoNet's convolutions; start them from its deepfake-trained weights "
+                   "with --backbone-weights)")
+    m.add_argument("--input-size", type=int, default=None,
+                   help="crop size (default: 224 edge, 299 xception, 64 plain, 256 meso4/mesoinception4)")
     m.add_argument("--face-align", choices=FACE_ALIGNS, default="box", help="train on crops around the face "
                    "detector's box (default) or aligned by its five landmarks; recorded in the model's metadata, "
                    "so the runtime serves the same (extract the crops with python -m training.extract --align)")
-    m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet)")
+    m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet); for "
+                   "meso4/mesoinception4 the MesoNet peers' .pt (benchmarks/assets/mesonet) or the authors' .h5")
     m.add_argument("--init", metavar="CKPT",
                    help="start from this checkpoint's weights (e.g. the bundled recipe's, to fine-tune on your own "
                         "footage): its encoder, input size and model settings, a new optimiser and schedule")
