@@ -184,32 +184,85 @@ def check_matrix(setup: Setup) -> list[tuple[str, Callable[[], str]]]:
     return checks
 
 
+def current_cuda_context() -> int:
+    """The CUDA driver's current context on this thread (0: none), asked from libcuda itself:
+    pycuda's ``Context.get_current()`` reads pycuda's own stack, which does not show a context left
+    current on the driver's stack (what a ``detach()`` after use does)."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        raise Skip("libcuda not found")
+    handle = ctypes.c_void_p()
+    code = lib.cuCtxGetCurrent(ctypes.byref(handle))
+    if code:
+        raise AssertionError(f"cuCtxGetCurrent failed (CUDA error {code})")
+    return int(handle.value or 0)
+
+
 def check_open_close(setup: Setup) -> str:
-    """Open, infer on a worker thread, close: LEAK_LOOPS times; free device memory must not sink."""
+    """Open, infer on a worker thread, close: LEAK_LOOPS times; free device memory must not sink and
+    no CUDA context may stay current on this thread after a close."""
     from runtime.backends.tensorrt import TensorRTBackend
 
     engine = build(setup, "detect.fp16.loop", precision="fp16", batch=(1, 4, 8))
     cuda = trt_compat.import_pycuda()
-    cuda.init()
-    ctx = cuda.Device(0).retain_primary_context()
-    try:
-        free = []
-        for i in range(LEAK_LOOPS):
-            b = TensorRTBackend(str(engine))
-            errors: list[BaseException] = []
-            t = threading.Thread(target=_infer_or_record, args=(b, batch(setup, 3, seed=i), errors))
-            t.start()
-            t.join()
-            b.close()
-            if errors:
-                raise AssertionError(f"loop {i}: {type(errors[0]).__name__}: {errors[0]}")
-            free.append(free_device_memory(cuda, ctx))
-    finally:
-        ctx.detach()
+    ctx = trt_compat.primary_context(cuda, 0)  # the backend's own context, retained once per process
+    free = []
+    for i in range(LEAK_LOOPS):
+        b = TensorRTBackend(str(engine))
+        errors: list[BaseException] = []
+        t = threading.Thread(target=_infer_or_record, args=(b, batch(setup, 3, seed=i), errors))
+        t.start()
+        t.join()
+        b.close()
+        if errors:
+            raise AssertionError(f"loop {i}: {type(errors[0]).__name__}: {errors[0]}")
+        if current_cuda_context():
+            raise AssertionError(f"loop {i}: a CUDA context is still current on this thread after close()")
+        free.append(free_device_memory(cuda, ctx))
     drift = free[0] - min(free)
     if drift > LEAK_SLACK:
         raise AssertionError(f"free device memory fell {drift / 2**20:.1f} MiB over {LEAK_LOOPS} loops")
-    return f"{LEAK_LOOPS} loops; free device memory drift {drift / 2**20:.2f} MiB"
+    return f"{LEAK_LOOPS} loops; free device memory drift {drift / 2**20:.2f} MiB; no context left current"
+
+
+def check_context_after_close(setup: Setup) -> str:
+    """close() leaves no CUDA context current: on the thread that opened the backend, and on a
+    worker thread that used and closed it."""
+    from runtime.backends.tensorrt import TensorRTBackend
+
+    engine = build(setup, "detect.fp16.ctx", precision="fp16", batch=(1, 4, 8))
+    before = current_cuda_context()
+    b = TensorRTBackend(str(engine))
+    b.infer(batch(setup, 2))
+    b.close()
+    if current_cuda_context() != before:
+        raise AssertionError("a CUDA context is current on the main thread after close()")
+    b = TensorRTBackend(str(engine))
+    seen: list[Any] = []
+
+    def work() -> None:
+        try:
+            b.infer(batch(setup, 1))
+            b.close()
+            seen.append(current_cuda_context())
+        except BaseException as e:  # reported below
+            seen.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    if seen != [0]:
+        raise AssertionError(f"worker thread after close(): {seen[0]!r} (expected no current context)")
+    if current_cuda_context() != before:
+        raise AssertionError("a CUDA context is current on the main thread after a worker's close()")
+    return "none current after close() on the opening thread or on a worker thread"
 
 
 def _infer_or_record(b: Any, x: np.ndarray, errors: list) -> None:
@@ -271,6 +324,7 @@ def check_dla(setup: Setup) -> str:
 def check_list(setup: Setup) -> list[tuple[str, Callable[[], str]]]:
     return [*check_matrix(setup),
             (f"open/infer on a thread/close ×{LEAK_LOOPS}", lambda: check_open_close(setup)),
+            ("close() leaves no CUDA context current", lambda: check_context_after_close(setup)),
             ("garbage timing cache", lambda: check_garbage_timing_cache(setup)),
             ("version-compatible plan", lambda: check_version_compatible(setup)),
             ("int8 rebuild from calibration cache", lambda: check_int8_from_cache(setup)),

@@ -99,20 +99,18 @@ def _calibrator(trt: Any, onnx: Path, meta: Meta, opts: EngineOptions, cache: Pa
 
 @contextmanager
 def _calibration_context(needed: bool) -> Iterator[None]:
-    """The calibrator copies batches with pycuda: push the device's primary context (the one
-    TensorRT's builder uses) for the build, and release it afterwards."""
+    """The calibrator copies batches with pycuda: push device 0's primary context (the one
+    TensorRT's builder uses) for the build and pop it afterwards; it stays retained for the process
+    (:func:`trt_compat.primary_context`), so nothing is left current on this thread."""
     if not needed:
         yield
         return
-    cuda = trt_compat.import_pycuda()
-    cuda.init()
-    ctx = cuda.Device(0).retain_primary_context()
+    ctx = trt_compat.primary_context(trt_compat.import_pycuda(), 0)
     ctx.push()
     try:
         yield
     finally:
         ctx.pop()
-        ctx.detach()
 
 
 # input shapes (min, opt, max) of the face detector's networks: P-Net sees pyramid levels and

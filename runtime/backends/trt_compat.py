@@ -22,6 +22,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,29 @@ def check_supported(trt: Any) -> None:
                         f"(JetPack 5.1+); {install_hint()}")
 
 
+# --- the CUDA context -------------------------------------------------------------------------
+_CONTEXTS: dict[int, tuple[Any, Any]] = {}  # device index -> (pycuda.driver, its retained primary context)
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def primary_context(cuda: Any, index: int = 0) -> Any:
+    """Device ``index``'s primary CUDA context, retained once for the whole process and never
+    released: callers push it around their CUDA work and pop it afterwards, on any thread.
+
+    Never ``detach()`` it: pycuda's detach of a context that is not current pushes it and then
+    calls ``cuDevicePrimaryCtxRelease``, which "does not pop the context from the stack in any
+    circumstances", so every detach would leave a stale context current on that thread (on device
+    N ≠ 0, later CUDA work there runs on the wrong device), and a detach from another thread than
+    the retaining one does nothing at all (the retain leaks)."""
+    with _CONTEXTS_LOCK:
+        held = _CONTEXTS.get(int(index))
+        if held is None or held[0] is not cuda:  # first use (or, in tests, another pycuda)
+            cuda.init()
+            held = (cuda, cuda.Device(int(index)).retain_primary_context())
+            _CONTEXTS[int(index)] = held
+        return held[1]
+
+
 # --- loading ---------------------------------------------------------------------------------
 def allow_host_code(runtime: Any) -> None:
     """Version-compatible plans embed a lean runtime that must be allowed to run (8.6+)."""
@@ -137,9 +161,10 @@ class TensorInfo:
 
     name: str
     is_input: bool
-    dtype: Any  # numpy dtype
+    dtype: Any  # numpy dtype; None for a type numpy has no name for (BF16, FP8, INT4...)
     shape: tuple[int, ...]  # -1 for dynamic axes
     profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None  # inputs: min/opt/max
+    type_name: str = "FLOAT"  # TensorRT's DataType name (FLOAT, HALF, INT8, ...)
 
 
 def io_tensors(trt: Any, engine: Any, profile: int = 0) -> list[TensorInfo]:
@@ -154,9 +179,20 @@ def io_tensors(trt: Any, engine: Any, profile: int = 0) -> list[TensorInfo]:
         prof = None
         if is_input:
             prof = tuple(tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(name, profile))
-        out.append(TensorInfo(name, is_input, np.dtype(trt.nptype(engine.get_tensor_dtype(name))), shape,
-                              prof))  # type: ignore[arg-type]
+        dtype = engine.get_tensor_dtype(name)
+        out.append(TensorInfo(name, is_input, _numpy_dtype(trt, dtype), shape, prof,  # type: ignore[arg-type]
+                              str(getattr(dtype, "name", dtype))))
     return out
+
+
+def _numpy_dtype(trt: Any, dtype: Any) -> Any:
+    """numpy's dtype for a TensorRT DataType, or None where numpy has none (``trt.nptype`` raises)."""
+    import numpy as np
+
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 # --- devices ----------------------------------------------------------------------------------

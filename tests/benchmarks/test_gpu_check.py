@@ -56,6 +56,9 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Setup, FakeT
 
     cal.make_calibrator = make_calibrator
     monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    # the driver's current context, as cuCtxGetCurrent reports it (the fake models the driver stack)
+    monkeypatch.setattr(gpu_check, "current_cuda_context",
+                        lambda: id(cuda.driver_stack()[-1]) if cuda.driver_stack() else 0)
     onnx = tiny_onnx(tmp_path / "detect.onnx")
     s = Setup(onnx, tmp_path / "out", fake.module, orin_device(), _mean, 32, jetson=True, quick=True)
     s.out.mkdir()
@@ -105,3 +108,26 @@ def test_table_and_json(tmp_path: Path) -> None:
     assert doc["passed"] is False and doc["environment"]["tensorrt"] == "10.3.0"
     assert [r["status"] for r in doc["results"]] == ["PASS", "FAIL", "SKIP"]
     assert gpu_check.TOLERANCE["fp32"] < gpu_check.TOLERANCE["fp16"] < gpu_check.TOLERANCE["int8"]
+
+
+def test_context_checks_see_a_context_left_current(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.1: the leak loop and the context check FAIL when close() leaves the context current (what
+    pycuda's detach() of a primary context does)."""
+    s, _, cuda = setup
+    from runtime.backends.tensorrt import TensorRTBackend
+
+    real_close = TensorRTBackend.close
+
+    def close_then_detach(self) -> None:
+        ctx = self._ctx
+        real_close(self)
+        if ctx is not None and not ctx.detached:
+            ctx.detach()  # the old close(): pushes the context, releases it, pops nothing
+
+    monkeypatch.setattr(TensorRTBackend, "close", close_then_detach)
+    monkeypatch.setattr(trt_compat, "primary_context",  # the old open(): a retain of its own each time
+                        lambda cuda, index=0: cuda.Device(index).retain_primary_context())
+    picked = [c for c in check_list(s) if c[0].startswith(("open/infer", "close() leaves"))]
+    results = run_checks(picked, progress=False)
+    assert [r.status for r in results] == ["FAIL", "FAIL"], render_table(results)
+    assert "still current" in results[0].detail and "current on the main thread" in results[1].detail

@@ -161,8 +161,14 @@ class FakeTRT:
                 ns[v] = _EnumValue(name, v, i)
         return _ClassMeta(name, (_Obj,), ns)
 
+    NPTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "UINT8": np.uint8,
+               "BOOL": np.bool_, "INT64": np.int64}
+
     def _nptype(self, dtype: Any) -> Any:
-        return {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
+        """``trt.nptype``: a TypeError for types numpy cannot hold (BF16, FP8, INT4...), as the real one."""
+        if dtype.name not in self.NPTYPES:
+            raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype: {dtype!r}")
+        return self.NPTYPES[dtype.name]
 
     def new(self, cls: str, *args: Any) -> Any:
         return getattr(self.module, cls)(*args)
@@ -351,7 +357,7 @@ class FakeTRT:
             raise TypeError("execute_async_v3(): incompatible function arguments; "
                             f"stream_handle must be an int, got {type(stream_handle).__name__}")
         cuda = self.cuda
-        cuda.require_context()
+        cuda.require_current()  # TensorRT runs in the thread's current CUDA context
         if set(ctx.shapes) != set(ctx.engine_.plan["inputs"]):
             return False  # an input shape was never set
         (name, shape), = ctx.shapes.items()

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,10 @@ def test_infer_detect(fakes, tmp_path: Path) -> None:
         b.infer(x, reconstruct=True)
     with pytest.raises(ValueError, match="expected 1..16"):
         b.infer(_x(17))
-    assert cuda.stack() == []  # nothing left pushed on this thread
+    assert cuda.stack() == [] and cuda.driver_stack() == []  # nothing left pushed on this thread
     b.close()
     b.close()
-    assert cuda.freed == set(cuda.memory) and all(c.detached for c in cuda.contexts)
+    assert cuda.freed == set(cuda.memory) and cuda.driver_stack() == [] and cuda.retains == {0: 1}
     assert fake.deserialized == 1
 
 
@@ -265,3 +266,67 @@ def test_module_imports_without_tensorrt_or_pycuda() -> None:
             "import runtime.backends.tensorrt, runtime.backends.trt_compat, runtime.onnx_proto\nprint('ok')\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "ok", p.stderr
+
+
+# --- issue #30 ----------------------------------------------------------------------------------
+def _on_thread(fn) -> list:
+    """Run ``fn`` on a new thread; returns what it raised (nothing: [])."""
+    errors: list = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:  # surfaced by the caller
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return errors
+
+
+def test_close_leaves_no_context_current_on_any_thread(fakes, tmp_path: Path) -> None:
+    """#30.1: pycuda's detach() of a primary context that is not current pushes it and releases it
+    (which pops nothing): every close left it current on the closing thread, and a close on another
+    thread leaked the retain. One retained context per device, pushed and popped around use."""
+    _, cuda = fakes
+    engine = _engine(tmp_path)
+    for _ in range(3):
+        b = TensorRTBackend(str(engine))
+        b.infer(_x(2))
+        b.close()
+        assert cuda.driver_stack() == [] and cuda.stack() == []
+    b = TensorRTBackend(str(engine))  # opened here, used and closed on a worker thread
+    stacks: list = []
+    assert _on_thread(lambda: (b.infer(_x(1)), b.close(), stacks.append(list(cuda.driver_stack())))) == []
+    assert stacks == [[]] and cuda.driver_stack() == []
+    assert cuda.leaked == [] and cuda.retains == {0: 1}  # one retain for the process, none leaked
+    assert len(cuda.contexts) == 1 and not cuda.contexts[0].detached
+
+
+def test_face_graph_close_leaves_no_context_current(fakes, tmp_path: Path) -> None:
+    from export.engine import faces_to_engines
+    from runtime.backends.tensorrt import TensorRTGraph
+    from runtime.faces_cnn import BUNDLED
+
+    _, cuda = fakes
+    faces_to_engines(BUNDLED, tmp_path, EngineOptions(precision="fp32"))
+    g = TensorRTGraph(str(tmp_path / "rnet.engine"))
+    assert _on_thread(g.close) == []
+    assert cuda.driver_stack() == [] and cuda.leaked == [] and cuda.retains == {0: 1}
+
+
+def test_failed_open_pops_the_context_even_when_freeing_fails(fakes, tmp_path: Path, monkeypatch) -> None:
+    """#30.12: an __init__ failure must pop the context even when releasing what was allocated
+    raises too (pycuda aborts the process at exit when its context stack is not empty)."""
+    _, cuda = fakes
+    engine = _engine(tmp_path)
+
+    def broken_open(self, path, meta, raw) -> None:
+        self._allocs.append(types.SimpleNamespace(free=lambda: (_ for _ in ()).throw(RuntimeError("free failed"))))
+        raise UserError(f"{path}: broken")
+
+    monkeypatch.setattr(TensorRTBackend, "_open", broken_open)
+    with pytest.raises((UserError, RuntimeError)):
+        TensorRTBackend(str(engine))
+    assert cuda.stack() == [] and cuda.driver_stack() == []
