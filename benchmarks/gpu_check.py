@@ -132,7 +132,7 @@ def polygraphy_compare(setup: Setup, engine: Path, precision: str, n: int, versi
     except ImportError:
         raise Skip("polygraphy is not installed (pip install polygraphy)") from None
     trt = setup.trt
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    runtime = trt.Runtime(trt_compat.shared_logger(trt))  # TensorRT keeps one logger per process
     if version_compatible:
         trt_compat.allow_host_code(runtime)
     try:

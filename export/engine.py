@@ -151,9 +151,9 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
         build_from = convert_file(onnx, fp16_onnx_path(onnx, out))
     ver = trt_compat.trt_version(trt)
     print(f"{PROG}: building {out.name} ({opts.precision}, MTCNN {face['net']}) with TensorRT {ver} on {device.name}")
-    serialized = build_serialized(trt, build_from, info.input_name, tuple(shapes[0][1:]), (1, 1, 1), plan, opts,
-                                  None, shapes)
-    write_atomic(out, serialized)
+    built = build_serialized(trt, build_from, info.input_name, tuple(shapes[0][1:]), (1, 1, 1), plan, opts,
+                             None, shapes)
+    write_atomic(out, built.plan)
     side = out.with_name(out.name + ".json")
     d = {**face, "precision": opts.precision, "tensorrt_version": ver, "device": device.name,
          "compute_capability": device.compute_capability, "profile": {"shapes": [list(s) for s in shapes]},
@@ -223,10 +223,10 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
     print(f"{PROG}: building {out.name} ({opts.precision}, batch {':'.join(map(str, profile))}) with "
           f"TensorRT {ver} on {device.name}; this takes a while")
     with _calibration_context(plan.int8_mode == "calibrator"):
-        serialized = build_serialized(trt, build_from, info.input_name, tuple(dims), profile, plan, opts,
-                                      make_cal)  # type: ignore[arg-type]
+        built = build_serialized(trt, build_from, info.input_name, tuple(dims), profile, plan, opts,
+                                 make_cal)  # type: ignore[arg-type]
     with replacing(out) as tmp:
-        tmp.write_bytes(memoryview(serialized))
+        tmp.write_bytes(memoryview(built.plan))
     meta = info.meta.with_(
         precision=opts.precision, tensorrt_version=ver, device=device.name,
         compute_capability=device.compute_capability,

@@ -313,18 +313,15 @@ def _deserialize(trt: Any, path: str, raw: dict[str, Any]) -> tuple[Any, Any, An
     """(logger, runtime, engine) for the plan at ``path``, set up as its sidecar says (host code for
     a version-compatible plan, its DLA core); one line when TensorRT cannot load it. Call with the
     device's context pushed."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_compat.shared_logger(trt)
     runtime = trt.Runtime(logger)
     if raw.get("version_compatible"):
         trt_compat.allow_host_code(runtime)
     trt_compat.set_dla_core(runtime, raw.get("dla_core"), path)
     # bytes that are not a plan make TensorRT log its own error line(s); the one-line error below
     # says it instead (the sidecar check already ruled out another release or GPU)
-    logger.min_severity = trt.Logger.INTERNAL_ERROR
-    try:
+    with trt_compat.log_level(logger, "INTERNAL_ERROR"):
         engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
-    finally:
-        logger.min_severity = trt.Logger.WARNING
     if engine is None:
         raise UserError(f"{path}: TensorRT {trt_compat.trt_version(trt)} could not load this plan; rebuild it "
                         f"with: {trt_compat.rebuild_command(path, raw)}")

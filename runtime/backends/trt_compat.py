@@ -23,9 +23,10 @@ import re
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from runtime.errors import UserError, missing_dependency
 
@@ -133,6 +134,58 @@ def primary_context(cuda: Any, index: int = 0) -> Any:
         return held[1]
 
 
+# --- the logger -------------------------------------------------------------------------------
+SEVERITY = {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4}  # ILogger::Severity
+_LOGGER: list[tuple[Any, Any]] = []  # [(tensorrt module, its one logger)]
+_LOGGER_LOCK = threading.Lock()
+
+
+def shared_logger(trt: Any) -> Any:
+    """The process's one TensorRT logger, for every builder, runtime and parser.
+
+    TensorRT keeps the logger as a singleton: "multiple instances of IRuntime and/or IBuilder must
+    all use the same logger" (ILogger, TensorRT 8.0+ API docs); a second one draws a warning, and a
+    severity set on a per-runtime logger does not govern the messages that go to the first. What one
+    call wants quieter or louder is set per thread with :func:`log_level`."""
+    with _LOGGER_LOCK:
+        if not _LOGGER or _LOGGER[0][0] is not trt:  # first use (or, in tests, another tensorrt)
+            _LOGGER[:] = [(trt, _logger_class(trt)())]
+        return _LOGGER[0][1]
+
+
+def _logger_class(trt: Any) -> type:
+    """An ILogger that prints each message at or above the calling thread's level (WARNING by default)."""
+    names = {v: k for k, v in SEVERITY.items()}
+
+    class ThreadLevelLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)  # pybind11: the base must be initialised explicitly
+            self.local = threading.local()
+
+        def level(self) -> int:
+            return getattr(self.local, "level", SEVERITY["WARNING"])
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= self.level():
+                print(f"[TensorRT] {names.get(int(severity), severity)}: {msg}", file=sys.stderr, flush=True)
+
+    return ThreadLevelLogger
+
+
+@contextmanager
+def log_level(logger: Any, level: str) -> Iterator[None]:
+    """Show TensorRT's messages down to ``level`` (a :data:`SEVERITY` name) on this thread only."""
+    before = getattr(logger.local, "level", None)
+    logger.local.level = SEVERITY[level]
+    try:
+        yield
+    finally:
+        if before is None:
+            del logger.local.level
+        else:
+            logger.local.level = before
+
+
 # --- loading ---------------------------------------------------------------------------------
 def allow_host_code(runtime: Any) -> None:
     """Version-compatible plans embed a lean runtime that must be allowed to run (8.6+)."""
@@ -142,8 +195,8 @@ def allow_host_code(runtime: Any) -> None:
 
 def set_dla_core(runtime: Any, core: Any, path: str | Path = "engine") -> None:
     """Point the runtime at the DLA core a plan was built for, before deserializing it (trtexec
-    does the same). ``IRuntime.DLA_core`` defaults to 0 on 8.x and -1 from 10.0, so without this a
-    plan built with ``--dla 1`` runs on the wrong core or fails to load."""
+    does the same). ``IRuntime.DLA_core`` defaults to -1 ("DLA not used"; IRuntime::setDLACore in
+    the 8.5.3 and 10.x API docs), so without this a DLA plan does not load."""
     if core is None:
         return
     core = int(core)

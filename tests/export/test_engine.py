@@ -287,3 +287,20 @@ def test_dla_engine_is_static_and_records_its_core(onnx_files: dict, tmp_path: P
                                                                                    batch=(4, 4, 4)))
     assert fake.built[-1]["dla_core"] == 1 and read_sidecar(out)[1]["dla_core"] == 1
     assert "--dla 1" in read_sidecar(out)[1]["build_command"]
+
+
+def test_refused_calibration_profile_is_an_error(onnx_files: dict, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.10: set_calibration_profile answers False for a profile TensorRT cannot use; the build
+    must stop there, not calibrate with something else."""
+    fake = _fakes(monkeypatch, "10.3.0")
+    cal = types.ModuleType("export.trt_calibrator")
+    cal.make_calibrator = lambda trt, *a, **k: trt.IInt8EntropyCalibrator2()
+    monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    opts = EngineOptions(precision="int8", calib_data="crops/", batch=(1, 4, 8))
+    onnx_to_engine(onnx_files["plain"], tmp_path / "ok.engine", opts)
+    assert "calibration_profile" in vars(fake.configs[-1])
+    fake.calibration_profile_ok = False
+    with pytest.raises(UserError, match=r"refused the INT8 calibration profile \[4, 3, 32, 32\]"):
+        onnx_to_engine(onnx_files["plain"], tmp_path / "x.engine", opts)
+    assert not (tmp_path / "x.engine").exists() and len(fake.built) == 1

@@ -108,7 +108,7 @@ def test_timing_cache_build_and_dla_failures(api: Path) -> None:
     assert not cfg.set_timing_cache(cfg.create_timing_cache(fake.timing_blob("1.0")), False)
     assert cfg.set_timing_cache(cfg.create_timing_cache(b""), False)
     rt, eng, _ = _engine_ctx(fake, [[2, 3, 8, 8]] * 3, [2, 3, 8, 8], dla_core=1)
-    assert eng is None and rt.DLA_core == (0 if fake.version.startswith("8.") else -1)
+    assert eng is None and rt.DLA_core == -1  # "Defaults to -1" (IRuntime::setDLACore, 8.5.3 and 10.x docs)
     rt.DLA_core = 1
     assert rt.deserialize_cuda_engine(b'{"inputs": {"input": [2]}, "outputs": {}, "profile": [], "dla_core": 1}')
     fake.build_ok = False

@@ -330,3 +330,74 @@ def test_failed_open_pops_the_context_even_when_freeing_fails(fakes, tmp_path: P
     with pytest.raises((UserError, RuntimeError)):
         TensorRTBackend(str(engine))
     assert cuda.stack() == [] and cuda.driver_stack() == []
+
+
+def test_one_logger_for_every_builder_and_runtime(fakes, tmp_path: Path) -> None:
+    """#30.6: TensorRT keeps one logger per process; a builder or runtime given another one makes
+    TensorRT warn, and its messages go to the first logger. One shared logger, always."""
+    fake, _ = fakes
+    engine = _engine(tmp_path)
+    with TensorRTBackend(str(engine)), TensorRTBackend(str(engine)):
+        pass
+    _engine(tmp_path / "again")
+    assert fake.logger is trt_compat.shared_logger(fake.module) and fake.logger_warnings == []
+
+
+def test_quiet_deserialize_silences_only_its_own_thread(fakes, tmp_path: Path, capfd) -> None:
+    """#30.6: TensorRT's error lines for bytes that are not a plan are replaced by the one-line error,
+    and the quiet level is this thread's: another thread's messages still show meanwhile."""
+    fake, _ = fakes
+    engine = _engine(tmp_path)
+    meta, raw = read_sidecar(engine)
+    engine.write_bytes(b"not a plan at all")  # the sidecar's sha256 follows: only TensorRT can tell
+    write_sidecar(engine, meta, {k: v for k, v in raw.items() if k not in Meta.__dataclass_fields__
+                                 and k != "plan_sha256"})
+    with pytest.raises(UserError, match="could not load this plan"):
+        TensorRTBackend(str(engine))
+    assert "Magic tag" not in capfd.readouterr().err
+    logger = trt_compat.shared_logger(fake.module)
+    inside, release = threading.Event(), threading.Event()
+
+    def quiet_thread() -> None:
+        with trt_compat.log_level(logger, "INTERNAL_ERROR"):
+            inside.set()
+            release.wait(10)
+            fake.log("ERROR", "quiet thread's error")
+
+    t = threading.Thread(target=quiet_thread)
+    t.start()
+    inside.wait(10)
+    fake.log("ERROR", "main thread's error")  # while the other thread is quiet
+    release.set()
+    t.join()
+    err = capfd.readouterr().err
+    assert "main thread's error" in err and "quiet thread's error" not in err
+
+
+@pytest.mark.parametrize("graph", ["detect", "full"])
+def test_fp16_io_engine_runs(fakes, tmp_path: Path, graph: str) -> None:
+    """#30.16: engines whose I/O tensors are HALF (built from an FP16-I/O ONNX) are read and written
+    in fp16 by the fake as by TensorRT; the backend feeds fp16 and returns float32."""
+    fake, _ = fakes
+    onnx = tiny_onnx(tmp_path / f"{graph}.fp16.onnx", graph=graph, io_type="float16")
+    engine = onnx_to_engine(onnx, tmp_path / f"{graph}.fp16.engine", EngineOptions(precision="fp16"))
+    with TensorRTBackend(str(engine)) as b:
+        assert b._input.dtype == np.float16 and b._input.type_name == "HALF"
+        x = _x(3)
+        out = b.infer(x, reconstruct=graph == "full")
+        assert out["logit"].dtype == np.float32
+        want = x.astype(np.float16).astype(np.float32).reshape(3, -1).mean(1)
+        np.testing.assert_allclose(out["logit"][:, 0], want, rtol=2e-3, atol=2e-3)
+        if graph == "full":
+            np.testing.assert_allclose(out["recon"], x.astype(np.float16) / 2, rtol=2e-3, atol=2e-3)
+
+
+def test_non_float_input_is_refused(fakes, tmp_path: Path) -> None:
+    """#30.11: float32 faces copied into a UINT8 (or INT8, INT32) binding with casting='unsafe' are
+    truncated silently; such a plan is refused in one line when it is opened."""
+    fake, cuda = fakes
+    onnx = tiny_onnx(tmp_path / "u8.onnx", io_type="uint8")
+    engine = onnx_to_engine(onnx, tmp_path / "u8.engine", EngineOptions(precision="fp32"))
+    with pytest.raises(UserError, match=r"input 'input' is UINT8, expected FLOAT or HALF.*rebuild") as e:
+        TensorRTBackend(str(engine))
+    assert "\n" not in str(e.value) and cuda.stack() == [] and cuda.driver_stack() == []
