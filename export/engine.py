@@ -25,6 +25,7 @@ from typing import Any, Iterator
 
 from export.onnx_io import inspect_onnx
 from export.trt_build import (
+    Built,
     EngineOptions,
     build_serialized,
     calibration_batch,
@@ -97,6 +98,15 @@ def _calibrator(trt: Any, onnx: Path, meta: Meta, opts: EngineOptions, cache: Pa
                            opts.calib_size, method="entropy")
 
 
+def built_record(build_from: Path, built: Built) -> dict[str, Any]:
+    """What the sidecar records of the build itself: the ONNX TensorRT parsed (the FP16 or Q/DQ copy
+    where one was made; ``onnx`` stays the source the user gave), its sha256, the TensorRT type of
+    each I/O tensor (Triton's ``data_type`` must match it) and the platform (plans are not portable
+    across platforms)."""
+    return {"built_from": str(build_from), "built_from_sha256": sha256_file(build_from),
+            "tensor_types": dict(built.tensor_types), "platform": trt_compat.engine_platform()}
+
+
 @contextmanager
 def _calibration_context(needed: bool) -> Iterator[None]:
     """The calibrator copies batches with pycuda: push device 0's primary context (the one
@@ -141,6 +151,7 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
     plan = plan_build(trt, info, opts)
     shapes = FACE_PROFILES[face["net"]]
     device = trt_compat.probe_cuda_device(0)
+    check_device(opts, device, trt_compat.is_jetson())  # before any builder call, as for the classifier
     for note in plan.notes:
         print(f"{PROG}: note: {note}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +173,8 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
                           f"--out {shlex.quote(str(out))}",
          "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.flags),
          "version_compatible": opts.version_compatible,
-         "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None}
+         "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None,
+         **built_record(build_from, built)}
     write_atomic(side, (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
     print(f"{PROG}: wrote {out} and {side.name}")
     return out
@@ -238,6 +250,8 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
         "int8_mode": plan.int8_mode, "dla_core": opts.dla_core,
         "version_compatible": opts.version_compatible,
         "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None,
+        "calib_cache": str(cache) if plan.int8_mode == "calibrator" else None,
+        **built_record(build_from, built),
     }
     side = write_sidecar(out, meta, extra)
     print(f"{PROG}: wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {side.name}")

@@ -56,6 +56,12 @@ def is_jetson() -> bool:
         platform.machine() == "aarch64" and "tegra" in platform.release().lower())
 
 
+def engine_platform() -> str:
+    """Where plans are built and run: "Serialized engines are not portable across platforms" (TensorRT
+    support matrix), hardware-compatible ones included; a Jetson is its own platform (JetPack)."""
+    return f"{platform.system().lower()}-{platform.machine().lower()}" + ("-jetson" if is_jetson() else "")
+
+
 def install_hint(what: str = "tensorrt") -> str:
     """How to get TensorRT (and pycuda) on this kind of machine."""
     if is_jetson():
@@ -373,7 +379,8 @@ def rebuild_command(engine: str | Path, raw: dict[str, Any]) -> str:
 
 def check_engine_matches(engine: str | Path, raw: dict[str, Any], running_version: str,
                          device: CudaDevice | None) -> None:
-    """Refuse a plan built for another TensorRT release or another GPU, saying how to rebuild."""
+    """Refuse a plan built for another TensorRT release, platform or GPU, or a hardware-compatible plan
+    on a Jetson, before anything deserializes it, saying why and how to rebuild."""
     built = raw.get("tensorrt_version")
     fix = f"rebuild it here with: {rebuild_command(engine, raw)}"
     if not built:
@@ -384,10 +391,20 @@ def check_engine_matches(engine: str | Path, raw: dict[str, Any], running_versio
                "plans only run on the release that built them")
         raise UserError(f"{engine}: built with TensorRT {built}, this machine has {running_version} "
                         f"({why}); {fix}")
+    hardware = raw.get("hardware_compatible")
+    if hardware and is_jetson():
+        fix_here = fix.replace(" --hardware-compatible", "")
+        raise UserError(f"{engine}: a hardware-compatible ({hardware}) plan, and TensorRT supports hardware "
+                        f"compatibility only on Ampere+ GPUs, not on JetPack; {fix_here}")
+    built_on, here = raw.get("platform"), engine_platform()
+    if built_on and built_on != here:
+        raise UserError(f"{engine}: built on {built_on}, this is {here}: TensorRT plans are not portable across "
+                        f"platforms (hardware-compatible ones neither); {fix}")
     if device is None:
         return
-    if not devices_compatible(raw.get("device"), raw.get("compute_capability"), device,
-                              raw.get("hardware_compatible")):
+    if not devices_compatible(raw.get("device"), raw.get("compute_capability"), device, hardware):
+        why = (" (a hardware-compatible plan runs on Ampere or newer GPUs, compute capability 8.0+)"
+               if hardware == "AMPERE_PLUS" else "")
         raise UserError(f"{engine}: built for {raw.get('device')} (compute capability "
                         f"{raw.get('compute_capability')}), this is {device.name} "
-                        f"({device.compute_capability}); {fix}")
+                        f"({device.compute_capability}){why}; {fix}")

@@ -304,3 +304,33 @@ def test_refused_calibration_profile_is_an_error(onnx_files: dict, tmp_path: Pat
     with pytest.raises(UserError, match=r"refused the INT8 calibration profile \[4, 3, 32, 32\]"):
         onnx_to_engine(onnx_files["plain"], tmp_path / "x.engine", opts)
     assert not (tmp_path / "x.engine").exists() and len(fake.built) == 1
+
+
+@pytest.mark.parametrize("release", ["8.5.3.1", "10.3.0", "11.4"])
+def test_sidecar_records_what_was_built(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        release: str) -> None:
+    """#30.3/#30.5: each I/O tensor's TensorRT type (Triton's data_type must match it), the ONNX
+    TensorRT actually parsed (on 11 the FP16 copy, not the fp32 source) and the platform."""
+    _fakes(monkeypatch, release)
+    out = onnx_to_engine(onnx_files["plain"], tmp_path / "d.fp16.engine", EngineOptions(precision="fp16"))
+    raw = read_sidecar(out)[1]
+    assert raw["tensor_types"] == {"input": "FLOAT", "logit": "FLOAT"} and raw["platform"] == trt_compat.engine_platform()
+    assert raw["onnx"] == str(onnx_files["plain"])
+    built = Path(raw["built_from"])
+    assert built == (tmp_path / "d.fp16.onnx" if release == "11.4" else onnx_files["plain"])
+    assert raw["built_from_sha256"] == sha256_file(built)
+    half = tiny_onnx(tmp_path / "h.onnx", io_type="float16", graph="full")
+    out = onnx_to_engine(half, tmp_path / "h.engine", EngineOptions(precision="fp16"))
+    assert read_sidecar(out)[1]["tensor_types"] == {"input": "HALF", "logit": "HALF", "recon": "HALF"}
+
+
+def test_calibrator_engine_records_its_cache(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fakes(monkeypatch, "8.6.1")
+    cal = types.ModuleType("export.trt_calibrator")
+    cal.make_calibrator = lambda trt, *a, **k: trt.IInt8EntropyCalibrator2()
+    monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    out = onnx_to_engine(onnx_files["plain"], tmp_path / "d.int8.engine", EngineOptions(precision="int8",
+                                                                                      calib_data="crops/"))
+    assert read_sidecar(out)[1]["calib_cache"] == str(tmp_path / "d.int8.calib")
+    out = onnx_to_engine(onnx_files["qdq"], tmp_path / "q.int8.engine", EngineOptions(precision="int8"))
+    assert read_sidecar(out)[1]["calib_cache"] is None

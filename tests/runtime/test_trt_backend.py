@@ -401,3 +401,31 @@ def test_non_float_input_is_refused(fakes, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"input 'input' is UINT8, expected FLOAT or HALF.*rebuild") as e:
         TensorRTBackend(str(engine))
     assert "\n" not in str(e.value) and cuda.stack() == [] and cuda.driver_stack() == []
+
+
+def test_hardware_compatible_plan_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.13: TensorRT supports hardware compatibility on Ampere+ GPUs and not on JetPack, and plans
+    are not portable across platforms: refused with the reason before anything deserializes."""
+    cuda = FakeCuda()
+    fake = FakeTRT(TRT_API_DIR / "tensorrt-10.13.0.35.json", cuda)
+    for name, mod in (("tensorrt", fake.module), ("pycuda", cuda.module), ("pycuda.driver", cuda.driver)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "NVIDIA A100", "8.0", 1 << 36))
+    engine = _engine(tmp_path, hardware_compatible=True)
+    monkeypatch.setattr(trt_compat, "is_jetson", lambda: True)
+    with pytest.raises(UserError, match=r"hardware-compatible \(AMPERE_PLUS\) plan.*not on JetPack") as e:
+        TensorRTBackend(str(engine))
+    assert "rebuild it here with: python -m export.engine" in str(e.value) and "--hardware-compatible" not in str(e.value)
+    monkeypatch.setattr(trt_compat, "is_jetson", lambda: False)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "Tesla T4", "7.5", 1 << 34))
+    with pytest.raises(UserError, match=r"this is Tesla T4 \(7.5\) \(a hardware-compatible plan runs on Ampere"):
+        TensorRTBackend(str(engine))
+    _rewrite_sidecar(engine, compute_capability="8.0")
+    meta, raw = read_sidecar(engine)
+    write_sidecar(engine, meta, {**{k: v for k, v in raw.items() if k not in Meta.__dataclass_fields__},
+                                 "platform": "windows-amd64"})
+    with pytest.raises(UserError, match="built on windows-amd64, this is .*not portable across platforms"):
+        TensorRTBackend(str(engine))
+    assert fake.deserialized == 0
