@@ -8,6 +8,11 @@ runtime feeds and reads the same arrays as for the fp32 model.
 Kept in fp32: the inputs ONNX defines as float32-only (Resize/Upsample ``scales``), and any op
 type named in ``keep_fp32`` (wrapped in Casts). Float attributes (alpha, epsilon...) are fp32 by
 the ONNX spec and stay so. Written without onnxconverter-common (not a dependency here).
+
+A Q/DQ (INT8) graph converts the same way: its scales become fp16 (integer weights and zero points
+stay int8), so what Q/DQ does not quantize runs in fp16, as NVIDIA's ModelOpt does for strongly
+typed INT8 builds (``high_precision_dtype`` fp16). fp16 Q/DQ scales need opset 19
+(QuantizeLinear-19 / DequantizeLinear-19), to which the graph is raised.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ PROG = "export.fp16"
 FP16_MAX = 65504.0
 # (op type, input index) that the ONNX spec types as float32 regardless of the data type
 FP32_ONLY_INPUTS = {("Resize", 2), ("Upsample", 1)}
+QDQ_OPSET = 19  # the first opset whose QuantizeLinear / DequantizeLinear take fp16 scales
+QDQ_IR = 9  # the IR version of opset 19
 
 
 def _to_half(tensor: Any) -> Any:
@@ -51,6 +58,8 @@ def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node):
+        _raise_opset(m, QDQ_OPSET, QDQ_IR)
     keep = set(keep_fp32)
     fp32_only = {n.input[i] for n in g.node for (op, i) in FP32_ONLY_INPUTS
                  if n.op_type == op and len(n.input) > i and n.input[i]}
@@ -106,6 +115,15 @@ def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
     return m
 
 
+def _raise_opset(model: Any, opset: int, ir_version: int) -> None:
+    """Raise the default domain's opset to at least ``opset`` (the ops these graphs use keep their
+    meaning from 17 to 19: only types and optional attributes were added)."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version < opset:
+            o.version = opset
+    model.ir_version = max(model.ir_version, ir_version)
+
+
 def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iterable[str] = ()) -> Path:
     """Convert an ONNX file (metadata carried over with precision 'fp16'); returns the new path."""
     src = Path(src)
@@ -115,8 +133,9 @@ def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iter
     model = load_onnx(src)
     meta = read_meta(model, str(src))
     half = convert_model(model, keep_fp32)
-    if meta is not None:
-        set_meta(half, meta.with_(precision="fp16"))
+    if meta is not None:  # a Q/DQ graph stays an INT8 model (its float part now fp16)
+        qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in half.graph.node)
+        set_meta(half, meta.with_(precision="int8" if qdq else "fp16"))
     return save_onnx(half, dst)
 
 

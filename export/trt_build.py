@@ -42,6 +42,18 @@ def network_flags(trt: Any, strongly_typed: bool = False) -> int:
     return flags
 
 
+STRONGLY_TYPED_FROM = (10, 12)  # "Weak typing APIs deprecated" (TensorRT 10.12.0 release notes); gone in 11
+
+
+def prefers_strongly_typed(trt: Any) -> bool:
+    """Build strongly typed networks (precision in the ONNX's types, no FP16/INT8 flags): the only kind
+    on 11.x, and the one to use from 10.12, which deprecates weak typing. 8.5, 8.6 and 10.3 (JetPack
+    5.1 to 6.2) keep the precision flags."""
+    if not supports_strongly_typed(trt):
+        return False
+    return not supports_precision_flags(trt) or parse_version(trt_version(trt))[:2] >= STRONGLY_TYPED_FROM
+
+
 def supports_precision_flags(trt: Any) -> bool:
     """BuilderFlag.FP16/INT8 exist (8.5 to 10.x). On 11 precision comes from the ONNX types."""
     return hasattr(trt.BuilderFlag, "FP16") and hasattr(trt.BuilderFlag, "INT8")
@@ -123,21 +135,27 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
                         "(detect.int8.onnx) of python -m calibration.quantize")
     if info.has_qdq and p != "int8":
         raise UserError(f"{src}: this ONNX holds Q/DQ (INT8) nodes; build it with --precision int8")
-    if info.is_fp16 and p != "fp16":
+    if info.is_fp16 and p != "fp16" and not (info.has_qdq and p == "int8"):
         raise UserError(f"{src}: this is an FP16 ONNX; build it with --precision fp16, or pass the fp32 ONNX")
     flags: list[str] = []
-    strongly, int8_mode, convert = not flags_ok, None, False
+    strongly, int8_mode, convert = prefers_strongly_typed(trt), None, False
+    typing_note = ("no FP16 builder flag" if not flags_ok else "weak typing deprecated (10.12+)")
     if p == "fp16":
-        if flags_ok:
+        if not strongly:
             flags.append("FP16")
         elif not info.is_fp16:
             convert = True
-            notes.append(f"TensorRT {ver} has no FP16 builder flag: building a strongly typed network "
-                         "from an FP16 copy of the ONNX (fp32 inputs and outputs kept)")
+            notes.append(f"TensorRT {ver}: {typing_note}: building a strongly typed network from an FP16 copy of "
+                         "the ONNX (fp32 inputs and outputs kept)")
     elif p == "int8":
         if info.has_qdq:
             int8_mode = "qdq"
-            flags += ["INT8", "FP16"] if flags_ok else []
+            if not strongly:
+                flags += ["INT8", "FP16"]
+            elif not info.is_fp16:  # strongly typed: every layer outside Q/DQ would run in fp32
+                convert = True
+                notes.append(f"TensorRT {ver}: {typing_note}: building a strongly typed network from a copy of the "
+                             "Q/DQ ONNX whose layers outside Q/DQ are cast to fp16 (as the FP16 flag did)")
         elif not has_calibrators(trt):
             raise UserError(f"{src}: TensorRT {ver} has no INT8 calibrators, INT8 needs a Q/DQ ONNX; "
                             + QUANTIZE_HINT)
@@ -147,6 +165,7 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
                 raise UserError(f"{src}: --precision int8 from a plain ONNX needs calibration crops "
                                 f"(--calib-data DIR) or an existing --calib-cache; or {QUANTIZE_HINT}")
             int8_mode = "calibrator"
+            strongly = False  # implicit INT8 (a calibrator) exists only in weakly typed networks
             flags += ["INT8", "FP16"]
             if calibrators_deprecated(trt):
                 notes.append(f"TensorRT {ver} deprecates calibrators; prefer a Q/DQ ONNX ({QUANTIZE_HINT})")
@@ -193,8 +212,9 @@ def profile_notes(profile: tuple[int, int, int]) -> list[str]:
     if lo <= 1:
         return []
     return [f"the profile's minimum batch is {lo}: TensorRT refuses smaller batches, so the runtime pads "
-            f"partial batches with zero rows up to {lo} (computed, then dropped), and Triton or DeepStream "
-            "cannot send them; use --batch 1:OPT:MAX where the model allows a dynamic batch"]
+            f"partial batches with zero rows up to {lo} (computed, then dropped), as DeepStream's nvinfer does; "
+            "Triton's dynamic batcher cannot (it sends batches from 1), so export.triton serves such an engine only "
+            "with a static batch; use --batch 1:OPT:MAX where the model allows a dynamic batch"]
 
 
 def check_device(opts: EngineOptions, device: CudaDevice, jetson: bool) -> None:

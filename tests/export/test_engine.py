@@ -22,7 +22,7 @@ from tests.helpers.fake_cuda import has_cuda_driver, write_crashing_tensorrt
 from tests.helpers.models import tiny_onnx
 from tests.helpers.trt_fakes import FakeTRT, install_trt_fakes
 
-REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "11.4")}
+REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "10.13.0.35", "11.4")}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files = {"plain": tiny_onnx(d / "detect.onnx"), "qdq": tiny_onnx(d / "detect.int8.onnx", qdq=True),
              "static": tiny_onnx(d / "static.onnx", batch=2), "full": tiny_onnx(d / "full.onnx", graph="full")}
     files["half"] = convert_file(files["plain"], d / "detect.fp16.onnx")
+    files["qdq_half"] = convert_file(files["qdq"], d / "detect.int8.fp16.onnx")
     cpu = load_onnx(files["qdq"])  # as calibration.quantize --target cpu marks its output
     prop = cpu.metadata_props.add()
     prop.key, prop.value = QUANT_KEY, json.dumps({"target": "cpu"})
@@ -64,10 +65,17 @@ def test_output_names(tmp_path: Path) -> None:
     ("10.3.0", "fp16", "plain", (False, ("FP16",), None, False)),
     ("10.3.0", "int8", "qdq", (False, ("INT8", "FP16"), "qdq", False)),
     ("10.3.0", "int8", "plain", (False, ("INT8", "FP16"), "calibrator", False)),
+    # 10.12+ deprecates weak typing (#30.8): strongly typed as on 11, except for the calibrator
+    ("10.13.0.35", "fp32", "plain", (True, (), None, False)),
+    ("10.13.0.35", "fp16", "plain", (True, (), None, True)),
+    ("10.13.0.35", "int8", "qdq", (True, (), "qdq", True)),
+    ("10.13.0.35", "int8", "plain", (False, ("INT8", "FP16"), "calibrator", False)),
     ("11.4", "fp32", "plain", (True, (), None, False)),
     ("11.4", "fp16", "plain", (True, (), None, True)),
     ("11.4", "fp16", "half", (True, (), None, False)),
-    ("11.4", "int8", "qdq", (True, (), "qdq", False)),
+    ("11.4", "int8", "qdq", (True, (), "qdq", True)),  # #30.9: the float part cast to fp16
+    ("11.4", "int8", "qdq_half", (True, (), "qdq", False)),
+    ("10.3.0", "int8", "qdq_half", (False, ("INT8", "FP16"), "qdq", False)),
 ])
 def test_plan_per_release(onnx_files: dict, release: str, precision: str, kind: str, want: tuple) -> None:
     trt = FakeTRT(REL[release]).module
@@ -257,6 +265,8 @@ def test_min_batch_above_one_is_noted_at_build(onnx_files: dict, tmp_path: Path,
     onnx_to_engine(onnx_files["plain"], tmp_path / "a.engine", EngineOptions(precision="fp16", batch=(4, 4, 4)))
     out = capsys.readouterr().out
     assert "minimum batch is 4" in out and "pads" in out
+    # #30.14: nvinfer raises a smaller batch to the profile minimum itself; only Triton cannot
+    assert "as DeepStream's nvinfer does" in out and "Triton's dynamic batcher cannot" in out
     onnx_to_engine(onnx_files["plain"], tmp_path / "b.engine", EngineOptions(precision="fp16", batch=(1, 4, 8)))
     assert "minimum batch" not in capsys.readouterr().out
 
@@ -334,3 +344,28 @@ def test_calibrator_engine_records_its_cache(onnx_files: dict, tmp_path: Path, m
     assert read_sidecar(out)[1]["calib_cache"] == str(tmp_path / "d.int8.calib")
     out = onnx_to_engine(onnx_files["qdq"], tmp_path / "q.int8.engine", EngineOptions(precision="int8"))
     assert read_sidecar(out)[1]["calib_cache"] is None
+
+
+def test_int8_on_strongly_typed_releases_builds_the_float_part_in_fp16(onnx_files: dict, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.9: strongly typed, TensorRT runs every layer in its ONNX type, so a Q/DQ ONNX left every
+    layer without Q/DQ in fp32 on 11 (and 10.12+). The build parses a copy whose float part is fp16
+    (opset 19 Q/DQ with fp16 scales), which computes what the fp32 Q/DQ graph does."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    for release in ("10.13.0.35", "11.4"):
+        fake = _fakes(monkeypatch, release)
+        out = onnx_to_engine(onnx_files["qdq"], tmp_path / release / "d.int8.engine", EngineOptions(precision="int8"))
+        raw = read_sidecar(out)[1]
+        built = Path(raw["built_from"])
+        assert built != onnx_files["qdq"] and fake.built[-1]["flags"] == [] and raw["strongly_typed"]
+        assert fake.built[-1]["types"] == {"input": "FLOAT", "logit": "FLOAT"}  # fp32 I/O kept
+    m = onnx.load(str(built))
+    assert {o.version for o in m.opset_import if o.domain in ("", "ai.onnx")} == {19}
+    kinds = {onnx.TensorProto.DataType.Name(t.data_type) for t in m.graph.initializer}
+    assert kinds == {"FLOAT16", "INT8"}  # scales, biases and weights fp16; zero points int8
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(built), run(onnx_files["qdq"]), atol=5e-3)
