@@ -49,8 +49,9 @@ def _rename_inputs(nodes: Iterable[Any], old: str, new: str) -> None:
                 n.input[i] = new
 
 
-def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
-    """A float16 copy of ``model`` whose float32 graph inputs and outputs stay float32."""
+def convert_model(model: Any, keep_fp32: Iterable[str] = (), fp16_io: bool = False) -> Any:
+    """A float16 copy of ``model`` whose float32 graph inputs and outputs stay float32 (``fp16_io``:
+    become float16 too, so an engine built from it has HALF bindings)."""
     onnx = import_onnx()
     from onnx import helper
 
@@ -77,6 +78,11 @@ def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
         if n.op_type == "Constant" and any(a.name == "value_float" for a in n.attribute):
             raise UserError("export.fp16: Constant(value_float) is not handled; re-export with export.onnx")
     head, tail = [], []
+    if fp16_io:
+        inits = {t.name for t in g.initializer}
+        for v in [*g.input, *g.output]:
+            if v.type.tensor_type.elem_type == F32 and v.name not in inits:
+                v.type.tensor_type.elem_type = F16
     for inp in g.input:  # fp32 in, Cast to fp16 straight after
         if inp.type.tensor_type.elem_type == F32 and inp.name not in {t.name for t in g.initializer}:
             half = f"{inp.name}__fp16"
@@ -124,7 +130,8 @@ def _raise_opset(model: Any, opset: int, ir_version: int) -> None:
     model.ir_version = max(model.ir_version, ir_version)
 
 
-def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iterable[str] = ()) -> Path:
+def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iterable[str] = (),
+                 fp16_io: bool = False) -> Path:
     """Convert an ONNX file (metadata carried over with precision 'fp16'); returns the new path."""
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.stem + ".fp16.onnx")
@@ -132,7 +139,7 @@ def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iter
         raise UserError(f"{dst}: the output would overwrite the input; pass another --out")
     model = load_onnx(src)
     meta = read_meta(model, str(src))
-    half = convert_model(model, keep_fp32)
+    half = convert_model(model, keep_fp32, fp16_io)
     if meta is not None:  # a Q/DQ graph stays an INT8 model (its float part now fp16)
         qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in half.graph.node)
         set_meta(half, meta.with_(precision="int8" if qdq else "fp16"))
@@ -146,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="output (default: <stem>.fp16.onnx beside the input)")
     ap.add_argument("--keep-fp32", action="append", default=[], metavar="OP",
                     help="op type to keep in fp32 (repeatable), e.g. --keep-fp32 GlobalAveragePool")
+    ap.add_argument("--fp16-io", action="store_true", help="inputs and outputs in fp16 too (an engine built from "
+                    "it has HALF bindings: half the copies; the runtime and Triton feed it fp16)")
     a = ap.parse_args(argv)
-    out = convert_file(a.onnx, a.out, a.keep_fp32)
+    out = convert_file(a.onnx, a.out, a.keep_fp32, a.fp16_io)
     print(f"{PROG}: wrote {out}")
     return 0
 
