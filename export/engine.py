@@ -6,9 +6,11 @@ batch profile and the sha256 of plan and source ONNX. Works with TensorRT 8.5, 8
 
 - 8.5/8.6: EXPLICIT_BATCH network; FP16/INT8 builder flags; INT8 from a Q/DQ ONNX or with the
   calibrator of :mod:`export.trt_calibrator` (+ cache).
-- 10.x: FP16 flag; INT8 from a Q/DQ ONNX (explicit), the calibrator as a deprecated fallback.
-- 11.x: no precision flags, no calibrators: strongly typed networks; FP16 from an FP16 copy of the
-  ONNX (``export.fp16``, fp32 inputs/outputs kept), INT8 from a Q/DQ ONNX.
+- 10.0-10.11 (JetPack 6.1/6.2: 10.3): FP16 flag; INT8 from a Q/DQ ONNX (explicit), the calibrator as a
+  deprecated fallback.
+- 10.12+ (weak typing deprecated) and 11.x (removed): strongly typed networks; FP16 from an FP16 copy
+  of the ONNX (``export.fp16``, fp32 inputs/outputs kept), INT8 from a copy of the Q/DQ ONNX whose
+  float part is fp16; 10.12+ keeps the calibrator (weakly typed) as a fallback, 11 has none.
 
 Without TensorRT, or without a usable CUDA device (checked in a child process before anything is
 built), it exits 1 with one line saying what is missing.

@@ -65,8 +65,8 @@ def engine_platform() -> str:
 def install_hint(what: str = "tensorrt") -> str:
     """How to get TensorRT (and pycuda) on this kind of machine."""
     if is_jetson():
-        return (f"on a Jetson {what} comes with JetPack (sudo apt install nvidia-jetpack), "
-                "then pip install pycuda")
+        return (f"on a Jetson {what} comes with JetPack up to 6.2 (sudo apt install nvidia-jetpack; TensorRT "
+                "11.4 on JetPack 7.2 from NVIDIA's TensorRT SBSA packages), then pip install pycuda")
     return ("pip install tensorrt pycuda (or pip install 'jrc-edge[tensorrt]'); "
             "on a Jetson it comes with JetPack instead")
 
