@@ -13,9 +13,11 @@ the optimisation profile, and the pipeline sends partial batches, so a batch sma
 profile's minimum (a static batch, every DLA engine) is padded with zero rows up to it and only the
 first rows come back, as the ONNX Runtime backend does with fixed-batch graphs. A DLA plan is
 deserialized with ``IRuntime.DLA_core`` set to the core its sidecar names (as trtexec does). The CUDA context is the device's
-primary context, retained once and pushed/popped around every call, so the backend can be opened on
-one thread and used from a worker thread. tensorrt and pycuda are imported when a backend is
-opened, never at module import.
+primary context, retained once per process (:func:`trt_compat.primary_context`, never detached) and
+pushed/popped around every call, so the backend can be opened on one thread and used and closed on
+another, and nothing stays current after a close. TensorRT's messages go to the process's one logger.
+Engine bindings must be float32 or float16 (anything else is refused when the plan is opened).
+tensorrt and pycuda are imported when a backend is opened, never at module import.
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ class TensorRTBackend(Backend):
         if missing:
             raise UserError(f"{path}: the engine lacks the output(s) {missing} its sidecar lists; "
                             f"rebuild it with: {trt_compat.rebuild_command(path, raw)}")
+        for o in meta.outputs:
+            if o != "logit":  # the logit's type is checked with its shape below
+                check_io_dtype(path, tensors[o], trt_compat.rebuild_command(path, raw))
         logit = tensors["logit"]
         check_logit_spec(path, logit.dtype, [d if d >= 0 else None for d in logit.shape],
                          inp.shape[0] if inp.shape[0] > 0 else None)
