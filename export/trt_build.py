@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from export.onnx_io import OnnxInfo
-from runtime.backends.trt_compat import CudaDevice, log_level, parse_version, shared_logger, trt_version
+from runtime.backends.trt_compat import (
+    CudaDevice,
+    log_level,
+    parse_version,
+    shared_logger,
+    trt_version,
+)
 from runtime.errors import UserError
 from runtime.fileio import replacing
 

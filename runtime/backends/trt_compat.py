@@ -228,7 +228,6 @@ class TensorInfo:
 
 def io_tensors(trt: Any, engine: Any, profile: int = 0) -> list[TensorInfo]:
     """The engine's inputs and outputs with dtype, shape and (inputs) the profile's shapes."""
-    import numpy as np
 
     out = []
     for i in range(engine.num_io_tensors):

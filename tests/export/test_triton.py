@@ -161,7 +161,7 @@ def test_dla_engine_names_its_core_as_a_secondary_device(tmp_path: Path, monkeyp
     assert group.kind == 1 and [(d.kind, d.device_id) for d in group.secondary_devices] == [(0, core)]
     assert check_plan_config(cfg, _loader(fake, engine), dla_cores=2) == core
     with pytest.raises(UserError, match="DLA Core ID: 1, available number of DLA cores: 1"):
-        check_plan_config(parse_text(f'name: "m" platform: "tensorrt_plan" instance_group [ {{ kind: KIND_GPU '
+        check_plan_config(parse_text('name: "m" platform: "tensorrt_plan" instance_group [ { kind: KIND_GPU '
                                      'secondary_devices [ { kind: KIND_NVDLA device_id: 1 } ] } ]'),
                           _loader(fake, engine), dla_cores=1)
     del cfg.instance_group[0].secondary_devices[:]  # the config of before: Triton cannot load the plan
