@@ -329,6 +329,9 @@ class Run:
         a = self.args
         if self.box:
             self.cameras = camera_specs(a.source, a.cameras)
+            if len(self.cameras) > 1 and (a.save or a.show):
+                raise UserError("--save and --show take one camera's frames; with several cameras leave them out",
+                                EXIT_USAGE)
         _check_outputs(a, [c.source for c in self.cameras] if self.box else list(a.source or []))
         self.outputs_checked = True  # first: a summary is written only to a path that passed
         _check_args(a)

@@ -24,73 +24,12 @@ import runtime.sources as sources
 from runtime.detect import main
 from tests.helpers import run_module
 from tests.helpers.models import make_onnx
+from tests.helpers.servers import MjpegServer
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return make_onnx(tmp_path_factory.mktemp("m") / "m.onnx")
-
-
-def _jpeg(i: int) -> bytes:
-    return cv2.imencode(".jpg", np.full((48, 64, 3), (i * 7) % 256, np.uint8))[1].tobytes()
-
-
-class MjpegServer:
-    """Loopback MJPEG server. ``script[k]`` says what connection k gets: ``(frames, then)`` with
-    ``then`` in ``"stall"`` (keep the connection open, send nothing) or ``"close"``; connections
-    past the script get headers and then nothing. Every wait ends at ``stop()`` or after 30 s."""
-
-    def __init__(self, script: list[tuple[int, str]], shutdown_after: int | None = None) -> None:
-        self.script = script
-        self.connections: list[float] = []  # monotonic time of each connection
-        self._stop = threading.Event()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                k = len(outer.connections)
-                outer.connections.append(time.monotonic())
-                frames, then = outer.script[k] if k < len(outer.script) else (0, "stall")
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    for i in range(frames):
-                        if outer._stop.is_set():
-                            return
-                        b = _jpeg(i)
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
-                                         % (len(b), b))
-                        self.wfile.flush()
-                        time.sleep(0.04)  # 25 fps, like a camera
-                except OSError:
-                    return
-                if then == "stall":
-                    outer._stop.wait(30)
-                if shutdown_after is not None and k + 1 >= shutdown_after:
-                    threading.Thread(target=outer.stop, daemon=True).start()  # later connections are refused
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cam.mjpg"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> MjpegServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            self.server.shutdown()
-            self.server.server_close()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._thread.join(10)
 
 
 def _results(tmp: Path) -> tuple[dict, list[dict]]:
