@@ -126,6 +126,7 @@ class CameraRun:
         self.error: BaseException | None = None
         self.done = False  # nothing more of it is written (ended, failed, stopped)
         self.stopped = False  # stopped by the loop (--max-frames, the run's end) rather than by its source
+        self.told_up: bool | None = None  # "up" as last handed to the sinks
         self.started: float | None = None
 
     @property
@@ -185,6 +186,7 @@ class FrameLoop:
         self.isolate = False
         self._by_name: dict[str, CameraRun] = {}
         self._closed = False
+        self._last_tick = 0.0
 
     def run(self, source: Source, name: str = "cam1") -> None:
         """Process ``source`` to its end, ``max_frames``, or until the window is closed; an error
@@ -239,11 +241,23 @@ class FrameLoop:
     def _next(self) -> Any:
         assert self.batcher is not None
         while True:
+            self._tick()
             try:
                 return self.batcher.out.get(timeout=0.1)
             except queue.Empty:
                 if self.batcher.aborted and self.batcher.out.empty():
                     return None
+
+    def _tick(self) -> None:
+        """About once a second: a camera that went down or came back (no frame says so) is told to
+        the sinks that keep a state."""
+        now = time.monotonic()
+        if now - self._last_tick < 1.0:
+            return
+        self._last_tick = now
+        for cam in self.cameras:
+            if cam.state.up_now(cam.source, cam.done) != cam.told_up:
+                self._state_changed(cam)
 
     def close(self) -> list[dict[str, Any]]:
         """Stop reading, end every open track and event, close the outputs (also after an error);
@@ -382,7 +396,7 @@ class FrameLoop:
         """Hand a camera's state to the sinks that keep one (MQTT's retained state topic)."""
         if not any(hasattr(s, "camera_state") for s in self.event_sinks):
             return
-        up = cam.state.up_now(cam.source, cam.done)
+        up = cam.told_up = cam.state.up_now(cam.source, cam.done)
         state = {"camera": cam.name, "up": up, "status": cam.status, "frames": cam.agg.frames,
                  "events_open": len(self.events.open_tracks(cam.name)) if self.events is not None else 0}
         for s in self.event_sinks:
