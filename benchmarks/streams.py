@@ -180,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, metavar="N", help="inference threads per process (default 1)")
     p.add_argument("--faces", choices=("mtcnn", "haar"), default="mtcnn", help="face detector (default mtcnn)")
     p.add_argument("--detect-every", type=int, default=5, metavar="N", help="as runtime.detect (default 5)")
-    p.add_argument("--batch-wait", type=float, metavar="MS", help="as runtime.detect (default 5 with several "
-                   "cameras, 0 with one)")
+    p.add_argument("--batch-wait", type=float, metavar="MS", help="as runtime.detect (default: 5 with several "
+                   "cameras on a GPU, 0 on a CPU)")
     p.add_argument("--pace", type=float, default=0.0, metavar="FPS", help="play each clip as a live camera at FPS "
                    "(default 0: read files as fast as they decode)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")

@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "options (source, stride, live, max_reconnects, timeout, faces, face_model, face_threshold, "
                    "detect_every, detect_width, min_face, max_faces, scan_every); the command line gives the defaults")
     b.add_argument("--batch-wait", type=float, metavar="MS", help="the shared inference may wait up to MS "
-                   "milliseconds for faces of other cameras to fill a batch (default 5 with several cameras, 0 with one)")
+                   "milliseconds for faces of other cameras to fill a batch (default: 5 with several cameras on a GPU, "
+                   "0 on a CPU or with one camera)")
     b.add_argument("--jsonl-frames", choices=("all", "faces", "events"), default="all", help="which frames --jsonl "
                    "writes: all (default), those with a face, or those with a face in an open event")
     b.add_argument("--rotate-size", type=float, metavar="MB", help="start a new --jsonl/--events file once it has "

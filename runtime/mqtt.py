@@ -23,11 +23,10 @@ import os
 import socket
 import threading
 import time
-import urllib.parse
 from typing import Any
 
 from runtime.errors import EXIT_USAGE, UserError, missing_dependency
-from runtime.outbox import Outbox
+from runtime.outbox import Outbox, receiver_url
 
 USER_ENV, PASSWORD_ENV = "JRC_MQTT_USERNAME", "JRC_MQTT_PASSWORD"
 DEFAULT_PREFIX = "jrc"
@@ -40,12 +39,8 @@ class _NotYet(Exception):
 
 def parse_url(url: str) -> tuple[str, int, bool, str]:
     """host, port, TLS, topic prefix of an ``mqtt://`` or ``mqtts://`` URL."""
-    u = urllib.parse.urlsplit(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise UserError(f"--mqtt {url}: expected mqtt://HOST[:PORT][/PREFIX] (or mqtts:// for TLS)", EXIT_USAGE)
-    if u.username or u.password:
-        raise UserError(f"--mqtt {url}: credentials on the command line are visible to every user (ps); use "
-                        f"--mqtt-auth FILE or the environment ({USER_ENV}, {PASSWORD_ENV})", EXIT_USAGE)
+    u = receiver_url(url, "--mqtt", ("mqtt", "mqtts"), "mqtt://HOST[:PORT][/PREFIX] (or mqtts:// for TLS)",
+                     f"--mqtt-auth FILE or the environment ({USER_ENV}, {PASSWORD_ENV})")
     try:
         port = u.port or (8883 if u.scheme == "mqtts" else 1883)
     except ValueError:

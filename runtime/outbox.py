@@ -10,8 +10,23 @@ raises (counted as a retry and tried again after a backoff that doubles up to ``
 from __future__ import annotations
 
 import threading
+import urllib.parse
 from collections import deque
 from typing import Any
+
+from runtime.errors import EXIT_USAGE, UserError
+
+
+def receiver_url(url: str, flag: str, schemes: tuple[str, ...], expected: str, secrets: str) -> urllib.parse.SplitResult:
+    """A sink's URL, checked: one of ``schemes`` with a host, and no user:password in it (a command
+    line is visible to every user of the machine; ``secrets`` says where they go instead)."""
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in schemes or not u.hostname:
+        raise UserError(f"{flag} {url}: expected {expected}", EXIT_USAGE)
+    if u.username or u.password:
+        raise UserError(f"{flag} {url}: credentials on the command line are visible to every user (ps); drop them "
+                        f"from the URL and use {secrets}", EXIT_USAGE)
+    return u
 
 
 class Outbox:

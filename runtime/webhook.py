@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import os
 import urllib.error
-import urllib.parse
 import urllib.request
 from typing import Any
 
 from runtime import __version__
-from runtime.errors import EXIT_USAGE, UserError
-from runtime.outbox import Outbox
+from runtime.outbox import Outbox, receiver_url
 
 TOKEN_ENV = "JRC_WEBHOOK_TOKEN"
 RETRY_STATUS = (408, 429)
@@ -29,12 +27,8 @@ class _Retry(Exception):
 
 
 def check_url(url: str) -> str:
-    u = urllib.parse.urlsplit(url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise UserError(f"--webhook {url}: expected an http:// or https:// URL with a host", EXIT_USAGE)
-    if u.username or u.password:
-        raise UserError(f"--webhook {url}: credentials on the command line are visible to every user (ps); "
-                        f"drop them from the URL and put a token in the environment variable {TOKEN_ENV}", EXIT_USAGE)
+    receiver_url(url, "--webhook", ("http", "https"), "an http:// or https:// URL with a host",
+                 f"a token in the environment variable {TOKEN_ENV}")
     return url
 
 

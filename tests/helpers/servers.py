@@ -1,4 +1,5 @@
-"""Loopback servers for tests: an MJPEG camera over HTTP, a webhook receiver, a Mosquitto broker.
+"""Loopback servers for tests: an MJPEG camera over HTTP, a webhook receiver, a Mosquitto broker; and a
+fake camera device (a cv2.VideoCapture look-alike).
 
 Every server binds 127.0.0.1 on a free port and stops by itself at the end of its ``with`` block.
 """
@@ -237,3 +238,33 @@ class Subscriber:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class FakeCamera:
+    """A capture that delivers ``frames`` frames, then fails (unplugged) or, with ``hang``, blocks
+    in read() until ``release_hang`` is set, as some drivers do."""
+
+    def __init__(self, frames: int, opened: bool = True, hang: threading.Event | None = None) -> None:
+        self.left, self.opened, self.hang = frames, opened, hang
+        self.n = 0
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
+        return self.opened
+
+    def get(self, prop: int) -> float:
+        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self):
+        if not self.opened:
+            return False, None
+        if self.left <= 0:
+            if self.hang is not None:
+                self.hang.wait(30)
+            return False, None
+        self.left -= 1
+        self.n += 1
+        time.sleep(0.01)
+        return True, np.full((48, 64, 3), (self.n * 9) % 256, np.uint8)
+
+    def release(self) -> None:
+        self.opened = False

@@ -10,8 +10,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
 import runtime.sources as sources
@@ -22,6 +20,7 @@ from tests.helpers.media import face_video, lines
 from tests.helpers.models import make_onnx
 from tests.helpers.servers import (
     Broker,
+    FakeCamera,
     MjpegServer,
     Subscriber,
     WebhookServer,
@@ -74,28 +73,6 @@ def test_three_cameras_one_dead_from_the_start_one_dying_mid_run(setup, tmp_path
     assert closes["yard"]["end_reason"] == "camera_ended"
     assert [b["type"] for b in hook.bodies] == [e["type"] for e in events]  # the webhook got every message
     assert s["sinks"]["webhook"]["undelivered"] == 0 and s["events"]["total"] == 2
-
-
-class FakeCamera:
-    def __init__(self, frames: int, opened: bool = True) -> None:
-        self.left, self.opened, self.n = frames, opened, 0
-
-    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
-        return self.opened
-
-    def get(self, prop: int) -> float:
-        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def read(self):
-        if not self.opened or self.left <= 0:
-            return False, None
-        self.left -= 1
-        self.n += 1
-        time.sleep(0.005)
-        return True, np.full((48, 64, 3), (self.n * 9) % 256, np.uint8)
-
-    def release(self) -> None:
-        self.opened = False
 
 
 def test_a_camera_not_up_at_the_start_is_retried_while_the_others_run(setup, tmp_path, monkeypatch):

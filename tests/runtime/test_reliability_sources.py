@@ -24,7 +24,7 @@ import runtime.sources as sources
 from runtime.detect import main
 from tests.helpers import run_module
 from tests.helpers.models import make_onnx
-from tests.helpers.servers import MjpegServer
+from tests.helpers.servers import FakeCamera, MjpegServer
 
 
 @pytest.fixture(scope="module")
@@ -86,36 +86,6 @@ def test_stream_that_stops_for_good_ends_with_exit_3(model, tmp_path):
 
 
 # --- cameras -----------------------------------------------------------------------------------
-class FakeCamera:
-    """A capture that delivers ``frames`` frames, then fails (unplugged) or, with ``hang``, blocks
-    in read() until ``release_hang`` is set, as some drivers do."""
-
-    def __init__(self, frames: int, opened: bool = True, hang: threading.Event | None = None) -> None:
-        self.left, self.opened, self.hang = frames, opened, hang
-        self.n = 0
-
-    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
-        return self.opened
-
-    def get(self, prop: int) -> float:
-        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def read(self):
-        if not self.opened:
-            return False, None
-        if self.left <= 0:
-            if self.hang is not None:
-                self.hang.wait(30)
-            return False, None
-        self.left -= 1
-        self.n += 1
-        time.sleep(0.01)
-        return True, np.full((48, 64, 3), (self.n * 9) % 256, np.uint8)
-
-    def release(self) -> None:
-        self.opened = False
-
-
 class Plug:
     """The device: each open() returns the next scripted camera (None = the device is gone)."""
 
