@@ -222,7 +222,9 @@ class FrameLoop:
             if item is None:
                 break
             if isinstance(item, CameraEnded):
+                self.guard.begin_frame()  # its events close whole, like a frame's outputs
                 self._camera_ended(self._by_name[item.camera])
+                self.guard.end_frame()
             else:
                 cam = self._by_name[item.camera]
                 if cam.done:
@@ -360,6 +362,7 @@ class FrameLoop:
                 print(f"jrc-detect: warning: camera {cam.name}: {cam.error}", file=sys.stderr, flush=True)
         if self.events is not None:
             self._publish(self.events.end_camera(cam.name))
+        cam.state.set_up(False)
         self._state_changed(cam)
 
     # --- outputs ------------------------------------------------------------------------
