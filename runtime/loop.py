@@ -237,9 +237,9 @@ class FrameLoop:
                 cam.times.add("output", time.perf_counter() - t)
                 if quit_:
                     break
-                self.guard.end_frame()
                 if self.max_frames and cam.agg.frames >= self.max_frames:
                     self._stop_camera(cam)
+                self.guard.end_frame()
             if all(c.done for c in self.cameras):
                 break
         self.guard.end_frame()  # a signal during the last frame (window closed, max_frames) still counts
