@@ -29,13 +29,7 @@ def duration(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from runtime.cameras import reconnects
-
-    for action in p._actions:  # the single-source options become every camera's defaults
-        if action.dest == "max_reconnects":
-            action.type = reconnects
-            action.help = ("live: reopen a failed stream up to N times ('forever': a box that waits for its "
-                           "cameras), with backoff, before giving up (default 5)")
+    """The box's options (the single-source options are every camera's defaults)."""
     b = p.add_argument_group("camera box (several cameras, events, metrics)")
     b.add_argument("--cameras", metavar="FILE.toml", help="cameras as [cameras.NAME] tables with per-camera "
                    "options (source, stride, live, max_reconnects, timeout, faces, face_model, face_threshold, "

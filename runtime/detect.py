@@ -36,6 +36,8 @@ ONNX_ONLY = ("provider", "threads", "input_size", "mean", "std", "color")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime.cameras import reconnects
+
     p = argparse.ArgumentParser(
         prog=PROG, description="Detect deepfaked faces in a camera stream, video, image, folder or glob "
         "with a JRC model (.onnx via ONNX Runtime, .engine/.plan via TensorRT).",
@@ -68,8 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--live", choices=("auto", "yes", "no"), default="auto", help="drop stale frames instead of "
                    "queueing them; auto = for cameras, URLs and pipelines ('yes' plays a file like a camera)")
     s.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
-    s.add_argument("--max-reconnects", type=int, default=5, metavar="N", help="live: reopen a failed stream up "
-                   "to N times, with backoff, before giving up (default 5)")
+    s.add_argument("--max-reconnects", type=reconnects, default=5, metavar="N", help="live: reopen a failed stream "
+                   "up to N times ('forever': a box that waits for its cameras), with backoff, before giving up "
+                   "(default 5)")
     s.add_argument("--timeout", type=float, default=10.0, metavar="SEC", help="live: wait at most SEC to open "
                    "a stream or read a frame (default 10)")
     f = p.add_argument_group("faces")
