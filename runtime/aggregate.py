@@ -180,3 +180,27 @@ class Aggregator:
                 "nonfinite_logits": self.nonfinite_logits,
                 "sources": self.sources, "sources_total": self.sources_total,
                 "tracks": self.tracks, "tracks_total": self.tracks_total}
+
+
+def merged_summary(aggs: list[Aggregator], cameras: list[str]) -> dict[str, Any]:
+    """The totals of several cameras' aggregators (the camera box's overall verdict), keyed as
+    :meth:`Aggregator.summary`: a frame probability of every camera counts once in the mean; the
+    listed sources and tracks carry their camera (the lists stay capped, the totals exact)."""
+    overall = _Mean()
+    for a in aggs:
+        overall.n += a.overall.n
+        overall.total += a.overall.total
+        if not math.isnan(a.overall.peak):
+            overall.peak = a.overall.peak if math.isnan(overall.peak) else max(overall.peak, a.overall.peak)
+    faces = sum(a.faces for a in aggs)
+    frames = sum(a.frames for a in aggs)
+    without = sum(a.frames_without_face for a in aggs)
+    threshold = aggs[0].threshold if aggs else 0.5
+    limit = aggs[0].max_listed if aggs else MAX_LISTED
+    sources = [{"camera": c, **s} for a, c in zip(aggs, cameras) for s in a.sources][:limit]
+    tracks = [{"camera": c, **t} for a, c in zip(aggs, cameras) for t in a.tracks][:limit]
+    return {"frames": frames, "frames_with_face": frames - without, "frames_without_face": without, "faces": faces,
+            "threshold": threshold, "prob": _r(overall.mean), "verdict": verdict(overall.mean, threshold, faces),
+            "nonfinite_logits": sum(a.nonfinite_logits for a in aggs),
+            "sources": sources, "sources_total": sum(a.sources_total for a in aggs),
+            "tracks": tracks, "tracks_total": sum(a.tracks_total for a in aggs)}

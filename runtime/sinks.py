@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -89,7 +90,7 @@ def frame_record(r: Result, ended: list[dict[str, Any]], threshold: float, dropp
         if f.recon_error is not None:
             d["recon_error"] = _num(f.recon_error)
         faces.append(d)
-    return {"schema": JSONL_SCHEMA, "source": r.frame.source, "frame": r.frame.index,
+    return {"schema": JSONL_SCHEMA, "camera": r.camera, "source": r.frame.source, "frame": r.frame.index,
             "time": round(r.frame.time, 4), "no_face": not faces,
             "prob": _frame_prob(r.faces) if faces else None,
             "faces": faces, "tracks_ended": ended, "dropped": dropped}
@@ -101,22 +102,66 @@ def _frame_prob(faces: list[Any]) -> float | None:
     return _num(max(finite)) if finite else None
 
 
-class JsonlSink:
-    """One JSON object per line, flushed per line; the file is created at the first line."""
+@dataclass(frozen=True)
+class Rotation:
+    """JSONL files of a box that runs for months: start a new file when the current one has
+    ``max_bytes`` or is ``max_age_s`` old; the previous ones are kept as ``FILE.1`` (newest) to
+    ``FILE.<keep>``, older ones deleted."""
 
-    def __init__(self, path: str) -> None:
+    max_bytes: int | None = None
+    max_age_s: float | None = None
+    keep: int = 10
+
+
+class JsonlSink:
+    """One JSON object per line, flushed per line; the file is created at the first line, and
+    rotated by size or age when ``rotate`` says so."""
+
+    def __init__(self, path: str, flag: str = "--jsonl", rotate: Rotation | None = None) -> None:
         self.path = path
+        self.flag = flag
+        self.rotate = rotate if rotate is not None and (rotate.max_bytes or rotate.max_age_s) else None
         self._f: TextIO | None = None
+        self._size = 0
+        self._opened = 0.0
+        self.rotations = 0
 
     def write(self, record: dict[str, Any]) -> None:
         line = to_json(record) + "\n"
         try:
+            if self._f is not None and self._due(len(line.encode("utf-8"))):
+                self._rotate()
             if self._f is None:
                 self._f = open(self.path, "w", encoding="utf-8")
+                self._size, self._opened = 0, time.monotonic()
             self._f.write(line)
             self._f.flush()
+            self._size += len(line.encode("utf-8"))
         except OSError as e:
-            raise write_failed("--jsonl", self.path, e) from None
+            raise write_failed(self.flag, self.path, e) from None
+
+    def _due(self, incoming: int) -> bool:
+        r = self.rotate
+        if r is None or self._size == 0:
+            return False
+        return bool((r.max_bytes and self._size + incoming > r.max_bytes)
+                    or (r.max_age_s and time.monotonic() - self._opened >= r.max_age_s))
+
+    def _rotate(self) -> None:
+        """FILE → FILE.1, FILE.1 → FILE.2, ...; the oldest past ``keep`` is deleted."""
+        assert self.rotate is not None and self._f is not None
+        self._f.close()
+        self._f = None
+        keep = max(1, self.rotate.keep)
+        old = Path(f"{self.path}.{keep}")
+        if old.exists():
+            old.unlink()
+        for i in range(keep - 1, 0, -1):
+            p = Path(f"{self.path}.{i}")
+            if p.exists():
+                os.replace(p, f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self.rotations += 1
 
     def close(self) -> None:
         """Close the file; every line was flushed as written, so a failing close (the line whose
@@ -127,6 +172,28 @@ class JsonlSink:
                 f.close()
             except OSError:
                 pass
+
+
+class EventsFile:
+    """``--events FILE``: one JSON line per event message (open / update / close)."""
+
+    name = "events"
+
+    def __init__(self, path: str, rotate: Rotation | None = None) -> None:
+        self._jsonl = JsonlSink(path, "--events", rotate)
+        self.written = 0
+
+    def publish(self, message: dict[str, Any]) -> None:
+        from runtime.events import public
+
+        self._jsonl.write(public(message))
+        self.written += 1
+
+    def close(self) -> None:
+        self._jsonl.close()
+
+    def report(self) -> dict[str, Any]:
+        return {"path": self._jsonl.path, "written": self.written, "rotations": self._jsonl.rotations}
 
 
 def write_summary(path: str, summary: dict[str, Any]) -> None:

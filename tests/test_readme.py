@@ -77,6 +77,7 @@ KNOBS = {
     "--frames 200 --rounds 4": "--frames 20 --rounds 1 --cost-rounds 1 --lfw 10",
     "--runs 100": "--runs 3 --warmup 1",
     "--repeats 3": "--repeats 1 --frames 30",
+    "--frames 150 --rounds 3": "--frames 6 --rounds 1 --cameras 1,2 --size 320x180",
 }
 
 MARKER = re.compile(r"^\s*<!--\s*readme-test:\s*(?P<body>.*?)\s*-->\s*$")

@@ -150,6 +150,10 @@ class TensorRTBackend(Backend):
             self._host[name] = self._cuda.pagelocked_empty(full, t.dtype)
         return self._host[name]
 
+    @property
+    def on_gpu(self) -> bool:
+        return True
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(device=self.device.name, compute_capability=self.device.compute_capability,

@@ -16,7 +16,7 @@ from tests.helpers.media import face_video, gray_video, lines
 from tests.helpers.models import expected_prob, make_onnx
 
 FACE_KEYS = {"track", "box", "detected", "face_score", "landmarks", "logit", "prob", "fake"}
-FRAME_KEYS = {"schema", "source", "frame", "time", "no_face", "prob", "faces", "tracks_ended", "dropped"}
+FRAME_KEYS = {"schema", "camera", "source", "frame", "time", "no_face", "prob", "faces", "tracks_ended", "dropped"}
 
 
 @pytest.fixture(scope="module")
