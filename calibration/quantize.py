@@ -14,6 +14,7 @@ fails (exit 1, numbers in the message) when an artifact's AUC drops by more than
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-samples", type=int, default=64, metavar="N")
     p.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="cpu target: 7-bit weights; auto = on unless this CPU has VNNI")
+    p.add_argument("--cpu-plan", default="auto", metavar="auto|all|TENSOR",
+                   help="cpu target: which layers run in int8. auto (default): measure up to --plan-candidates "
+                        "plans on this CPU (layers before a cut stay float) and keep the fastest within "
+                        "--max-dprob/2 of fp32 on the calibration faces; all: every layer that can; TENSOR: "
+                        "float before that tensor")
+    p.add_argument("--plan-candidates", type=int, default=8, metavar="N", help="plans --cpu-plan auto measures (8)")
+    p.add_argument("--plan-rounds", type=int, default=20, metavar="N",
+                   help="interleaved timing rounds per plan and batch (20)")
+    p.add_argument("--max-dprob", type=float, default=0.05,
+                   help="agreement bound with fp32 (max |Δprob|): --cpu-plan auto keeps plans within half of it on "
+                        "the calibration faces; the report says when the held-out set exceeds it (0.05)")
+    p.add_argument("--cpu-quantizer", choices=("jrc", "ort"), default="jrc",
+                   help="cpu target: this project's graph (jrc, default) or ONNX Runtime's generic quantize_static "
+                        "(ort, for comparison)")
     p.add_argument("--fp16", action="store_true", help="also write the FP16 ONNX (fp32 I/O) and report it")
     p.add_argument("--eval-data", default="synthetic",
                    help="held-out labelled set for the report (default: the synthetic validation faces)")
@@ -87,11 +102,14 @@ def _outputs(a: argparse.Namespace, targets: list[str]) -> dict[str, Path]:
 def _check_args(a: argparse.Namespace) -> None:
     for name, v, low in (("--calib-size", a.calib_size, 1), ("--batch-size", a.batch_size, 1),
                          ("--eval-size", a.eval_size, 2), ("--auto-keep", a.auto_keep, 0),
-                         ("--sensitivity-samples", a.sensitivity_samples, 1), ("--speed-rounds", a.speed_rounds, 1)):
+                         ("--sensitivity-samples", a.sensitivity_samples, 1), ("--speed-rounds", a.speed_rounds, 1),
+                         ("--plan-candidates", a.plan_candidates, 1), ("--plan-rounds", a.plan_rounds, 1)):
         if v < low:
             raise UserError(f"{name} {v}: must be at least {low}")
     if not 0 <= a.max_auc_drop <= 1:
         raise UserError(f"--max-auc-drop {a.max_auc_drop}: expected an AUC difference in 0..1")
+    if not 0 < a.max_dprob <= 1:
+        raise UserError(f"--max-dprob {a.max_dprob}: expected a probability difference in (0, 1]")
     if not 50 < a.percentile <= 100:
         raise UserError(f"--percentile {a.percentile}: expected a value in (50, 100]")
 
@@ -115,6 +133,43 @@ def _sensitivity(prep: Path, calib: Any, target: str, tensor_ranges: dict[str, A
     print(f"per-layer sensitivity ({target}, each layer quantized alone, {len(x)} calibration faces):")
     print(sensitivity.format_rows(rows))
     return rows
+
+
+def _cpu_plan(a: argparse.Namespace, prepped: Any, tensor_ranges: dict[str, Any], calib: Any,
+              done: _Quantized) -> list[str]:
+    """The float layers of the cpu artifact: the user's --keep-float, the classifier head, and
+    the layers before the cut --cpu-plan names or measures (calibration.cpu_plan)."""
+    from calibration import cpu_plan, qdq
+
+    always = list(dict.fromkeys(done.keep + cpu_plan.head_layers(prepped)))
+    if a.cpu_plan == "all":
+        done.plan = {"mode": "all"}
+        return always
+    if a.cpu_plan != "auto":
+        try:
+            keep = cpu_plan.keep_for(prepped, a.cpu_plan, always)
+        except KeyError:
+            cuts = ", ".join(t for _, t in cpu_plan.cut_points(prepped)[:6])
+            raise UserError(f"--cpu-plan {a.cpu_plan!r}: no such tensor in the preprocessed graph; "
+                            f"use auto, all or a tensor such as {cuts}") from None
+        done.plan = {"mode": "cut", "cut": a.cpu_plan}
+        return keep
+    cands = cpu_plan.candidates(prepped, a.plan_candidates, always)
+    x = calib.inputs()[:128]
+    vnni = _vnni(a)
+
+    def build(c: Any) -> bytes:
+        return qdq.cpu_model(prepped, tensor_ranges, c.float_nodes, vnni)[0].SerializeToString()
+
+    progress = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    best, _ = cpu_plan.choose(cands, build, prepped.SerializeToString(), x, calib.meta.input_name,
+                              calib.meta.input_size, rounds=a.plan_rounds, threads=1,
+                              max_dprob=a.max_dprob / 2, progress=progress)
+    print(f"cpu plan (measured on this CPU, 1 thread; speed = fp32 time / int8 time, median of interleaved "
+          f"rounds; agreement on {len(x)} calibration faces, bound {a.max_dprob / 2:g}):")
+    print(cpu_plan.format_candidates(cands, best))
+    done.plan = {"mode": "auto", "cut": best.cut, "candidates": [c.to_dict() for c in cands]}
+    return best.float_nodes
 
 
 def _bar(batches: Any, total: int) -> Any:
@@ -141,6 +196,7 @@ class _Quantized:
     written: dict[str, Path] = field(default_factory=dict)
     keep: list[str] = field(default_factory=list)
     sensitivity: list[Any] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)  # the cpu target's measured plans and the choice
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], dict[str, Path]]:
@@ -196,7 +252,13 @@ def _calibrate_and_quantize(a: argparse.Namespace, targets: list[str], outs: dic
             print(f"kept in float: {', '.join(done.keep)}")
         for t in targets:
             outs[t].parent.mkdir(parents=True, exist_ok=True)
-            info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, done.keep, _vnni(a))
+            keep = done.keep
+            if t == "cpu" and a.cpu_quantizer == "jrc":
+                keep = _cpu_plan(a, prepped, tensor_ranges, calib, done)
+            info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, keep, _vnni(a),
+                                generic=t == "cpu" and a.cpu_quantizer == "ort")
+            if t == "cpu" and done.plan:
+                info["plan"] = done.plan
             info.update(method=a.method, **({"percentile": a.percentile} if a.method == "percentile" else {}))
             if done.sensitivity:
                 info["sensitivity"] = [r.to_dict() for r in done.sensitivity[:10]]
