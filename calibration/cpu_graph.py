@@ -70,13 +70,14 @@ class QParams:
 class Plan:
     """What the builder did, for the report: how many layers run in int8, what stayed float."""
 
-    int8_nodes: list[str] = field(default_factory=list)
+    int8_nodes: list[str] = field(default_factory=list)  # every node written for an integer kernel
+    int8_layers: list[str] = field(default_factory=list)  # the weighted ones among them (Conv, Gemm)
     float_nodes: list[str] = field(default_factory=list)
     absorbed: dict[str, int] = field(default_factory=dict)  # Relu / HardSigmoid folded into quantization
     hard_swish: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"int8_layers": len(self.int8_nodes), "float_layers": self.float_nodes,
+        return {"int8_layers": len(self.int8_layers), "int8_ops": len(self.int8_nodes), "float_layers": self.float_nodes,
                 "absorbed": dict(self.absorbed), "hard_swish": self.hard_swish}
 
 
@@ -252,6 +253,7 @@ class _Builder:
         raw = self._raw(node.output[0])
         self._node(node.op_type, inputs, [raw], node.name, **a)
         self.plan.int8_nodes.append(node.name)
+        self.plan.int8_layers.append(node.name)
         self._finish(node, raw)
 
     def hard_swish(self, node: Any, x: str, alpha: float, beta: float, out: str) -> None:

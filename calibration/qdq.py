@@ -216,6 +216,7 @@ def cpu_model(model: Any, tensor_ranges: dict[str, tuple[float, float]], keep_fl
     vnni = has_vnni() if vnni is None else vnni
     padded, widened = channel_pad.pad_depthwise(model)
     qmodel, plan = cpu_graph.build(padded, tensor_ranges, keep_float, reduce_range=not vnni)
+    drop_unused_opsets(qmodel)
     return qmodel, {"reduce_range": not vnni, "graph": plan.to_dict(), "widened_depthwise": widened}
 
 
@@ -230,7 +231,7 @@ def quantize_cpu(model: Any, out: Path, calib: Any, tensor_ranges: dict[str, tup
             "per_channel": True, "reduce_range": done["reduce_range"], "symmetric_activations": False,
             "calibration": calib.cache_key(), "calibration_source": calib.source, "quantizer": "calibration.cpu_graph",
             "weighted_layers": len(weighted_nodes(model)), "int8_layers": done["graph"]["int8_layers"],
-            "float_layers": len(done["graph"]["float_layers"]), "folded": done["graph"]["absorbed"],
+            "float_nodes": len(done["graph"]["float_layers"]), "folded": done["graph"]["absorbed"],
             "hard_swish": done["graph"]["hard_swish"], "widened_depthwise": done["widened_depthwise"]}
 
 
