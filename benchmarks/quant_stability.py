@@ -174,10 +174,10 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def _short(cut: Any) -> str:
-    """The plan's cut tensor, shortened (``features.9/b3/block.3.0/Conv``)."""
+    """The plan's cut tensor, shortened (``features/features.9/b3/block.3.0/Conv``)."""
     if not cut:
         return "-"
-    return "/".join(str(cut).split("/")[-3:]).replace("/block/block.", "/b").replace("_output_0", "")
+    return "/".join(str(cut).split("/")[-5:]).replace("/block/block.", "/b").replace("_output_0", "").lstrip("/")
 
 
 def _signed(x: Any) -> str:

@@ -14,9 +14,10 @@ quantization sits right before the logit).
 :func:`cut_points` lists the tensors that separate the graph (every path from input to output
 passes through them); :func:`candidates` picks up to ``n`` of them spread over the network's
 multiply-accumulates; :func:`choose` builds each candidate, measures its speed against the float
-model (interleaved rounds at each batch size, :func:`quiet_ratio`) and its agreement with it on
-the calibration faces (max |Δprob|, and the share of face pairs whose order flips, which is what
-moves an AUC), and keeps the fastest one within both bounds (among plans within 3 % of the
+model (interleaved rounds at each batch size, :func:`quiet_ratio`), its agreement with it on the
+calibration faces (max |Δprob|) and its AUC change on labelled check faces (the calibration faces
+when they are labelled, else the synthetic training-split faces; never the held-out ones the
+report scores), and keeps the fastest one within both bounds (among plans within 3 % of the
 fastest, the one with more float layers).
 """
 
@@ -42,7 +43,8 @@ class Candidate:
     speedup: dict[str, float] = field(default_factory=dict)  # batch -> float time / int8 time
     max_dprob: float = math.nan  # on the calibration faces
     mean_dprob: float = math.nan
-    swaps: float = math.nan  # share of face pairs whose order (by p(fake)) int8 reverses: what moves the AUC
+    swaps: float = math.nan  # share of face pairs whose order (by p(fake)) int8 reverses
+    d_auc: float = math.nan  # AUC change on the labelled check faces (positive = worse)
 
     @property
     def score(self) -> float:
@@ -53,7 +55,7 @@ class Candidate:
         return {"cut": self.cut, "float_layers": len(self.float_nodes), "macs_float": round(self.macs_float, 4),
                 "speedup": {k: round(v, 3) for k, v in self.speedup.items()},
                 "max_dprob_calibration": _round(self.max_dprob), "mean_dprob_calibration": _round(self.mean_dprob),
-                "swapped_pairs_calibration": _round(self.swaps)}
+                "swapped_pairs_calibration": _round(self.swaps), "d_auc_check": _round(self.d_auc)}
 
 
 def _round(x: float) -> float | None:
@@ -177,14 +179,18 @@ def agreement(ref: np.ndarray, got: np.ndarray) -> tuple[float, float, float]:
 
 def choose(cands: Sequence[Candidate], build: Callable[[Candidate], bytes], reference: bytes, x_calib: np.ndarray,
            input_name: str, size: int, batches: Sequence[int] = (1, 8), rounds: int = 30, threads: int = 1,
-           max_dprob: float = 0.025, max_swaps: float = 0.0025,
+           max_dprob: float = 0.025, max_auc_drop: float = 0.0025,
+           check: tuple[np.ndarray, np.ndarray] | None = None,
            progress: Callable[[str], None] | None = None) -> tuple[Candidate, bytes]:
-    """Measure every candidate (speed against ``reference`` at each batch, agreement on
-    ``x_calib``) and return the chosen one with its serialized model."""
+    """Measure every candidate (speed against ``reference`` at each batch, max |Δprob| on
+    ``x_calib``, the AUC change on the labelled ``check`` faces (inputs, labels) when given) and
+    return the chosen one with its serialized model."""
     from calibration.speed import interleaved, session_from_bytes
+    from training.metrics import roc_auc
 
     ref_sess = session_from_bytes(reference, threads)
     ref_logits = _logits(ref_sess, input_name, x_calib)
+    ref_auc = roc_auc(_logits(ref_sess, input_name, check[0]), check[1]) if check is not None else math.nan
     built: dict[str, bytes] = {}
     rng = np.random.default_rng(0)
     inputs = {b: rng.standard_normal((b, 3, size, size)).astype(np.float32) for b in batches}
@@ -194,11 +200,12 @@ def choose(cands: Sequence[Candidate], build: Callable[[Candidate], bytes], refe
         built[c.cut] = build(c)
         sess = session_from_bytes(built[c.cut], threads)
         c.max_dprob, c.mean_dprob, c.swaps = agreement(ref_logits, _logits(sess, input_name, x_calib))
+        c.d_auc = ref_auc - roc_auc(_logits(sess, input_name, check[0]), check[1]) if check is not None else 0.0
         for b, x in inputs.items():
             times = interleaved([("fp32", lambda x=x: ref_sess.run(None, {input_name: x})),
                                  ("int8", lambda x=x, s=sess: s.run(None, {input_name: x}))], rounds, warmup=3)
             c.speedup[str(b)] = quiet_ratio(times["fp32"], times["int8"])
-    best = pick(cands, max_dprob, max_swaps)
+    best = pick(cands, max_dprob, max_auc_drop)
     return best, built[best.cut]
 
 
@@ -209,12 +216,15 @@ def quiet_ratio(a: Sequence[float], b: Sequence[float], q: float = QUIET) -> flo
     return float(np.quantile(np.asarray(a, np.float64), q) / np.quantile(np.asarray(b, np.float64), q))
 
 
-def pick(cands: Sequence[Candidate], max_dprob: float, max_swaps: float = 1.0) -> Candidate:
+def pick(cands: Sequence[Candidate], max_dprob: float, max_auc_drop: float = 1.0) -> Candidate:
     """The fastest candidate within the agreement bounds (ties within ``SPEED_TIE``: more float);
     when none is within them, the most accurate one."""
-    ok = [c for c in cands if c.max_dprob <= max_dprob and c.swaps <= max_swaps and math.isfinite(c.score)]
+    def off(c: Candidate) -> float:
+        return max(c.max_dprob / max_dprob, abs(c.d_auc) / max_auc_drop)
+
+    ok = [c for c in cands if off(c) <= 1.0 and math.isfinite(c.score)]
     if not ok:
-        return min(cands, key=lambda c: (max(c.max_dprob / max_dprob, c.swaps / max_swaps), -c.macs_float))
+        return min(cands, key=lambda c: (off(c), -c.macs_float))
     fastest = max(c.score for c in ok)
     near = [c for c in ok if c.score >= fastest * (1.0 - SPEED_TIE)]
     return max(near, key=lambda c: c.macs_float)
@@ -228,13 +238,13 @@ def _logits(sess: Any, input_name: str, x: np.ndarray, batch: int = 32) -> np.nd
 def format_candidates(cands: Sequence[Candidate], chosen: Candidate) -> str:
     batches = list(dict.fromkeys(b for c in cands for b in c.speedup))
     head = f"{'cut (float before it)':<44} {'MACs float':>10} " + " ".join(f"{'b' + b + ' speed':>9}" for b in batches) \
-        + f" {'max|Δp| calib':>13} {'pairs swapped':>13}"
+        + f" {'max|Δp| calib':>13} {'ΔAUC check':>10}"
     lines = [head]
     for c in cands:
         name = c.cut if len(c.cut) <= 44 else "…" + c.cut[-43:]
         mark = " ←" if c is chosen else ""
         lines.append(f"{name:<44} {100 * c.macs_float:>9.0f}% " + " ".join(f"{c.speedup.get(b, math.nan):>8.2f}×" for b in batches)
-                     + f" {c.max_dprob:>13.4f} {100 * c.swaps:>12.2f}%{mark}")
+                     + f" {c.max_dprob:>13.4f} {c.d_auc:>+10.4f}{mark}")
     return "\n".join(lines)
 
 

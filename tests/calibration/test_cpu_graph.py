@@ -23,31 +23,11 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    import onnx
-    import torch
+    from calibration import ranges
+    from tests.helpers.models import calibrated_edge
 
-    from calibration import qdq, ranges
-    from export.onnx import export_checkpoint
-    from export.onnx_io import file_meta
-    from training.calibration_set import CalibrationSet
-    from training.checkpoint import save_checkpoint
-    from training.model import JRC, default_meta
-
-    root = tmp_path_factory.mktemp("cpu-graph")
-    torch.manual_seed(1)
-    base = default_meta("edge", SIZE)
-    meta = base.with_(model={**base.model, "width": 0.25, "encoder_channels": 32, "latent_channels": 16, "hidden": 16})
-    ckpt = save_checkpoint(root / "m.pt", JRC("edge", SIZE, **meta.model).eval(), meta)
-    export_checkpoint(ckpt, root)
-    src = root / "detect.onnx"
-    meta = file_meta(src)
-    rng = np.random.default_rng(0)
-    calib = CalibrationSet(rng.integers(0, 256, (24, SIZE, SIZE, 3), dtype=np.uint8), None, meta, "random")
-    prep = qdq.preprocess(src, root / "prep.onnx")
-    prepped = onnx.load(str(prep))
-    stats = ranges.collect(prep, calib, batch_size=8)
-    r = ranges.ranges(stats, "minmax", full_range=ranges.full_range_tensors(prepped))
-    return {"root": root, "src": src, "meta": meta, "calib": calib, "prep": prep, "prepped": prepped, "ranges": r}
+    w = calibrated_edge(tmp_path_factory.mktemp("cpu-graph"), SIZE, seed=1)
+    return {**w, "ranges": ranges.ranges(w["stats"], "minmax", full_range=w["full_range"])}
 
 
 def _session(model, optimized: Path | None = None):
@@ -174,14 +154,14 @@ def test_cut_points_separate_the_graph(work: dict) -> None:
 def test_plan_choice_is_the_fastest_within_the_bound() -> None:
     from calibration.cpu_plan import Candidate, pick
 
-    def cand(cut, share, speed, dprob, swaps=0.0):
-        return Candidate(cut, [], share, {"1": speed, "8": speed}, dprob, dprob / 4, swaps)
+    def cand(cut, share, speed, dprob, d_auc=0.0):
+        return Candidate(cut, [], share, {"1": speed, "8": speed}, dprob, dprob / 4, 0.0, d_auc)
 
     fast_bad, fast_ok, tie_ok, slow_ok = (cand("a", 0.0, 1.6, 0.05), cand("b", 0.2, 1.4, 0.01),
                                           cand("c", 0.4, 1.38, 0.005), cand("d", 0.8, 1.1, 0.001))
     assert pick([fast_bad, fast_ok, tie_ok, slow_ok], 0.025, 0.01) is tie_ok  # within 3 %: the more float one
     assert pick([fast_bad, fast_ok, slow_ok], 0.025, 0.01) is fast_ok
-    reorders = cand("f", 0.1, 1.5, 0.001, swaps=0.02)  # close in probability, but reorders faces
+    reorders = cand("f", 0.1, 1.5, 0.001, d_auc=0.02)  # close in probability, but ranks fakes lower
     assert pick([reorders, slow_ok], 0.025, 0.01) is slow_ok
     assert pick([fast_bad, cand("e", 0.5, 1.2, 0.04)], 0.025, 0.01).cut == "e"  # none within: the most accurate
 
@@ -205,10 +185,11 @@ def test_plan_measurement_end_to_end(work: dict) -> None:
     def build(c):
         return qdq.cpu_model(model, work["ranges"], c.float_nodes, True)[0].SerializeToString()
 
-    best, data = cpu_plan.choose(cands, build, model.SerializeToString(), work["calib"].inputs()[:8], "input",
-                                 SIZE, batches=(1, 2), rounds=2, max_dprob=1.0)
+    x = work["calib"].inputs()[:8]
+    best, data = cpu_plan.choose(cands, build, model.SerializeToString(), x, "input", SIZE, batches=(1, 2), rounds=2,
+                                 max_dprob=1.0, max_auc_drop=1.0, check=(x, np.array([0, 1] * 4)))
     assert best in cands and data
     for c in cands:
         assert set(c.speedup) == {"1", "2"} and all(v > 0 for v in c.speedup.values())
-        assert 0 <= c.max_dprob < 1 and c.mean_dprob <= c.max_dprob and 0 <= c.swaps <= 1
+        assert 0 <= c.max_dprob < 1 and c.mean_dprob <= c.max_dprob and 0 <= c.swaps <= 1 and abs(c.d_auc) <= 1
     assert "←" in cpu_plan.format_candidates(cands, best)
