@@ -215,7 +215,11 @@ def cpu_model(model: Any, tensor_ranges: dict[str, tuple[float, float]], keep_fl
                         "re-export it with python -m export.onnx (opset 17)")
     vnni = has_vnni() if vnni is None else vnni
     padded, widened = channel_pad.pad_depthwise(model)
-    qmodel, plan = cpu_graph.build(padded, tensor_ranges, keep_float, reduce_range=not vnni)
+    try:
+        qmodel, plan = cpu_graph.build(padded, tensor_ranges, keep_float, reduce_range=not vnni)
+    except KeyError as e:
+        raise UserError(f"{e.args[0]}: the calibration faces never produced a finite value there; calibrate on "
+                        "more faces (--calib-size) or keep that layer in float (--keep-float)") from None
     drop_unused_opsets(qmodel)
     return qmodel, {"reduce_range": not vnni, "graph": plan.to_dict(), "widened_depthwise": widened}
 

@@ -7,6 +7,7 @@ exceed :data:`MAX_BINS`). From that:
 
 - ``minmax``: [min, max];
 - ``percentile``: ±the given percentile of |x|, clipped to [min, max];
+- ``mse``: ±the threshold with the least expected squared error of uint8 rounding plus clipping;
 - ``entropy``: ±the threshold that minimises the KL divergence between the |x| distribution and
   its 128-level quantized version (TensorRT's entropy calibration, GTC 2017 "8-bit inference with
   TensorRT"; the bin of exact zeros is levelled with its neighbour, as NVIDIA's PyTorch

@@ -69,6 +69,6 @@ def test_profile_of_a_quantized_convolution(tmp_path) -> None:
     path = tmp_path / "q.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     split = profile(path, rng.standard_normal((1, 8, 16, 16)).astype(np.float32), "x", runs=3, threads=1)
-    assert split.runs == 3 and split.groups["int8"] > 0 and split.groups["qdq"] > 0
+    assert 2 <= split.runs <= 3 and split.groups["int8"] > 0 and split.groups["qdq"] > 0  # the quicker half or more
     assert "QLinearConv" in split.ops and "Conv" not in split.ops
     assert not list(tmp_path.glob("*.json"))  # the profile file is not left behind

@@ -210,6 +210,9 @@ def test_ranges_methods_on_known_distributions() -> None:
     assert lo <= e_lo < -3.0 and 3.0 < e_hi <= hi
     r_lo, r_hi = relu.entropy()
     assert r_lo == 0.0 and 6.0 < r_hi <= relu.hi  # the spike of zeros does not pull it down
+    m_lo, m_hi = gauss.mse()  # 8 bits over ±t: rounding noise (2t/255)²/12 against the clipped tails
+    assert m_lo == -m_hi and 2.5 < m_hi < 4.5 < hi
+    assert relu.mse()[0] == 0.0 and relu.mse()[1] < relu.hi
     constant = TensorStats()
     constant.add(np.zeros(10, np.float32))
     assert constant.entropy() == (0.0, 0.0)
