@@ -13,7 +13,9 @@ ratios with a 95 % confidence interval. Also reported:
   ``detect.onnx``, ``x_full.int8-cpu.onnx`` beside ``x_detect.int8-cpu.onnx`` — is added);
 - each lower precision's speed-up over the fp32 artifact of the same graph and backend;
 - with ``--reference CKPT``, the same model in PyTorch eager mode (full model, as research code
-  runs it) and every artifact's speed-up over it.
+  runs it) and every artifact's speed-up over it;
+- for every ``.onnx`` on the CPU, the kernel split from ONNX Runtime's profiler: time in int8
+  kernels, float kernels, Q/DQ conversions and layout changes (``benchmarks.kernels``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-siblings", action="store_true",
                    help="do not add the other graph found beside an artifact (full.onnx beside detect.onnx)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (child processes)")
+    p.add_argument("--no-kernels", action="store_true",
+                   help="skip the kernel split (ONNX Runtime's profiler: int8 / float / Q/DQ / layout time per .onnx)")
     p.add_argument("--seed", type=int, default=0, help="input data and shuffling seed")
     p.add_argument("--json", metavar="FILE", help="write the full results as JSON")
     p.add_argument("--png", metavar="FILE", help="write a chart (p50 latency and throughput per batch)")
@@ -165,7 +169,13 @@ def run(a: argparse.Namespace, batches: list[int]) -> dict[str, Any]:
         for s in specs:
             progress(f"opening {s.label}", force=True)
             runners.append(open_runner(s))
-        return _time_all(a, batches, runners, memory, progress)
+        result = _time_all(a, batches, runners, memory, progress)
+        if not a.no_kernels:
+            from benchmarks import kernels
+
+            progress("kernel split (ONNX Runtime profiler)", force=True)
+            result["kernels"] = kernels.measure(runners, batches, make_input, a.seed)
+        return result
     finally:
         progress.done()
         for r in runners:
@@ -259,6 +269,10 @@ def print_report(result: dict[str, Any]) -> None:
         else:
             print(f"  speed-up over pytorch eager (full)    {x['denominator']:<28} batch {x['batch']:>3}: "
                   f"{rt.times()}")
+    if result.get("kernels"):
+        from benchmarks import kernels
+
+        print("\n".join(kernels.lines(result["kernels"])))
     for n in result["notes"]:
         print(f"note: {n}")
 

@@ -51,6 +51,14 @@ def test_latency_json_table_and_ratios(tiny, tmp_path):
     assert {x["denominator"] for x in over} == {"detect.onnx [bare ort]", "full.onnx [bare ort]"}
     assert "p50 ms" in p.stdout and "runtime overhead vs bare onnxruntime" in p.stdout
     assert "speed-up over pytorch eager" in p.stdout and "full / detect" in p.stdout
+    # the kernel split of every .onnx run by the runtime on the CPU, at every batch (fp32: no int8 time)
+    split = {(k["label"], k["batch"]): k for k in d["kernels"]}
+    assert set(split) == {(n, b) for n in ("detect.onnx", "full.onnx") for b in (1, 2)}
+    for k in split.values():
+        assert set(k["groups_ms"]) == {"int8", "float", "qdq", "layout"} and k["runs"] > 0
+        assert k["groups_ms"]["float"] > 0 and k["groups_ms"]["int8"] == 0 and k["groups_ms"]["qdq"] == 0
+        assert sum(k["ops_ms"].values()) == pytest.approx(sum(k["groups_ms"].values()), rel=0.05)
+    assert "kernel split (ONNX Runtime profiler" in p.stdout and "detect.onnx" in p.stdout.split("kernel split")[1]
 
 
 def test_latency_speedup_only_against_the_same_architecture(tiny, tmp_path):
@@ -70,12 +78,13 @@ def test_latency_speedup_only_against_the_same_architecture(tiny, tmp_path):
 def test_latency_with_the_extras_switched_off(tiny, tmp_path):
     out = tmp_path / "lat.json"
     p = run_module("benchmarks.latency", "--engine", tiny["full"], "--batch", "1", "--runs", "3", "--warmup", "0",
-                   "--threads", "1", "--no-bare", "--no-siblings", "--no-memory", "--order", "rotate",
+                   "--threads", "1", "--no-bare", "--no-siblings", "--no-memory", "--no-kernels", "--order", "rotate",
                    "--json", out)
     assert p.returncode == 0, p.stderr
     d = load_strict(out)
     assert [r["label"] for r in d["results"]] == ["full.onnx"]
     assert d["ratios"] == [] and "rss_peak_delta_mb" not in d["results"][0]
+    assert "kernels" not in d and "kernel split" not in p.stdout
 
 
 @pytest.mark.parametrize("args, needles", [

@@ -162,3 +162,34 @@ def make_external_onnx(folder: Path, edit: Any = None) -> Path:
             edit(t)
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def calibrated_edge(root: Path, size: int = 32, seed: int = 0) -> dict[str, Any]:
+    """A small untrained edge JRC (quarter width) exported by export.onnx into ``root``, preprocessed
+    for quantization, and its activation statistics over 24 random calibration crops: what the INT8
+    tests share (``ranges.ranges(work["stats"], method, …)`` gives the ranges of any method)."""
+    import onnx
+    import torch
+
+    from calibration import qdq, ranges
+    from export.onnx import export_checkpoint
+    from export.onnx_io import file_meta
+    from training.calibration_set import CalibrationSet
+    from training.checkpoint import save_checkpoint
+    from training.model import JRC, default_meta
+
+    torch.manual_seed(seed)
+    base = default_meta("edge", size)
+    meta = base.with_(model={**base.model, "width": 0.25, "encoder_channels": 32, "latent_channels": 16,
+                             "hidden": 16})
+    ckpt = save_checkpoint(root / "m.pt", JRC("edge", size, **meta.model).eval(), meta)
+    export_checkpoint(ckpt, root)
+    src = root / "detect.onnx"
+    meta = file_meta(src)
+    rng = np.random.default_rng(0)
+    calib = CalibrationSet(rng.integers(0, 256, (24, size, size, 3), dtype=np.uint8), None, meta, "random")
+    prep = qdq.preprocess(src, root / "prep.onnx")
+    prepped = onnx.load(str(prep))
+    stats = ranges.collect(prep, calib, batch_size=8)
+    return {"root": root, "src": src, "meta": meta, "calib": calib, "prep": prep, "prepped": prepped,
+            "stats": stats, "full_range": ranges.full_range_tensors(prepped)}
