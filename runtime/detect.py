@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "ONNX (default 8; engines use their profile's max)")
     m.add_argument("--threshold", type=float, metavar="P", help="probability of fake at or above which a "
                    "verdict is 'fake' (default: the model's metadata)")
+    m.add_argument("--window", type=float, metavar="SEC", help="also a recent verdict per track and per source "
+                   "over the last SEC seconds (JSONL 'recent', summary); default 10 for live sources, none for "
+                   "files; 0 turns it off")
     m.add_argument("--reconstruct", action="store_true", help="also run the decoder (full graph only): "
                    "reconstruction error per face in JSONL, error maps in --save")
     m.add_argument("--input-size", type=int, metavar="S", help="for an ONNX without jrc-edge metadata: "
@@ -110,6 +113,9 @@ def _check_args(a: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}", EXIT_USAGE)
     if a.threshold is not None and not 0.0 <= a.threshold <= 1.0:
         raise UserError(f"--threshold {a.threshold}: must be a probability between 0 and 1", EXIT_USAGE)
+    if a.window is not None and not (math.isfinite(a.window) and a.window >= 0):
+        raise UserError(f"--window {a.window}: must be a number of seconds, 0 or more (0: no recent verdict)",
+                        EXIT_USAGE)
     if not (math.isfinite(a.timeout) and a.timeout > 0):
         raise UserError(f"--timeout {a.timeout}: must be a positive number of seconds", EXIT_USAGE)
     for name in ("mean", "std"):
@@ -304,7 +310,8 @@ class Run:
         _check_args(a)
         self._open_model()
         self.loop = FrameLoop(self.backend, _faces(a), _outputs(a), threshold=a.threshold,
-                              reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals)
+                              reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals,
+                              window=a.window)
         self.detector = self.loop.tracker.detector
         self._open_source()
         self.loop.run(self.source)
@@ -370,7 +377,7 @@ class Run:
             "elapsed_s": round(elapsed, 3), "version": __version__,
             "options": {k: getattr(a, k) for k in ("faces", "face_model", "face_threshold", "detect_every",
                                                   "stride", "live",
-                                                  "threshold", "reconstruct", "max_frames")}}
+                                                  "threshold", "window", "reconstruct", "max_frames")}}
         if self.backend is not None:
             m = self.backend.meta
             d["backend"] = self.backend_info
@@ -388,6 +395,9 @@ class Run:
             agg, pipeline = self.loop.agg, self.loop.pipeline
             d["decoded"] = pipeline.decoded
             d.update(agg.summary())
+            if self.source.live and self.source.stats.dropped:  # a live source is one item: its verdict says it
+                for s in d["sources"]:
+                    s["dropped"] = self.source.stats.dropped
             loop = time.perf_counter() - self.loop.started
             d["fps"] = round(agg.frames / loop, 3) if loop > 0 and agg.frames else None
             d["timing_ms_per_frame"] = pipeline.times.per_frame_ms(agg.frames)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
 from runtime import sinks  # by module: tests and tools may swap a sink's function
-from runtime.aggregate import Aggregator
+from runtime.aggregate import LIVE_WINDOW_S, Aggregator
 from runtime.backends.base import Backend
 from runtime.capture import quiet_video_logs
 from runtime.faces import DEFAULT_DETECTOR, Box, GivenFaces, make_detector
@@ -91,11 +91,14 @@ class FrameLoop:
 
     def __init__(self, backend: Backend, faces: Faces | None = None, outputs: Outputs | None = None, *,
                  threshold: float | None = None, reconstruct: bool = False, max_frames: int | None = None,
-                 guard: FrameGuard | None = None) -> None:
+                 guard: FrameGuard | None = None, window: float | None = None) -> None:
+        """``window``: seconds of the recent verdicts (runtime.aggregate); None: ``LIVE_WINDOW_S``
+        for a live source, none for files; 0: none."""
         if reconstruct:
             backend.require_recon()
         self.backend = backend
         self.threshold = backend.meta.threshold if threshold is None else threshold
+        self.window = window
         self.reconstruct = reconstruct
         self.max_frames = max_frames
         self.guard: FrameGuard = guard or _NoGuard()
@@ -149,7 +152,8 @@ class FrameLoop:
     def _start(self, source: Source) -> None:
         out = self.outputs
         self.source = source
-        self.agg = Aggregator(self.threshold)
+        window = self.window if self.window is not None else (LIVE_WINDOW_S if source.live else None)
+        self.agg = Aggregator(self.threshold, window=window)
         self.jsonl = sinks.JsonlSink(out.jsonl) if out.jsonl else None
         self.video = sinks.VideoSink(out.save, getattr(source, "fps", None)) if out.save else None
         self.console = sinks.Console(enabled=out.status)

@@ -82,17 +82,22 @@ def frame_record(r: Result, ended: list[dict[str, Any]], threshold: float, dropp
     faces = []
     for f in r.faces:
         d = {"track": f.track, "box": [int(v) for v in f.box], "detected": f.detected,
-             "face_score": _num(f.face_score, 4), "logit": _num(f.logit), "prob": _num(f.prob),
-             "fake": bool(f.prob >= threshold)}
+             "scored": bool(getattr(f, "scored", True)), "face_score": _num(f.face_score, 4),
+             "logit": _num(f.logit), "prob": _num(f.prob), "fake": bool(f.prob >= threshold)}
         if f.landmarks is not None:
             d["landmarks"] = [[round(float(v), 1) for v in p] for p in f.landmarks]
         if f.recon_error is not None:
             d["recon_error"] = _num(f.recon_error)
+        if getattr(f, "recent", None) is not None:
+            d["recent"] = f.recent
         faces.append(d)
-    return {"schema": JSONL_SCHEMA, "source": r.frame.source, "frame": r.frame.index,
-            "time": round(r.frame.time, 4), "no_face": not faces,
-            "prob": _frame_prob(r.faces) if faces else None,
-            "faces": faces, "tracks_ended": ended, "dropped": dropped}
+    rec = {"schema": JSONL_SCHEMA, "source": r.frame.source, "frame": r.frame.index,
+           "time": round(r.frame.time, 4), "no_face": not faces,
+           "prob": _frame_prob(r.faces) if faces else None,
+           "faces": faces, "tracks_ended": ended, "dropped": dropped}
+    if getattr(r, "recent", None) is not None:
+        rec["recent"] = r.recent
+    return rec
 
 
 def _frame_prob(faces: list[Any]) -> float | None:
@@ -163,6 +168,11 @@ def annotate(r: Result, threshold: float) -> np.ndarray:
     scale = max(0.4, min(h, w) / 720)
     for f in r.faces:
         x, y, bw, bh = f.box
+        if not getattr(f, "scored", True):  # carried by the tracker, no face confirmed here: not scored
+            cv2.rectangle(img, (x, y), (x + bw, y + bh), (128, 128, 128), 1)
+            cv2.putText(img, f"#{f.track} lost", (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6,
+                        (128, 128, 128), 1, cv2.LINE_AA)
+            continue
         color = score_color(f.prob)
         cv2.rectangle(img, (x, y), (x + bw, y + bh), color, thick)
         label = f"#{f.track} {'FAKE' if f.prob >= threshold else 'real'} {f.prob:.2f}"
@@ -297,21 +307,25 @@ def print_verdicts(summary: dict[str, Any], limit: int = 20) -> None:
     """One line per source on stdout (the first ``limit``), then the overall line for several."""
     sources = summary.get("sources", [])
     for s in sources[:limit]:
-        print(verdict_line(s["source"], s, summary["threshold"]))
+        print(verdict_line(s["source"], s, summary["threshold"], s.get("dropped", 0)))
     if summary.get("sources_total", 0) > limit:
         print(f"... {summary['sources_total'] - limit} more sources (see --summary / --jsonl)")
     if summary.get("sources_total", 0) > 1:
         print(verdict_line("overall", summary, summary["threshold"]))
 
 
-def verdict_line(name: str, s: dict[str, Any], threshold: float) -> str:
-    """A source's (or the run's) verdict in one line, from its summary entry."""
+def verdict_line(name: str, s: dict[str, Any], threshold: float, dropped: int = 0) -> str:
+    """A source's (or the run's) verdict in one line, from its summary entry; ``dropped``: frames a
+    live source skipped, said beside the verdict that rests on the others."""
+    skipped = (f"; {dropped} frame(s) dropped (live source: the verdict rests on the {s['frames']} processed; "
+               "--live no reads every frame of a file)") if dropped else ""
     if s["verdict"] == "no_face":
-        return f"{name}: no face found in {s['frames']} frame(s)"
-    if s["prob"] is None:  # faces, but not one finite logit
-        return f"{name}: UNSCORED, {s['faces']} face(s) without a finite logit (see nonfinite_logits)"
+        return f"{name}: no face found in {s['frames']} frame(s){skipped}"
+    if s["prob"] is None:  # faces, but none scored with a finite logit
+        return (f"{name}: UNSCORED, {s['faces']} face(s) without a finite logit or not confirmed as faces (see "
+                f"nonfinite_logits, faces_unscored){skipped}")
     tracks = s.get("tracks")
     ntracks = tracks if isinstance(tracks, int) else s.get("tracks_total")
     return (f"{name}: {s['verdict'].upper()}  p(fake) {s['prob']:.3f} (threshold {threshold:.2f}) over "
             f"{s['frames_with_face']} frame(s) with a face, {s['frames_without_face']} without, "
-            f"{ntracks} track(s)")
+            f"{ntracks} track(s){skipped}")

@@ -15,7 +15,7 @@ from runtime.detect import main
 from tests.helpers.media import face_video, gray_video, lines
 from tests.helpers.models import expected_prob, make_onnx
 
-FACE_KEYS = {"track", "box", "detected", "face_score", "landmarks", "logit", "prob", "fake"}
+FACE_KEYS = {"track", "box", "detected", "scored", "face_score", "landmarks", "logit", "prob", "fake"}
 FRAME_KEYS = {"schema", "source", "frame", "time", "no_face", "prob", "faces", "tracks_ended", "dropped"}
 
 
@@ -40,7 +40,8 @@ def test_video_with_a_face_jsonl_schema_tracking_and_summary(tmp_path, models, c
         assert math.isclose(f["prob"], 1 / (1 + math.exp(-f["logit"])), rel_tol=1e-5)
         assert f["fake"] == (f["prob"] >= 0.5) and r["prob"] == f["prob"]
     assert {r["faces"][0]["track"] for r in recs} == {1}
-    assert [r["faces"][0]["detected"] for r in recs] == [i % 5 == 0 for i in range(20)]
+    # the detector runs every 5th frame; in between, MTCNN re-fits the face (confirmed, so scored)
+    assert all(r["faces"][0]["detected"] and r["faces"][0]["scored"] for r in recs)
     xs = [r["faces"][0]["box"][0] for r in recs]
     assert xs[-1] > xs[0] + 40  # the box follows the face
     s = json.loads((tmp_path / "s.json").read_text())
