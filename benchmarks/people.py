@@ -9,10 +9,10 @@ The faces are licence-clear photos installed with the ``train`` extra (nothing i
   photograph, public domain).
 
 Each person's head (the face box found in the photo by the bundled MTCNN, widened 1.8×) is pasted
-on a face-free background (scikit-image's ``brick``, darkened), so each frame's face box is known
-to the pixel. :func:`cut_clip` cuts between shots of different people standing at the same place
-(and a shot with nobody), the case where overlap alone would carry a track from one person to the
-next; :func:`pair_clip` moves two people side by side. :func:`edited_clip` turns any continuous
+on a face-free background (scikit-image's ``brick``, ``gravel`` or ``grass``, darkened), so each
+frame's face box is known to the pixel. :func:`cut_clip` cuts between shots of different people
+standing at the same place (and a shot with nobody), the case where overlap alone would carry a
+track from one person to the next (with one background for all shots, only the person changes); :func:`pair_clip` moves two people side by side. :func:`edited_clip` turns any continuous
 video into an edited one: shots taken from different places and moments of it, with known cuts
 (no ground-truth boxes: a benchmark finds them with a reference detector).
 """
@@ -82,13 +82,16 @@ def photo(name: str) -> np.ndarray:
     raise ValueError(f"unknown person {name!r}; one of {', '.join(PEOPLE)}")
 
 
-def background(size: tuple[int, int]) -> np.ndarray:
-    """A face-free real texture (scikit-image's brick, darkened) of ``size`` (w, h), BGR."""
+BACKGROUNDS = ("brick", "gravel", "grass")  # scikit-image's face-free textures
+
+
+def background(size: tuple[int, int], kind: str = "brick") -> np.ndarray:
+    """A face-free real texture (one of :data:`BACKGROUNDS`, darkened) of ``size`` (w, h), BGR."""
     from skimage import data
 
     w, h = size
-    brick = cv2.resize(data.brick(), (w, h), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor((brick * 0.55 + 20).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    texture = cv2.resize(getattr(data, kind)(), (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor((texture * 0.55 + 20).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
 def _heads(face_side: int) -> dict[str, tuple[np.ndarray, Box]]:
@@ -120,15 +123,18 @@ def _paste(frame: np.ndarray, head: tuple[np.ndarray, Box], centre: tuple[float,
 
 
 def cut_clip(shot: int = 22, size: tuple[int, int] = (480, 360), face: int = 90,
-             shots: tuple[str | None, ...] = ("astronaut", "hopper", None, "cameraman", "astronaut")) -> Clip:
+             shots: tuple[str | None, ...] = ("astronaut", "hopper", None, "cameraman", "astronaut"),
+             same_background: bool = False) -> Clip:
     """Shots of one person each (None: nobody) at the same place, ``shot`` frames each, cut from one
-    to the next. The person sways a few pixels a frame, so a tracker follows real motion."""
+    to the next, each shot before another background (``same_background``: one for all, so only
+    the person changes at a cut). The person sways a few pixels a frame, so a tracker follows real
+    motion."""
     heads = _heads(face)
-    bg = background(size)
     frames, truth, cuts = [], [], []
     for k, who in enumerate(shots):
         if k:
             cuts.append(len(frames))
+        bg = background(size, BACKGROUNDS[0 if same_background else k % len(BACKGROUNDS)])
         for t in range(shot):
             f = bg.copy()
             faces = []
@@ -137,7 +143,7 @@ def cut_clip(shot: int = 22, size: tuple[int, int] = (480, 360), face: int = 90,
                 faces.append((who, _paste(f, heads[who], centre)))
             frames.append(f)
             truth.append(faces)
-    return Clip("cuts", frames, truth, cuts)
+    return Clip("cuts, one background" if same_background else "cuts", frames, truth, cuts)
 
 
 def pair_clip(frames: int = 60, size: tuple[int, int] = (480, 360), face: int = 80,

@@ -13,7 +13,8 @@ Runs ``runtime.detect`` itself (the bundled model, ``--jsonl``) on each clip, th
 
 Clips: by default the built clips of :mod:`benchmarks.people` (real photos of three people,
 licence-clear, exact ground truth): ``cuts`` (shots of different people at the same place, and
-one with nobody) and ``pair`` (two people side by side). ``--clip FILE`` adds a video; its faces
+one with nobody, each shot before another background), the same with one background (only the
+person changes at a cut) and ``pair`` (two people side by side). ``--clip FILE`` adds a video; its faces
 are found by a reference (MTCNN at full precision on every frame, ``--reference-threshold``)
 linked by overlap within each shot, its cuts given by ``--cuts`` or made by ``--splice N`` (the
 video re-edited into N-frame shots of different places and moments: :func:`benchmarks.people.edited_clip`).
@@ -130,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def clips(a: argparse.Namespace) -> list[Clip]:
-    out = [] if a.no_built else [cut_clip(), pair_clip()]
+    out = [] if a.no_built else [cut_clip(), cut_clip(same_background=True), pair_clip()]
     for path in a.clip:
         if not Path(path).is_file():
             raise UserError(f"--clip {path}: no such file")

@@ -75,7 +75,7 @@ class _Window:
         self.trim(t)
 
     def trim(self, now: float) -> None:
-        while self.items and self.items[0][0] <= now - self.seconds:
+        while self.items and self.items[0][0] <= now - self.seconds + 1e-9:  # frame times are i / fps
             self.total -= self.items.popleft()[1]
         if not self.items:
             self.total = 0.0  # no rounding left over from a long run

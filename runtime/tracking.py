@@ -13,7 +13,10 @@
    afresh. A track never spans a cut, and whoever is in the next shot gets a new id.
 3. *A box is scored only while the detector confirms a face in it, on that frame*. Every processed
    frame, each live track is re-found from its predicted box: MTCNN re-fits it with O-Net alone
-   (one 48 px crop; confirmed when O-Net's score reaches the face threshold and rule 1 holds);
+   (one 48 px crop; confirmed when O-Net's score reaches the face threshold and rule 1 holds;
+   a new face must also survive a re-fit on the frame it was found in, which drops most false
+   boxes a scan finds once on texture, and a box within the head of a face twice its size, an
+   ear or a hand, is not a new face);
    Haar and YuNet search the small window around it (confirmed when that search finds a face that
    rule 1 accepts); ``--faces none`` (the frame is the face crop) is always confirmed; a detector
    with neither (boxes given per frame) confirms on its detection frames only. A track that is
@@ -132,6 +135,17 @@ def _within_reach(track_box: Sequence[float], box: Sequence[float]) -> bool:
     lo, hi = ROI_WIDE[2]
     return (_centre_distance(track_box, box) <= side * ROI_WIDE[0] / 2
             and lo * side <= max(box[2], box[3]) <= hi * side)
+
+
+def _within_head(box: Sequence[float], face: Sequence[float]) -> bool:
+    """Whether ``box`` is a part of the head of a face at least twice its size (an ear, a hand on the
+    cheek a detector mistook for a face): its centre within that face's box widened 1.5×."""
+    side, big = max(box[2], box[3]), max(face[2], face[3])
+    if side * 2 > big:
+        return False
+    dx = abs(box[0] + box[2] / 2 - face[0] - face[2] / 2)
+    dy = abs(box[1] + box[3] / 2 - face[1] - face[3] / 2)
+    return dx <= 0.75 * face[2] and dy <= 0.75 * face[3]
 
 
 @dataclass(frozen=True)
@@ -269,8 +283,9 @@ class FaceTracker:
             coarse = bool(self._tracks) and self.full_every > 1
             found.extend(self.detector.detect(frame, coarse=True) if coarse else self.detector.detect(frame))
         kept: list[Box] = []  # windows of nearby tracks overlap, scans repeat them: one box per face
+        heads = [t.anchor for t in self._tracks if t.last_seen == n]
         for b in sorted(found, key=lambda b: b[2] * b[3], reverse=True):
-            if all(iou(b, k) < 0.5 for k in kept):
+            if all(iou(b, k) < 0.5 for k in kept) and not any(_within_head(b, k) for k in [*heads, *kept]):
                 kept.append(b)
         return self._associate(frame, kept, n, lost)
 
@@ -311,13 +326,25 @@ class FaceTracker:
                     ended.append(t.id)
                     continue
             kept.append(t)
-        for j, c in enumerate(cands):  # largest first: the biggest new faces get the free places
-            if j not in used_b and len(kept) < self.max_faces:
+        for c in self._born(frame, [c for j, c in enumerate(cands) if j not in used_b]):
+            if len(kept) < self.max_faces:  # largest first: the biggest new faces get the free places
                 kept.append(Track(self._next_id, np.asarray(c.box[:4], np.float64), n, np.zeros(2), sig=c.sig,
                                   score=getattr(c.box, "score", None), landmarks=getattr(c.box, "landmarks", None)))
                 self._next_id += 1
         self._tracks = kept
         return ended
+
+    def _born(self, frame: np.ndarray, cands: list[_Candidate]) -> list[_Candidate]:
+        """The new faces that a re-fit confirms on the frame they were found in (a CNN detector:
+        a false box on texture, found once by a scan, rarely survives its own re-fit), re-fitted."""
+        batch = getattr(self.detector, "refine_all", None)
+        if batch is None or not cands:
+            return cands
+        out = []
+        for c, refit in zip(cands, batch(frame, [c.box for c in cands])):
+            if refit is not None and iou(refit, c.box) >= self.iou_threshold:
+                out.append(_Candidate(refit, signature(frame, refit)))
+        return out
 
     def _search(self, frame: np.ndarray, box: np.ndarray, sides: float, face_px: int,
                 sizes: tuple[float, float]) -> list[Box]:

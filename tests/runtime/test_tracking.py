@@ -242,3 +242,31 @@ def test_a_coarse_scan_never_lifts_the_number_of_faces_above_max_faces():
     faces, _ = tr.update(FRAME)  # the coarse round
     assert det.calls == ["full", "coarse"] and len(faces) == 3
     assert {f.box for f in faces} == {*tracked, new[0]}  # the larger newcomer takes the free place
+
+
+def test_recent_verdicts_cover_the_last_window_seconds_per_track_and_source():
+    """A camera running for months reports what it sees now: with a 1.25 s window, the recent verdict
+    is the mean of the last 1.25 s of frame time, while the verdict since the start keeps everything."""
+    agg = Aggregator(threshold=0.5, window=1.25)
+    probs = [0.9] * 10 + [0.1] * 10  # fake for 2.5 s, then real for 2.5 s (8 frames a second)
+    last = None
+    for i, p in enumerate(probs):
+        r = Result(Frame(None, i, i / 8, "cam", 0), [Face(1, (0, 0, 10, 10), True, prob=p)], [])
+        agg.add(r)
+        last = r
+    face = last.faces[0]
+    assert face.recent == {"seconds": 1.25, "frames": 10, "prob": 0.1, "verdict": "real"}  # t in (1.125, 2.375]
+    assert last.recent["verdict"] == "real" and last.recent["frames"] == 10
+    early = Result(Frame(None, 0, 0.0, "cam", 1), [Face(2, (0, 0, 10, 10), True, prob=0.9)], [])
+    agg.add(early)  # a new item: its own windows
+    assert early.recent == {"seconds": 1.25, "frames": 1, "prob": 0.9, "verdict": "fake"}
+    agg.finish()
+    s = agg.summary()
+    t1 = s["tracks"][0]
+    assert math.isclose(t1["prob"], 0.5) and t1["recent"]["verdict"] == "real" and s["window_s"] == 1.25
+    assert s["sources"][0]["recent"]["prob"] == 0.1
+    lost = Result(Frame(None, 1, 0.1, "cam", 1), [Face(2, (0, 0, 10, 10), False, scored=False)], [])
+    agg2 = Aggregator(threshold=0.5)
+    agg2.add(lost)
+    assert lost.recent is None and lost.faces[0].recent is None  # no window: nothing added
+    assert agg2.faces_unscored == 1 and agg2.nonfinite_logits == 0 and agg2.summary()["prob"] is None
