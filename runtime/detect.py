@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("outputs")
     o.add_argument("--jsonl", metavar="FILE", help="one JSON object per processed frame, flushed as written")
     o.add_argument("--summary", metavar="FILE", help="JSON summary at the end (also on errors and interrupts)")
-    o.add_argument("--save", metavar="FILE", help="annotated video (.mp4 or .avi): boxes coloured by score")
+    o.add_argument("--save", metavar="PATH", help="annotated output, boxes coloured by score: a video (.mp4 or "
+                   ".avi), an image (.png, .jpg) for a one-image source, or a folder (DIR/) for one annotated image "
+                   "per input image (and an .mp4 per input video); missing folders are created")
     o.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
     o.add_argument("--quiet", action="store_true", help="no running status line")
     return p
@@ -139,6 +141,10 @@ def _check_outputs(a: argparse.Namespace) -> None:
 
     outputs = [(flag, path) for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save))
                if path]
+    if a.save:  # first: what --save writes must fit the source before any folder is made for it
+        from runtime.save import check_save
+
+        check_save(a.save, a.source)
     for flag, path in outputs:
         check_writable(path, flag)
     inputs = [("--engine", a.engine), ("--face-model", a.face_model)]

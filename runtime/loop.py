@@ -19,6 +19,7 @@ from runtime.backends.base import Backend
 from runtime.capture import quiet_video_logs
 from runtime.faces import DEFAULT_DETECTOR, Box, GivenFaces, make_detector
 from runtime.pipeline import Pipeline, Result, share_cores
+from runtime.save import open_save
 from runtime.sources import Source
 from runtime.tracking import FaceTracker
 
@@ -56,7 +57,7 @@ class Outputs:
     """Where each frame's result goes, besides the aggregator."""
 
     jsonl: str | None = None  # one JSON object per frame
-    save: str | None = None  # annotated video
+    save: str | None = None  # annotated video, image, or folder of images (runtime.save)
     show: bool = False  # a window (q quits)
     status: bool = False  # the running status line on stderr
 
@@ -110,7 +111,7 @@ class FrameLoop:
         self.pipeline: Pipeline | None = None
         self.agg: Aggregator | None = None
         self.jsonl: sinks.JsonlSink | None = None
-        self.video: sinks.VideoSink | None = None
+        self.video: Any = None  # the --save sink (runtime.save.open_save)
         self.console = sinks.Console(enabled=False)
         self.open_sinks: list[Any] = [self.show] if self.show else []
         self.started: float | None = None  # perf_counter() when frames started flowing
@@ -155,7 +156,7 @@ class FrameLoop:
         window = self.window if self.window is not None else (LIVE_WINDOW_S if source.live else None)
         self.agg = Aggregator(self.threshold, window=window)
         self.jsonl = sinks.JsonlSink(out.jsonl) if out.jsonl else None
-        self.video = sinks.VideoSink(out.save, getattr(source, "fps", None)) if out.save else None
+        self.video = open_save(out.save, source.spec, getattr(source, "fps", None)) if out.save else None
         self.console = sinks.Console(enabled=out.status)
         self.open_sinks = [s for s in (self.jsonl, self.video, self.show, self.console) if s is not None]
         self.pipeline = Pipeline(source, self.tracker, self.backend, reconstruct=self.reconstruct,
@@ -172,7 +173,7 @@ class FrameLoop:
         if self.video or self.show:
             img = sinks.annotate(r, self.threshold)
             if self.video:
-                self.video.write(img)
+                self.video.write(img, r.frame)
             if self.show and not self.show.show(img):
                 return False
         self.last_prob = max((f.prob for f in r.faces), default=None)

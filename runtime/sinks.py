@@ -21,25 +21,32 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError
-from runtime.fileio import is_special, write_atomic
+from runtime.fileio import is_special, make_folder, write_atomic
 from runtime.pipeline import Result
 
 JSONL_SCHEMA = 1
 
 
 def check_writable(path: str, flag: str) -> None:
-    """Fail before the run starts if an output cannot be written: its folder must exist and be
-    writable, and the path must not be a folder. ``--save`` must be a regular file (a video is
-    written with seeks; a device or FIFO would be replaced or fail at the end)."""
+    """Fail before the run starts if an output cannot be written: its folder is created when missing
+    (the rule of every tool, :func:`runtime.fileio.make_folder`) and must be writable, and the path
+    must not be a folder (except a ``--save`` folder of annotated images, :mod:`runtime.save`).
+    ``--save`` must be a regular file (a video is written with seeks; a device or FIFO would be
+    replaced or fail at the end)."""
     p = Path(path)
+    if flag == "--save":
+        from runtime.save import save_kind
+
+        if save_kind(path) == "folder":
+            make_folder(p, flag, path)
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise UserError(f"{flag} {path}: not writable (permissions or a read-only file system); check the "
+                                "permissions or choose another path")
+            return
     if p.is_dir() or str(path).endswith(os.sep):
         raise UserError(f"{flag} {path}: is a folder; pass a file name")
     folder = p.parent if str(p.parent) else Path(".")
-    blocker = next((a for a in [folder, *folder.parents] if a.exists() and not a.is_dir()), None)
-    if blocker is not None:
-        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; pass a path in a folder")
-    if not folder.is_dir():
-        raise UserError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    make_folder(folder, flag, path)
     if flag == "--save" and is_special(p):
         raise UserError(f"{flag} {path}: not a regular file (a device, FIFO or socket); a video is written "
                         "with seeks, pass a file name ending in .mp4 or .avi")
@@ -199,7 +206,8 @@ class VideoSink:
         self._w: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 
-    def write(self, img: np.ndarray) -> None:
+    def write(self, img: np.ndarray, frame: Any = None) -> None:
+        """Append an annotated frame (``frame``: its source frame, unused: one video for all)."""
         if self._w is None:
             self._size = (img.shape[1], img.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.lower().endswith((".mp4", ".m4v", ".mov"))

@@ -142,6 +142,22 @@ def video_crops(path: Path, frames: int, detector: Any, size: int, margin: float
             yield idx, k, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align)
 
 
+def extraction_detector(kind: str, model: str | None, detect_width: int, min_face: int,
+                        face_threshold: float = DEFAULT_FACE_THRESHOLD) -> Any:
+    """The face detector of the extraction tools (this one and ``training.datasets``), built from
+    their shared options: the runtime's own (``runtime.faces.make_detector``)."""
+    if kind == "none":
+        return make_detector("none")
+    if kind == "yunet" and not model:
+        raise UserError("--faces yunet needs --face-model PATH (a YuNet face-detector .onnx)")
+    kw: dict[str, Any] = {"detect_width": detect_width, "min_face": min_face}
+    if kind == "mtcnn":
+        kw["face_threshold"] = face_threshold
+    if kind in ("mtcnn", "yunet") and model:
+        kw["model"] = model
+    return make_detector(kind, **kw)
+
+
 class OutputError(UserError):
     """Writing to --out failed: that stops the run (unlike a bad video, which is skipped)."""
 
@@ -245,16 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     videos, ignored = find_videos(args.videos, args.label)
     if not videos:
         raise UserError(f"{args.videos}: no video files ({', '.join(VIDEO_EXTS)}) found; nothing to extract")
-    if args.faces == "none":
-        detector = make_detector("none")
-    elif args.faces == "yunet":
-        detector = make_detector("yunet", model=args.face_model, detect_width=args.detect_width,
-                                 min_face=args.min_face)
-    elif args.faces == "mtcnn":
-        detector = make_detector("mtcnn", model=args.face_model, detect_width=args.detect_width,
-                                 min_face=args.min_face, face_threshold=args.face_threshold)
-    else:
-        detector = make_detector("haar", detect_width=args.detect_width, min_face=args.min_face)
+    detector = extraction_detector(args.faces, args.face_model, args.detect_width, args.min_face, args.face_threshold)
     if args.align == "landmarks" and not getattr(detector, "has_landmarks", False):
         raise UserError(f"--align landmarks needs a detector with landmarks; --faces {args.faces} has none, use mtcnn")
     manifest_path = args.out / "manifest.csv"
