@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="a manifest's split to use (default: its held-out one)")
     p.add_argument("--out", help="the new model (default: beside the model, <name>.fpr<X>.onnx)")
     p.add_argument("--json", help="also write the numbers as JSON")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads scoring the faces (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

@@ -82,3 +82,16 @@ def test_outputs_in_a_missing_folder_are_written_there_by_every_tool(tmp_path):
     for check in (lambda p: check_writable(str(p), "--jsonl"), lambda p: report.check_writable(str(p), "--json")):
         with pytest.raises(UserError, match="is a file, not a folder"):
             check(blocker / "sub" / "x.json")
+
+
+def test_every_option_of_every_tool_says_what_it_does():
+    """``--help`` describes every option (training.train's defaults are shown beside them)."""
+    missing = [f"{name} {'/'.join(a.option_strings)}" for name, parser in _parsers().items()
+               for a in parser._actions if a.dest != "help" and not (a.help or "").strip()]
+    assert missing == []
+    text = _parsers()["training.train"].format_help()
+    for flag, default in (("--epochs", "20"), ("--lr", "0.001"), ("--optimizer", "adamw"), ("--weight-decay", "0.0001"),
+                          ("--recon-loss", "mse"), ("--seed", "0")):
+        block = text[text.index("\n  " + flag + " ") + 3:]
+        block = block[: block.find("\n  -")]  # this option's lines only
+        assert f"(default: {default})" in " ".join(block.split()), (flag, block)
