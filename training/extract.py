@@ -1,10 +1,12 @@
-"""Face crops from videos: ``python -m training.extract --videos DIR --out DIR --frames 32``.
+"""Face crops from videos and photos: ``python -m training.extract --videos DIR --out DIR --frames 32``.
 
 For every video below ``--videos`` (recursively) it samples ``--frames`` evenly spaced frames
 (:func:`sample_frames`; ``training.calibration_set`` reads video specs through it too), finds faces with
 ``runtime.faces`` and crops them with ``runtime.preprocess.crop_face`` (the crop the runtime
 makes), then writes ``OUT/<real|fake>/<video id>/<frame>.png`` and a row per crop in
-``OUT/manifest.csv`` (``path,label,video``). Either ``OUT`` or the manifest is a valid ``--data``
+``OUT/manifest.csv`` (``path,label,video``). Every photo below it is one frame: its largest face
+(every face with ``--all-faces``) is cropped to ``OUT/<real|fake>/<its path>.png``, its video id
+the photo's folder (:func:`find_photos`); photos read, without a face and skipped are counted. Either ``OUT`` or the manifest is a valid ``--data``
 for every tool (``training.dataspec``). The video id is the video's path below ``DIR`` (or below
 ``DIR/real|fake``) without its extension. Labels come from ``DIR/real`` and ``DIR/fake`` when
 those exist, else from ``--label``.
@@ -30,20 +32,21 @@ import numpy as np
 from runtime.errors import UserError, missing_dependency, run_cli
 from runtime.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
 from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
-from runtime.media import VIDEO_EXTS
+from runtime.media import IMAGE_EXTS, VIDEO_EXTS
 from runtime.meta import FACE_ALIGNS, Meta
 from runtime.preprocess import as_bgr8, face_crop
 
 LABELS = ("real", "fake")
 
 
-def find_videos(root: Path, label: str | None) -> tuple[list[tuple[Path, str, str]], int]:
-    """(video path, label, video id) for every video below ``root``, and how many were ignored.
+def find_videos(root: Path, label: str | None, exts: tuple[str, ...] = VIDEO_EXTS) -> tuple[list[tuple[Path, str, str]], int]:
+    """(video path, label, video id) for every video below ``root``, and how many were ignored
+    (``exts``: the suffixes looked for).
 
     With ``root/real`` or ``root/fake`` present, only videos below them count (others are ignored).
     """
     def under(base: Path) -> list[Path]:
-        return sorted(p for p in base.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+        return sorted(p for p in base.rglob("*") if p.suffix.lower() in exts and p.is_file())
 
     labelled = [name for name in LABELS if (root / name).is_dir()]
     found: list[tuple[Path, str, str]] = []
@@ -64,6 +67,30 @@ def find_videos(root: Path, label: str | None) -> tuple[list[tuple[Path, str, st
     found = [(p, lab, p.relative_to(root / lab if labelled else root).as_posix() if seen[(lab, vid)] > 1 else vid)
              for p, lab, vid in found]
     return found, ignored
+
+
+def find_photos(root: Path, label: str | None) -> tuple[list[tuple[Path, str, str, str]], int]:
+    """(photo path, label, video id, crop name) for every photo below ``root`` (the folders as for
+    videos), and how many were ignored. The video id is ``training.dataspec``'s rule for crops: the
+    photo's folder below ``real|fake`` (photos of one person kept together), or its name without the
+    suffix for a photo directly there; the crop keeps the photo's path (``<label>/<path>.png``; its
+    suffix kept in the name when two photos of a folder share a stem)."""
+    from training.dataspec import video_id_from_path
+
+    found, ignored = find_videos(root, label, IMAGE_EXTS)
+    labelled = any((root / name).is_dir() for name in LABELS)
+    stems: dict[tuple[str, str], int] = {}
+    rels = [p.relative_to(root / lab if labelled else root) for p, lab, _ in found]
+    for (_, lab, _), rel in zip(found, rels):
+        key = (lab, rel.with_suffix("").as_posix())
+        stems[key] = stems.get(key, 0) + 1
+    out = []
+    for (p, lab, _), rel in zip(found, rels):
+        name = rel.with_suffix("").as_posix()
+        if stems[(lab, name)] > 1:
+            name += "_" + rel.suffix.lstrip(".").lower()
+        out.append((p, lab, video_id_from_path(rel), name))
+    return out, ignored
 
 
 def sample_indices(total: int, n: int) -> list[int]:
@@ -215,6 +242,24 @@ def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Ma
     return crops, stats["no_face"]
 
 
+def extract_photo(path: Path, label: str, video_id: str, name: str, out: Path, manifest: Manifest, detector,
+                  size: int, margin: float, all_faces: bool, align: str = "box") -> int:
+    """Crops of one photo (its largest face, or every face); returns how many were written."""
+    from runtime.media import check_content_matches_name, read_image
+
+    check_content_matches_name(str(path))
+    frame = read_image(str(path))
+    if frame is None:
+        raise UserError("not a decodable image (damaged, or a format OpenCV cannot read)")
+    boxes = detector.detect(frame)
+    for k, box in enumerate(boxes if all_faces else boxes[:1]):
+        rel = f"{label}/{name}" + (f"_{k}.png" if all_faces else ".png")
+        _write_png(out / rel, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align))
+        manifest.add(rel, label, video_id)
+    manifest.sync()
+    return len(boxes if all_faces else boxes[:1])
+
+
 def _tqdm():
     try:
         from tqdm import tqdm
@@ -228,7 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.extract", description="Sample frames of every video, crop the faces as the runtime does, write PNG "
                                 "crops and a manifest.csv for training.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--videos", required=True, type=Path, help="folder of videos (with real/ and fake/, or use --label)")
+    p.add_argument("--videos", required=True, type=Path, help="folder of videos and photos (with real/ and fake/, or "
+                   "use --label); a photo gives one crop (its largest face; every face with --all-faces)")
     p.add_argument("--out", required=True, type=Path, help="output folder for crops and manifest.csv")
     p.add_argument("--frames", type=int, default=32, help="frames sampled evenly per video")
     p.add_argument("--size", type=int, default=meta.input_size, help="crop side in pixels")
@@ -257,10 +303,12 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--frames {args.frames} --size {args.size} --margin {args.margin}: expected frames >= 1, "
                         "size 16..2048, margin 0..2")
     if not args.videos.is_dir():
-        raise UserError(f"{args.videos}: not a folder; --videos takes a folder of videos")
+        raise UserError(f"{args.videos}: not a folder; --videos takes a folder of videos and photos")
     videos, ignored = find_videos(args.videos, args.label)
-    if not videos:
-        raise UserError(f"{args.videos}: no video files ({', '.join(VIDEO_EXTS)}) found; nothing to extract")
+    photos, ignored_photos = find_photos(args.videos, args.label)
+    if not videos and not photos:
+        raise UserError(f"{args.videos}: no video files ({', '.join(VIDEO_EXTS)}) and no photos "
+                        f"({', '.join(IMAGE_EXTS)}) found; nothing to extract")
     detector = extraction_detector(args.faces, args.face_model, args.detect_width, args.min_face, args.face_threshold)
     if args.align == "landmarks" and not getattr(detector, "has_landmarks", False):
         raise UserError(f"--align landmarks needs a detector with landmarks; --faces {args.faces} has none, use mtcnn")
@@ -274,13 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our one line per bad video replaces FFmpeg's noise
     tqdm = _tqdm()
 
-    if ignored:
-        print(f"extract: ignoring {ignored} videos outside real/ and fake/", file=sys.stderr)
+    if ignored or ignored_photos:
+        print(f"extract: ignoring {ignored} videos and {ignored_photos} photos outside real/ and fake/", file=sys.stderr)
     manifest = Manifest(manifest_path)
     processed = skipped = crops = no_face = 0
+    read = photo_skipped = photo_no_face = 0
     try:
-        bar = tqdm(videos, desc="extract", unit="video", file=sys.stderr, dynamic_ncols=True)
-        for path, label, vid in bar:
+        bar = tqdm(total=len(videos) + len(photos), desc="extract", unit="file", file=sys.stderr, dynamic_ncols=True)
+        for path, label, vid in videos:
             try:
                 c, nf = extract_video(path, label, vid, args.out, manifest, detector, args.frames, args.size,
                                       args.margin, args.all_faces, args.align)
@@ -290,17 +339,37 @@ def main(argv: list[str] | None = None) -> int:
                 skipped += 1
                 tqdm.write(f"extract: skipped {path}: {e}", file=sys.stderr)
                 continue
+            finally:
+                bar.update()
             processed += 1
             crops += c
             no_face += nf
-            bar.set_postfix(crops=crops, skipped=skipped)
+            bar.set_postfix(crops=crops, skipped=skipped + photo_skipped)
+        for path, label, vid, name in photos:  # one frame each: its largest face (every face with --all-faces)
+            try:
+                c = extract_photo(path, label, vid, name, args.out, manifest, detector, args.size, args.margin,
+                                  args.all_faces, args.align)
+            except OutputError:
+                raise
+            except UserError as e:
+                photo_skipped += 1
+                tqdm.write(f"extract: skipped {path}: {e}", file=sys.stderr)
+                continue
+            finally:
+                bar.update()
+            read += 1
+            crops += c
+            photo_no_face += c == 0
+            bar.set_postfix(crops=crops, skipped=skipped + photo_skipped)
         bar.close()
     finally:
         manifest.close()
     print(f"extract: {processed} videos processed, {skipped} skipped, {crops} crops written, "
-          f"{no_face} sampled frames without a face -> {manifest_path}")
-    if processed == 0:
-        raise UserError(f"{args.videos}: none of the {len(videos)} videos could be read; see the lines above")
+          f"{no_face} sampled frames without a face; {read} photos read, {photo_no_face} without a face, "
+          f"{photo_skipped} skipped -> {manifest_path}")
+    if processed == 0 and read == 0:
+        raise UserError(f"{args.videos}: none of the {len(videos)} videos and {len(photos)} photos could be read; "
+                        "see the lines above")
     return 0
 
 
