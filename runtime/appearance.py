@@ -43,6 +43,7 @@ SAMPLE = 36  # the face's inner 90 % is sampled at this side first
 HIST_BINS = (12, 4)  # hue × saturation
 NEAR = (0.3, 0.93)  # (correlation, histogram overlap) a box overlapping the track must reach
 FAR = (0.6, 0.96)  # ... and a box within reach that does not overlap it (a fast move, a late re-find)
+STILL = (0.9, 0.97)  # a box that still shows the face the detector confirmed a few frames ago
 RUNNING = 0.3  # weight of a new confirmed frame in a track's running signature
 
 CUT_SAMPLE, CUT_SIZE = (128, 72), (32, 18)  # nearest-pixel sample, then area-averaged: shift-tolerant

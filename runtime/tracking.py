@@ -52,7 +52,7 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
-from runtime.appearance import FAR, NEAR, CutDetector, Signature, signature
+from runtime.appearance import FAR, NEAR, STILL, CutDetector, Signature, signature
 from runtime.faces import Box, Detection
 
 # window searches around a tracked face: (window side in face sides, face side in px after
@@ -98,6 +98,8 @@ class Track:
     last_seen: int  # frame position of that box
     velocity: np.ndarray  # of the box centre, px per frame position
     sig: Signature | None = None  # running appearance signature (None: the box never lay in the frame)
+    seen_sig: Signature | None = None  # the appearance of the last box the detector itself confirmed ...
+    seen_at: int = -1  # ... and its frame position
     missed: int = 0  # detection rounds in a row without a confirmation
     matched: int = 1  # confirmations so far
     score: float | None = None  # the detector's confidence in the last confirmed box
@@ -182,6 +184,8 @@ class FaceTracker:
         self._round: int | None = None  # position // detect_every at the last detection round
         self._cuts = CutDetector() if cuts else None
         self.scene_cuts = 0  # cuts seen since the tracker was made (they ended every live track)
+        self._last_n: int | None = None  # position of the frame processed before this one
+        self.refits = self.still = 0  # confirmations by the detector, and by an unchanged appearance
 
     @property
     def live_tracks(self) -> int:
@@ -192,7 +196,7 @@ class FaceTracker:
         ended = [t.id for t in self._tracks]
         self._tracks = []
         self._count = self._rounds = 0
-        self._round = None
+        self._round = self._last_n = None
         if self._cuts is not None:
             self._cuts.reset()
         return ended
@@ -219,13 +223,32 @@ class FaceTracker:
             ended += self._detection_round(frame, n)
         else:
             ended += self._drop_outside(n, w, h)
-            self._confirm(frame, n, self._tracks)
+            self._confirm(frame, n, self._still(frame, n, self._tracks))
+        self._last_n = n
         faces = [TrackedFace(t.id, _int_box(t.box_at(n)), t.last_seen == n, t.score, t.landmarks_at(n))
                  for t in self._tracks if t.missed == 0]
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces, ended
 
     # --- confirmation: every frame, each track re-found where it is predicted ------------------
+    def _still(self, frame: np.ndarray, n: int, tracks: list[Track]) -> list[Track]:
+        """Between detection rounds, confirm the tracks whose predicted box still shows the face the
+        detector confirmed in one of the last ``detect_every`` frames (rule 3; :data:`STILL`), and
+        return the others, for the detector to re-fit."""
+        if not (getattr(self.detector, "refine", None) or getattr(self.detector, "supports_roi", False)):
+            return tracks  # a detector with no per-frame confirmation: nothing to stand in for
+        rest = []
+        for t in tracks:
+            if (t.seen_sig is not None and t.last_seen == self._last_n and n - t.seen_at < self.detect_every):
+                box = t.box_at(n)
+                sig = signature(frame, box)
+                if sig is not None and t.seen_sig.agrees(sig, STILL):
+                    self._match(t, Detection(box, t.score, t.landmarks_at(n)), n, sig, still=True)
+                    self.still += 1
+                    continue
+            rest.append(t)
+        return rest
+
     def _confirm(self, frame: np.ndarray, n: int, tracks: list[Track]) -> list[Track]:
         """Re-find each track from its predicted box (rule 3); returns the tracks not confirmed."""
         refine = getattr(self.detector, "refine", None)
@@ -233,6 +256,7 @@ class FaceTracker:
         batch = getattr(self.detector, "refine_all", None)  # all tracks' re-fits in one batch (MTCNN)
         refits = batch(frame, [t.box_at(n) for t in tracks]) if batch is not None and tracks else None
         lost = []
+        self.refits += len(tracks)
         for k, t in enumerate(tracks):
             box = t.box_at(n)
             if refits is not None:
@@ -329,7 +353,8 @@ class FaceTracker:
         for c in self._born(frame, [c for j, c in enumerate(cands) if j not in used_b]):
             if len(kept) < self.max_faces:  # largest first: the biggest new faces get the free places
                 kept.append(Track(self._next_id, np.asarray(c.box[:4], np.float64), n, np.zeros(2), sig=c.sig,
-                                  score=getattr(c.box, "score", None), landmarks=getattr(c.box, "landmarks", None)))
+                                  seen_sig=c.sig, seen_at=n, score=getattr(c.box, "score", None),
+                                  landmarks=getattr(c.box, "landmarks", None)))
                 self._next_id += 1
         self._tracks = kept
         return ended
@@ -372,8 +397,9 @@ class FaceTracker:
                 for b in self.detector.detect(roi, sizes=(lo, hi))]
 
     @staticmethod
-    def _match(t: Track, found: Box, n: int, sig: Signature | None, jump: bool = False) -> None:
-        """``found`` is track ``t``'s face at position ``n``: re-anchor, update motion and appearance."""
+    def _match(t: Track, found: Box, n: int, sig: Signature | None, jump: bool = False, still: bool = False) -> None:
+        """``found`` is track ``t``'s face at position ``n``: re-anchor, update motion and appearance
+        (``still``: confirmed by its unchanged appearance, not by the detector)."""
         box = np.asarray(found[:4], np.float64)
         t.score, t.landmarks = getattr(found, "score", None), getattr(found, "landmarks", None)
         gap = max(1, n - t.last_seen)
@@ -384,6 +410,8 @@ class FaceTracker:
             t.velocity = observed if t.matched == 1 else 0.5 * t.velocity + 0.5 * observed
         if sig is not None:
             t.sig = sig if t.sig is None else t.sig.blend(sig)
+            if not still:
+                t.seen_sig, t.seen_at = sig, n
         t.anchor, t.last_seen, t.missed = box, n, 0
         t.matched += 1
 

@@ -136,7 +136,8 @@ def test_tracker_searches_near_known_faces_and_keeps_up(tmp_path):
     for f in frames:
         faces, ended = tracker.update(f)
         assert len(faces) == 1 and faces[0].track == 1 and not ended
-        assert faces[0].detected  # confirmed on every frame by the window around it
+        assert faces[0].detected  # confirmed on every frame: by the window around it, or its unchanged look
         assert iou(faces[0].box, haar.detect(f)[0]) > 0.6  # a window detection lands where a full scan does
-    assert seen[0] == (360, 480) and len(seen) == len(frames)  # one full scan, then one window a frame
+    assert seen[0] == (360, 480) and len(frames) // 2 <= len(seen) <= len(frames)  # a full scan, then windows
     assert all(h * w < 360 * 480 / 4 for h, w in seen[1:])  # later frames look at small windows only
+    assert tracker.refits >= len(frames) // 2 - 1  # every detection round, and whenever the face changed
