@@ -50,7 +50,7 @@ def roots(artifacts: dict[str, tuple[Path, Any]]) -> dict[str, str]:
             if d not in source:
                 source[d] = _source_of(other)
     out = {}
-    for label, (path, meta) in artifacts.items():
+    for label, (path, _) in artifacts.items():
         at = _digest(path, cache)
         seen = {at}
         while source.get(at) and source[at] not in seen:  # follow the links; a loop ends where it closes

@@ -106,7 +106,7 @@ def check_save(path: str, spec: str) -> None:
         raise UserError(f"--save {path}: inside the source folder {spec}; the annotated images would be read as "
                         "inputs by a later run, choose a folder outside it")
     inputs = {os.path.realpath(f): f for f in files}
-    for f, out in targets(spec, path, files).items():
+    for out in targets(spec, path, files).values():
         if os.path.realpath(out) in inputs:
             raise UserError(f"--save {path}: would write {out} over the input {inputs[os.path.realpath(out)]}; "
                             "choose a folder outside the source")

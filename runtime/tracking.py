@@ -8,20 +8,26 @@
    or, for a face that moved further (a fast move, a window search's late re-find), its centre is
    within the area a window round searches and its appearance agrees by a stricter margin. Any
    other detection starts a new track; a track no detection joins is missed.
-2. *A scene cut ends every track*: a frame whose 64×36 layout does not continue the previous
+2. *A scene cut ends every track*: a frame whose small layout does not continue the previous
    frame's (:class:`runtime.appearance.CutDetector`) ends all live tracks, and that frame is scanned
    afresh. A track never spans a cut, and whoever is in the next shot gets a new id.
-3. *A box is scored only while the detector confirms a face in it, on that frame*. Every processed
-   frame, each live track is re-found from its predicted box: MTCNN re-fits it with O-Net alone
-   (one 48 px crop; confirmed when O-Net's score reaches the face threshold and rule 1 holds;
-   a new face must also survive a re-fit on the frame it was found in, which drops most false
-   boxes a scan finds once on texture, and a box within the head of a face twice its size, an
-   ear or a hand, is not a new face);
-   Haar and YuNet search the small window around it (confirmed when that search finds a face that
-   rule 1 accepts); ``--faces none`` (the frame is the face crop) is always confirmed; a detector
-   with neither (boxes given per frame) confirms on its detection frames only. A track that is
-   not confirmed on a frame is *lost* for that frame: reported with ``detected`` false, never
-   cropped, scored or counted in a verdict.
+3. *A box is scored only while the detector confirms a face in it, on that frame*. On every
+   detection round, each live track is re-found from its predicted box by the detector: MTCNN
+   re-fits it with O-Net alone (one 48 px crop, all tracks in one batch; confirmed when O-Net's
+   score reaches the face threshold and rule 1 holds); Haar and YuNet search the small window
+   around it (confirmed when that search finds a face that rule 1 accepts). Between rounds the
+   same re-fit runs on every frame, except for a box that still shows, at a strict margin
+   (:data:`runtime.appearance.STILL`: thumbnail correlation ≥ 0.9, colour overlap ≥ 0.97), the
+   face the detector itself confirmed in it within the last ``detect_every`` frames: its pixels
+   are the face's, so it is confirmed without spending the network (about two frames in three of
+   a steady face); a box whose content changed (the face moved off it, turned, left, or another
+   person stands there) is re-fitted on that frame. ``--faces none`` (the frame is the face crop)
+   is always confirmed; a detector with neither a re-fit nor windows (boxes given per frame)
+   confirms on its detection frames only. A new face must also survive a re-fit on the frame it
+   was found in (which drops most false boxes a scan finds once on texture), and a box within the
+   head of a face twice its size (an ear, a hand) is not a new face. A track that is not confirmed
+   on a frame is *lost* for that frame: reported with ``detected`` false, never cropped, scored or
+   counted in a verdict.
 4. *A jump is not motion*: the velocity that carries a box between confirmations is an average of
    observed moves, and a move faster than a quarter of the face's side per frame (or one accepted
    under the stricter far rule) resets it to zero instead of being extrapolated.
@@ -32,9 +38,10 @@ tracked size; when that finds nothing, a wider and slower one) and counts a miss
 still not found; a track missing ``max_missed`` rounds in a row ends. Every ``full_every``-th round
 (16: every 80 frames at ``detect_every`` 5, 3.2 s at 25 fps) the whole frame is scanned for new
 faces with the detector's coarse setting (Haar: scale steps of 1.2 instead of 1.1); whenever there
-is no track, at full precision. Per frame and face the re-fit costs about 0.3 ms of CPU (O-Net,
-AVX-512 machine), the appearance signature and the cut check a few tens of microseconds; the scans
-are most of the tracker's cost (35 ms of CPU each on a 720p frame: ~0.45 ms a frame at 16).
+is no track, at full precision. A re-fit costs about 0.2-0.3 ms of CPU per face (O-Net, AVX-512
+machine, idle), the appearance signature about 0.07 ms and the cut check about 0.06 ms a frame;
+the scans are most of the tracker's cost (35 ms of CPU each on a 720p frame: ~0.45 ms a frame at
+16). ``refits`` and ``still`` count the two kinds of confirmation.
 
 Frames are counted by their position in the source (``update(frame, position)``), so processing
 every Nth frame (``--stride``) changes how many frames are looked at, not how far a face may move

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from runtime.errors import UserError, run_cli
-from runtime.faces import DEFAULT_DETECTOR, DETECTORS
+from runtime.faces import DEFAULT_DETECTOR
 from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
 from runtime.fileio import replacing, write_atomic
 from runtime.meta import Meta
@@ -304,15 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "one way to balance FF++'s 4 fakes per real")
     p.add_argument("--size", type=int, default=meta.input_size, help="crop side in pixels (299 for Xception)")
     p.add_argument("--margin", type=float, default=meta.face_margin, help="face box margin; keep the model's")
-    p.add_argument("--faces", choices=DETECTORS, default=DEFAULT_DETECTOR,
-                   help="face detector (runtime.faces, the runtime's own, as training.extract): mtcnn (the bundled "
-                   "CNN), haar (no model file), yunet (needs --face-model) or none (frames are crops)")
-    p.add_argument("--face-model", help="mtcnn: folder of pnet/rnet/onet .onnx (default: the bundled one); "
-                   "yunet: its .onnx")
-    p.add_argument("--face-threshold", type=float, default=DEFAULT_FACE_THRESHOLD,
-                   help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
-    p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
-    p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+    from training.extract import add_detector_options
+
+    add_detector_options(p)  # as training.extract: the runtime's detector and its settings
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="videos processed in parallel")
     p.add_argument("--overwrite", action="store_true", help="start again instead of resuming an earlier run")
     p.add_argument("--list", action="store_true", help="only print what was found per dataset and split")

@@ -260,6 +260,36 @@ def extract_photo(path: Path, label: str, video_id: str, name: str, out: Path, m
     return len(boxes if all_faces else boxes[:1])
 
 
+def _each(items: list[tuple[Any, ...]], bar: Any, work: Any) -> list[Any]:
+    """``work(item)`` for each item (its path first); a bad file is reported in one line and skipped,
+    a failing output stops the run. Returns the results of the items that worked."""
+    results = []
+    for item in items:
+        try:
+            results.append(work(item))
+        except OutputError:
+            raise
+        except UserError as e:
+            bar.write(f"extract: skipped {item[0]}: {e}", file=sys.stderr)
+        finally:
+            bar.update()
+        bar.set_postfix(done=len(results), skipped=bar.n - len(results))
+    return results
+
+
+def add_detector_options(p: argparse.ArgumentParser) -> None:
+    """The face-detector options of the extraction tools (this one and ``training.datasets``)."""
+    p.add_argument("--faces", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                   help="face detector (runtime.faces, the runtime's own): mtcnn (the bundled CNN), haar (no model "
+                   "file), yunet (needs --face-model) or none (frames are crops)")
+    p.add_argument("--face-model", help="mtcnn: folder of pnet/rnet/onet .onnx (default: the bundled one); "
+                   "yunet: its .onnx")
+    p.add_argument("--face-threshold", type=float, default=DEFAULT_FACE_THRESHOLD,
+                   help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
+    p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
+    p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+
+
 def _tqdm():
     try:
         from tqdm import tqdm
@@ -282,15 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="face box margin (crop side = (1 + 2*margin) * box side); keep the model's")
     p.add_argument("--label", choices=LABELS, help="label of all videos when --videos has no real/ fake/")
     p.add_argument("--all-faces", action="store_true", help="crop every detected face, not only the largest")
-    p.add_argument("--faces", choices=DETECTORS, default=DEFAULT_DETECTOR,
-                   help="face detector (runtime.faces, the runtime's own): mtcnn (the bundled CNN), haar (no model "
-                   "file), yunet (needs --face-model) or none (frames are crops)")
-    p.add_argument("--face-model", help="mtcnn: folder of pnet/rnet/onet .onnx (default: the bundled one); "
-                   "yunet: its .onnx")
-    p.add_argument("--face-threshold", type=float, default=DEFAULT_FACE_THRESHOLD,
-                   help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
-    p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
-    p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+    add_detector_options(p)
     p.add_argument("--align", choices=FACE_ALIGNS, default="box", help="crop around the box, or align by the "
                    "detector's five landmarks (mtcnn); train with the same --face-align")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv")
@@ -325,45 +347,19 @@ def main(argv: list[str] | None = None) -> int:
     if ignored or ignored_photos:
         print(f"extract: ignoring {ignored} videos and {ignored_photos} photos outside real/ and fake/", file=sys.stderr)
     manifest = Manifest(manifest_path)
-    processed = skipped = crops = no_face = 0
-    read = photo_skipped = photo_no_face = 0
     try:
         bar = tqdm(total=len(videos) + len(photos), desc="extract", unit="file", file=sys.stderr, dynamic_ncols=True)
-        for path, label, vid in videos:
-            try:
-                c, nf = extract_video(path, label, vid, args.out, manifest, detector, args.frames, args.size,
-                                      args.margin, args.all_faces, args.align)
-            except OutputError:
-                raise
-            except UserError as e:
-                skipped += 1
-                tqdm.write(f"extract: skipped {path}: {e}", file=sys.stderr)
-                continue
-            finally:
-                bar.update()
-            processed += 1
-            crops += c
-            no_face += nf
-            bar.set_postfix(crops=crops, skipped=skipped + photo_skipped)
-        for path, label, vid, name in photos:  # one frame each: its largest face (every face with --all-faces)
-            try:
-                c = extract_photo(path, label, vid, name, args.out, manifest, detector, args.size, args.margin,
-                                  args.all_faces, args.align)
-            except OutputError:
-                raise
-            except UserError as e:
-                photo_skipped += 1
-                tqdm.write(f"extract: skipped {path}: {e}", file=sys.stderr)
-                continue
-            finally:
-                bar.update()
-            read += 1
-            crops += c
-            photo_no_face += c == 0
-            bar.set_postfix(crops=crops, skipped=skipped + photo_skipped)
+        done = _each(videos, bar, lambda v: extract_video(v[0], v[1], v[2], args.out, manifest, detector, args.frames,
+                                                          args.size, args.margin, args.all_faces, args.align))
+        # a photo is one frame: its largest face (every face with --all-faces)
+        shots = _each(photos, bar, lambda ph: extract_photo(ph[0], ph[1], ph[2], ph[3], args.out, manifest, detector,
+                                                            args.size, args.margin, args.all_faces, args.align))
         bar.close()
     finally:
         manifest.close()
+    processed, skipped = len(done), len(videos) - len(done)
+    crops, no_face = sum(c for c, _ in done) + sum(shots), sum(nf for _, nf in done)
+    read, photo_skipped, photo_no_face = len(shots), len(photos) - len(shots), sum(c == 0 for c in shots)
     print(f"extract: {processed} videos processed, {skipped} skipped, {crops} crops written, "
           f"{no_face} sampled frames without a face; {read} photos read, {photo_no_face} without a face, "
           f"{photo_skipped} skipped -> {manifest_path}")

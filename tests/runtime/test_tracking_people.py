@@ -85,8 +85,10 @@ def test_two_people_side_by_side_keep_their_ids(mtcnn):
     from benchmarks.people import pair_clip
 
     clip = pair_clip(frames=40)
-    followed = _follow(clip, FaceTracker(mtcnn, detect_every=5))
+    tracker = FaceTracker(mtcnn, detect_every=5)
+    followed = _follow(clip, tracker)
     _check_one_person_per_track(clip, followed, min_cover=0.9)
+    assert tracker.still > 0 and tracker.refits > 0  # both kinds of confirmation were used, never off a face
 
 
 def test_a_jump_is_not_motion():
