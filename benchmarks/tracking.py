@@ -42,8 +42,9 @@ MATCH_IOU = 0.3  # a scored box on a real face overlaps it at least this much
 
 
 def reference(clip: Clip, threshold: float) -> list[list[tuple[str, Any]]]:
-    """Faces of a clip without ground truth: MTCNN at full precision on every frame, each face given
-    an id by overlap (IoU ≥ 0.3) with the previous frames' faces of the same shot (gaps of up to 5
+    """Faces of a clip without ground truth: MTCNN at full precision on every frame (a box that
+    overlaps a surer one by IoU ≥ 0.3 is the same face, dropped), each face given an id by overlap
+    (IoU ≥ 0.3, best pairs first) with the previous frames' faces of the same shot (gaps of up to 5
     frames bridged)."""
     from runtime.faces import make_detector
 
@@ -55,16 +56,23 @@ def reference(clip: Clip, threshold: float) -> list[list[tuple[str, Any]]]:
         if i in clip.cuts:
             recent = []
         recent = [r for r in recent if i - r[0] <= 5]
+        boxes: list[Any] = []
+        for box in sorted(det.detect(frame), key=lambda b: -(b.score or 0.0)):
+            if all(iou(box, k) < 0.3 for k in boxes):
+                boxes.append(box)
+        pairs = sorted(((iou(r[2], b), k, j) for k, r in enumerate(recent) for j, b in enumerate(boxes)), reverse=True)
+        ids: dict[int, str] = {}
+        taken: set[int] = set()
+        for overlap, k, j in pairs:
+            if overlap >= 0.3 and k not in taken and j not in ids:
+                ids[j] = recent[k][1]
+                taken.add(k)
         faces = []
-        for box in det.detect(frame):
-            best = max(recent, key=lambda r: iou(r[2], box), default=None)
-            if best is not None and iou(best[2], box) >= 0.3:
-                pid = best[1]
-                recent.remove(best)
-            else:
-                pid, next_id = f"face{next_id}", next_id + 1
-            faces.append((pid, tuple(box)))
-        recent += [(i, pid, box) for pid, box in faces]
+        for j, box in enumerate(boxes):
+            if j not in ids:
+                ids[j], next_id = f"face{next_id}", next_id + 1
+            faces.append((ids[j], tuple(box)))
+        recent = [r for k, r in enumerate(recent) if k not in taken] + [(i, pid, box) for pid, box in faces]
         out.append(faces)
     return out
 
