@@ -18,11 +18,15 @@ MAX_BESIDE = 64  # ONNX files read beside each artifact to follow a link (a fold
 
 
 def _digest(path: Path, cache: dict[Path, str]) -> str:
+    """The file's sha256 (its resolved path where it cannot be read: its own identity all the same)."""
     from runtime.meta import sha256_file
 
     p = path.resolve()
     if p not in cache:
-        cache[p] = sha256_file(p)
+        try:
+            cache[p] = sha256_file(p)
+        except OSError:
+            cache[p] = f"path:{p}"
     return cache[p]
 
 
@@ -43,7 +47,7 @@ def roots(artifacts: dict[str, tuple[Path, Any]]) -> dict[str, str]:
     source: dict[str, str | None] = {}  # digest of a known file → its recorded source
     for path, meta in artifacts.values():
         source[_digest(path, cache)] = getattr(meta, "source_sha256", None)
-    folders = {path.resolve().parent for path, _ in artifacts.values()}
+    folders = {path.resolve().parent for path, _ in artifacts.values() if path.is_file()}
     for folder in folders:
         for other in sorted(folder.glob("*.onnx"))[:MAX_BESIDE]:
             d = _digest(other, cache)

@@ -273,20 +273,25 @@ def test_which_artifacts_are_compared():
     from benchmarks.runners import Runner, Spec
     from runtime.meta import Meta
 
-    def runner(kind, path, graph="detect", precision="fp32", backend="onnxruntime", label=None):
-        meta = Meta(graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",), precision=precision)
+    ckpt = "c" * 64  # every artifact here records that it was made from this checkpoint (siblings)
+
+    def runner(kind, path, graph="detect", precision="fp32", backend="onnxruntime", label=None, source=ckpt):
+        meta = Meta(graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",), precision=precision,
+                    source_sha256=source)
         return Runner(Spec(kind, path, label=label or path), meta, backend, 8, lambda: None, lambda x: (lambda: None))
 
     rs = [runner("runtime", "detect.onnx"), runner("bare", "detect.onnx", backend="onnxruntime (bare)",
                                                     label="detect.onnx [bare ort]"),
           runner("runtime", "detect.int8-cpu.onnx", precision="int8"), runner("runtime", "full.onnx", "full"),
           runner("runtime", "detect.fp16.engine", precision="fp16", backend="tensorrt"),
+          runner("runtime", "other.int8-cpu.onnx", precision="int8", source="d" * 64),  # another model's
           runner("torch", "best.pt", "full", backend="torch eager", label="pytorch eager (full)")]
     p = _pairs(rs)
     assert p["overhead"] == [("detect.onnx", "detect.onnx [bare ort]", "runtime / bare onnxruntime")]
     assert p["full_vs_detect"] == [("full.onnx", "detect.onnx", "full / detect")]  # same backend and precision only
-    assert p["precision"] == [("detect.onnx", "detect.int8-cpu.onnx", "fp32 / int8")]  # not across backends
-    assert [d for _, d, _ in p["speedup"]] == ["detect.onnx", "detect.int8-cpu.onnx", "full.onnx", "detect.fp16.engine"]
+    assert p["precision"] == [("detect.onnx", "detect.int8-cpu.onnx", "fp32 / int8")]  # not across backends or models
+    assert [d for _, d, _ in p["speedup"]] == ["detect.onnx", "detect.int8-cpu.onnx", "full.onnx", "detect.fp16.engine",
+                                               "other.int8-cpu.onnx"]
 
 
 def test_speed_artifacts_are_full_width_models_of_the_asked_size(tmp_path):
