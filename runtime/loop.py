@@ -176,6 +176,6 @@ class FrameLoop:
                 self.video.write(img, r.frame)
             if self.show and not self.show.show(img):
                 return False
-        self.last_prob = max((f.prob for f in r.faces), default=None)
+        self.last_prob = max((f.prob for f in r.faces if f.prob == f.prob), default=None)  # NaN: not scored
         self.console.update(self.agg.frames, self.last_prob, dropped)
         return True
