@@ -112,10 +112,11 @@ def check_files(paths: Sequence[str], flag: str) -> None:
 
 
 def check_writable(path: str | None, flag: str) -> None:
+    """An output's folder is created when missing (the rule of every tool); a file in the way is an error."""
     if path:
-        parent = Path(path).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise UserError(f"{flag} {path}: folder {parent} does not exist; create it first")
+        from runtime.fileio import make_folder
+
+        make_folder(Path(path).expanduser().parent, flag, path)
 
 
 def check_paths(engines: Sequence[str], reference: str | None, json_out: str | None, png_out: str | None) -> None:

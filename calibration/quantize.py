@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layers to leave in float: first, head, auto (the most sensitive) and/or node names")
     p.add_argument("--auto-keep", type=int, default=2, metavar="N", help="layers --keep-float auto keeps (2)")
     p.add_argument("--sensitivity", action="store_true", help="print the per-layer sensitivity table")
-    p.add_argument("--sensitivity-samples", type=int, default=64, metavar="N")
+    p.add_argument("--sensitivity-samples", type=int, default=64, metavar="N",
+                   help="calibration faces the per-layer sensitivity is measured on (default 64)")
     p.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="cpu target: 7-bit weights; auto = on unless this CPU has VNNI")
     p.add_argument("--cpu-plan", default="auto", metavar="auto|all|TENSOR",
@@ -63,16 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", help="also write the FP16 ONNX (fp32 I/O) and report it")
     p.add_argument("--eval-data", default="synthetic",
                    help="held-out labelled set for the report (default: the synthetic validation faces)")
-    p.add_argument("--eval-size", type=int, default=200)
+    p.add_argument("--eval-size", type=int, default=200, help="samples from --eval-data (default 200)")
     p.add_argument("--max-auc-drop", type=float, default=0.005,
                    help="fail when AUC drops more (default 0.005); --cpu-plan auto keeps plans within half of it on "
                         "labelled calibration faces")
     p.add_argument("--no-speed", action="store_true", help="skip the int8-cpu vs fp32 timing")
-    p.add_argument("--speed-rounds", type=int, default=30)
+    p.add_argument("--speed-rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
     p.add_argument("--out", type=Path, help="output file (one target only)")
     p.add_argument("--out-dir", type=Path, help="output folder (default: beside --onnx)")
     p.add_argument("--report", type=Path, help="report JSON (default: <stem>.quant.json)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and evaluation samples (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

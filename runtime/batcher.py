@@ -191,7 +191,7 @@ class Batcher:
                 if item is _END:
                     lane.ended = True
                 else:
-                    faces += len(item.faces)
+                    faces += scored_faces(item)
             if not took:
                 break
         return faces
@@ -200,7 +200,7 @@ class Batcher:
         """Inference time per camera, in proportion to its faces in the batch (its frames, when none had one)."""
         if not results:
             return
-        weights = [len(r.faces) for _, r in results] if faces else [1] * len(results)
+        weights = [scored_faces(r) for _, r in results] if faces else [1] * len(results)
         total = sum(weights)
         for (lane, _), w in zip(results, weights):
             lane.times.add("infer", seconds * w / total)
@@ -238,7 +238,7 @@ class Batcher:
         err = np.concatenate(errors) if errors else None
         k = 0
         for r in results:
-            for f in r.faces:
+            for f in (f for f in r.faces if f.scored):  # the faces the detector confirmed (runtime.tracking)
                 f.logit, f.prob = float(logit[k]), float(prob[k])
                 if err is not None:
                     f.recon_error = float(err[k].mean())
@@ -246,3 +246,8 @@ class Batcher:
                 k += 1
             r.x = None
         return len(x)
+
+
+def scored_faces(r: Result) -> int:
+    """The faces of a frame that are scored: those the detector confirmed (the others have no crop)."""
+    return sum(1 for f in r.faces if f.scored)

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "ONNX (default 8; engines use their profile's max)")
     m.add_argument("--threshold", type=float, metavar="P", help="probability of fake at or above which a "
                    "verdict is 'fake' (default: the model's metadata)")
+    m.add_argument("--window", type=float, metavar="SEC", help="also a recent verdict per track and per source "
+                   "over the last SEC seconds (JSONL 'recent', summary); default 10 for live sources, none for "
+                   "files; 0 turns it off")
     m.add_argument("--reconstruct", action="store_true", help="also run the decoder (full graph only): "
                    "reconstruction error per face in JSONL, error maps in --save")
     m.add_argument("--input-size", type=int, metavar="S", help="for an ONNX without jrc-edge metadata: "
@@ -96,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("outputs")
     o.add_argument("--jsonl", metavar="FILE", help="one JSON object per processed frame, flushed as written")
     o.add_argument("--summary", metavar="FILE", help="JSON summary at the end (also on errors and interrupts)")
-    o.add_argument("--save", metavar="FILE", help="annotated video (.mp4 or .avi): boxes coloured by score")
+    o.add_argument("--save", metavar="PATH", help="annotated output, boxes coloured by score: a video (.mp4 or "
+                   ".avi), an image (.png, .jpg) for a one-image source, or a folder (DIR/) for one annotated image "
+                   "per input image (and an .mp4 per input video); missing folders are created")
     o.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
     o.add_argument("--quiet", action="store_true", help="no running status line")
     from runtime.box import add_arguments
@@ -126,6 +131,9 @@ def _check_args(a: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}", EXIT_USAGE)
     if a.threshold is not None and not 0.0 <= a.threshold <= 1.0:
         raise UserError(f"--threshold {a.threshold}: must be a probability between 0 and 1", EXIT_USAGE)
+    if a.window is not None and not (math.isfinite(a.window) and a.window >= 0):
+        raise UserError(f"--window {a.window}: must be a number of seconds, 0 or more (0: no recent verdict)",
+                        EXIT_USAGE)
     if not (math.isfinite(a.timeout) and a.timeout > 0):
         raise UserError(f"--timeout {a.timeout}: must be a positive number of seconds", EXIT_USAGE)
     for name in ("mean", "std"):
@@ -149,6 +157,10 @@ def _check_outputs(a: argparse.Namespace, sources: list[str]) -> None:
 
     outputs = [(flag, path) for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save),
                                                ("--events", a.events)) if path]
+    if a.save and len(sources) == 1:  # first: what --save writes must fit the source before any folder is made for it
+        from runtime.save import check_save
+
+        check_save(a.save, sources[0])
     for flag, path in outputs:
         check_writable(path, flag)
         if flag in ("--jsonl", "--events") and (a.rotate_size or a.rotate_every) and is_special(path):
@@ -344,7 +356,8 @@ class Run:
         self.loop = FrameLoop(self.backend, _faces(a), _outputs(a), threshold=a.threshold,
                               reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals,
                               batch_wait=wait, events=event_options(a), event_sinks=self.sinks,
-                              on_batch=[self.metrics.on_batch] if self.metrics is not None else [])
+                              on_batch=[self.metrics.on_batch] if self.metrics is not None else [],
+                              window=a.window)
         self.detector = self.loop.tracker.detector
         if self.metrics is not None:
             self.metrics.attach(self.loop, self.sinks)
@@ -441,7 +454,7 @@ class Run:
             "elapsed_s": round(elapsed, 3), "version": __version__,
             "options": {k: getattr(a, k) for k in ("faces", "face_model", "face_threshold", "detect_every",
                                                   "stride", "live",
-                                                  "threshold", "reconstruct", "max_frames")}}
+                                                  "threshold", "window", "reconstruct", "max_frames")}}
         if self.backend is not None:
             m = self.backend.meta
             d["backend"] = self.backend_info
@@ -461,6 +474,9 @@ class Run:
             agg, pipeline = self.loop.agg, self.loop.pipeline
             d["decoded"] = pipeline.decoded
             d.update(agg.summary())
+            if self.source.live and self.source.stats.dropped:  # a live source is one item: its verdict says it
+                for s in d["sources"]:
+                    s["dropped"] = self.source.stats.dropped
             loop = time.perf_counter() - self.loop.started
             d["fps"] = round(agg.frames / loop, 3) if loop > 0 and agg.frames else None
             d["timing_ms_per_frame"] = pipeline.times.per_frame_ms(agg.frames)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from runtime import sinks  # by module: tests and tools may swap a sink's function
-from runtime.aggregate import Aggregator
+from runtime.aggregate import LIVE_WINDOW_S, Aggregator
 from runtime.backends.base import Backend
 from runtime.batcher import Batcher, CameraEnded
 from runtime.camera_state import BoxState, CameraState, Latency
@@ -30,6 +30,7 @@ from runtime.capture import quiet_video_logs
 from runtime.errors import UserError
 from runtime.faces import DEFAULT_DETECTOR, Box, GivenFaces, make_detector
 from runtime.pipeline import Pipeline, Result, StageTimes, lane_depth, share_cores
+from runtime.save import open_save
 from runtime.sources import Source
 from runtime.tracking import FaceTracker
 
@@ -67,7 +68,7 @@ class Outputs:
     """Where each frame's result goes, besides the aggregator."""
 
     jsonl: str | None = None  # one JSON object per frame
-    save: str | None = None  # annotated video
+    save: str | None = None  # annotated video, image, or folder of images (runtime.save)
     show: bool = False  # a window (q quits)
     status: bool = False  # the running status line on stderr
     jsonl_frames: str = "all"  # all, faces (frames with a face) or events (frames of a track in an open event)
@@ -124,12 +125,13 @@ class Camera:
 class CameraRun:
     """A camera during a run: its source, tracker, stages and aggregator, and how it ended."""
 
-    def __init__(self, cam: Camera, tracker: FaceTracker, own_tracker: bool, threshold: float) -> None:
+    def __init__(self, cam: Camera, tracker: FaceTracker, own_tracker: bool, threshold: float,
+                 window: float | None = None) -> None:
         self.name = cam.name
         self.source = cam.source
         self.tracker = tracker
         self.own_tracker = own_tracker  # the loop made its detector and closes it
-        self.agg = Aggregator(threshold)
+        self.agg = Aggregator(threshold, window=window)
         self.times = StageTimes()
         self.pipeline: Pipeline | None = None
         self.latency = Latency()
@@ -157,16 +159,20 @@ class FrameLoop:
     def __init__(self, backend: Backend, faces: Faces | None = None, outputs: Outputs | None = None, *,
                  threshold: float | None = None, reconstruct: bool = False, max_frames: int | None = None,
                  guard: FrameGuard | None = None, batch_wait: float | None = None, events: Any = None,
-                 event_sinks: Sequence[Any] = (), on_batch: Sequence[Callable[[int, float], None]] = ()) -> None:
+                 event_sinks: Sequence[Any] = (), on_batch: Sequence[Callable[[int, float], None]] = (),
+                 window: float | None = None) -> None:
         """``batch_wait``: seconds the inference stage may wait to fill a batch (default:
         :func:`default_batch_wait`); ``events``: a :class:`runtime.events.EventOptions` (None:
         no events); ``event_sinks``: where event messages and camera states go (each with
         ``publish(message)``, ``camera_state(name, state)``, ``close()``, ``report()``); ``on_batch``:
-        called with (faces, seconds) after each inference batch (metrics)."""
+        called with (faces, seconds) after each inference batch (metrics); ``window``: seconds of the
+        recent verdicts (runtime.aggregate); None: ``LIVE_WINDOW_S`` for a live source, none for
+        files; 0: none."""
         if reconstruct:
             backend.require_recon()
         self.backend = backend
         self.threshold = backend.meta.threshold if threshold is None else threshold
+        self.window = window
         self.reconstruct = reconstruct
         self.max_frames = max_frames
         self.guard: FrameGuard = guard or _NoGuard()
@@ -187,7 +193,7 @@ class FrameLoop:
         self.batcher: Batcher | None = None
         self.events: Any = None
         self.jsonl: sinks.JsonlSink | None = None
-        self.video: sinks.VideoSink | None = None
+        self.video: Any = None  # the --save sink (runtime.save.open_save)
         self.console = sinks.Console(enabled=False)
         self.open_sinks: list[Any] = [self.show] if self.show else []
         self.started: float | None = None  # perf_counter() when frames started flowing
@@ -308,7 +314,8 @@ class FrameLoop:
         for i, cam in enumerate(cameras):
             own = i > 0 or cam.faces is not None
             tracker = (cam.faces or self.faces).tracker() if own else self.tracker
-            run = CameraRun(cam, tracker, own, self.threshold)
+            window = self.window if self.window is not None else (LIVE_WINDOW_S if cam.source.live else None)
+            run = CameraRun(cam, tracker, own, self.threshold, window)
             lane = self.batcher.lane(cam.name, lane_depth(self.backend.max_batch, keep), run.times)
             run.pipeline = Pipeline(cam.source, tracker, self.backend, lane, reconstruct=self.reconstruct,
                                     keep_images=keep, queue_frames=4)
@@ -320,7 +327,7 @@ class FrameLoop:
             self.pipeline, self.agg = self.cameras[0].pipeline, self.cameras[0].agg
         rotate = out.rotate
         self.jsonl = sinks.JsonlSink(out.jsonl, rotate=rotate) if out.jsonl else None
-        self.video = sinks.VideoSink(out.save, getattr(first.source, "fps", None)) if out.save else None
+        self.video = open_save(out.save, first.source.spec, getattr(first.source, "fps", None)) if out.save else None
         self.console = sinks.Console(enabled=out.status)
         if self.event_options is not None:
             from runtime.events import Events
@@ -377,7 +384,7 @@ class FrameLoop:
         if self.video or self.show:
             img = sinks.annotate(r, self.threshold)
             if self.video:
-                self.video.write(img)
+                self.video.write(img, r.frame)
             if self.show and not self.show.show(img):
                 return False
         if r.frame.read_at:
@@ -385,7 +392,7 @@ class FrameLoop:
         cam.state.update(r, ended, dropped, self.threshold, keep_frame=self.outputs.view)
         if messages or cam.agg.frames == 1:
             self._state_changed(cam)
-        self.last_prob = max((f.prob for f in r.faces), default=None)
+        self.last_prob = max((f.prob for f in r.faces if f.prob == f.prob), default=None)  # NaN: not scored
         self.console.update(self._frames(), self.last_prob, self._dropped())
         return True
 

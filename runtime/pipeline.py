@@ -70,6 +70,8 @@ class Face:
     error_map: np.ndarray | None = None  # S×S float32, only kept when frames are kept
     face_score: float | None = None  # the face detector's confidence (None: Haar, --faces none)
     landmarks: np.ndarray | None = None  # 5×2 frame pixels (None when the detector gives none)
+    scored: bool = True  # False: the tracker carried the box but no face was confirmed in it (not scored)
+    recent: dict[str, Any] | None = None  # its track's verdict over the last --window seconds (runtime.aggregate)
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Result:
     ended: list[int]  # ids of tracks that ended at this frame (finalise them now)
     x: np.ndarray | None = field(default=None, repr=False)  # network input, until inference
     camera: str = ""  # the camera it came from (set by the inference stage, from the camera's lane)
+    recent: dict[str, Any] | None = None  # the source's verdict over the last --window seconds (runtime.aggregate)
 
 
 @dataclass
@@ -225,11 +228,13 @@ class Pipeline:
             # there the tracker counts the frames it is given (a loaded box does not detect more)
             tracked, gone = self.tracker.update(frame.image, None if self.source.live else frame.index)
             t1 = time.perf_counter()
-            faces = [Face(f.track, f.box, f.detected, face_score=f.score, landmarks=f.landmarks) for f in tracked]
+            # only a face the detector confirmed in this frame is cropped and scored (runtime.tracking)
+            faces = [Face(f.track, f.box, f.detected, face_score=f.score, landmarks=f.landmarks, scored=f.detected)
+                     for f in tracked]
             x = None
-            if faces:
+            if any(f.scored for f in faces):
                 crops = np.stack([face_crop(frame.image, f.box, f.landmarks, self.margin, meta.input_size, self.align)
-                                  for f in faces])
+                                  for f in faces if f.scored])
                 x = to_input(crops, meta)
             if not self.keep_images:
                 frame.image = None

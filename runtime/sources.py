@@ -5,8 +5,11 @@ name holds). Files yield every frame (or every ``stride``-th); live sources (cam
 pipelines) are read by a grabber thread that keeps only the newest frame, so a slow consumer never
 blocks the camera: frames it did not take are dropped and counted. Opening and reading are bounded
 in time; a stream that fails is reopened with backoff up to ``max_reconnects`` times before the run
-ends with :data:`EXIT_SOURCE`. A URL that serves a file (its frame count is known) ends at the
-file's end; with ``live="no"`` it is read frame by frame like a local file.
+ends with :data:`EXIT_SOURCE`. A URL that serves a file (its frame count is known) is read frame
+by frame like a local file, every frame, unless ``live="yes"`` (then it is played like a camera,
+stale frames dropped and counted, and it ends at the file's end); a URL that serves a stream (no
+frame count: RTSP, an MJPEG camera) is live. ``live="yes"`` applies to one video file, a URL or a
+camera: a folder or glob is read file by file, and refused with it.
 What a spec names, and :func:`reads` (would a source read this path?), live in
 :mod:`runtime.source_specs`.
 """
@@ -393,12 +396,39 @@ def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: 
         if kind == "url":
             return UrlFileSource(spec, stride, open_timeout, read_timeout, decode_threads)
         raise UserError(f"{spec}: a {kind} source is always live; drop --live no")
+    if kind == "url" and live == "auto":
+        try:  # a file served over HTTP is read in full; a stream is live
+            return _url_source(spec, stride, max_reconnects, open_timeout, read_timeout, decode_threads)
+        except UserError:
+            if not retry_open:
+                raise
+            # not up yet (the camera box): a stream that may come, retried in its own thread
     return LiveSource(spec, kind, max_reconnects, open_timeout, read_timeout, retry_open=retry_open)
+
+
+def _url_source(spec: str, stride: int, max_reconnects: int, open_timeout: float, read_timeout: float,
+                decode_threads: int) -> Source:
+    """A URL with ``--live auto``: the file it serves read in full (its frame count is known), or,
+    for a stream, a live source that starts from the capture already opened here."""
+    src = UrlFileSource(spec, stride, open_timeout, read_timeout, decode_threads)  # opens the URL once
+    count = src._first.get(cv2.CAP_PROP_FRAME_COUNT) if src._first is not None else 0.0
+    if count and 0 < count < 2**31:
+        return src
+    opened = [src._first]
+    src._first = None
+
+    def opener() -> cv2.VideoCapture:  # the open capture first; reconnects open a new one
+        return opened.pop() if opened else capture_opener(spec, "url", open_timeout, read_timeout)()
+
+    return LiveSource(spec, "url", max_reconnects, open_timeout, read_timeout, opener=opener)
 
 
 def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_timeout: float,
                  read_timeout: float, decode_threads: int = 0) -> Source:
     p = Path(spec)
+    if live == "yes" and (p.is_dir() or is_glob(spec)):
+        raise UserError(f"{spec}: --live yes plays one video file, URL or camera like a camera; a "
+                        f"{'folder' if p.is_dir() else 'glob'} is read file by file, every frame: drop --live yes")
     if p.is_dir():
         paths = folder_media(spec)
         if not paths:

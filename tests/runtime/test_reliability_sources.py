@@ -174,10 +174,11 @@ class FileServer:
         self._thread.join(10)
 
 
-@pytest.mark.parametrize("live", ["auto", "no"])
-def test_a_url_serving_a_file_ends_at_its_end(model, tmp_path, live):
-    """A finite file over HTTP is read once and the run ends (exit 0, no reconnect): with --live no
-    frame by frame like a local file, with auto as a stream whose end is told from a drop."""
+@pytest.mark.parametrize("live", ["auto", "no", "yes"])
+def test_a_url_serving_a_file_ends_at_its_end(model, tmp_path, live, capsys):
+    """A finite file over HTTP is read once and the run ends (exit 0, no reconnect): by default (and
+    with --live no) frame by frame like a local file, every frame; with --live yes played like a
+    camera, and a verdict that rests on fewer frames says how many were dropped."""
     clip = tmp_path / "clip.avi"
     out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
     for i in range(30):
@@ -190,8 +191,14 @@ def test_a_url_serving_a_file_ends_at_its_end(model, tmp_path, live):
     summary, recs = _results(tmp_path)
     assert code == 0 and summary["status"] == "ok" and summary["reconnects"] == 0
     assert summary["frames"] + summary["dropped"] == 30  # each frame once: no replay
-    if live == "no":
-        assert not summary["live"] and [r["frame"] for r in recs] == list(range(30))
+    if live != "yes":
+        assert not summary["live"] and [r["frame"] for r in recs] == list(range(30)) and summary["dropped"] == 0
+    else:
+        assert summary["live"]
+        dropped = summary["dropped"]
+        assert summary["sources"][0].get("dropped", 0) == dropped
+        line = next(x for x in capsys.readouterr().out.splitlines() if "clip.avi" in x)
+        assert (f"{dropped} frame(s) dropped" in line) == (dropped > 0), line
 
 
 def test_existing_file_with_a_bang_in_its_name_is_a_file_not_a_pipeline(model, tmp_path):
