@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50, help="timed runs per artifact and batch (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed warm-up rounds (default 5)")
     p.add_argument("--threads", type=int, metavar="N", help="intra-op threads (default: all usable cores)")
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                   help="ONNX Runtime execution provider for .onnx artifacts (default cpu)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
     p.add_argument("--png", metavar="FILE", help="write AUC vs latency as a chart")
     p.add_argument("--quiet", action="store_true", help="no progress line")

@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description="MTCNN vs Haar: quality, CPU cost, "
                                 "verdicts and end-to-end frames/s, in one run.")
     p.add_argument("--only", nargs="+", choices=("quality", "cost", "verdicts", "e2e"),
-                   default=["quality", "cost", "verdicts", "e2e"])
+                   default=["quality", "cost", "verdicts", "e2e"], help="parts to run (default: all four)")
     p.add_argument("--face-threshold", type=float, default=0.9, help="MTCNN's face threshold (default 0.9)")
     p.add_argument("--frames", type=int, default=200, help="end to end: frames per run (default 200)")
     p.add_argument("--rounds", type=int, default=4, help="end to end: rounds, detectors alternating (default 4)")

@@ -12,8 +12,13 @@ ratios with a 95 % confidence interval. Also reported:
   same backend and precision (the other graph found beside an artifact — ``full.onnx`` beside
   ``detect.onnx``, ``x_full.int8-cpu.onnx`` beside ``x_detect.int8-cpu.onnx`` — is added);
 - each lower precision's speed-up over the fp32 artifact of the same graph and backend;
+- both ratios only between siblings of one model (:mod:`benchmarks.lineage`: their metadata's
+  source hashes lead to the same checkpoint), each naming both sides; a pair of artifacts from
+  different models gets a note instead;
 - with ``--reference CKPT``, the same model in PyTorch eager mode (full model, as research code
-  runs it) and every artifact's speed-up over it.
+  runs it) and every artifact's speed-up over it;
+- for every ``.onnx`` on the CPU, the kernel split from ONNX Runtime's profiler: time in int8
+  kernels, float kernels, Q/DQ conversions and layout changes (``benchmarks.kernels``).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-siblings", action="store_true",
                    help="do not add the other graph found beside an artifact (full.onnx beside detect.onnx)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement (child processes)")
+    p.add_argument("--no-kernels", action="store_true",
+                   help="skip the kernel split (ONNX Runtime's profiler: int8 / float / Q/DQ / layout time per .onnx)")
     p.add_argument("--seed", type=int, default=0, help="input data and shuffling seed")
     p.add_argument("--json", metavar="FILE", help="write the full results as JSON")
     p.add_argument("--png", metavar="FILE", help="write a chart (p50 latency and throughput per batch)")
@@ -114,15 +121,37 @@ def _pairs(runners: list[Runner]) -> dict[str, list[tuple[str, str, str]]]:
             if ref is not None and _same_architecture(r, ref):
                 speedup.append((ref.label, r.label, "pytorch eager / artifact"))
     rt = [r for r in runners if r.spec.kind == "runtime"]
+    root = _roots(rt)
     precision = []
     for f in rt:
         for d in rt:
-            alike = f.backend == d.backend and f.meta.input_size == d.meta.input_size
+            alike = f.backend == d.backend and f.meta.input_size == d.meta.input_size and root[f.label] == root[d.label]
             if alike and f.graph == "full" and d.graph == "detect" and f.meta.precision == d.meta.precision:
                 graphs.append((f.label, d.label, "full / detect"))
             if alike and f.graph == d.graph and f.meta.precision == "fp32" and d.meta.precision != "fp32":
                 precision.append((f.label, d.label, f"fp32 / {d.meta.precision}"))
     return {"overhead": overhead, "full_vs_detect": graphs, "precision": precision, "speedup": speedup}
+
+
+def _roots(rt: list[Runner]) -> dict[str, str]:
+    """Each runtime artifact's model (:mod:`benchmarks.lineage`): ratios only between siblings."""
+    from benchmarks.lineage import roots
+
+    return roots({r.label: (Path(r.spec.path), r.meta) for r in rt})
+
+
+def _unrelated(runners: list[Runner]) -> list[str]:
+    """Say which pairs get no full/detect or precision ratio because they are not one model's."""
+    rt = [r for r in runners if r.spec.kind == "runtime"]
+    root, notes = _roots(rt), []
+    for i, f in enumerate(rt):
+        for d in rt[i + 1:]:
+            comparable = f.backend == d.backend and f.meta.input_size == d.meta.input_size and (
+                f.graph != d.graph or f.meta.precision != d.meta.precision)
+            if comparable and root[f.label] != root[d.label]:
+                notes.append(f"no ratio between {f.label} and {d.label}: they were not made from the same model "
+                             "(their metadata's source hashes lead to different checkpoints)")
+    return notes
 
 
 def _same_architecture(r: Runner, ref: Runner) -> bool:
@@ -165,7 +194,13 @@ def run(a: argparse.Namespace, batches: list[int]) -> dict[str, Any]:
         for s in specs:
             progress(f"opening {s.label}", force=True)
             runners.append(open_runner(s))
-        return _time_all(a, batches, runners, memory, progress)
+        result = _time_all(a, batches, runners, memory, progress)
+        if not a.no_kernels:
+            from benchmarks import kernels
+
+            progress("kernel split (ONNX Runtime profiler)", force=True)
+            result["kernels"] = kernels.measure(runners, batches, make_input, a.seed)
+        return result
     finally:
         progress.done()
         for r in runners:
@@ -203,7 +238,7 @@ def _time_all(a: argparse.Namespace, batches: list[int], runners: list[Runner], 
                     rt = stats.ratio(times[num], times[den])
                     ratios.append({"kind": kind, "batch": b, "numerator": num, "denominator": den,
                                    "what": what, **rt.to_dict()})
-    notes = skipped + _warn_reference(runners)
+    notes = skipped + _warn_reference(runners) + _unrelated(runners)
     notes += [f"{r['label']} batch {r['batch']}: the first runs were {r['warmup_drift']:.2f}× slower than the "
               "rest (warm-up too short, or the load changed): consider a larger --warmup" for r in rows if r["warmup_drift"] > stats.WARMUP_SUSPECT]
     return {"results": rows, "ratios": ratios, "notes": notes}
@@ -254,11 +289,15 @@ def print_report(result: dict[str, Any]) -> None:
             print(f"  full / detect (decoder cost)          {x['numerator'] + ' vs ' + x['denominator']:<28} "
                   f"batch {x['batch']:>3}: {rt.times()}")
         elif x["kind"] == "precision":
-            print(f"  speed-up of {x['what'].split(' / ')[1]:<5} over fp32             {x['denominator']:<28} "
-                  f"batch {x['batch']:>3}: {rt.times()}")
+            print(f"  speed-up of {x['what'].split(' / ')[1]:<5} over fp32             "
+                  f"{x['denominator'] + ' over ' + x['numerator']:<28} batch {x['batch']:>3}: {rt.times()}")
         else:
             print(f"  speed-up over pytorch eager (full)    {x['denominator']:<28} batch {x['batch']:>3}: "
                   f"{rt.times()}")
+    if result.get("kernels"):
+        from benchmarks import kernels
+
+        print("\n".join(kernels.lines(result["kernels"])))
     for n in result["notes"]:
         print(f"note: {n}")
 

@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="synthetic:800", help="training data (a crops folder, a manifest or synthetic[:N])")
     p.add_argument("--seeds", default="0,1", help="initialisation and batch seeds, comma-separated")
     p.add_argument("--batches", type=int, default=4, help="batches per seed")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="items per batch (default 8)")
     p.add_argument("--lambdas", default="0.1,1", help="λ values to report the pull at, comma-separated")
-    p.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
+    p.add_argument("--recon-loss", choices=("mse", "l1"), default="mse",
+                   help="the reconstruction loss, as training.train --recon-loss (default mse)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--json", metavar="FILE", help="write settings, machine and results here")
     return p

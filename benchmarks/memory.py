@@ -60,17 +60,21 @@ def peak_mb() -> float:
 
 
 def _gpu_used_mb() -> tuple[float | None, Any]:
-    """Device memory in use (MB) on GPU 0, through a retained primary context; (None, None) without."""
+    """Device memory in use (MB) on GPU 0, through its primary context (retained once per process,
+    never detached: see :func:`trt_compat.primary_context`); (None, None) without."""
     try:
         import pycuda.driver as cuda
     except ImportError:
         return None, None
+    from runtime.backends.trt_compat import primary_context
+
     try:
-        cuda.init()
-        ctx = cuda.Device(0).retain_primary_context()
+        ctx = primary_context(cuda, 0)
         ctx.push()
-        free, total = cuda.mem_get_info()
-        ctx.pop()
+        try:
+            free, total = cuda.mem_get_info()
+        finally:
+            ctx.pop()
     except (cuda.Error, RuntimeError):  # no usable device: not measurable here
         return None, None
     return (total - free) / MB, ctx
@@ -123,8 +127,6 @@ def measure(spec_dict: dict[str, Any], batches: list[int], calls: int = 3) -> di
             out["batches"][str(b)] = row
     finally:
         runner.close()
-        if ctx is not None:
-            ctx.detach()
     return out
 
 

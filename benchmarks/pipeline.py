@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each (default 3)")
     p.add_argument("--runs", type=int, default=50, help="classifier-only timed calls per round (default 50)")
     p.add_argument("--threads", type=int, metavar="N", help="intra-op threads, ONNX Runtime and PyTorch (default: all)")
-    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu")
+    p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
+                   help="ONNX Runtime execution provider for .onnx artifacts (default cpu)")
     p.add_argument("--detect-width", type=int, default=640, help="face detection width in px (default 640)")
     p.add_argument("--min-face", type=int, default=24, help="smallest face, in detection pixels (default 24)")
     p.add_argument("--faces", choices=("mtcnn", "haar"), default="mtcnn", help="face detector (default mtcnn)")

@@ -30,10 +30,28 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector-instruction flags that decide inference speed (AVX2, AVX-512, VNNI; NEON's
+    asimd on ARM), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return []
+    have: set[str] = set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            have.update(line.split(":", 1)[1].split())
+    return [f for f in SIMD_FLAGS if f in have]
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (the same dict goes into every JSON report)."""
-    d: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
-                         "arch": platform.machine(), "os": platform.platform(), "python": platform.python_version()}
+    d: dict[str, Any] = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+                         "usable_cores": usable_cores(), "arch": platform.machine(), "os": platform.platform(),
+                         "python": platform.python_version()}
     try:
         d["loadavg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
@@ -94,10 +112,11 @@ def check_files(paths: Sequence[str], flag: str) -> None:
 
 
 def check_writable(path: str | None, flag: str) -> None:
+    """An output's folder is created when missing (the rule of every tool); a file in the way is an error."""
     if path:
-        parent = Path(path).expanduser().resolve().parent
-        if not parent.is_dir():
-            raise UserError(f"{flag} {path}: folder {parent} does not exist; create it first")
+        from runtime.fileio import make_folder
+
+        make_folder(Path(path).expanduser().parent, flag, path)
 
 
 def check_paths(engines: Sequence[str], reference: str | None, json_out: str | None, png_out: str | None) -> None:

@@ -5,12 +5,17 @@
   no INT32 bias dequantization). Q/DQ sit on the inputs of the weighted layers and of residual
   Adds, not on their outputs (TensorRT's placement advice: it fuses the next layer's quantize into
   the producer itself), and activations such as Relu stay explicit for TensorRT to fuse.
-- ``cpu``: what ONNX Runtime's CPU kernels run best: unsigned (asymmetric) activations, signed
-  symmetric weights, per-channel, and 7-bit weights (``reduce_range``) on CPUs without VNNI,
-  whose 8-bit dot products can saturate.
+- ``cpu``: what ONNX Runtime's CPU kernels run best, written by :mod:`calibration.cpu_graph`
+  (not by ONNX Runtime's generic quantizer): unsigned (asymmetric) activations, signed symmetric
+  per-channel weights, 7-bit weights (``reduce_range``) on CPUs without VNNI, whose 8-bit dot
+  products can saturate; activations folded into the quantization, hard-swish in two integer
+  passes, depthwise layers widened to a channel count the fast kernel takes
+  (:mod:`calibration.channel_pad`), and the layers that gain nothing in int8 on this CPU left in
+  float (:mod:`calibration.cpu_plan`).
 
 The model is first run through ``quant_pre_process`` (shape inference and folding, e.g. BN into
-Conv), so node names used by ``keep_float`` refer to that preprocessed graph.
+Conv) and its nodes given unique names (:func:`calibration.cpu_graph.named`), so node names used by
+``keep_float`` refer to that preprocessed graph.
 """
 
 from __future__ import annotations
@@ -64,6 +69,11 @@ def preprocess(src: Path, dst: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    import onnx
+
+    from calibration.cpu_graph import named
+
+    onnx.save(named(onnx.load(str(dst))), str(dst))
     return dst
 
 
@@ -151,9 +161,10 @@ class _Reader:
 
 
 def quantize(prepped: Path, out: Path, calib: Any, target: str, tensor_ranges: dict[str, tuple[float, float]],
-             keep_float: Sequence[str] = (), vnni: bool | None = None) -> dict[str, Any]:
+             keep_float: Sequence[str] = (), vnni: bool | None = None, generic: bool = False) -> dict[str, Any]:
     """Quantize a preprocessed ONNX model to ``out`` with the given activation ranges
-    (:func:`calibration.ranges.ranges`); returns what was done (for metadata and the report)."""
+    (:func:`calibration.ranges.ranges`); returns what was done (for metadata and the report).
+    ``generic``: the cpu target through ONNX Runtime's own quantizer (a reference to compare with)."""
     import logging
 
     import numpy as np
@@ -168,6 +179,8 @@ def quantize(prepped: Path, out: Path, calib: Any, target: str, tensor_ranges: d
                         f"TensorQuantOverrides, {'.'.join(map(str, MIN_ORT))}+); pip install -U onnxruntime")
 
     model = onnx.load(str(prepped))
+    if target == "cpu" and not generic:
+        return quantize_cpu(model, out, calib, tensor_ranges, keep_float, vnni)
     kwargs = config(target, vnni)
     kwargs["extra_options"]["TensorQuantOverrides"] = {
         name: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for name, (lo, hi) in tensor_ranges.items()}
@@ -186,7 +199,44 @@ def quantize(prepped: Path, out: Path, calib: Any, target: str, tensor_ranges: d
             "activation_type": "int8" if target == "trt" else "uint8", "weight_type": "int8",
             "per_channel": True, "reduce_range": bool(kwargs["reduce_range"]),
             "symmetric_activations": target == "trt", "calibration": calib.cache_key(),
+            "quantizer": "onnxruntime.quantize_static",
             "calibration_source": calib.source, "weighted_layers": len(weighted_nodes(model))}
+
+
+def cpu_model(model: Any, tensor_ranges: dict[str, tuple[float, float]], keep_float: Sequence[str] = (),
+              vnni: bool | None = None) -> tuple[Any, dict[str, Any]]:
+    """The CPU Q/DQ model of a preprocessed float model (depthwise layers widened first), and a record
+    of what was done (int8 and float layers, folded activations, widened layers)."""
+    from calibration import channel_pad, cpu_graph
+
+    opset = next((o.version for o in model.opset_import if (o.domain or "") in ("", "ai.onnx")), 0)
+    if opset < 13:
+        raise UserError(f"the model uses ONNX opset {opset}; per-channel Q/DQ needs opset 13 or newer: "
+                        "re-export it with python -m export.onnx (opset 17)")
+    vnni = has_vnni() if vnni is None else vnni
+    padded, widened = channel_pad.pad_depthwise(model)
+    try:
+        qmodel, plan = cpu_graph.build(padded, tensor_ranges, keep_float, reduce_range=not vnni)
+    except KeyError as e:
+        raise UserError(f"{e.args[0]}: the calibration faces never produced a finite value there; calibrate on "
+                        "more faces (--calib-size) or keep that layer in float (--keep-float)") from None
+    drop_unused_opsets(qmodel)
+    return qmodel, {"reduce_range": not vnni, "graph": plan.to_dict(), "widened_depthwise": widened}
+
+
+def quantize_cpu(model: Any, out: Path, calib: Any, tensor_ranges: dict[str, tuple[float, float]],
+                 keep_float: Sequence[str] = (), vnni: bool | None = None) -> dict[str, Any]:
+    """Write the CPU Q/DQ model of ``model`` (preprocessed) to ``out``; what was done, for the report."""
+    import onnx
+
+    qmodel, done = cpu_model(model, tensor_ranges, keep_float, vnni)
+    onnx.save(qmodel, str(out))
+    return {"target": "cpu", "keep_float": list(keep_float), "activation_type": "uint8", "weight_type": "int8",
+            "per_channel": True, "reduce_range": done["reduce_range"], "symmetric_activations": False,
+            "calibration": calib.cache_key(), "calibration_source": calib.source, "quantizer": "calibration.cpu_graph",
+            "weighted_layers": len(weighted_nodes(model)), "int8_layers": done["graph"]["int8_layers"],
+            "float_nodes": len(done["graph"]["float_layers"]), "folded": done["graph"]["absorbed"],
+            "hard_swish": done["graph"]["hard_swish"], "widened_depthwise": done["widened_depthwise"]}
 
 
 def drop_unused_opsets(model: Any) -> None:

@@ -14,6 +14,7 @@ fails (exit 1, numbers in the message) when an artifact's AUC drops by more than
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="calibration faces: crops folder (real/, fake/ or any images), CSV manifest, "
                         "videos folder or file, or 'synthetic'")
     p.add_argument("--target", default="trt", help="trt (TensorRT Q/DQ), cpu (ONNX Runtime CPU) or trt,cpu")
-    p.add_argument("--method", choices=("entropy", "percentile", "minmax"), default="entropy",
-                   help="activation range calibration (default entropy)")
+    p.add_argument("--method", choices=("mse", "entropy", "percentile", "minmax"), default="mse",
+                   help="activation range calibration: mse (default: the clip with the least squared error per "
+                        "tensor), entropy (TensorRT's KL), percentile, minmax")
     p.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
     p.add_argument("--calib-size", type=int, default=256, help="calibration faces (balanced real/fake)")
     p.add_argument("--batch-size", type=int, default=16, help="calibration batch")
@@ -41,20 +43,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="layers to leave in float: first, head, auto (the most sensitive) and/or node names")
     p.add_argument("--auto-keep", type=int, default=2, metavar="N", help="layers --keep-float auto keeps (2)")
     p.add_argument("--sensitivity", action="store_true", help="print the per-layer sensitivity table")
-    p.add_argument("--sensitivity-samples", type=int, default=64, metavar="N")
+    p.add_argument("--sensitivity-samples", type=int, default=64, metavar="N",
+                   help="calibration faces the per-layer sensitivity is measured on (default 64)")
     p.add_argument("--reduce-range", choices=("auto", "on", "off"), default="auto",
                    help="cpu target: 7-bit weights; auto = on unless this CPU has VNNI")
+    p.add_argument("--cpu-plan", default="auto", metavar="auto|all|TENSOR",
+                   help="cpu target: which layers run in int8. auto (default): measure up to --plan-candidates "
+                        "plans on this CPU (layers before a cut stay float) and keep the fastest within "
+                        "--max-dprob/2 of fp32 on the calibration faces; all: every layer that can; TENSOR: "
+                        "float before that tensor")
+    p.add_argument("--plan-candidates", type=int, default=8, metavar="N", help="plans --cpu-plan auto measures (8)")
+    p.add_argument("--plan-rounds", type=int, default=20, metavar="N",
+                   help="interleaved timing rounds per plan and batch (20)")
+    p.add_argument("--max-dprob", type=float, default=0.05,
+                   help="agreement bound with fp32 (max |Δprob|): --cpu-plan auto keeps plans within half of it on "
+                        "the calibration faces; the report says when the held-out set exceeds it (0.05)")
+    p.add_argument("--cpu-quantizer", choices=("jrc", "ort"), default="jrc",
+                   help="cpu target: this project's graph (jrc, default) or ONNX Runtime's generic quantize_static "
+                        "(ort, for comparison)")
     p.add_argument("--fp16", action="store_true", help="also write the FP16 ONNX (fp32 I/O) and report it")
     p.add_argument("--eval-data", default="synthetic",
                    help="held-out labelled set for the report (default: the synthetic validation faces)")
-    p.add_argument("--eval-size", type=int, default=200)
-    p.add_argument("--max-auc-drop", type=float, default=0.01, help="fail when AUC drops more (default 0.01)")
+    p.add_argument("--eval-size", type=int, default=200, help="samples from --eval-data (default 200)")
+    p.add_argument("--max-auc-drop", type=float, default=0.005,
+                   help="fail when AUC drops more (default 0.005); --cpu-plan auto keeps plans within half of it on "
+                        "labelled calibration faces")
     p.add_argument("--no-speed", action="store_true", help="skip the int8-cpu vs fp32 timing")
-    p.add_argument("--speed-rounds", type=int, default=30)
+    p.add_argument("--speed-rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
     p.add_argument("--out", type=Path, help="output file (one target only)")
     p.add_argument("--out-dir", type=Path, help="output folder (default: beside --onnx)")
     p.add_argument("--report", type=Path, help="report JSON (default: <stem>.quant.json)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration and evaluation samples (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -87,11 +106,14 @@ def _outputs(a: argparse.Namespace, targets: list[str]) -> dict[str, Path]:
 def _check_args(a: argparse.Namespace) -> None:
     for name, v, low in (("--calib-size", a.calib_size, 1), ("--batch-size", a.batch_size, 1),
                          ("--eval-size", a.eval_size, 2), ("--auto-keep", a.auto_keep, 0),
-                         ("--sensitivity-samples", a.sensitivity_samples, 1), ("--speed-rounds", a.speed_rounds, 1)):
+                         ("--sensitivity-samples", a.sensitivity_samples, 1), ("--speed-rounds", a.speed_rounds, 1),
+                         ("--plan-candidates", a.plan_candidates, 1), ("--plan-rounds", a.plan_rounds, 1)):
         if v < low:
             raise UserError(f"{name} {v}: must be at least {low}")
     if not 0 <= a.max_auc_drop <= 1:
         raise UserError(f"--max-auc-drop {a.max_auc_drop}: expected an AUC difference in 0..1")
+    if not 0 < a.max_dprob <= 1:
+        raise UserError(f"--max-dprob {a.max_dprob}: expected a probability difference in (0, 1]")
     if not 50 < a.percentile <= 100:
         raise UserError(f"--percentile {a.percentile}: expected a value in (50, 100]")
 
@@ -115,6 +137,58 @@ def _sensitivity(prep: Path, calib: Any, target: str, tensor_ranges: dict[str, A
     print(f"per-layer sensitivity ({target}, each layer quantized alone, {len(x)} calibration faces):")
     print(sensitivity.format_rows(rows))
     return rows
+
+
+def _cpu_plan(a: argparse.Namespace, prepped: Any, tensor_ranges: dict[str, Any], calib: Any,
+              done: _Quantized) -> list[str]:
+    """The float layers of the cpu artifact: the user's --keep-float, the classifier head, and
+    the layers before the cut --cpu-plan names or measures (calibration.cpu_plan)."""
+    from calibration import cpu_plan, qdq
+
+    always = list(dict.fromkeys(done.keep + cpu_plan.head_layers(prepped)))
+    if a.cpu_plan == "all":
+        done.plan = {"mode": "all"}
+        return always
+    if a.cpu_plan != "auto":
+        try:
+            keep = cpu_plan.keep_for(prepped, a.cpu_plan, always)
+        except KeyError:
+            cuts = ", ".join(t for _, t in cpu_plan.cut_points(prepped)[:6])
+            raise UserError(f"--cpu-plan {a.cpu_plan!r}: no such tensor in the preprocessed graph; "
+                            f"use auto, all or a tensor such as {cuts}") from None
+        done.plan = {"mode": "cut", "cut": a.cpu_plan}
+        return keep
+    cands = cpu_plan.candidates(prepped, a.plan_candidates, always)
+    x = calib.inputs()[:128]
+    check, check_source = _ranking_faces(a, calib)
+    vnni = _vnni(a)
+
+    def build(c: Any) -> bytes:
+        return qdq.cpu_model(prepped, tensor_ranges, c.float_nodes, vnni)[0].SerializeToString()
+
+    progress = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    best, _ = cpu_plan.choose(cands, build, prepped.SerializeToString(), x, calib.meta.input_name,
+                              calib.meta.input_size, rounds=a.plan_rounds, threads=1, max_dprob=a.max_dprob / 2,
+                              max_auc_drop=a.max_auc_drop / 2, check=check, progress=progress)
+    print(f"cpu plan (measured on this CPU, 1 thread; speed = fp32 time / int8 time, quick quartile of "
+          f"{a.plan_rounds} interleaved rounds; max |Δp| against fp32 on {len(x)} calibration faces, bound "
+          f"{a.max_dprob / 2:g}; ΔAUC on {len(check[1])} {check_source}, bound {a.max_auc_drop / 2:g}):")
+    print(cpu_plan.format_candidates(cands, best))
+    done.plan = {"mode": "auto", "cut": best.cut, "candidates": [c.to_dict() for c in cands]}
+    return best.float_nodes
+
+
+def _ranking_faces(a: argparse.Namespace, calib: Any, n: int = 256) -> tuple[tuple[Any, Any], str]:
+    """Labelled faces the cpu plan checks the ranking on: the calibration faces when they carry
+    both labels, else the synthetic calibration-split faces (never the held-out ones)."""
+    import numpy as np
+
+    from training.calibration_set import load
+
+    if calib.labels is not None and len(np.unique(calib.labels[:n])) == 2:
+        return (calib.inputs()[:n], calib.labels[:n]), "labelled calibration faces"
+    faces = load("synthetic", calib.meta, n, seed=a.seed, progress=False)
+    return (faces.inputs(), faces.labels), "synthetic calibration-split faces (the calibration set has no labels)"
 
 
 def _bar(batches: Any, total: int) -> Any:
@@ -141,6 +215,7 @@ class _Quantized:
     written: dict[str, Path] = field(default_factory=dict)
     keep: list[str] = field(default_factory=list)
     sensitivity: list[Any] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)  # the cpu target's measured plans and the choice
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], dict[str, Path]]:
@@ -196,7 +271,13 @@ def _calibrate_and_quantize(a: argparse.Namespace, targets: list[str], outs: dic
             print(f"kept in float: {', '.join(done.keep)}")
         for t in targets:
             outs[t].parent.mkdir(parents=True, exist_ok=True)
-            info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, done.keep, _vnni(a))
+            keep = done.keep
+            if t == "cpu" and a.cpu_quantizer == "jrc":
+                keep = _cpu_plan(a, prepped, tensor_ranges, calib, done)
+            info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, keep, _vnni(a),
+                                generic=t == "cpu" and a.cpu_quantizer == "ort")
+            if t == "cpu" and done.plan:
+                info["plan"] = done.plan
             info.update(method=a.method, **({"percentile": a.percentile} if a.method == "percentile" else {}))
             if done.sensitivity:
                 info["sensitivity"] = [r.to_dict() for r in done.sensitivity[:10]]
@@ -225,6 +306,11 @@ def _evaluate(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], 
     print(f"accuracy on {evalset.source} ({'held-out ' if evalset.source.startswith('synthetic') else ''}"
           f"{len(evalset)} faces, {int(evalset.labels.sum())} fake; threshold {meta.threshold}):")
     print(report.format_table(rows))
+    for r in rows[1:]:
+        if not r.max_dprob <= a.max_dprob:
+            print(f"note: {r.name} differs from fp32 by up to {r.max_dprob:.4f} in probability on the held-out set, "
+                  f"above --max-dprob {a.max_dprob:g}: keep more layers in float (--cpu-plan, --keep-float) or "
+                  "calibrate on faces closer to the camera's")
     timing = None
     if "cpu" in targets and not a.no_speed:
         timing = speed.compare([("fp32", a.onnx), ("int8-cpu", outs["cpu"])], meta.input_name, meta.input_size,
@@ -245,7 +331,8 @@ def _report(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], ca
                "calibration": {"source": calib.source, **calib.cache_key()},
                "eval": {"source": evalset.source, **evalset.cache_key()},
                "rows": [r.to_dict() for r in rows], "max_auc_drop": a.max_auc_drop, "passed": not bad,
-               "rejected": rejected, "speed": timing, "sensitivity": [r.to_dict() for r in done.sensitivity]}
+               "rejected": rejected, "speed": timing, "sensitivity": [r.to_dict() for r in done.sensitivity],
+               "cpu_plan": done.plan, "max_dprob": a.max_dprob}
     print(f"report: {report.write_json(outs['report'], payload)}")
     if bad:
         moved = ", ".join(f"{Path(p).name}" for p in rejected.values())

@@ -7,6 +7,7 @@ exceed :data:`MAX_BINS`). From that:
 
 - ``minmax``: [min, max];
 - ``percentile``: ±the given percentile of |x|, clipped to [min, max];
+- ``mse``: ±the threshold with the least expected squared error of uint8 rounding plus clipping;
 - ``entropy``: ±the threshold that minimises the KL divergence between the |x| distribution and
   its 128-level quantized version (TensorRT's entropy calibration, GTC 2017 "8-bit inference with
   TensorRT"; the bin of exact zeros is levelled with its neighbour, as NVIDIA's PyTorch
@@ -95,6 +96,26 @@ class TensorStats:
             if kl <= best:  # ties: the wider range
                 best, best_i = kl, i
         return self.clip(best_i * self.width)
+
+    def mse(self, levels: int = 255, step: int = ENTROPY_STEP) -> tuple[float, float]:
+        """The clip that minimises the expected squared error of uint8 quantization: values above
+        the threshold lose their excess, values below it the rounding noise step²/12."""
+        if self.width == 0.0:
+            return self.minmax()
+        hist = self.hist.astype(np.float64)
+        n = int(np.flatnonzero(hist)[-1]) + 1
+        centres = (np.arange(n) + 0.5) * self.width
+        best, best_t = math.inf, n * self.width
+        for i in list(range(max(1, n // 64), n, max(1, step // 4))) + [n]:
+            t = i * self.width
+            below = min(max(-self.lo, 0.0), t)  # the part of the range under zero (0 for a ReLU output)
+            q_step = (t + below) / levels
+            inside = hist[:i].sum()
+            over = np.clip(centres[i:] - t, 0.0, None)
+            err = float(inside * q_step * q_step / 12.0 + np.sum(hist[i:n] * over * over))
+            if err < best:
+                best, best_t = err, t
+        return self.clip(best_t)
 
 
 def _kl_clipped(hist: np.ndarray, i: int, levels: int) -> float:
@@ -186,6 +207,8 @@ def ranges(stats: dict[str, TensorStats], method: str, percentile: float = 99.99
             out[name] = s.percentile(percentile)
         elif method == "entropy":
             out[name] = s.entropy()
+        elif method == "mse":
+            out[name] = s.mse()
         else:
             raise ValueError(f"calibration method {method!r}")
     return out

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-size", type=int, default=200, help="samples from --eval-data (default 200)")
     p.add_argument("--max-auc-drop", type=float, default=None, help="exit 1 when an artifact's ΔAUC exceeds it")
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the --eval-data sample (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

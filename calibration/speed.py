@@ -4,7 +4,9 @@ Static INT8 in ONNX Runtime is not always faster: without VNNI the 8-bit kernels
 and every Q/DQ boundary costs a pass over the tensor, so on small edge networks it can lose to
 fp32. The answer depends on the machine, so it is measured where the artifact will run: the
 artifacts take turns (round-robin, the order rotating each round) so that a noisy, shared machine
-slows them alike and their ratio holds, and medians are reported.
+slows them alike and their ratio holds (the median of per-round ratios is reported), and ONNX
+Runtime's profiler says where each spends its time (int8 kernels, float kernels, Q/DQ conversions,
+layout changes; :mod:`calibration.kernels`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     return platform.processor() or platform.machine()
 
 
-def _session(path: str | Path, threads: int) -> Any:
+def _session(path: str | Path | bytes, threads: int) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -37,7 +39,13 @@ def _session(path: str | Path, threads: int) -> Any:
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def session_from_bytes(model: bytes, threads: int = 0) -> Any:
+    """A CPU session (all graph optimisations, as the runtime runs it) of an in-memory model."""
+    return _session(model, threads)
 
 
 def interleaved(runners: Sequence[tuple[str, Any]], rounds: int, warmup: int = 3) -> dict[str, list[float]]:
@@ -56,8 +64,12 @@ def interleaved(runners: Sequence[tuple[str, Any]], rounds: int, warmup: int = 3
 
 
 def compare(artifacts: Sequence[tuple[str, str | Path]], input_name: str, size: int,
-            batches: Sequence[int] = (1, 8), rounds: int = 30, threads: int = 0, seed: int = 0) -> dict[str, Any]:
-    """Median latency per artifact and batch, and each one's speed relative to the first (fp32)."""
+            batches: Sequence[int] = (1, 8), rounds: int = 30, threads: int = 0, seed: int = 0,
+            kernel_runs: int = 10) -> dict[str, Any]:
+    """Median latency per artifact and batch, each one's speed relative to the first (fp32), and
+    where each spends its time (:mod:`calibration.kernels`; ``kernel_runs=0`` skips that)."""
+    from calibration import kernels
+
     sessions = [(name, _session(path, threads)) for name, path in artifacts]
     rng = np.random.default_rng(seed)
     ref = artifacts[0][0]
@@ -68,8 +80,15 @@ def compare(artifacts: Sequence[tuple[str, str | Path]], input_name: str, size: 
         runners = [(name, (lambda s=s, x=x: s.run(None, {input_name: x}))) for name, s in sessions]
         times = interleaved(runners, rounds)
         med = {name: float(np.median(t)) for name, t in times.items()}
-        # speedup: reference median / this median (> 1 = faster than the reference)
-        result["batches"][str(b)] = {name: {"median_ms": 1e3 * m, "speedup": med[ref] / m} for name, m in med.items()}
+        # speedup: median over rounds of reference time / this time (> 1 = faster than the reference);
+        # paired by round, so a machine busy for a while slows both sides of a ratio alike
+        per = {}
+        for name, (_, path) in zip(times, artifacts):
+            ratio = float(np.median(np.asarray(times[ref]) / np.asarray(times[name])))
+            split = kernels.profile(path, x, input_name, runs=kernel_runs, threads=threads) if kernel_runs else None
+            per[name] = {"median_ms": 1e3 * med[name], "speedup": ratio,
+                         **({"kernels": split.to_dict()} if split is not None else {})}
+        result["batches"][str(b)] = per
     return result
 
 
@@ -80,7 +99,17 @@ def format_speed(result: dict[str, Any]) -> str:
     for b, per in result["batches"].items():
         cells = ", ".join(f"{name} {v['median_ms']:.2f} ms ({v['speedup']:.2f}× {ref} speed)" for name, v in per.items())
         lines.append(f"  batch {b}: {cells}")
+        for name, v in per.items():
+            if "kernels" in v:
+                lines.append(f"    {name} kernels: {format_kernels(v['kernels'])}")
     return "\n".join(lines)
+
+
+def format_kernels(split: dict[str, Any]) -> str:
+    """A kernel split stored by :meth:`calibration.kernels.KernelSplit.to_dict`, in one line."""
+    from calibration.kernels import KernelSplit, format_split
+
+    return format_split(KernelSplit(split.get("groups_ms", {}), split.get("ops_ms", {}), split.get("runs", 0)))
 
 
 def verdict(result: dict[str, Any], name: str) -> str:

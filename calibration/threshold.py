@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="a manifest's split to use (default: its held-out one)")
     p.add_argument("--out", help="the new model (default: beside the model, <name>.fpr<X>.onnx)")
     p.add_argument("--json", help="also write the numbers as JSON")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads scoring the faces (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--size {a.size}: must be at least 1")
     from calibration.report import predict, write_json
     from export.onnx_io import load_onnx, read_quant, require_meta, save_onnx, set_meta
-    from runtime.fileio import same_file
+    from runtime.fileio import make_folder, same_file
     from training.calibration_set import load
     from training.dataspec import is_synthetic
 
@@ -81,10 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         if same_file(path, model_path) or (flag == "--json" and same_file(path, out)):
             raise UserError(f"{flag} {path}: would overwrite {'the model' if same_file(path, model_path) else '--out'}; "
                             "choose another path (the model is never changed in place)")
-        if not Path(path).expanduser().resolve().parent.is_dir():
-            raise UserError(f"{flag} {path}: folder {Path(path).expanduser().resolve().parent} does not exist; create it first")
         if Path(path).is_dir():
             raise UserError(f"{flag} {path}: is a folder; name a file")
+        make_folder(Path(path).expanduser().parent, flag, path)  # the rule of every tool: created when missing
     model = load_onnx(model_path)
     meta = require_meta(model, str(model_path))
     synthetic = is_synthetic(str(a.data))

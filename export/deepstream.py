@@ -20,6 +20,21 @@ The engine runs as a secondary classifier on detected faces (process-mode 2). Th
 is a logit, not a probability, so the config uses ``network-type=100`` with
 ``output-tensor-meta=1``: the application reads ``logit`` from the tensor meta and applies
 sigmoid and the threshold from the metadata (written in the config as a comment).
+
+When the plan does not load (another JetPack, GPU or TensorRT), nvinfer rebuilds it from
+``onnx-file``: the ONNX TensorRT actually parsed (sidecar ``built_from``: on strongly typed releases
+the FP16 or fp16 Q/DQ copy, not the fp32 source). nvinfer sets INT8 only with an ``int8-calib-file``
+("INT8 calibration file not specified. Trying FP16 mode."), so an engine built with the calibrator
+gets its calibration cache there.
+
+Crops: nvinfer crops a secondary model's input from the detector's box as it is, while the model was
+trained on the square of (1 + 2·margin)·max(w, h) around it (:func:`runtime.preprocess.crop_face`).
+No nvinfer key enlarges object boxes (``input-object-min-width/height`` filter them,
+``crop-objects-to-roi-boundary`` clips them, ``maintain-aspect-ratio`` / ``symmetric-padding``
+letterbox them), so the application must enlarge each face box to that square before this nvinfer
+(a probe on the detector's src pad); with that and bilinear scaling (written here) the crops match
+training (``python -m benchmarks.deepstream_crops`` measures both on real faces with the model).
+Landmark-aligned models (``face_align: landmarks``) need a warp nvinfer cannot do: refused.
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from runtime.errors import UserError, run_cli
 from runtime.fileio import write_atomic
@@ -52,11 +68,12 @@ def config_path(target: Path, config: Path) -> str:
 
 
 def make_config(engine: Path, meta: Meta, batch: int, gpu_id: int = 0, onnx: Path | None = None,
-                dla_core: int | None = None, config: Path | None = None) -> str:
+                dla_core: int | None = None, config: Path | None = None, calib_file: Path | None = None,
+                int8_mode: str | None = None) -> str:
     """The [property] section nvinfer reads; paths relative to ``config`` (default: beside the engine)."""
     config = config or engine.with_name(engine.stem + ".nvinfer.txt")
     scale, offsets, sigma, error = scale_and_offsets(meta)
-    s = meta.input_size
+    s, m = meta.input_size, meta.face_margin
     # nvinfer orders offsets as the model's channel order (model-color-format)
     lines = [
         f"# JRC {meta.encoder} {meta.graph} graph, {meta.precision}, input {s}x{s} {meta.color};",
@@ -66,14 +83,23 @@ def make_config(engine: Path, meta: Meta, batch: int, gpu_id: int = 0, onnx: Pat
         (f"# nvinfer has one scale for all channels: std {sigma:.6g} is used, per-channel scale error up to "
          f"{100 * error:.2f}% (export.deepstream --fold-std makes it exact)." if error > 1e-6 else
          "# the std is equal over channels, so nvinfer's single scale is exact."),
-        f"# face crops: square, margin {meta.face_margin:g} of the face box on each side "
-        "(as in runtime/preprocess.py).",
-        "[property]",
-        f"gpu-id={gpu_id}",
-        f"model-engine-file={config_path(engine, config)}",
+        f"# CROPS: the model was trained on the square (1 + 2*{m:g})*max(w, h) around each face box (runtime/",
+        f"# preprocess.py square_box); nvinfer crops the box itself, where the face is {1 + 2 * m:g}x larger than",
+        "# in training. No key here can enlarge object boxes: enlarge each face box to that square before this",
+        "# nvinfer (a probe on the detector's src pad setting rect_params), or the verdicts drift (measure it:",
+        "# python -m benchmarks.deepstream_crops --onnx MODEL.onnx). Bilinear scaling on the GPU (below) is",
+        "# what matches training's resize.",
     ]
+    if meta.precision == "int8" and calib_file is None:
+        lines += ["# INT8 from a Q/DQ ONNX: nvinfer enables INT8 only with an int8-calib-file; if it must rebuild",
+                  "# this engine from onnx-file it falls back to FP16 flags: rebuild with the sidecar's",
+                  "# build_command instead." if int8_mode == "qdq" else
+                  "# no calibration cache was found for this engine; nvinfer would rebuild it in FP16."]
+    lines += ["[property]", f"gpu-id={gpu_id}", f"model-engine-file={config_path(engine, config)}"]
     if onnx is not None:
         lines.append(f"onnx-file={config_path(onnx, config)}")
+    if calib_file is not None:
+        lines.append(f"int8-calib-file={config_path(calib_file, config)}")
     if dla_core is not None:
         lines += ["enable-dla=1", f"use-dla-core={int(dla_core)}"]
     lines += [
@@ -88,11 +114,44 @@ def make_config(engine: Path, meta: Meta, batch: int, gpu_id: int = 0, onnx: Pat
         "output-tensor-meta=1",
         "process-mode=2",
         "maintain-aspect-ratio=0",
+        "scaling-filter=1",
+        "scaling-compute-hw=1",
         "gie-unique-id=2",
         "operate-on-gie-id=1",
         "classifier-async-mode=0",
     ]
     return "\n".join(lines) + "\n"
+
+
+# nvinfer's scaling-filter values (NvBufSurfTransform_Inter) that the crop replay below knows
+SCALING_FILTERS = {0: "nearest", 1: "bilinear"}
+
+
+def nvinfer_crop(frame: Any, box: Any, size: int, maintain_aspect: bool = False, symmetric: bool = False,
+                 scaling_filter: int = 0) -> Any:
+    """The crop nvinfer feeds a secondary model for an object ``box`` (x, y, w, h): the box itself,
+    clipped to the frame, scaled to ``size``×``size`` with ``scaling-filter`` (0, nvinfer's default:
+    nearest; 1: bilinear); with ``maintain-aspect-ratio=1`` scaled by the longer side and padded with
+    black, at the top left or, with ``symmetric-padding=1``, centred. uint8 BGR like
+    :func:`runtime.preprocess.crop_face`, which is what the model was trained on."""
+    import cv2
+    import numpy as np
+
+    h, w = frame.shape[:2]
+    x, y, bw, bh = (int(round(float(v))) for v in box[:4])
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + bw), min(h, y + bh)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"object box {tuple(box)} lies outside the {w}x{h} frame")
+    crop = frame[y0:y1, x0:x1]
+    interp = cv2.INTER_NEAREST if scaling_filter == 0 else cv2.INTER_LINEAR
+    if not maintain_aspect:
+        return cv2.resize(crop, (size, size), interpolation=interp)
+    scale = size / max(crop.shape[:2])
+    nw, nh = max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))
+    out = np.zeros((size, size, 3), np.uint8)
+    ox, oy = ((size - nw) // 2, (size - nh) // 2) if symmetric else (0, 0)
+    out[oy:oy + nh, ox:ox + nw] = cv2.resize(crop, (nw, nh), interpolation=interp)
+    return out
 
 
 def fold_std(onnx: str | Path, out: str | Path) -> Path:
@@ -125,16 +184,30 @@ def fold_std(onnx: str | Path, out: str | Path) -> Path:
 
 
 def source_onnx(engine: Path, raw: dict) -> Path | None:
-    """The ONNX the engine was built from. The sidecar records it as given on export.engine's command
-    line (relative to where that ran): try it as is, then beside the engine."""
-    name = raw.get("onnx")
+    """The ONNX nvinfer should rebuild from: the one TensorRT parsed (``built_from``: the FP16 or Q/DQ
+    copy on strongly typed releases), else the source given to export.engine (``onnx``). Recorded as
+    given on export.engine's command line (relative to where that ran): tried as is, then beside
+    the engine."""
+    name = raw.get("built_from") or raw.get("onnx")
+    return _beside(engine, name, "the engine's ONNX", "onnx-file")
+
+
+def calibration_file(engine: Path, raw: dict) -> Path | None:
+    """The calibration cache an engine built with the calibrator used (nvinfer's int8-calib-file)."""
+    if raw.get("int8_mode") != "calibrator":
+        return None
+    return _beside(engine, raw.get("calib_cache") or str(engine.with_suffix(".calib")), "its calibration cache",
+                   "int8-calib-file")
+
+
+def _beside(engine: Path, name: Any, what: str, key: str) -> Path | None:
     if not isinstance(name, str) or not name:
         return None
     given = Path(name)
     for candidate in (given, engine.parent / given.name):
         if candidate.is_file():
             return candidate
-    print(f"{PROG}: note: {name} (the engine's ONNX) was not found; onnx-file assumes it beside the engine")
+    print(f"{PROG}: note: {name} ({what}) was not found; {key} assumes it beside the engine")
     return engine.parent / given.name
 
 
@@ -143,6 +216,10 @@ def export_config(engine: str | Path, out: str | Path | None = None, batch: int 
     """Write the nvinfer config beside the engine (or at ``out``)."""
     engine = Path(engine)
     meta, raw = read_sidecar(engine)
+    if meta.face_align != "box":
+        raise UserError(f"{engine}: the model was trained on faces aligned by their landmarks ({meta.face_align}), "
+                        "a warp nvinfer cannot make (it only crops and scales object boxes); serve it with "
+                        "runtime.detect, or train a box-crop model (--face-align box) for DeepStream")
     prof = meta.profile or {}
     limit = int(prof.get("max") or 1)
     batch = batch or limit
@@ -152,7 +229,8 @@ def export_config(engine: str | Path, out: str | Path | None = None, batch: int 
     onnx = source_onnx(engine, raw)
     dla = raw.get("dla_core")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, make_config(engine, meta, batch, gpu_id, onnx, dla if isinstance(dla, int) else None, path))
+    write_atomic(path, make_config(engine, meta, batch, gpu_id, onnx, dla if isinstance(dla, int) else None, path,
+                                   calibration_file(engine, raw), raw.get("int8_mode")))
     print(f"{PROG}: wrote {path}")
     return path
 

@@ -6,9 +6,11 @@ batch profile and the sha256 of plan and source ONNX. Works with TensorRT 8.5, 8
 
 - 8.5/8.6: EXPLICIT_BATCH network; FP16/INT8 builder flags; INT8 from a Q/DQ ONNX or with the
   calibrator of :mod:`export.trt_calibrator` (+ cache).
-- 10.x: FP16 flag; INT8 from a Q/DQ ONNX (explicit), the calibrator as a deprecated fallback.
-- 11.x: no precision flags, no calibrators: strongly typed networks; FP16 from an FP16 copy of the
-  ONNX (``export.fp16``, fp32 inputs/outputs kept), INT8 from a Q/DQ ONNX.
+- 10.0-10.11 (JetPack 6.1/6.2: 10.3): FP16 flag; INT8 from a Q/DQ ONNX (explicit), the calibrator as a
+  deprecated fallback.
+- 10.12+ (weak typing deprecated) and 11.x (removed): strongly typed networks; FP16 from an FP16 copy
+  of the ONNX (``export.fp16``, fp32 inputs/outputs kept), INT8 from a copy of the Q/DQ ONNX whose
+  float part is fp16; 10.12+ keeps the calibrator (weakly typed) as a fallback, 11 has none.
 
 Without TensorRT, or without a usable CUDA device (checked in a child process before anything is
 built), it exits 1 with one line saying what is missing.
@@ -25,6 +27,7 @@ from typing import Any, Iterator
 
 from export.onnx_io import inspect_onnx
 from export.trt_build import (
+    Built,
     EngineOptions,
     build_serialized,
     calibration_batch,
@@ -97,22 +100,29 @@ def _calibrator(trt: Any, onnx: Path, meta: Meta, opts: EngineOptions, cache: Pa
                            opts.calib_size, method="entropy")
 
 
+def built_record(build_from: Path, built: Built) -> dict[str, Any]:
+    """What the sidecar records of the build itself: the ONNX TensorRT parsed (the FP16 or Q/DQ copy
+    where one was made; ``onnx`` stays the source the user gave), its sha256, the TensorRT type of
+    each I/O tensor (Triton's ``data_type`` must match it) and the platform (plans are not portable
+    across platforms)."""
+    return {"built_from": str(build_from), "built_from_sha256": sha256_file(build_from),
+            "tensor_types": dict(built.tensor_types), "platform": trt_compat.engine_platform()}
+
+
 @contextmanager
 def _calibration_context(needed: bool) -> Iterator[None]:
-    """The calibrator copies batches with pycuda: push the device's primary context (the one
-    TensorRT's builder uses) for the build, and release it afterwards."""
+    """The calibrator copies batches with pycuda: push device 0's primary context (the one
+    TensorRT's builder uses) for the build and pop it afterwards; it stays retained for the process
+    (:func:`trt_compat.primary_context`), so nothing is left current on this thread."""
     if not needed:
         yield
         return
-    cuda = trt_compat.import_pycuda()
-    cuda.init()
-    ctx = cuda.Device(0).retain_primary_context()
+    ctx = trt_compat.primary_context(trt_compat.import_pycuda(), 0)
     ctx.push()
     try:
         yield
     finally:
         ctx.pop()
-        ctx.detach()
 
 
 # input shapes (min, opt, max) of the face detector's networks: P-Net sees pyramid levels and
@@ -143,6 +153,7 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
     plan = plan_build(trt, info, opts)
     shapes = FACE_PROFILES[face["net"]]
     device = trt_compat.probe_cuda_device(0)
+    check_device(opts, device, trt_compat.is_jetson())  # before any builder call, as for the classifier
     for note in plan.notes:
         print(f"{PROG}: note: {note}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,9 +164,9 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
         build_from = convert_file(onnx, fp16_onnx_path(onnx, out))
     ver = trt_compat.trt_version(trt)
     print(f"{PROG}: building {out.name} ({opts.precision}, MTCNN {face['net']}) with TensorRT {ver} on {device.name}")
-    serialized = build_serialized(trt, build_from, info.input_name, tuple(shapes[0][1:]), (1, 1, 1), plan, opts,
-                                  None, shapes)
-    write_atomic(out, serialized)
+    built = build_serialized(trt, build_from, info.input_name, tuple(shapes[0][1:]), (1, 1, 1), plan, opts,
+                             None, shapes)
+    write_atomic(out, built.plan)
     side = out.with_name(out.name + ".json")
     d = {**face, "precision": opts.precision, "tensorrt_version": ver, "device": device.name,
          "compute_capability": device.compute_capability, "profile": {"shapes": [list(s) for s in shapes]},
@@ -164,7 +175,8 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
                           f"--out {shlex.quote(str(out))}",
          "strongly_typed": plan.strongly_typed, "builder_flags": list(plan.flags),
          "version_compatible": opts.version_compatible,
-         "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None}
+         "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None,
+         **built_record(build_from, built)}
     write_atomic(side, (json.dumps(d, indent=2, sort_keys=True) + "\n").encode())
     print(f"{PROG}: wrote {out} and {side.name}")
     return out
@@ -225,10 +237,10 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
     print(f"{PROG}: building {out.name} ({opts.precision}, batch {':'.join(map(str, profile))}) with "
           f"TensorRT {ver} on {device.name}; this takes a while")
     with _calibration_context(plan.int8_mode == "calibrator"):
-        serialized = build_serialized(trt, build_from, info.input_name, tuple(dims), profile, plan, opts,
-                                      make_cal)  # type: ignore[arg-type]
+        built = build_serialized(trt, build_from, info.input_name, tuple(dims), profile, plan, opts,
+                                 make_cal)  # type: ignore[arg-type]
     with replacing(out) as tmp:
-        tmp.write_bytes(memoryview(serialized))
+        tmp.write_bytes(memoryview(built.plan))
     meta = info.meta.with_(
         precision=opts.precision, tensorrt_version=ver, device=device.name,
         compute_capability=device.compute_capability,
@@ -240,6 +252,8 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
         "int8_mode": plan.int8_mode, "dla_core": opts.dla_core,
         "version_compatible": opts.version_compatible,
         "hardware_compatible": "AMPERE_PLUS" if opts.hardware_compatible else None,
+        "calib_cache": str(cache) if plan.int8_mode == "calibrator" else None,
+        **built_record(build_from, built),
     }
     side = write_sidecar(out, meta, extra)
     print(f"{PROG}: wrote {out} ({out.stat().st_size / 1e6:.1f} MB) and {side.name}")

@@ -8,6 +8,11 @@ runtime feeds and reads the same arrays as for the fp32 model.
 Kept in fp32: the inputs ONNX defines as float32-only (Resize/Upsample ``scales``), and any op
 type named in ``keep_fp32`` (wrapped in Casts). Float attributes (alpha, epsilon...) are fp32 by
 the ONNX spec and stay so. Written without onnxconverter-common (not a dependency here).
+
+A Q/DQ (INT8) graph converts the same way: its scales become fp16 (integer weights and zero points
+stay int8), so what Q/DQ does not quantize runs in fp16, as NVIDIA's ModelOpt does for strongly
+typed INT8 builds (``high_precision_dtype`` fp16). fp16 Q/DQ scales need opset 19
+(QuantizeLinear-19 / DequantizeLinear-19), to which the graph is raised.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ PROG = "export.fp16"
 FP16_MAX = 65504.0
 # (op type, input index) that the ONNX spec types as float32 regardless of the data type
 FP32_ONLY_INPUTS = {("Resize", 2), ("Upsample", 1)}
+QDQ_OPSET = 19  # the first opset whose QuantizeLinear / DequantizeLinear take fp16 scales
+QDQ_IR = 9  # the IR version of opset 19
 
 
 def _to_half(tensor: Any) -> Any:
@@ -42,8 +49,9 @@ def _rename_inputs(nodes: Iterable[Any], old: str, new: str) -> None:
                 n.input[i] = new
 
 
-def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
-    """A float16 copy of ``model`` whose float32 graph inputs and outputs stay float32."""
+def convert_model(model: Any, keep_fp32: Iterable[str] = (), fp16_io: bool = False) -> Any:
+    """A float16 copy of ``model`` whose float32 graph inputs and outputs stay float32 (``fp16_io``:
+    become float16 too, so an engine built from it has HALF bindings)."""
     onnx = import_onnx()
     from onnx import helper
 
@@ -51,6 +59,8 @@ def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in g.node):
+        _raise_opset(m, QDQ_OPSET, QDQ_IR)
     keep = set(keep_fp32)
     fp32_only = {n.input[i] for n in g.node for (op, i) in FP32_ONLY_INPUTS
                  if n.op_type == op and len(n.input) > i and n.input[i]}
@@ -68,6 +78,11 @@ def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
         if n.op_type == "Constant" and any(a.name == "value_float" for a in n.attribute):
             raise UserError("export.fp16: Constant(value_float) is not handled; re-export with export.onnx")
     head, tail = [], []
+    if fp16_io:
+        inits = {t.name for t in g.initializer}
+        for v in [*g.input, *g.output]:
+            if v.type.tensor_type.elem_type == F32 and v.name not in inits:
+                v.type.tensor_type.elem_type = F16
     for inp in g.input:  # fp32 in, Cast to fp16 straight after
         if inp.type.tensor_type.elem_type == F32 and inp.name not in {t.name for t in g.initializer}:
             half = f"{inp.name}__fp16"
@@ -106,7 +121,17 @@ def convert_model(model: Any, keep_fp32: Iterable[str] = ()) -> Any:
     return m
 
 
-def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iterable[str] = ()) -> Path:
+def _raise_opset(model: Any, opset: int, ir_version: int) -> None:
+    """Raise the default domain's opset to at least ``opset`` (the ops these graphs use keep their
+    meaning from 17 to 19: only types and optional attributes were added)."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx") and o.version < opset:
+            o.version = opset
+    model.ir_version = max(model.ir_version, ir_version)
+
+
+def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iterable[str] = (),
+                 fp16_io: bool = False) -> Path:
     """Convert an ONNX file (metadata carried over with precision 'fp16'); returns the new path."""
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.stem + ".fp16.onnx")
@@ -114,9 +139,10 @@ def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iter
         raise UserError(f"{dst}: the output would overwrite the input; pass another --out")
     model = load_onnx(src)
     meta = read_meta(model, str(src))
-    half = convert_model(model, keep_fp32)
-    if meta is not None:
-        set_meta(half, meta.with_(precision="fp16"))
+    half = convert_model(model, keep_fp32, fp16_io)
+    if meta is not None:  # a Q/DQ graph stays an INT8 model (its float part now fp16)
+        qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in half.graph.node)
+        set_meta(half, meta.with_(precision="int8" if qdq else "fp16"))
     return save_onnx(half, dst)
 
 
@@ -127,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, help="output (default: <stem>.fp16.onnx beside the input)")
     ap.add_argument("--keep-fp32", action="append", default=[], metavar="OP",
                     help="op type to keep in fp32 (repeatable), e.g. --keep-fp32 GlobalAveragePool")
+    ap.add_argument("--fp16-io", action="store_true", help="inputs and outputs in fp16 too (an engine built from "
+                    "it has HALF bindings: half the copies; the runtime and Triton feed it fp16)")
     a = ap.parse_args(argv)
-    out = convert_file(a.onnx, a.out, a.keep_fp32)
+    out = convert_file(a.onnx, a.out, a.keep_fp32, a.fp16_io)
     print(f"{PROG}: wrote {out}")
     return 0
 

@@ -10,6 +10,12 @@ Engines: Triton's dynamic batcher sends any batch from 1 to ``max_batch_size``, 
 a batch below the profile's minimum, so an engine whose profile minimum is above 1 is refused
 (a static-batch engine is served with batching off, at its one batch size). A version-compatible
 plan needs ``tritonserver --backend-config=tensorrt,version-compatible=true``; the export says so.
+Triton's TensorRT backend (triton-inference-server/tensorrt_backend) refuses a plan whose config
+``data_type`` differs from the engine tensor's type, so each tensor's type comes from the sidecar
+(recorded at build); it runs plans on ``KIND_GPU`` instances only; and it takes the DLA core only from
+``instance_group { secondary_devices [ { kind: KIND_NVDLA device_id: N } ] }`` (else -1), so a DLA
+plan's core is written there. :func:`check_plan_config` replays those load-time checks on an
+engine's tensors (``benchmarks.gpu_check`` runs it on a real engine; the tests on the fakes).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import Any, Callable
 
+from export.triton_check import TRT_TO_TRITON, parse_config
 from runtime.errors import UserError, run_cli
 from runtime.fileio import replacing, write_atomic
 from runtime.meta import ENGINE_SUFFIXES, Meta, missing_engine, read_sidecar
@@ -61,19 +69,41 @@ def model_io(model: Path) -> tuple[Meta, str, list[tuple[str, str, list[int]]], 
         outs = [(n, ONNX_TYPES.get(info.output_types[n], "TYPE_FP32"), d) for n, d in zip(info.outputs, dims[1:])]
         return info.meta, "onnxruntime_onnx", ins, outs, None
     if model.suffix.lower() in (".engine", ".plan"):
-        meta, _ = read_sidecar(model)
+        meta, raw = read_sidecar(model)
         s, prof = meta.input_size, meta.profile or {}
         static = prof.get("min") == prof.get("max") and prof.get("max") is not None
         b = int(prof["max"]) if static else -1
-        ins = [(meta.input_name, "TYPE_FP32", [b, 3, s, s])]
-        outs = [("logit", "TYPE_FP32", [b, 1])] + ([("recon", "TYPE_FP32", [b, 3, s, s])] if meta.has_recon else [])
+        kind = _plan_types(model, raw)
+        ins = [(meta.input_name, kind(meta.input_name), [b, 3, s, s])]
+        outs = [("logit", kind("logit"), [b, 1])] + ([("recon", kind("recon"), [b, 3, s, s])] if meta.has_recon else [])
         return meta, "tensorrt_plan", ins, outs, int(prof["max"]) if prof.get("max") else None
     raise UserError(f"{model}: expected an .onnx model or a TensorRT .engine/.plan with its sidecar")
 
 
+def _plan_types(model: Path, raw: dict[str, Any]) -> Callable[[str], str]:
+    """tensor name -> Triton data_type, from the TensorRT types the build recorded in the sidecar.
+    Sidecars from before they were recorded: TYPE_FP32 (what the ONNX export writes), with a note."""
+    types = raw.get("tensor_types")
+    if not isinstance(types, dict):
+        print(f"{PROG}: note: {model.name}'s sidecar does not record its tensor types (built before they were "
+              "recorded): TYPE_FP32 assumed; if Triton says 'unexpected datatype', rebuild it with export.engine")
+
+    def kind(name: str) -> str:
+        if not isinstance(types, dict):
+            return "TYPE_FP32"
+        t = types.get(name)
+        if t not in TRT_TO_TRITON:
+            raise UserError(f"{model}: its sidecar gives tensor {name!r} the type {t!r}, which Triton cannot serve "
+                            f"(expected one of {', '.join(TRT_TO_TRITON)}); rebuild it with python -m export.engine")
+        return TRT_TO_TRITON[t]
+
+    return kind
+
+
 def make_config(name: str, meta: Meta, platform: str, inputs: list, outputs: list, max_batch: int,
-                instances: int, kind: str) -> str:
-    """config.pbtxt text. ``max_batch`` 0 means the model's batch axis is fixed (no batching)."""
+                instances: int, kind: str, dla_core: int | None = None) -> str:
+    """config.pbtxt text. ``max_batch`` 0 means the model's batch axis is fixed (no batching);
+    ``dla_core``: the instances run the plan on that DLA core (Triton's only way to set it)."""
     strip = 1 if max_batch > 0 else 0
     lines = [f"name: {pb_string(name)}", f"platform: {pb_string(platform)}", f"max_batch_size: {max_batch}",
              "input [", ",\n".join(_tensor(n, t, d[strip:]) for n, t, d in inputs), "]",
@@ -82,7 +112,8 @@ def make_config(name: str, meta: Meta, platform: str, inputs: list, outputs: lis
         preferred = sorted({b for b in (1, 4, 8, 16, 32) if b <= max_batch} | {max_batch})
         lines += ["dynamic_batching {", f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]",
                   "  max_queue_delay_microseconds: 500", "}"]
-    lines += ["instance_group [", f"  {{ count: {instances} kind: {kind} }}", "]"]
+    dla = f" secondary_devices [ {{ kind: KIND_NVDLA device_id: {int(dla_core)} }} ]" if dla_core is not None else ""
+    lines += ["instance_group [", f"  {{ count: {instances} kind: {kind}{dla} }}", "]"]
     params = {"jrc_meta": meta.to_json(), "input_size": str(meta.input_size), "color": meta.color,
               "mean": ",".join(map(str, meta.mean)), "std": ",".join(map(str, meta.std)),
               "threshold": str(meta.threshold), "precision": meta.precision,
@@ -105,8 +136,13 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
     if max_batch < 0 or instances < 1:
         raise UserError("--max-batch must be ≥ 0 and --instances ≥ 1")
     meta, platform, ins, outs, limit = model_io(model)
+    if platform == "tensorrt_plan" and kind not in (None, "KIND_GPU"):
+        raise UserError(f"--kind {kind}: Triton's TensorRT backend runs plans on GPU instances only (\"TensorRT "
+                        "backend supports only GPU device\"); drop --kind for the engine, or serve the ONNX with "
+                        f"--kind {kind}")
     dynamic = ins[0][2][0] == -1
     notes = engine_notes(model, dynamic) if platform == "tensorrt_plan" else []
+    dla_core = read_sidecar(model)[1].get("dla_core") if platform == "tensorrt_plan" else None
     batch = min(max_batch, limit) if (dynamic and limit) else (max_batch if dynamic else 0)
     if dynamic and limit and max_batch > limit:
         print(f"{PROG}: note: the engine's profile allows batch ≤ {limit}; max_batch_size set to {limit}")
@@ -115,13 +151,17 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
               "(export with a dynamic batch to enable it)")
     kind = kind or ("KIND_GPU" if platform == "tensorrt_plan" else "KIND_CPU")
     folder = out / name
+    text = make_config(name, meta, platform, ins, outs, batch, instances, kind,
+                       int(dla_core) if isinstance(dla_core, int) else None)
+    parse_config(text, str(folder / "config.pbtxt"))  # parsed as Triton parses it, before anything is written
     version = folder / "1"
     version.mkdir(parents=True, exist_ok=True)
     target = version / ("model.plan" if platform == "tensorrt_plan" else "model.onnx")
     with replacing(target) as tmp:
         shutil.copyfile(model, tmp)
-    write_atomic(folder / "config.pbtxt", make_config(name, meta, platform, ins, outs, batch, instances, kind))
-    print(f"{PROG}: wrote {folder} ({platform}, max_batch_size {batch}, {instances}× {kind})")
+    write_atomic(folder / "config.pbtxt", text)
+    where = f" on DLA core {dla_core}" if isinstance(dla_core, int) else ""
+    print(f"{PROG}: wrote {folder} ({platform}, max_batch_size {batch}, {instances}× {kind}{where})")
     for note in notes:
         print(f"{PROG}: note: {note}")
     return folder

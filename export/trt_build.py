@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from export.onnx_io import OnnxInfo
-from runtime.backends.trt_compat import CudaDevice, parse_version, trt_version
+from runtime.backends.trt_compat import (
+    CudaDevice,
+    log_level,
+    parse_version,
+    shared_logger,
+    trt_version,
+)
 from runtime.errors import UserError
 from runtime.fileio import replacing
 
@@ -40,6 +46,18 @@ def network_flags(trt: Any, strongly_typed: bool = False) -> int:
             raise UserError(f"TensorRT {trt_version(trt)} has no strongly typed networks (10.0+ does)")
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return flags
+
+
+STRONGLY_TYPED_FROM = (10, 12)  # "Weak typing APIs deprecated" (TensorRT 10.12.0 release notes); gone in 11
+
+
+def prefers_strongly_typed(trt: Any) -> bool:
+    """Build strongly typed networks (precision in the ONNX's types, no FP16/INT8 flags): the only kind
+    on 11.x, and the one to use from 10.12, which deprecates weak typing. 8.5, 8.6 and 10.3 (JetPack
+    5.1 to 6.2) keep the precision flags."""
+    if not supports_strongly_typed(trt):
+        return False
+    return not supports_precision_flags(trt) or parse_version(trt_version(trt))[:2] >= STRONGLY_TYPED_FROM
 
 
 def supports_precision_flags(trt: Any) -> bool:
@@ -123,21 +141,27 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
                         "(detect.int8.onnx) of python -m calibration.quantize")
     if info.has_qdq and p != "int8":
         raise UserError(f"{src}: this ONNX holds Q/DQ (INT8) nodes; build it with --precision int8")
-    if info.is_fp16 and p != "fp16":
+    if info.is_fp16 and p != "fp16" and not (info.has_qdq and p == "int8"):
         raise UserError(f"{src}: this is an FP16 ONNX; build it with --precision fp16, or pass the fp32 ONNX")
     flags: list[str] = []
-    strongly, int8_mode, convert = not flags_ok, None, False
+    strongly, int8_mode, convert = prefers_strongly_typed(trt), None, False
+    typing_note = ("no FP16 builder flag" if not flags_ok else "weak typing deprecated (10.12+)")
     if p == "fp16":
-        if flags_ok:
+        if not strongly:
             flags.append("FP16")
         elif not info.is_fp16:
             convert = True
-            notes.append(f"TensorRT {ver} has no FP16 builder flag: building a strongly typed network "
-                         "from an FP16 copy of the ONNX (fp32 inputs and outputs kept)")
+            notes.append(f"TensorRT {ver}: {typing_note}: building a strongly typed network from an FP16 copy of "
+                         "the ONNX (fp32 inputs and outputs kept)")
     elif p == "int8":
         if info.has_qdq:
             int8_mode = "qdq"
-            flags += ["INT8", "FP16"] if flags_ok else []
+            if not strongly:
+                flags += ["INT8", "FP16"]
+            elif not info.is_fp16:  # strongly typed: every layer outside Q/DQ would run in fp32
+                convert = True
+                notes.append(f"TensorRT {ver}: {typing_note}: building a strongly typed network from a copy of the "
+                             "Q/DQ ONNX whose layers outside Q/DQ are cast to fp16 (as the FP16 flag did)")
         elif not has_calibrators(trt):
             raise UserError(f"{src}: TensorRT {ver} has no INT8 calibrators, INT8 needs a Q/DQ ONNX; "
                             + QUANTIZE_HINT)
@@ -147,6 +171,7 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
                 raise UserError(f"{src}: --precision int8 from a plain ONNX needs calibration crops "
                                 f"(--calib-data DIR) or an existing --calib-cache; or {QUANTIZE_HINT}")
             int8_mode = "calibrator"
+            strongly = False  # implicit INT8 (a calibrator) exists only in weakly typed networks
             flags += ["INT8", "FP16"]
             if calibrators_deprecated(trt):
                 notes.append(f"TensorRT {ver} deprecates calibrators; prefer a Q/DQ ONNX ({QUANTIZE_HINT})")
@@ -193,8 +218,9 @@ def profile_notes(profile: tuple[int, int, int]) -> list[str]:
     if lo <= 1:
         return []
     return [f"the profile's minimum batch is {lo}: TensorRT refuses smaller batches, so the runtime pads "
-            f"partial batches with zero rows up to {lo} (computed, then dropped), and Triton or DeepStream "
-            "cannot send them; use --batch 1:OPT:MAX where the model allows a dynamic batch"]
+            f"partial batches with zero rows up to {lo} (computed, then dropped), as DeepStream's nvinfer does; "
+            "Triton's dynamic batcher cannot (it sends batches from 1), so export.triton serves such an engine only "
+            "with a static batch; use --batch 1:OPT:MAX where the model allows a dynamic batch"]
 
 
 def check_device(opts: EngineOptions, device: CudaDevice, jetson: bool) -> None:
@@ -259,53 +285,79 @@ def _timing_cache(config: Any, path: Path | None) -> Any:
     return cache
 
 
+@dataclass(frozen=True)
+class Built:
+    """What the builder made: the serialized plan (IHostMemory) and the TensorRT type of each network
+    input and output (``{"input": "FLOAT", "logit": "HALF"}``), which the engine's tensors keep."""
+
+    plan: Any
+    tensor_types: dict[str, str]
+
+
+def network_tensor_types(network: Any) -> dict[str, str]:
+    """name -> TensorRT DataType name of every network input and output (as parsed from the ONNX)."""
+    tensors = [network.get_input(i) for i in range(network.num_inputs)]
+    tensors += [network.get_output(i) for i in range(network.num_outputs)]
+    return {str(t.name): str(getattr(t.dtype, "name", t.dtype)) for t in tensors}
+
+
 def build_serialized(trt: Any, onnx_path: Path, input_name: str, input_dims: tuple[int, ...],
                      profile: tuple[int, int, int], plan: BuildPlan, opts: EngineOptions,
                      make_calibrator: Callable[[], Any] | None = None,
-                     shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None) -> Any:
-    """Parse the ONNX and build a serialized plan (IHostMemory). ``input_dims``: C, H, W;
-    ``shapes``: the input's whole min/opt/max shapes instead (dynamic H, W: the face detector's P-Net)."""
-    logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(network_flags(trt, plan.strongly_typed))
-    parser = _parse(trt, network, logger, onnx_path)
-    config = builder.create_builder_config()
-    if opts.workspace_mib:
-        set_workspace(trt, config, int(opts.workspace_mib) << 20)
-    for name in plan.flags:
-        config.set_flag(_builder_flag(trt, name))
-    prof = builder.create_optimization_profile()
-    lo, opt, hi = shapes or tuple((b,) + tuple(input_dims) for b in profile)
-    prof.set_shape(input_name, lo, opt, hi)
-    config.add_optimization_profile(prof)
-    if opts.dla_core is not None:
-        if builder.num_DLA_cores <= opts.dla_core:
-            raise UserError(f"--dla {opts.dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(opts.dla_core)
-    if opts.hardware_compatible:
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    if opts.opt_level is not None:
-        config.builder_optimization_level = int(opts.opt_level)
-    if opts.verbose:
-        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    cache = _timing_cache(config, opts.timing_cache)
-    calibrator = None
-    if plan.int8_mode == "calibrator":
-        if make_calibrator is None:
-            raise UserError("INT8 calibration was planned but no calibrator was given")
-        calibrator = make_calibrator()
-        config.int8_calibrator = calibrator
-        shape = (calibration_batch(opts, profile),) + tuple(input_dims)
-        cal = builder.create_optimization_profile()
-        cal.set_shape(input_name, shape, shape, shape)
-        config.set_calibration_profile(cal)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise UserError(f"{onnx_path}: TensorRT could not build the engine (see the log above); rerun "
-                        "with --verbose, or try --workspace with more MiB")
-    if cache is not None and opts.timing_cache is not None:
-        with replacing(opts.timing_cache) as tmp:
-            tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
-    del parser, calibrator
-    return serialized
+                     shapes: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None = None) -> Built:
+    """Parse the ONNX and build a serialized plan. ``input_dims``: C, H, W; ``shapes``: the input's
+    whole min/opt/max shapes instead (dynamic H, W: the face detector's P-Net). TensorRT's messages
+    go to the process's one logger (:func:`shared_logger`), verbose on this thread with ``--verbose``."""
+    logger = shared_logger(trt)
+    with log_level(logger, "VERBOSE" if opts.verbose else "WARNING"):
+        builder = trt.Builder(logger)
+        network = builder.create_network(network_flags(trt, plan.strongly_typed))
+        parser = _parse(trt, network, logger, onnx_path)
+        config = builder.create_builder_config()
+        if opts.workspace_mib:
+            set_workspace(trt, config, int(opts.workspace_mib) << 20)
+        for name in plan.flags:
+            config.set_flag(_builder_flag(trt, name))
+        prof = builder.create_optimization_profile()
+        lo, opt, hi = shapes or tuple((b,) + tuple(input_dims) for b in profile)
+        prof.set_shape(input_name, lo, opt, hi)
+        config.add_optimization_profile(prof)
+        if opts.dla_core is not None:
+            if builder.num_DLA_cores <= opts.dla_core:
+                raise UserError(f"--dla {opts.dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
+            config.default_device_type = trt.DeviceType.DLA
+            config.DLA_core = int(opts.dla_core)
+        if opts.hardware_compatible:
+            config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        if opts.opt_level is not None:
+            config.builder_optimization_level = int(opts.opt_level)
+        if opts.verbose:
+            config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        cache = _timing_cache(config, opts.timing_cache)
+        calibrator = None
+        if plan.int8_mode == "calibrator":
+            if make_calibrator is None:
+                raise UserError("INT8 calibration was planned but no calibrator was given")
+            calibrator = make_calibrator()
+            config.int8_calibrator = calibrator
+            _calibration_profile(builder, config, input_name, (calibration_batch(opts, profile),) + tuple(input_dims))
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise UserError(f"{onnx_path}: TensorRT could not build the engine (see the log above); rerun "
+                            "with --verbose, or try --workspace with more MiB")
+        if cache is not None and opts.timing_cache is not None:
+            with replacing(opts.timing_cache) as tmp:
+                tmp.write_bytes(memoryview(config.get_timing_cache().serialize()))
+        types = network_tensor_types(network)
+        del parser, calibrator
+    return Built(serialized, types)
+
+
+def _calibration_profile(builder: Any, config: Any, input_name: str, shape: tuple[int, ...]) -> None:
+    """The one fixed shape the calibrator feeds; TensorRT answers False to a profile it cannot use
+    (then it would calibrate with the wrong batch or not at all)."""
+    cal = builder.create_optimization_profile()
+    cal.set_shape(input_name, shape, shape, shape)
+    if not config.set_calibration_profile(cal):
+        raise UserError(f"TensorRT refused the INT8 calibration profile {list(shape)} for input {input_name!r}; "
+                        "pass a --calib-batch within the --batch profile, or build from a Q/DQ ONNX instead")

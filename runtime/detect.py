@@ -1,8 +1,11 @@
 """``python -m runtime.detect --engine MODEL --source SRC``: detect deepfaked faces, live or in files.
 
+Several ``--source`` (or ``--cameras FILE.toml``) run a camera box in one process: one model
+session, events and their sinks, metrics (:mod:`runtime.box`).
+
 Exit codes: 0 done (also when no face was found: that is reported), 1 bad input or model (one
 line says which and why), 2 bad command line, 3 the source failed mid-run (results so far are
-written), 130 interrupted (SIGINT/SIGTERM; results so far are written).
+written; a box: any camera failed), 130 interrupted (SIGINT/SIGTERM; results so far are written).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ ONNX_ONLY = ("provider", "threads", "input_size", "mean", "std", "color")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime.cameras import reconnects
+
     p = argparse.ArgumentParser(
         prog=PROG, description="Detect deepfaked faces in a camera stream, video, image, folder or glob "
         "with a JRC model (.onnx via ONNX Runtime, .engine/.plan via TensorRT).",
@@ -40,8 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         "3 source failed mid-run, 130 interrupted. Results written before an error stay on disk.")
     p.add_argument("--engine", required=True, metavar="PATH", help="model: .onnx, or TensorRT .engine/.plan "
                    "with its .json sidecar")
-    p.add_argument("--source", required=True, metavar="SRC", help="camera index (0), video file, image, "
-                   "folder, glob ('clips/*.mp4'), URL (rtsp://, http://) or GStreamer pipeline (contains '!')")
+    p.add_argument("--source", action="append", metavar="[NAME=]SRC", help="camera index (0), video file, image, "
+                   "folder, glob ('clips/*.mp4'), URL (rtsp://, http://) or GStreamer pipeline (contains '!'); "
+                   "repeat it for several cameras in one process, each named by NAME= (default cam1, cam2, ...)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     m = p.add_argument_group("model")
     m.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), help="ONNX Runtime execution provider "
@@ -52,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "ONNX (default 8; engines use their profile's max)")
     m.add_argument("--threshold", type=float, metavar="P", help="probability of fake at or above which a "
                    "verdict is 'fake' (default: the model's metadata)")
+    m.add_argument("--window", type=float, metavar="SEC", help="also a recent verdict per track and per source "
+                   "over the last SEC seconds (JSONL 'recent', summary); default 10 for live sources, none for "
+                   "files; 0 turns it off")
     m.add_argument("--reconstruct", action="store_true", help="also run the decoder (full graph only): "
                    "reconstruction error per face in JSONL, error maps in --save")
     m.add_argument("--input-size", type=int, metavar="S", help="for an ONNX without jrc-edge metadata: "
@@ -64,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--live", choices=("auto", "yes", "no"), default="auto", help="drop stale frames instead of "
                    "queueing them; auto = for cameras, URLs and pipelines ('yes' plays a file like a camera)")
     s.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
-    s.add_argument("--max-reconnects", type=int, default=5, metavar="N", help="live: reopen a failed stream up "
-                   "to N times, with backoff, before giving up (default 5)")
+    s.add_argument("--max-reconnects", type=reconnects, default=5, metavar="N", help="live: reopen a failed stream "
+                   "up to N times ('forever': a box that waits for its cameras), with backoff, before giving up "
+                   "(default 5)")
     s.add_argument("--timeout", type=float, default=10.0, metavar="SEC", help="live: wait at most SEC to open "
                    "a stream or read a frame (default 10)")
     f = p.add_argument_group("faces")
@@ -89,14 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("outputs")
     o.add_argument("--jsonl", metavar="FILE", help="one JSON object per processed frame, flushed as written")
     o.add_argument("--summary", metavar="FILE", help="JSON summary at the end (also on errors and interrupts)")
-    o.add_argument("--save", metavar="FILE", help="annotated video (.mp4 or .avi): boxes coloured by score")
+    o.add_argument("--save", metavar="PATH", help="annotated output, boxes coloured by score: a video (.mp4 or "
+                   ".avi), an image (.png, .jpg) for a one-image source, or a folder (DIR/) for one annotated image "
+                   "per input image (and an .mp4 per input video); missing folders are created")
     o.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
     o.add_argument("--quiet", action="store_true", help="no running status line")
+    from runtime.box import add_arguments
+
+    add_arguments(p)
     return p
 
 
 def _check_args(a: argparse.Namespace) -> None:
     """Values argparse cannot check: every error here is a bad command line (exit code 2)."""
+    from runtime.box import check_args
+
+    if not a.source and not a.cameras:
+        raise UserError("no input: give --source SRC (repeat it for several cameras) or --cameras FILE.toml",
+                        EXIT_USAGE)
+    check_args(a)
     is_onnx = Path(a.engine).suffix.lower() == ".onnx"
     if not is_onnx:
         given = ["--" + k.replace("_", "-") for k in ONNX_ONLY if getattr(a, k) is not None]
@@ -110,6 +131,9 @@ def _check_args(a: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}", EXIT_USAGE)
     if a.threshold is not None and not 0.0 <= a.threshold <= 1.0:
         raise UserError(f"--threshold {a.threshold}: must be a probability between 0 and 1", EXIT_USAGE)
+    if a.window is not None and not (math.isfinite(a.window) and a.window >= 0):
+        raise UserError(f"--window {a.window}: must be a number of seconds, 0 or more (0: no recent verdict)",
+                        EXIT_USAGE)
     if not (math.isfinite(a.timeout) and a.timeout > 0):
         raise UserError(f"--timeout {a.timeout}: must be a positive number of seconds", EXIT_USAGE)
     for name in ("mean", "std"):
@@ -123,7 +147,7 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UserError(f"--face-threshold {a.face_threshold}: must be a probability between 0 and 1", EXIT_USAGE)
 
 
-def _check_outputs(a: argparse.Namespace) -> None:
+def _check_outputs(a: argparse.Namespace, sources: list[str]) -> None:
     """Before anything opens: each output can be written, and none is an input or another output
     (writing it would destroy what is read, or what another output wrote)."""
     from runtime.fileio import is_special, same_file
@@ -131,10 +155,17 @@ def _check_outputs(a: argparse.Namespace) -> None:
     from runtime.sinks import check_writable
     from runtime.source_specs import reads
 
-    outputs = [(flag, path) for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save))
-               if path]
+    outputs = [(flag, path) for flag, path in (("--jsonl", a.jsonl), ("--summary", a.summary), ("--save", a.save),
+                                               ("--events", a.events)) if path]
+    if a.save and len(sources) == 1:  # first: what --save writes must fit the source before any folder is made for it
+        from runtime.save import check_save
+
+        check_save(a.save, sources[0])
     for flag, path in outputs:
         check_writable(path, flag)
+        if flag in ("--jsonl", "--events") and (a.rotate_size or a.rotate_every) and is_special(path):
+            raise UserError(f"{flag} {path}: a device or FIFO cannot be rotated (rotation renames files); pass a "
+                            "file name or drop --rotate-size/--rotate-every", EXIT_USAGE)
     inputs = [("--engine", a.engine), ("--face-model", a.face_model)]
     if Path(a.engine).suffix.lower() != ".onnx":
         inputs.append(("the engine's sidecar", str(sidecar_path(a.engine))))
@@ -147,10 +178,11 @@ def _check_outputs(a: argparse.Namespace) -> None:
             if ipath and same_file(path, ipath):
                 raise UserError(f"{flag} {path}: the same file as {other} {ipath}, an input; writing it would "
                                 "destroy it, choose another path", EXIT_USAGE)
-        if reads(a.source, path):
-            raise UserError(f"{flag} {path}: an input of --source {a.source} (the same file, or one the source "
-                            "would read); writing it would destroy or feed back an input, choose a path outside "
-                            "the source", EXIT_USAGE)
+        for source in sources:
+            if reads(source, path):
+                raise UserError(f"{flag} {path}: an input of --source {source} (the same file, or one the source "
+                                "would read); writing it would destroy or feed back an input, choose a path outside "
+                                "the source", EXIT_USAGE)
 
 
 def _faces(a: argparse.Namespace) -> Any:
@@ -163,9 +195,11 @@ def _faces(a: argparse.Namespace) -> Any:
 
 
 def _outputs(a: argparse.Namespace) -> Any:
+    from runtime.box import rotation
     from runtime.loop import Outputs
 
-    return Outputs(jsonl=a.jsonl, save=a.save, show=a.show, status=not a.quiet)
+    return Outputs(jsonl=a.jsonl, save=a.save, show=a.show, status=not a.quiet, jsonl_frames=a.jsonl_frames,
+                   rotate=rotation(a))
 
 
 def _backend_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -269,6 +303,13 @@ class Run:
         self.loop: Any = None  # the runtime.loop.FrameLoop, once the model is open
         self.started = time.time()
         self.t0 = time.perf_counter()
+        from runtime.box import is_box
+
+        self.box = is_box(args)  # several cameras (or a named one, or a cameras file): the camera box
+        self.spec: str | None = None if self.box or not args.source else args.source[0]  # the one source
+        self.cameras: list[Any] = []  # runtime.cameras.CameraSpec, a box's
+        self.sinks: list[Any] = []  # event sinks
+        self.metrics: Any = None
 
     def run(self) -> int:
         self.signals.install()
@@ -296,19 +337,44 @@ class Run:
         return code
 
     def _loop(self) -> None:
+        from runtime.box import event_options, failed_cameras_error, open_sinks
+        from runtime.cameras import camera_specs
         from runtime.loop import FrameLoop
 
         a = self.args
-        _check_outputs(a)  # first: a summary is written only to a path that passed
-        self.outputs_checked = True
+        if self.box:
+            self.cameras = camera_specs(a.source, a.cameras)
+            if len(self.cameras) > 1 and (a.save or a.show):
+                raise UserError("--save and --show take one camera's frames; with several cameras leave them out",
+                                EXIT_USAGE)
+        _check_outputs(a, [c.source for c in self.cameras] if self.box else list(a.source or []))
+        self.outputs_checked = True  # first: a summary is written only to a path that passed
         _check_args(a)
         self._open_model()
+        self.sinks, self.metrics = open_sinks(a)
+        wait = a.batch_wait / 1000.0 if a.batch_wait is not None else None
         self.loop = FrameLoop(self.backend, _faces(a), _outputs(a), threshold=a.threshold,
-                              reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals)
+                              reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals,
+                              batch_wait=wait, events=event_options(a), event_sinks=self.sinks,
+                              on_batch=[self.metrics.on_batch] if self.metrics is not None else [],
+                              window=a.window)
         self.detector = self.loop.tracker.detector
-        self._open_source()
-        self.loop.run(self.source)
-        self._check_decoded()
+        if self.metrics is not None:
+            self.metrics.attach(self.loop, self.sinks)
+        if not self.box:
+            self._open_source()
+            self.loop.run(self.source)
+            self._check_decoded()
+            return
+        from runtime.box import open_cameras
+        from runtime.loop import decoder_threads
+
+        threads = decoder_threads(_inference_cpu_threads(a), len(self.cameras))
+        cams = open_cameras(self.cameras, a, threads)
+        self.loop.run_cameras(cams)
+        err = failed_cameras_error(self.loop)
+        if err is not None:
+            raise err
 
     def _open_model(self) -> None:
         from runtime.backends import open_backend
@@ -325,15 +391,15 @@ class Run:
         if self.source_factory is not None:
             self.source = self.source_factory(a)
         else:
-            self.source = open_source(a.source, stride=a.stride, live=a.live, max_reconnects=a.max_reconnects,
+            self.source = open_source(self.spec, stride=a.stride, live=a.live, max_reconnects=a.max_reconnects,
                                       open_timeout=a.timeout, read_timeout=a.timeout, decode_threads=threads)
         if a.stride > 1 and self.source.live:
-            raise UserError(f"{a.source}: --stride applies to files; live sources drop stale frames instead")
+            raise UserError(f"{self.spec}: --stride applies to files; live sources drop stale frames instead")
 
     def _check_decoded(self) -> None:
         skipped = self.source.stats.skipped
         if self.loop.agg.frames == 0 and skipped:
-            raise UserError(f"{self.args.source}: none of its {len(skipped)} files could be decoded")
+            raise UserError(f"{self.spec}: none of its {len(skipped)} files could be decoded")
 
     def _finish(self, status: str, code: int, error: str | None) -> None:
         """Close everything and write the summary. A summary that cannot be written is the run's
@@ -342,6 +408,11 @@ class Run:
         from runtime.sinks import print_verdicts, write_summary
 
         tail = self.loop.close() if self.loop is not None else []
+        if self.loop is None:  # the sinks opened, the loop did not: close them here
+            for sink in self.sinks:
+                sink.close()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.source is not None:
             self.source.close()  # idempotent: the run may have stopped before the loop took the source
         if self.backend is not None:
@@ -350,7 +421,12 @@ class Run:
             self.detector.close()
         elapsed = time.perf_counter() - self.t0
         summary = self._summary(status, code, error, elapsed, tail)
-        if summary.get("frames"):
+        self._report_sinks(summary)
+        if self.box:
+            from runtime.box import print_cameras
+
+            print_cameras(summary)
+        elif summary.get("frames"):
             print_verdicts(summary)
         if self.args.summary and self.outputs_checked:
             try:
@@ -361,16 +437,24 @@ class Run:
                 else:
                     raise
 
+    def _report_sinks(self, summary: dict[str, Any]) -> None:
+        """What the event sinks could not deliver, on stderr (it is in the summary too)."""
+        for name, r in summary.get("sinks", {}).items():
+            if r.get("undelivered"):
+                print(f"{PROG}: warning: {name}: {r['undelivered']} event message(s) not delivered (failed "
+                      f"{r['failed']}, dropped {r['dropped']}, left at the end {r['left']}; last error: "
+                      f"{r['last_error']})", file=sys.stderr)
+
     def _summary(self, status: str, code: int, error: str | None, elapsed: float,
                  tail: list[dict[str, Any]]) -> dict[str, Any]:
         a = self.args
         d: dict[str, Any] = {
             "schema": 1, "status": status, "exit_code": code, "error": error, "engine": a.engine,
-            "source": a.source, "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "source": self.spec if not self.box else [c.source for c in self.cameras], "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
             "elapsed_s": round(elapsed, 3), "version": __version__,
             "options": {k: getattr(a, k) for k in ("faces", "face_model", "face_threshold", "detect_every",
                                                   "stride", "live",
-                                                  "threshold", "reconstruct", "max_frames")}}
+                                                  "threshold", "window", "reconstruct", "max_frames")}}
         if self.backend is not None:
             m = self.backend.meta
             d["backend"] = self.backend_info
@@ -384,14 +468,52 @@ class Run:
             st = self.source.stats
             d.update({"live": self.source.live, "dropped": st.dropped, "damaged": st.damaged,
                       "missing": st.missing, "reconnects": st.reconnects, "skipped": st.skipped})
-        if self.loop is not None and self.loop.pipeline is not None:  # frames started flowing
+        if self.box and self.loop is not None and self.loop.cameras:
+            self._box_summary(d)
+        elif self.loop is not None and self.loop.pipeline is not None:  # frames started flowing
             agg, pipeline = self.loop.agg, self.loop.pipeline
             d["decoded"] = pipeline.decoded
             d.update(agg.summary())
+            if self.source.live and self.source.stats.dropped:  # a live source is one item: its verdict says it
+                for s in d["sources"]:
+                    s["dropped"] = self.source.stats.dropped
             loop = time.perf_counter() - self.loop.started
             d["fps"] = round(agg.frames / loop, 3) if loop > 0 and agg.frames else None
             d["timing_ms_per_frame"] = pipeline.times.per_frame_ms(agg.frames)
+            d["latency_ms"] = self.loop.cameras[0].latency.summary()
+        self._sinks_summary(d)
         return d
+
+    def _box_summary(self, d: dict[str, Any]) -> None:
+        """A box: a section per camera, and the totals over every camera."""
+        from runtime.aggregate import merged_summary
+        from runtime.loop import camera_summary
+
+        now = time.perf_counter()
+        cams = self.loop.cameras
+        d["cameras"] = [camera_summary(c, now) for c in cams]
+        d["cameras_failed"] = [c.name for c in cams if c.error is not None]
+        for key in ("decoded", "dropped", "damaged", "missing", "reconnects"):
+            d[key] = sum(c[key] for c in d["cameras"])
+        d.update(merged_summary([c.agg for c in cams], [c.name for c in cams]))
+        loop = now - self.loop.started
+        d["fps"] = round(d["frames"] / loop, 3) if loop > 0 and d["frames"] else None
+        batcher = self.loop.batcher
+        d["inference"] = {"batches": batcher.batches, "faces": batcher.faces,
+                          "mean_batch": round(batcher.mean_batch, 3) if batcher.mean_batch else None,
+                          "max_batch": batcher.max_batch, "batch_wait_ms": round(batcher.wait_s * 1000, 3)}
+
+    def _sinks_summary(self, d: dict[str, Any]) -> None:
+        loop = self.loop
+        if loop is not None and loop.events is not None:
+            d["events"] = {"opened": dict(loop.events.opened), "total": sum(loop.events.opened.values())}
+            if loop.events.media is not None:
+                d["events"]["media"] = loop.events.media.report()
+        reports = {s.name: s.report() for s in self.sinks}
+        if self.metrics is not None:
+            reports["metrics"] = self.metrics.report()
+        if reports:
+            d["sinks"] = reports
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ class UserError(Exception):
 
 # The optional-dependency groups of pyproject.toml ([project.optional-dependencies]); a test keeps
 # them equal. ``None`` names the package's own dependencies (``pip install -e .``).
-EXTRAS = ("train", "tensorrt", "dev")
+EXTRAS = ("train", "tensorrt", "box", "dev")
 
 
 def missing_dependency(module: str, extra: str | None, how: str | None = None) -> UserError:

@@ -153,6 +153,10 @@ class WholeFrameDetector:
         h, w = frame.shape[:2]
         return [(0, 0, w, h)]
 
+    def refine(self, frame: np.ndarray, box: Any) -> list[Box]:
+        """A tracked face confirmed: the frame is the face, on every frame (runtime.tracking)."""
+        return self.detect(frame)
+
 
 class GivenFaces:
     """Boxes found beforehand, one list per frame, handed back at no cost: the frame loop with the

@@ -193,32 +193,46 @@ class MtcnnFaceDetector:
             return none
         return self._output_stage(image, _square(_regress(b[pick], reg[pick])))
 
-    def _output_stage(self, image: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """O-Net on square (x1, y1, x2, y2) candidates: the boxes that reach the face threshold,
-        re-fitted, with their landmarks."""
+    def _onet(self, image: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net on square (x1, y1, x2, y2) candidates, in one batch: every candidate re-fitted,
+        (x1, y1, x2, y2, score) rows, and its landmarks (N×5×2); nothing dropped."""
         b = b.copy()
         b[:, :4] = np.trunc(b[:, :4])
         prob, reg, marks = self._run_batches("onet", crops(image, b, 48), ("prob", "reg", "landmarks"))
-        keep = prob[:, 0] >= self.face_threshold
-        b = np.concatenate([b[keep, :4], prob[keep]], axis=1)
-        reg, marks = reg[keep], marks[keep]
+        b = np.concatenate([b[:, :4], prob[:, :1]], axis=1)
         w, h = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
         pts = np.stack([w[:, None] * marks[:, :5] + b[:, 0:1] - 1, h[:, None] * marks[:, 5:] + b[:, 1:2] - 1], axis=2)
-        b = _regress(b, reg)
+        return _regress(b, reg), pts
+
+    def _output_stage(self, image: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net on square (x1, y1, x2, y2) candidates: the boxes that reach the face threshold,
+        re-fitted, with their landmarks."""
+        b, pts = self._onet(image, b)
+        keep = b[:, 4] >= self.face_threshold
+        b, pts = b[keep], pts[keep]
         pick = nms(b[:, :4], b[:, 4], 0.7, by_min=True)
         return b[pick], pts[pick]
 
     def refine(self, frame: np.ndarray, box: Any) -> list[Any]:
         """A tracked face re-found from its predicted ``box`` (x, y, w, h, frame pixels) by O-Net
         alone, on the full-resolution frame: one 48 px crop instead of a pyramid. Empty when the
-        face is not there (the tracker then searches a window with the whole cascade)."""
+        face is not there (O-Net's score below the face threshold: the tracker then searches a
+        window with the whole cascade)."""
+        found = self.refine_all(frame, [box])[0]
+        return [] if found is None else [found]
+
+    def refine_all(self, frame: np.ndarray, boxes: list[Any]) -> list[Any]:
+        """:meth:`refine` for several tracked faces in one O-Net batch: per box, its re-fitted
+        :class:`runtime.faces.Detection`, or None where O-Net's score is below the face threshold."""
         from runtime.faces import Detection
 
-        x, y, w, h = (float(v) for v in box[:4])
-        boxes, points = self._output_stage(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR),
-                                           _square(np.array([[x, y, x + w, y + h]], np.float64)))
+        if not len(boxes):
+            return []
+        xywh = np.array([[float(v) for v in box[:4]] for box in boxes], np.float64)
+        square = _square(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:4]], axis=1))
+        found, points = self._onet(frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), square)
         return [Detection((b[0], b[1], b[2] - b[0], b[3] - b[1]), float(b[4]), p.astype(np.float32))
-                for b, p in zip(boxes, points)]
+                if b[4] >= self.face_threshold else None for b, p in zip(found, points)]
 
     def _run_batches(self, net: str, x: np.ndarray, names: tuple[str, ...], limit: int = 256) -> list[np.ndarray]:
         parts = [self._nets[net].run({"input": x[i: i + limit]}, names) for i in range(0, len(x), limit)]

@@ -6,6 +6,8 @@ write leaves the old one. A target that exists but is not a regular file (``/dev
 device) is written directly: renaming over it would swap a device node or a pipe for a regular file.
 A symlink is followed: its target is replaced, the link stays. :func:`same_file` tells whether two
 paths name one file (outputs are checked against inputs and each other with it).
+:func:`make_folder` is the one rule of every tool for an output in a folder that does not exist
+yet: the folder is created (a file where a folder should be is a one-line error).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import contextlib
 import os
 from pathlib import Path
 from typing import Iterator
+
+from runtime.errors import UserError
 
 
 def is_special(path: str | Path) -> bool:
@@ -57,3 +61,18 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.realpath(a) == os.path.realpath(b)
+
+
+def make_folder(folder: str | Path, flag: str, path: str | Path | None = None) -> None:
+    """Create ``folder`` (and its parents) for the output ``path`` given with ``flag``; a UserError
+    in one line when a file stands where a folder should be or the folder cannot be made."""
+    folder = Path(folder) if str(folder) else Path(".")
+    shown = f"{flag} {path if path is not None else folder}"
+    blocker = next((a for a in [folder, *folder.parents] if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{shown}: {blocker} is a file, not a folder; pass a path in a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{shown}: the folder {folder} could not be created ({e.strerror or e}); check the "
+                        "permissions or choose another path") from None

@@ -1,9 +1,11 @@
-"""The frame loop: decode → faces (+ preprocess) → inference, overlapped in threads.
+"""One camera's stages: decode → faces (+ preprocess), overlapped in threads, into the shared inference.
 
 Each stage runs in its own thread and hands work on through a small bounded queue, so memory
 stays flat however long the run, and a slow stage slows the ones before it instead of piling up
-frames (live sources drop frames at the grabber instead, see :mod:`runtime.sources`). Results
-come back in frame order on the caller's thread, which owns the outputs (and any GUI window).
+frames (live sources drop frames at the grabber instead, see :mod:`runtime.sources`). The faces
+stage hands its frames to this camera's lane of the one inference stage
+(:class:`runtime.batcher.Batcher`), which batches faces across cameras and hands results back in
+each camera's frame order; :class:`runtime.loop.FrameLoop` sets the chain up and owns the outputs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -68,6 +70,8 @@ class Face:
     error_map: np.ndarray | None = None  # S×S float32, only kept when frames are kept
     face_score: float | None = None  # the face detector's confidence (None: Haar, --faces none)
     landmarks: np.ndarray | None = None  # 5×2 frame pixels (None when the detector gives none)
+    scored: bool = True  # False: the tracker carried the box but no face was confirmed in it (not scored)
+    recent: dict[str, Any] | None = None  # its track's verdict over the last --window seconds (runtime.aggregate)
 
 
 @dataclass
@@ -76,6 +80,8 @@ class Result:
     faces: list[Face]
     ended: list[int]  # ids of tracks that ended at this frame (finalise them now)
     x: np.ndarray | None = field(default=None, repr=False)  # network input, until inference
+    camera: str = ""  # the camera it came from (set by the inference stage, from the camera's lane)
+    recent: dict[str, Any] | None = None  # the source's verdict over the last --window seconds (runtime.aggregate)
 
 
 @dataclass
@@ -91,11 +97,31 @@ class StageTimes:
         return {k: round(1000.0 * v / frames, 3) if frames else 0.0 for k, v in self.seconds.items()}
 
 
-class Pipeline:
-    """Iterate over :class:`Result` objects; stops and joins its threads when the loop ends."""
+def lane_depth(max_batch: int, keep_images: bool, queue_frames: int = 4) -> int:
+    """Frames a camera's lane into the inference stage holds: enough to fill a batch with one face
+    each, and, when frames are not kept (the network inputs alone: ~0.6 MB a face at 224 px), a
+    buffer deep enough that inference keeps busy through a slow detection round (a full-frame scan
+    for new faces, ~20-40 ms)."""
+    depth = queue_frames if keep_images else 6 * queue_frames
+    return max(depth, min(max_batch, 16))
 
-    def __init__(self, source: Source, tracker: FaceTracker, backend: Backend, *, reconstruct: bool = False,
-                 keep_images: bool = False, queue_frames: int = 4) -> None:
+
+class Lane(Protocol):
+    """Where a camera's faces stage puts its frames (:class:`runtime.batcher.Lane`): ``put`` as
+    ``queue.Queue``'s (blocks while full, ``queue.Full`` after ``timeout``), ``close`` from any thread."""
+
+    def put(self, item: Any, timeout: float | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Pipeline:
+    """One camera's decode and faces threads (:meth:`start`), feeding ``lane``; :meth:`stop` joins
+    them. An error in a stage ends this camera only: it is kept in :attr:`error` and the lane is
+    closed, and the frame loop decides what it means for the run."""
+
+    def __init__(self, source: Source, tracker: FaceTracker, backend: Backend, lane: Lane, *,
+                 reconstruct: bool = False, keep_images: bool = False, queue_frames: int = 4) -> None:
         if reconstruct:
             backend.require_recon()
         self.source = source
@@ -114,33 +140,18 @@ class Pipeline:
         self.times = StageTimes()
         self.decoded = 0
         self._q1: queue.Queue[Any] = queue.Queue(queue_frames)
-        # enough frames to fill a batch with one face each, and, when frames are not kept (the
-        # network inputs alone: ~0.6 MB a face at 224 px), a buffer deep enough that inference keeps
-        # busy through a slow detection round (a full-frame scan for new faces, ~20-40 ms)
-        depth = queue_frames if keep_images else 6 * queue_frames
-        self._q2: queue.Queue[Any] = queue.Queue(max(depth, min(backend.max_batch, 16)))
-        # a whole batch of results, so inference never waits on the caller to hand them on
-        self._q3: queue.Queue[Any] = queue.Queue(max(queue_frames, min(backend.max_batch, 16)))
+        self._q2 = lane  # this camera's lane into the shared inference stage (runtime.batcher)
         self._abort = threading.Event()
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None
+        self._running = 0
+        self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._guard, args=(fn,), name=f"jrc-{name}", daemon=True)
-                         for name, fn in (("decode", self._decode), ("faces", self._faces),
-                                          ("infer", self._infer))]
+                         for name, fn in (("decode", self._decode), ("faces", self._faces))]
 
-    # --- the caller's side --------------------------------------------------------------
-    def __iter__(self) -> Iterator[Result]:
+    def start(self) -> None:
+        self._running = len(self._threads)
         for t in self._threads:
             t.start()
-        try:
-            while True:
-                item = self._get(self._q3)
-                if item is _END or item is _ABORT:
-                    break
-                yield item
-            if self._error is not None:
-                raise self._error
-        finally:
-            self.stop()
 
     def stop(self) -> None:
         """Tear down: stop reading, unblock every stage, join the threads (idempotent)."""
@@ -149,15 +160,23 @@ class Pipeline:
         for t in self._threads:
             if t.is_alive() and t is not threading.current_thread():
                 t.join(10.0)
+        if not any(t.is_alive() for t in self._threads):
+            self._q2.close()
 
     # --- plumbing -----------------------------------------------------------------------
     def _guard(self, fn: Any) -> None:
         try:
             fn()
-        except BaseException as e:  # handed to the caller's thread, which re-raises it
-            if self._error is None:
-                self._error = e
+        except BaseException as e:  # kept for the frame loop, which decides what it means for the run
+            if self.error is None:
+                self.error = e
             self._abort.set()
+        finally:
+            with self._lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:  # every stage is done: nothing more comes down this camera's lane
+                self._q2.close()
 
     def _put(self, q: queue.Queue[Any], item: Any) -> bool:
         while not self._abort.is_set():
@@ -186,6 +205,7 @@ class Pipeline:
             self.times.add("decode", time.perf_counter() - t0)
             if frame is None:
                 break
+            frame.read_at = time.perf_counter()
             self.decoded += 1
             if not self._put(self._q1, frame):
                 return
@@ -208,11 +228,13 @@ class Pipeline:
             # there the tracker counts the frames it is given (a loaded box does not detect more)
             tracked, gone = self.tracker.update(frame.image, None if self.source.live else frame.index)
             t1 = time.perf_counter()
-            faces = [Face(f.track, f.box, f.detected, face_score=f.score, landmarks=f.landmarks) for f in tracked]
+            # only a face the detector confirmed in this frame is cropped and scored (runtime.tracking)
+            faces = [Face(f.track, f.box, f.detected, face_score=f.score, landmarks=f.landmarks, scored=f.detected)
+                     for f in tracked]
             x = None
-            if faces:
+            if any(f.scored for f in faces):
                 crops = np.stack([face_crop(frame.image, f.box, f.landmarks, self.margin, meta.input_size, self.align)
-                                  for f in faces])
+                                  for f in faces if f.scored])
                 x = to_input(crops, meta)
             if not self.keep_images:
                 frame.image = None
@@ -220,52 +242,3 @@ class Pipeline:
             self.times.add("preprocess", time.perf_counter() - t1)
             if not self._put(self._q2, Result(frame, faces, ended + gone, x)):
                 return
-
-    def _infer(self) -> None:
-        limit = self.backend.max_batch
-        while True:
-            first = self._get(self._q2)
-            if first is _ABORT:
-                return
-            batch, n = [first], 0 if first is _END else len(first.faces)
-            while batch[-1] is not _END and n < limit:  # take what is ready, never wait to fill
-                try:
-                    nxt = self._q2.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(nxt)
-                n += 0 if nxt is _END else len(nxt.faces)
-            results = [r for r in batch if r is not _END]
-            t0 = time.perf_counter()
-            self._score(results)
-            self.times.add("infer", time.perf_counter() - t0)
-            for r in batch:
-                if not self._put(self._q3, r):
-                    return
-            if batch[-1] is _END:
-                return
-
-    def _score(self, results: list[Result]) -> None:
-        xs = [r.x for r in results if r.x is not None]
-        if not xs:
-            return
-        x = np.concatenate(xs) if len(xs) > 1 else xs[0]
-        logits, errors = [], []
-        for i in range(0, len(x), self.backend.max_batch):
-            chunk = x[i: i + self.backend.max_batch]
-            out = self.backend.infer(chunk, reconstruct=self.reconstruct)
-            logits.append(out["logit"][:, 0])
-            if self.reconstruct:
-                errors.append(np.mean((chunk - out["recon"]) ** 2, axis=1))  # N×S×S
-        logit = np.concatenate(logits)
-        prob = sigmoid(logit)
-        err = np.concatenate(errors) if errors else None
-        k = 0
-        for r in results:
-            for f in r.faces:
-                f.logit, f.prob = float(logit[k]), float(prob[k])
-                if err is not None:
-                    f.recon_error = float(err[k].mean())
-                    f.error_map = err[k].astype(np.float32) if self.keep_images else None
-                k += 1
-            r.x = None

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,25 +22,32 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError
-from runtime.fileio import is_special, write_atomic
+from runtime.fileio import is_special, make_folder, write_atomic
 from runtime.pipeline import Result
 
 JSONL_SCHEMA = 1
 
 
 def check_writable(path: str, flag: str) -> None:
-    """Fail before the run starts if an output cannot be written: its folder must exist and be
-    writable, and the path must not be a folder. ``--save`` must be a regular file (a video is
-    written with seeks; a device or FIFO would be replaced or fail at the end)."""
+    """Fail before the run starts if an output cannot be written: its folder is created when missing
+    (the rule of every tool, :func:`runtime.fileio.make_folder`) and must be writable, and the path
+    must not be a folder (except a ``--save`` folder of annotated images, :mod:`runtime.save`).
+    ``--save`` must be a regular file (a video is written with seeks; a device or FIFO would be
+    replaced or fail at the end)."""
     p = Path(path)
+    if flag == "--save":
+        from runtime.save import save_kind
+
+        if save_kind(path) == "folder":
+            make_folder(p, flag, path)
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise UserError(f"{flag} {path}: not writable (permissions or a read-only file system); check the "
+                                "permissions or choose another path")
+            return
     if p.is_dir() or str(path).endswith(os.sep):
         raise UserError(f"{flag} {path}: is a folder; pass a file name")
     folder = p.parent if str(p.parent) else Path(".")
-    blocker = next((a for a in [folder, *folder.parents] if a.exists() and not a.is_dir()), None)
-    if blocker is not None:
-        raise UserError(f"{flag} {path}: {blocker} is a file, not a folder; pass a path in a folder")
-    if not folder.is_dir():
-        raise UserError(f"{flag} {path}: the folder {folder} does not exist; create it first")
+    make_folder(folder, flag, path)
     if flag == "--save" and is_special(p):
         raise UserError(f"{flag} {path}: not a regular file (a device, FIFO or socket); a video is written "
                         "with seeks, pass a file name ending in .mp4 or .avi")
@@ -82,17 +90,22 @@ def frame_record(r: Result, ended: list[dict[str, Any]], threshold: float, dropp
     faces = []
     for f in r.faces:
         d = {"track": f.track, "box": [int(v) for v in f.box], "detected": f.detected,
-             "face_score": _num(f.face_score, 4), "logit": _num(f.logit), "prob": _num(f.prob),
-             "fake": bool(f.prob >= threshold)}
+             "scored": bool(getattr(f, "scored", True)), "face_score": _num(f.face_score, 4),
+             "logit": _num(f.logit), "prob": _num(f.prob), "fake": bool(f.prob >= threshold)}
         if f.landmarks is not None:
             d["landmarks"] = [[round(float(v), 1) for v in p] for p in f.landmarks]
         if f.recon_error is not None:
             d["recon_error"] = _num(f.recon_error)
+        if getattr(f, "recent", None) is not None:
+            d["recent"] = f.recent
         faces.append(d)
-    return {"schema": JSONL_SCHEMA, "source": r.frame.source, "frame": r.frame.index,
-            "time": round(r.frame.time, 4), "no_face": not faces,
-            "prob": _frame_prob(r.faces) if faces else None,
-            "faces": faces, "tracks_ended": ended, "dropped": dropped}
+    rec = {"schema": JSONL_SCHEMA, "camera": r.camera, "source": r.frame.source, "frame": r.frame.index,
+           "time": round(r.frame.time, 4), "no_face": not faces,
+           "prob": _frame_prob(r.faces) if faces else None,
+           "faces": faces, "tracks_ended": ended, "dropped": dropped}
+    if getattr(r, "recent", None) is not None:
+        rec["recent"] = r.recent
+    return rec
 
 
 def _frame_prob(faces: list[Any]) -> float | None:
@@ -101,22 +114,66 @@ def _frame_prob(faces: list[Any]) -> float | None:
     return _num(max(finite)) if finite else None
 
 
-class JsonlSink:
-    """One JSON object per line, flushed per line; the file is created at the first line."""
+@dataclass(frozen=True)
+class Rotation:
+    """JSONL files of a box that runs for months: start a new file when the current one has
+    ``max_bytes`` or is ``max_age_s`` old; the previous ones are kept as ``FILE.1`` (newest) to
+    ``FILE.<keep>``, older ones deleted."""
 
-    def __init__(self, path: str) -> None:
+    max_bytes: int | None = None
+    max_age_s: float | None = None
+    keep: int = 10
+
+
+class JsonlSink:
+    """One JSON object per line, flushed per line; the file is created at the first line, and
+    rotated by size or age when ``rotate`` says so."""
+
+    def __init__(self, path: str, flag: str = "--jsonl", rotate: Rotation | None = None) -> None:
         self.path = path
+        self.flag = flag
+        self.rotate = rotate if rotate is not None and (rotate.max_bytes or rotate.max_age_s) else None
         self._f: TextIO | None = None
+        self._size = 0
+        self._opened = 0.0
+        self.rotations = 0
 
     def write(self, record: dict[str, Any]) -> None:
         line = to_json(record) + "\n"
         try:
+            if self._f is not None and self._due(len(line.encode("utf-8"))):
+                self._rotate()
             if self._f is None:
                 self._f = open(self.path, "w", encoding="utf-8")
+                self._size, self._opened = 0, time.monotonic()
             self._f.write(line)
             self._f.flush()
+            self._size += len(line.encode("utf-8"))
         except OSError as e:
-            raise write_failed("--jsonl", self.path, e) from None
+            raise write_failed(self.flag, self.path, e) from None
+
+    def _due(self, incoming: int) -> bool:
+        r = self.rotate
+        if r is None or self._size == 0:
+            return False
+        return bool((r.max_bytes and self._size + incoming > r.max_bytes)
+                    or (r.max_age_s and time.monotonic() - self._opened >= r.max_age_s))
+
+    def _rotate(self) -> None:
+        """FILE → FILE.1, FILE.1 → FILE.2, ...; the oldest past ``keep`` is deleted."""
+        assert self.rotate is not None and self._f is not None
+        self._f.close()
+        self._f = None
+        keep = max(1, self.rotate.keep)
+        old = Path(f"{self.path}.{keep}")
+        if old.exists():
+            old.unlink()
+        for i in range(keep - 1, 0, -1):
+            p = Path(f"{self.path}.{i}")
+            if p.exists():
+                os.replace(p, f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        self.rotations += 1
 
     def close(self) -> None:
         """Close the file; every line was flushed as written, so a failing close (the line whose
@@ -127,6 +184,28 @@ class JsonlSink:
                 f.close()
             except OSError:
                 pass
+
+
+class EventsFile:
+    """``--events FILE``: one JSON line per event message (open / update / close)."""
+
+    name = "events"
+
+    def __init__(self, path: str, rotate: Rotation | None = None) -> None:
+        self._jsonl = JsonlSink(path, "--events", rotate)
+        self.written = 0
+
+    def publish(self, message: dict[str, Any]) -> None:
+        from runtime.events import public
+
+        self._jsonl.write(public(message))
+        self.written += 1
+
+    def close(self) -> None:
+        self._jsonl.close()
+
+    def report(self) -> dict[str, Any]:
+        return {"path": self._jsonl.path, "written": self.written, "rotations": self._jsonl.rotations}
 
 
 def write_summary(path: str, summary: dict[str, Any]) -> None:
@@ -163,6 +242,11 @@ def annotate(r: Result, threshold: float) -> np.ndarray:
     scale = max(0.4, min(h, w) / 720)
     for f in r.faces:
         x, y, bw, bh = f.box
+        if not getattr(f, "scored", True):  # carried by the tracker, no face confirmed here: not scored
+            cv2.rectangle(img, (x, y), (x + bw, y + bh), (128, 128, 128), 1)
+            cv2.putText(img, f"#{f.track} lost", (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6,
+                        (128, 128, 128), 1, cv2.LINE_AA)
+            continue
         color = score_color(f.prob)
         cv2.rectangle(img, (x, y), (x + bw, y + bh), color, thick)
         label = f"#{f.track} {'FAKE' if f.prob >= threshold else 'real'} {f.prob:.2f}"
@@ -189,7 +273,8 @@ class VideoSink:
         self._w: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
 
-    def write(self, img: np.ndarray) -> None:
+    def write(self, img: np.ndarray, frame: Any = None) -> None:
+        """Append an annotated frame (``frame``: its source frame, unused: one video for all)."""
         if self._w is None:
             self._size = (img.shape[1], img.shape[0])
             fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.lower().endswith((".mp4", ".m4v", ".mov"))
@@ -297,21 +382,25 @@ def print_verdicts(summary: dict[str, Any], limit: int = 20) -> None:
     """One line per source on stdout (the first ``limit``), then the overall line for several."""
     sources = summary.get("sources", [])
     for s in sources[:limit]:
-        print(verdict_line(s["source"], s, summary["threshold"]))
+        print(verdict_line(s["source"], s, summary["threshold"], s.get("dropped", 0)))
     if summary.get("sources_total", 0) > limit:
         print(f"... {summary['sources_total'] - limit} more sources (see --summary / --jsonl)")
     if summary.get("sources_total", 0) > 1:
         print(verdict_line("overall", summary, summary["threshold"]))
 
 
-def verdict_line(name: str, s: dict[str, Any], threshold: float) -> str:
-    """A source's (or the run's) verdict in one line, from its summary entry."""
+def verdict_line(name: str, s: dict[str, Any], threshold: float, dropped: int = 0) -> str:
+    """A source's (or the run's) verdict in one line, from its summary entry; ``dropped``: frames a
+    live source skipped, said beside the verdict that rests on the others."""
+    skipped = (f"; {dropped} frame(s) dropped (live source: the verdict rests on the {s['frames']} processed; "
+               "--live no reads every frame of a file)") if dropped else ""
     if s["verdict"] == "no_face":
-        return f"{name}: no face found in {s['frames']} frame(s)"
-    if s["prob"] is None:  # faces, but not one finite logit
-        return f"{name}: UNSCORED, {s['faces']} face(s) without a finite logit (see nonfinite_logits)"
+        return f"{name}: no face found in {s['frames']} frame(s){skipped}"
+    if s["prob"] is None:  # faces, but none scored with a finite logit
+        return (f"{name}: UNSCORED, {s['faces']} face(s) without a finite logit or not confirmed as faces (see "
+                f"nonfinite_logits, faces_unscored){skipped}")
     tracks = s.get("tracks")
     ntracks = tracks if isinstance(tracks, int) else s.get("tracks_total")
     return (f"{name}: {s['verdict'].upper()}  p(fake) {s['prob']:.3f} (threshold {threshold:.2f}) over "
             f"{s['frames_with_face']} frame(s) with a face, {s['frames_without_face']} without, "
-            f"{ntracks} track(s)")
+            f"{ntracks} track(s){skipped}")

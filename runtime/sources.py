@@ -5,8 +5,11 @@ name holds). Files yield every frame (or every ``stride``-th); live sources (cam
 pipelines) are read by a grabber thread that keeps only the newest frame, so a slow consumer never
 blocks the camera: frames it did not take are dropped and counted. Opening and reading are bounded
 in time; a stream that fails is reopened with backoff up to ``max_reconnects`` times before the run
-ends with :data:`EXIT_SOURCE`. A URL that serves a file (its frame count is known) ends at the
-file's end; with ``live="no"`` it is read frame by frame like a local file.
+ends with :data:`EXIT_SOURCE`. A URL that serves a file (its frame count is known) is read frame
+by frame like a local file, every frame, unless ``live="yes"`` (then it is played like a camera,
+stale frames dropped and counted, and it ends at the file's end); a URL that serves a stream (no
+frame count: RTSP, an MJPEG camera) is live. ``live="yes"`` applies to one video file, a URL or a
+camera: a folder or glob is read file by file, and refused with it.
 What a spec names, and :func:`reads` (would a source read this path?), live in
 :mod:`runtime.source_specs`.
 """
@@ -50,6 +53,7 @@ class Frame:
     time: float  # seconds: position in a file, or since the start for live sources
     source: str  # the item: file path, URL, camera
     item: int  # ordinal of the item (folders and globs hold several)
+    read_at: float = 0.0  # perf_counter() when the frame loop took it from the source (latency)
 
 
 @dataclass
@@ -216,9 +220,12 @@ class LiveSource(Source):
 
     def __init__(self, spec: str, kind: str, max_reconnects: int = 5, open_timeout: float = 10.0,
                  read_timeout: float = 5.0, pace: float | None = None,
-                 opener: Callable[[], cv2.VideoCapture] | None = None, backoff: float = BACKOFF_S) -> None:
+                 opener: Callable[[], cv2.VideoCapture] | None = None, backoff: float = BACKOFF_S,
+                 retry_open: bool = False) -> None:
         """``opener`` returns a new capture (default: OpenCV for ``kind``); reconnects call it again,
-        after ``backoff`` seconds, doubling per failed attempt (at most :data:`MAX_BACKOFF_S`)."""
+        after ``backoff`` seconds, doubling per failed attempt (at most :data:`MAX_BACKOFF_S`).
+        ``retry_open`` (the camera box): the first open happens in the grabber thread and a camera
+        that is not up yet is retried like a lost one, instead of failing here."""
         super().__init__(spec)
         self.kind = kind
         self.max_reconnects = max(0, int(max_reconnects))
@@ -231,14 +238,20 @@ class LiveSource(Source):
         self._latest: tuple[np.ndarray, int, float] | None = None
         self._ended: UserError | None | bool = None  # True: clean end; UserError: gave up
         self._reading_since: float | None = None  # monotonic start of the grabber's current read
-        cap = self._open()
+        self.up = False  # a capture is open and delivering
+        self.frames_total: int | None = None
+        cap = None if retry_open else self._open()
+        if cap is not None:
+            self._describe(cap)
+        self._thread = threading.Thread(target=self._grab, args=(cap,), daemon=True, name="source-grab")
+
+    def _describe(self, cap: cv2.VideoCapture) -> None:
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if fps and 0 < fps < 1000 else None
         # a URL that serves a file announces its frame count (a stream announces none): reading
         # past its last frame is its end, not a lost stream to reopen (and replay from the start)
-        count = cap.get(cv2.CAP_PROP_FRAME_COUNT) if kind == "url" else 0.0
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT) if self.kind == "url" else 0.0
         self.frames_total = int(count) if count and 0 < count < 2**31 else None
-        self._thread = threading.Thread(target=self._grab, args=(cap,), daemon=True, name="source-grab")
 
     def _open(self) -> cv2.VideoCapture:
         cap = bounded(self._opener, self.spec, self.open_timeout + 1.0)
@@ -251,11 +264,14 @@ class LiveSource(Source):
 
     def _grab(self, cap: cv2.VideoCapture | None) -> None:
         index, start, failures = 0, time.monotonic(), 0
+        if cap is None:
+            cap = self._first_open()
         try:
             while cap is not None and not self._stop.is_set():
                 self._reading_since = time.monotonic()
                 ok, img = cap.read()
                 self._reading_since = None
+                self.up = bool(ok and img is not None)
                 if not ok or img is None:
                     at_end = self._at_end(cap)
                     cap.release()
@@ -280,6 +296,24 @@ class LiveSource(Source):
         finally:
             if cap is not None:
                 cap.release()
+
+    def _first_open(self) -> cv2.VideoCapture | None:
+        """Open in the grabber thread (``retry_open``), retried with the reconnect policy."""
+        for attempt in range(self.max_reconnects + 1):
+            if attempt and self._stop.wait(min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF_S)):
+                return None
+            if attempt:
+                self.stats.reconnects += 1
+            try:
+                cap = self._open()
+            except UserError as e:
+                last = e
+                continue
+            self._describe(cap)
+            return cap
+        if not self._stop.is_set():
+            self._finish(SourceLost(f"{last}; gave up after {self.max_reconnects} more attempts"))
+        return None
 
     def _at_end(self, cap: cv2.VideoCapture) -> bool:
         """A URL serving a file has been read to its last frame (a missing last frame or two in
@@ -344,9 +378,11 @@ class LiveSource(Source):
 
 # --- choosing -------------------------------------------------------------------------------
 def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: int = 5,
-                open_timeout: float = 10.0, read_timeout: float = 5.0, decode_threads: int = 0) -> Source:
+                open_timeout: float = 10.0, read_timeout: float = 5.0, decode_threads: int = 0,
+                retry_open: bool = False) -> Source:
     """A source for ``spec``; ``live`` is ``auto`` (cameras/URLs/pipelines), ``yes`` or ``no``.
-    ``decode_threads``: FFmpeg threads per video file (0: FFmpeg's choice)."""
+    ``decode_threads``: FFmpeg threads per video file (0: FFmpeg's choice); ``retry_open``: a
+    camera, URL or pipeline that does not open yet is retried in the background (the camera box)."""
     spec = str(spec).strip()
     if not spec:
         raise UserError("--source is empty; pass a camera index, file, folder, glob, URL or pipeline")
@@ -360,12 +396,39 @@ def open_source(spec: str, stride: int = 1, live: str = "auto", max_reconnects: 
         if kind == "url":
             return UrlFileSource(spec, stride, open_timeout, read_timeout, decode_threads)
         raise UserError(f"{spec}: a {kind} source is always live; drop --live no")
-    return LiveSource(spec, kind, max_reconnects, open_timeout, read_timeout)
+    if kind == "url" and live == "auto":
+        try:  # a file served over HTTP is read in full; a stream is live
+            return _url_source(spec, stride, max_reconnects, open_timeout, read_timeout, decode_threads)
+        except UserError:
+            if not retry_open:
+                raise
+            # not up yet (the camera box): a stream that may come, retried in its own thread
+    return LiveSource(spec, kind, max_reconnects, open_timeout, read_timeout, retry_open=retry_open)
+
+
+def _url_source(spec: str, stride: int, max_reconnects: int, open_timeout: float, read_timeout: float,
+                decode_threads: int) -> Source:
+    """A URL with ``--live auto``: the file it serves read in full (its frame count is known), or,
+    for a stream, a live source that starts from the capture already opened here."""
+    src = UrlFileSource(spec, stride, open_timeout, read_timeout, decode_threads)  # opens the URL once
+    count = src._first.get(cv2.CAP_PROP_FRAME_COUNT) if src._first is not None else 0.0
+    if count and 0 < count < 2**31:
+        return src
+    opened = [src._first]
+    src._first = None
+
+    def opener() -> cv2.VideoCapture:  # the open capture first; reconnects open a new one
+        return opened.pop() if opened else capture_opener(spec, "url", open_timeout, read_timeout)()
+
+    return LiveSource(spec, "url", max_reconnects, open_timeout, read_timeout, opener=opener)
 
 
 def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_timeout: float,
                  read_timeout: float, decode_threads: int = 0) -> Source:
     p = Path(spec)
+    if live == "yes" and (p.is_dir() or is_glob(spec)):
+        raise UserError(f"{spec}: --live yes plays one video file, URL or camera like a camera; a "
+                        f"{'folder' if p.is_dir() else 'glob'} is read file by file, every frame: drop --live yes")
     if p.is_dir():
         paths = folder_media(spec)
         if not paths:

@@ -71,12 +71,15 @@ KNOBS = {
     "--lambdas 0.1,0": "--lambdas 0.1",
     "--items 1600": "--items 64 --val-items 32",
     "--test-items 4000": "--test-items 40",
-    "--calib-size 256": "--calib-size 16 --eval-size 40 --speed-rounds 3 --max-auc-drop 1",  # gate: see docstring
+    "--calib-size 256": "--calib-size 16 --eval-size 40 --speed-rounds 3 --max-auc-drop 1 --plan-candidates 3 "
+                        "--plan-rounds 2",  # gate: see docstring
+    "--calib synthetic,photos,mix": "--calib synthetic,photos --calib-size 16 --eval-size 20 --photos 2 --cpu-plan all",
     "--json acc.json": "--runs 5 --json acc.json",
     "--frames 50000": "--frames 200 --warmup 100",
     "--frames 200 --rounds 4": "--frames 20 --rounds 1 --cost-rounds 1 --lfw 10",
     "--runs 100": "--runs 3 --warmup 1",
     "--repeats 3": "--repeats 1 --frames 30",
+    "--frames 150 --rounds 3": "--frames 6 --rounds 1 --cameras 1,2 --size 320x180",
 }
 
 MARKER = re.compile(r"^\s*<!--\s*readme-test:\s*(?P<body>.*?)\s*-->\s*$")

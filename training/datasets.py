@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from runtime.errors import UserError, run_cli
-from runtime.faces import DETECTORS
+from runtime.faces import DEFAULT_DETECTOR
+from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
 from runtime.fileio import replacing, write_atomic
 from runtime.meta import Meta
 from training import layouts
@@ -49,10 +50,11 @@ class Settings:
     real_frames: int = 32
     size: int = Meta().input_size
     margin: float = Meta().face_margin
-    faces: str = "haar"
+    faces: str = DEFAULT_DETECTOR  # the runtime's: crops found by the detector that serves
     face_model: str | None = None
     detect_width: int = 640
     min_face: int = 24
+    face_threshold: float = DEFAULT_FACE_THRESHOLD
 
 
 @dataclass
@@ -118,13 +120,9 @@ def _init_worker(settings: Settings) -> None:
 
 
 def _make_detector(s: Settings) -> Any:
-    from runtime.faces import make_detector
+    from training.extract import extraction_detector
 
-    if s.faces == "none":
-        return make_detector("none")
-    if s.faces == "yunet":
-        return make_detector("yunet", model=s.face_model, detect_width=s.detect_width, min_face=s.min_face)
-    return make_detector("haar", detect_width=s.detect_width, min_face=s.min_face)
+    return extraction_detector(s.faces, s.face_model, s.detect_width, s.min_face, s.face_threshold)
 
 
 def crop_video(job: tuple[Video, Path, Settings]) -> dict[str, Any]:
@@ -306,10 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "one way to balance FF++'s 4 fakes per real")
     p.add_argument("--size", type=int, default=meta.input_size, help="crop side in pixels (299 for Xception)")
     p.add_argument("--margin", type=float, default=meta.face_margin, help="face box margin; keep the model's")
-    p.add_argument("--faces", choices=DETECTORS, default="haar", help="face detector (runtime.faces), as training.extract")
-    p.add_argument("--face-model", help="YuNet face-detector .onnx for --faces yunet")
-    p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
-    p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+    from training.extract import add_detector_options
+
+    add_detector_options(p)  # as training.extract: the runtime's detector and its settings
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="videos processed in parallel")
     p.add_argument("--overwrite", action="store_true", help="start again instead of resuming an earlier run")
     p.add_argument("--list", action="store_true", help="only print what was found per dataset and split")
@@ -338,7 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.out is None:
         raise UserError("--out is required to extract crops (or pass --list to only look)")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    s = Settings(a.frames, real_frames, a.size, a.margin, a.faces, a.face_model, a.detect_width, a.min_face)
+    if not 0.0 <= a.face_threshold <= 1.0:
+        raise UserError(f"--face-threshold {a.face_threshold}: must be a probability between 0 and 1")
+    s = Settings(a.frames, real_frames, a.size, a.margin, a.faces, a.face_model, a.detect_width, a.min_face,
+                 a.face_threshold)
     total = 0
     for lst in listings:
         if not lst.videos:

@@ -35,7 +35,10 @@ change the metrics unnoticed); a video that cannot be decoded and a sampled fram
 are skipped, as ``training.extract`` does, and counted (``training.calibration_set``'s ``skipped``).
 
 Splits: :func:`split_ids` partitions video (face) ids ~80/20 by a stable hash, never by seed, so
-a set opened for training and one opened for validation never share a video. :func:`split_for`
+a set opened for training and one opened for validation never share a video; a labelled spec is
+split within each class (a manifest's ``group`` with both labels is a class of its own), so both
+sides hold real and fake faces, and a validation side that could not (a class with one video id)
+is refused in one line. :func:`split_for`
 says which part a tool reads: ``synthetic`` is always split (training and calibration read its
 ``train`` faces; validation and every evaluation tool — training.evaluate, calibration.quantize's
 report, calibration.report, benchmarks.accuracy — its ``val`` faces, so ``synthetic:200`` is the
@@ -431,7 +434,7 @@ def open_items(spec: str | Path, meta: Meta, split: str | None = None, val_fract
             raise UserError(f"{path}: real/ and fake/ hold no images ({', '.join(IMAGE_EXTS)}); "
                             "extract crops with python -m training.extract")
     videos = _qualify(videos, labels)
-    idx = _split_rows(text, videos, columns, split, val_fraction)
+    idx = _split_rows(text, videos, columns, split, val_fraction, labels)
     items = CropFiles(text, [paths[i] for i in idx], None if labels is None else [labels[i] for i in idx],
                       [videos[i] for i in idx], {k: [v[i] for i in idx] for k, v in columns.items()})
     if check_files:
@@ -469,8 +472,9 @@ def _generated_items(text: str, meta: Meta, split: str | None, val_fraction: flo
 
 
 def _split_rows(spec: str, videos: list[str], columns: dict[str, list[str]], split: str | None,
-                val_fraction: float) -> list[int]:
-    """Rows of ``split``: by a manifest's split column when it has one, else by hash of group or video."""
+                val_fraction: float, labels: Sequence[int] | None = None) -> list[int]:
+    """Rows of ``split``: by a manifest's split column when it has one, else by hash of group or
+    video, stratified by label (:func:`_stratified`)."""
     if split is not None and split not in MANIFEST_SPLITS:
         raise UserError(f"split {split!r} is unknown; use train, val or test")
     if split is not None and "split" in columns:
@@ -485,12 +489,37 @@ def _split_rows(spec: str, videos: list[str], columns: dict[str, list[str]], spl
                         "training.datasets, or pass the test data as its own spec without a split")
     keys = ([g or v for g, v in zip(columns["group"], videos)] if "group" in columns and split is not None
             else videos)
-    keep = split_ids(keys, split, val_fraction)
+    keep = _stratified(spec, keys, labels, split, val_fraction) if labels is not None and split is not None \
+        else split_ids(keys, split, val_fraction)
     idx = [i for i, k in enumerate(keys) if k in keep]
     if not idx:
         raise UserError(f"{spec}: the {split} split is empty (only {len(set(keys))} video ids); "
                         "use more videos or no split")
     return idx
+
+
+def _stratified(spec: str, keys: list[str], labels: Sequence[int], split: str, val_fraction: float) -> set:
+    """:func:`split_ids` within each class (the labels a key's rows carry: a group holding a fake and
+    its source is a class of its own), so both sides hold every class that has two keys or more. A
+    validation side that would miss a class (it has a single video id) is refused in one line:
+    metrics, best.pt and an 'eer' threshold need both."""
+    classes: dict[str, set[int]] = {}
+    for k, y in zip(keys, labels):
+        classes.setdefault(k, set()).add(int(y))
+    strata: dict[tuple[int, ...], list[str]] = {}
+    for k, ys in classes.items():
+        strata.setdefault(tuple(sorted(ys)), []).append(k)
+    if split == "val":
+        for name, y in (("real", 0), ("fake", 1)):
+            held = sum(len(ks) for st, ks in strata.items() if y in st)
+            if held == 1 and len(classes) > 1:
+                raise UserError(f"{spec}: its automatic validation split needs two video ids or more holding {name} "
+                                f"faces to keep one for validation, and it has 1; add {name} videos (folders below "
+                                f"{name}/), or pass a validation set with --val")
+    keep: set = set()
+    for ks in strata.values():
+        keep |= split_ids(ks, split, val_fraction)
+    return keep
 
 
 def _check_readable(paths: Sequence[Path], source: str) -> None:

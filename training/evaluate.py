@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also one row per manipulation method (manifests with a method column)")
     p.add_argument("--out", help="output folder (default: <checkpoint folder>/eval)")
     p.add_argument("--threshold", type=float, help="probability threshold for ACC (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0 = its default)")
     return p

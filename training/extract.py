@@ -1,10 +1,12 @@
-"""Face crops from videos: ``python -m training.extract --videos DIR --out DIR --frames 32``.
+"""Face crops from videos and photos: ``python -m training.extract --videos DIR --out DIR --frames 32``.
 
 For every video below ``--videos`` (recursively) it samples ``--frames`` evenly spaced frames
 (:func:`sample_frames`; ``training.calibration_set`` reads video specs through it too), finds faces with
 ``runtime.faces`` and crops them with ``runtime.preprocess.crop_face`` (the crop the runtime
 makes), then writes ``OUT/<real|fake>/<video id>/<frame>.png`` and a row per crop in
-``OUT/manifest.csv`` (``path,label,video``). Either ``OUT`` or the manifest is a valid ``--data``
+``OUT/manifest.csv`` (``path,label,video``). Every photo below it is one frame: its largest face
+(every face with ``--all-faces``) is cropped to ``OUT/<real|fake>/<its path>.png``, its video id
+the photo's folder (:func:`find_photos`); photos read, without a face and skipped are counted. Either ``OUT`` or the manifest is a valid ``--data``
 for every tool (``training.dataspec``). The video id is the video's path below ``DIR`` (or below
 ``DIR/real|fake``) without its extension. Labels come from ``DIR/real`` and ``DIR/fake`` when
 those exist, else from ``--label``.
@@ -30,20 +32,21 @@ import numpy as np
 from runtime.errors import UserError, missing_dependency, run_cli
 from runtime.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
 from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
-from runtime.media import VIDEO_EXTS
+from runtime.media import IMAGE_EXTS, VIDEO_EXTS
 from runtime.meta import FACE_ALIGNS, Meta
 from runtime.preprocess import as_bgr8, face_crop
 
 LABELS = ("real", "fake")
 
 
-def find_videos(root: Path, label: str | None) -> tuple[list[tuple[Path, str, str]], int]:
-    """(video path, label, video id) for every video below ``root``, and how many were ignored.
+def find_videos(root: Path, label: str | None, exts: tuple[str, ...] = VIDEO_EXTS) -> tuple[list[tuple[Path, str, str]], int]:
+    """(video path, label, video id) for every video below ``root``, and how many were ignored
+    (``exts``: the suffixes looked for).
 
     With ``root/real`` or ``root/fake`` present, only videos below them count (others are ignored).
     """
     def under(base: Path) -> list[Path]:
-        return sorted(p for p in base.rglob("*") if p.suffix.lower() in VIDEO_EXTS and p.is_file())
+        return sorted(p for p in base.rglob("*") if p.suffix.lower() in exts and p.is_file())
 
     labelled = [name for name in LABELS if (root / name).is_dir()]
     found: list[tuple[Path, str, str]] = []
@@ -64,6 +67,30 @@ def find_videos(root: Path, label: str | None) -> tuple[list[tuple[Path, str, st
     found = [(p, lab, p.relative_to(root / lab if labelled else root).as_posix() if seen[(lab, vid)] > 1 else vid)
              for p, lab, vid in found]
     return found, ignored
+
+
+def find_photos(root: Path, label: str | None) -> tuple[list[tuple[Path, str, str, str]], int]:
+    """(photo path, label, video id, crop name) for every photo below ``root`` (the folders as for
+    videos), and how many were ignored. The video id is ``training.dataspec``'s rule for crops: the
+    photo's folder below ``real|fake`` (photos of one person kept together), or its name without the
+    suffix for a photo directly there; the crop keeps the photo's path (``<label>/<path>.png``; its
+    suffix kept in the name when two photos of a folder share a stem)."""
+    from training.dataspec import video_id_from_path
+
+    found, ignored = find_videos(root, label, IMAGE_EXTS)
+    labelled = any((root / name).is_dir() for name in LABELS)
+    stems: dict[tuple[str, str], int] = {}
+    rels = [p.relative_to(root / lab if labelled else root) for p, lab, _ in found]
+    for (_, lab, _), rel in zip(found, rels):
+        key = (lab, rel.with_suffix("").as_posix())
+        stems[key] = stems.get(key, 0) + 1
+    out = []
+    for (p, lab, _), rel in zip(found, rels):
+        name = rel.with_suffix("").as_posix()
+        if stems[(lab, name)] > 1:
+            name += "_" + rel.suffix.lstrip(".").lower()
+        out.append((p, lab, video_id_from_path(rel), name))
+    return out, ignored
 
 
 def sample_indices(total: int, n: int) -> list[int]:
@@ -142,6 +169,22 @@ def video_crops(path: Path, frames: int, detector: Any, size: int, margin: float
             yield idx, k, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align)
 
 
+def extraction_detector(kind: str, model: str | None, detect_width: int, min_face: int,
+                        face_threshold: float = DEFAULT_FACE_THRESHOLD) -> Any:
+    """The face detector of the extraction tools (this one and ``training.datasets``), built from
+    their shared options: the runtime's own (``runtime.faces.make_detector``)."""
+    if kind == "none":
+        return make_detector("none")
+    if kind == "yunet" and not model:
+        raise UserError("--faces yunet needs --face-model PATH (a YuNet face-detector .onnx)")
+    kw: dict[str, Any] = {"detect_width": detect_width, "min_face": min_face}
+    if kind == "mtcnn":
+        kw["face_threshold"] = face_threshold
+    if kind in ("mtcnn", "yunet") and model:
+        kw["model"] = model
+    return make_detector(kind, **kw)
+
+
 class OutputError(UserError):
     """Writing to --out failed: that stops the run (unlike a bad video, which is skipped)."""
 
@@ -199,6 +242,54 @@ def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Ma
     return crops, stats["no_face"]
 
 
+def extract_photo(path: Path, label: str, video_id: str, name: str, out: Path, manifest: Manifest, detector,
+                  size: int, margin: float, all_faces: bool, align: str = "box") -> int:
+    """Crops of one photo (its largest face, or every face); returns how many were written."""
+    from runtime.media import check_content_matches_name, read_image
+
+    check_content_matches_name(str(path))
+    frame = read_image(str(path))
+    if frame is None:
+        raise UserError("not a decodable image (damaged, or a format OpenCV cannot read)")
+    boxes = detector.detect(frame)
+    for k, box in enumerate(boxes if all_faces else boxes[:1]):
+        rel = f"{label}/{name}" + (f"_{k}.png" if all_faces else ".png")
+        _write_png(out / rel, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align))
+        manifest.add(rel, label, video_id)
+    manifest.sync()
+    return len(boxes if all_faces else boxes[:1])
+
+
+def _each(items: list[tuple[Any, ...]], bar: Any, work: Any) -> list[Any]:
+    """``work(item)`` for each item (its path first); a bad file is reported in one line and skipped,
+    a failing output stops the run. Returns the results of the items that worked."""
+    results = []
+    for item in items:
+        try:
+            results.append(work(item))
+        except OutputError:
+            raise
+        except UserError as e:
+            bar.write(f"extract: skipped {item[0]}: {e}", file=sys.stderr)
+        finally:
+            bar.update()
+        bar.set_postfix(done=len(results), skipped=bar.n - len(results))
+    return results
+
+
+def add_detector_options(p: argparse.ArgumentParser) -> None:
+    """The face-detector options of the extraction tools (this one and ``training.datasets``)."""
+    p.add_argument("--faces", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                   help="face detector (runtime.faces, the runtime's own): mtcnn (the bundled CNN), haar (no model "
+                   "file), yunet (needs --face-model) or none (frames are crops)")
+    p.add_argument("--face-model", help="mtcnn: folder of pnet/rnet/onet .onnx (default: the bundled one); "
+                   "yunet: its .onnx")
+    p.add_argument("--face-threshold", type=float, default=DEFAULT_FACE_THRESHOLD,
+                   help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
+    p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
+    p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+
+
 def _tqdm():
     try:
         from tqdm import tqdm
@@ -212,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.extract", description="Sample frames of every video, crop the faces as the runtime does, write PNG "
                                 "crops and a manifest.csv for training.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--videos", required=True, type=Path, help="folder of videos (with real/ and fake/, or use --label)")
+    p.add_argument("--videos", required=True, type=Path, help="folder of videos and photos (with real/ and fake/, or "
+                   "use --label); a photo gives one crop (its largest face; every face with --all-faces)")
     p.add_argument("--out", required=True, type=Path, help="output folder for crops and manifest.csv")
     p.add_argument("--frames", type=int, default=32, help="frames sampled evenly per video")
     p.add_argument("--size", type=int, default=meta.input_size, help="crop side in pixels")
@@ -220,15 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="face box margin (crop side = (1 + 2*margin) * box side); keep the model's")
     p.add_argument("--label", choices=LABELS, help="label of all videos when --videos has no real/ fake/")
     p.add_argument("--all-faces", action="store_true", help="crop every detected face, not only the largest")
-    p.add_argument("--faces", choices=DETECTORS, default=DEFAULT_DETECTOR,
-                   help="face detector (runtime.faces, the runtime's own): mtcnn (the bundled CNN), haar (no model "
-                   "file), yunet (needs --face-model) or none (frames are crops)")
-    p.add_argument("--face-model", help="mtcnn: folder of pnet/rnet/onet .onnx (default: the bundled one); "
-                   "yunet: its .onnx")
-    p.add_argument("--face-threshold", type=float, default=DEFAULT_FACE_THRESHOLD,
-                   help="mtcnn: faces below this detection confidence are not cropped (keep the runtime's)")
-    p.add_argument("--detect-width", type=int, default=640, help="detection runs on frames scaled to this width")
-    p.add_argument("--min-face", type=int, default=24, help="smallest face (pixels at detection width)")
+    add_detector_options(p)
     p.add_argument("--align", choices=FACE_ALIGNS, default="box", help="crop around the box, or align by the "
                    "detector's five landmarks (mtcnn); train with the same --face-align")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv")
@@ -241,20 +325,13 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"--frames {args.frames} --size {args.size} --margin {args.margin}: expected frames >= 1, "
                         "size 16..2048, margin 0..2")
     if not args.videos.is_dir():
-        raise UserError(f"{args.videos}: not a folder; --videos takes a folder of videos")
+        raise UserError(f"{args.videos}: not a folder; --videos takes a folder of videos and photos")
     videos, ignored = find_videos(args.videos, args.label)
-    if not videos:
-        raise UserError(f"{args.videos}: no video files ({', '.join(VIDEO_EXTS)}) found; nothing to extract")
-    if args.faces == "none":
-        detector = make_detector("none")
-    elif args.faces == "yunet":
-        detector = make_detector("yunet", model=args.face_model, detect_width=args.detect_width,
-                                 min_face=args.min_face)
-    elif args.faces == "mtcnn":
-        detector = make_detector("mtcnn", model=args.face_model, detect_width=args.detect_width,
-                                 min_face=args.min_face, face_threshold=args.face_threshold)
-    else:
-        detector = make_detector("haar", detect_width=args.detect_width, min_face=args.min_face)
+    photos, ignored_photos = find_photos(args.videos, args.label)
+    if not videos and not photos:
+        raise UserError(f"{args.videos}: no video files ({', '.join(VIDEO_EXTS)}) and no photos "
+                        f"({', '.join(IMAGE_EXTS)}) found; nothing to extract")
+    detector = extraction_detector(args.faces, args.face_model, args.detect_width, args.min_face, args.face_threshold)
     if args.align == "landmarks" and not getattr(detector, "has_landmarks", False):
         raise UserError(f"--align landmarks needs a detector with landmarks; --faces {args.faces} has none, use mtcnn")
     manifest_path = args.out / "manifest.csv"
@@ -267,33 +344,28 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our one line per bad video replaces FFmpeg's noise
     tqdm = _tqdm()
 
-    if ignored:
-        print(f"extract: ignoring {ignored} videos outside real/ and fake/", file=sys.stderr)
+    if ignored or ignored_photos:
+        print(f"extract: ignoring {ignored} videos and {ignored_photos} photos outside real/ and fake/", file=sys.stderr)
     manifest = Manifest(manifest_path)
-    processed = skipped = crops = no_face = 0
     try:
-        bar = tqdm(videos, desc="extract", unit="video", file=sys.stderr, dynamic_ncols=True)
-        for path, label, vid in bar:
-            try:
-                c, nf = extract_video(path, label, vid, args.out, manifest, detector, args.frames, args.size,
-                                      args.margin, args.all_faces, args.align)
-            except OutputError:
-                raise
-            except UserError as e:
-                skipped += 1
-                tqdm.write(f"extract: skipped {path}: {e}", file=sys.stderr)
-                continue
-            processed += 1
-            crops += c
-            no_face += nf
-            bar.set_postfix(crops=crops, skipped=skipped)
+        bar = tqdm(total=len(videos) + len(photos), desc="extract", unit="file", file=sys.stderr, dynamic_ncols=True)
+        done = _each(videos, bar, lambda v: extract_video(v[0], v[1], v[2], args.out, manifest, detector, args.frames,
+                                                          args.size, args.margin, args.all_faces, args.align))
+        # a photo is one frame: its largest face (every face with --all-faces)
+        shots = _each(photos, bar, lambda ph: extract_photo(ph[0], ph[1], ph[2], ph[3], args.out, manifest, detector,
+                                                            args.size, args.margin, args.all_faces, args.align))
         bar.close()
     finally:
         manifest.close()
+    processed, skipped = len(done), len(videos) - len(done)
+    crops, no_face = sum(c for c, _ in done) + sum(shots), sum(nf for _, nf in done)
+    read, photo_skipped, photo_no_face = len(shots), len(photos) - len(shots), sum(c == 0 for c in shots)
     print(f"extract: {processed} videos processed, {skipped} skipped, {crops} crops written, "
-          f"{no_face} sampled frames without a face -> {manifest_path}")
-    if processed == 0:
-        raise UserError(f"{args.videos}: none of the {len(videos)} videos could be read; see the lines above")
+          f"{no_face} sampled frames without a face; {read} photos read, {photo_no_face} without a face, "
+          f"{photo_skipped} skipped -> {manifest_path}")
+    if processed == 0 and read == 0:
+        raise UserError(f"{args.videos}: none of the {len(videos)} videos and {len(photos)} photos could be read; "
+                        "see the lines above")
     return 0
 
 

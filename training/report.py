@@ -53,15 +53,22 @@ def format_table(results: Sequence[tuple[str, dict[str, Any]]], threshold: float
 
 def threshold_rule_line(rule: Any, threshold: float | None = None) -> str | None:
     """One line naming how a model's threshold was chosen (``meta.training["threshold_rule"]``, written
-    by ``training.train --threshold fpr:X``), or None when the metadata records no rule. ``threshold``
+    by ``training.train --threshold fpr:X|eer`` and ``calibration.threshold``; a rule that found no
+    point is named as a fallback), or None when the metadata records no rule. ``threshold``
     is the one a tool applied; when it is not the rule's, the line says so."""
     if not isinstance(rule, dict) or not rule:
         return None
     target = rule.get("target_fpr")
     chosen = rule.get("threshold")
     line = (f"threshold {chosen:g}" if isinstance(chosen, (int, float)) else "the metadata threshold") + ": "
-    line += (f"chosen for a false-alarm rate of at most {target:g}" if isinstance(target, (int, float))
-             else f"chosen by rule {rule.get('rule')!r}")
+    if rule.get("fallback"):  # training.train could not apply its rule: say so, never as if it had
+        line += f"a fallback: rule {rule.get('rule')!r} found no point"
+    elif isinstance(target, (int, float)):
+        line += f"chosen for a false-alarm rate of at most {target:g}"
+    elif rule.get("rule") == "eer":
+        line += "chosen at the equal-error point"
+    else:
+        line += f"chosen by rule {rule.get('rule')!r}"
     if rule.get("chosen_on"):
         counts = [f"{rule[k]} {w}" for k, w in (("real_items", "real items"), ("real_faces", "faces"))
                   if rule.get(k) is not None]

@@ -67,8 +67,27 @@ def _datasets(a: argparse.Namespace, meta: Any) -> tuple[Any, Any]:
     train_split = a.split or (split_for(a.data, "train") if a.val else "train")
     val_split = split_for(val_spec, "validate") if a.val else "val"
     augment = None if a.augment else False
-    return (open_dataset(a.data, meta, train=True, split=train_split, seed=a.seed, augment=augment),
-            open_dataset(val_spec, meta, train=False, split=val_split, seed=0))  # one fixed val set
+    train = open_dataset(a.data, meta, train=True, split=train_split, seed=a.seed, augment=augment)
+    val = open_dataset(val_spec, meta, train=False, split=val_split, seed=0)  # one fixed val set
+    _check_both_classes(a, val.labels)
+    return train, val
+
+
+def _check_both_classes(a: argparse.Namespace, labels: list[int]) -> None:
+    """Refuse, before any epoch, a validation set without real or without fake faces: its AUC is
+    undefined, so best.pt would never be written and an 'eer' threshold never chosen."""
+    n_real, n_fake = labels.count(0), labels.count(1)
+    if n_real and n_fake:
+        return
+    what = f"--val {a.val}" if a.val else f"--data {a.data} (its held-out ~20% of videos)"
+    raise UserError(f"{what}: the validation set holds {n_real} real and {n_fake} fake items; validation needs "
+                    "both (best.pt is chosen by its AUC, --threshold eer at its equal-error point): pass a --val "
+                    "with both classes")
+
+
+def _val_name(a: argparse.Namespace) -> str:
+    """The validation set, as checkpoints record it."""
+    return a.val or (_synthetic_val(a.data) if is_synthetic(a.data) else a.data)
 
 
 def _loaders(a: argparse.Namespace, train_ds: Any, val_ds: Any, world: int, device: Any) -> tuple[Any, Any, Any]:
@@ -343,17 +362,35 @@ def _epoch(run: _Run, epoch: int) -> None:
     if improved:
         run.best, run.best_epoch = record["val_auc"], epoch
     record["seconds"] = round(time.time() - t0, 3)
-    if improved or not (a.threshold == "eer" or a.threshold.startswith("fpr:")):
+    by_rule = a.threshold == "eer" or a.threshold.startswith("fpr:")
+    if improved or not by_rule:
         run.meta = run.meta.with_(threshold=_threshold(a.threshold, record, run.meta.threshold))
+        real_faces = len({v for v, y in zip(run.val_ds.videos, run.val_ds.labels) if y == 0})
         if a.threshold.startswith("fpr:") and "val_fpr_threshold" in record:
             run.rule = {"rule": a.threshold, "target_fpr": float(a.threshold[4:]),
                         "achieved_fpr": record["val_fpr_achieved"], "threshold": run.meta.threshold,
-                        "chosen_on": a.val or (_synthetic_val(a.data) if is_synthetic(a.data) else a.data),
-                        "split": "val", "real_items": run.val_ds.labels.count(0),
-                        "real_faces": len({v for v, y in zip(run.val_ds.videos, run.val_ds.labels) if y == 0}),
-                        "epoch": epoch}
+                        "chosen_on": _val_name(a), "split": "val", "real_items": run.val_ds.labels.count(0),
+                        "real_faces": real_faces, "epoch": epoch}
+        elif a.threshold == "eer" and math.isfinite(record.get("val_eer_threshold") or math.nan):
+            run.rule = {"rule": "eer", "threshold": run.meta.threshold, "eer": record["val_eer"],
+                        "chosen_on": _val_name(a), "split": "val", "real_items": run.val_ds.labels.count(0),
+                        "fake_items": run.val_ds.labels.count(1), "real_faces": real_faces, "epoch": epoch}
+    if by_rule and (run.rule is None or run.rule.get("fallback")):
+        _fallback(run, epoch)
     _save(run, epoch, improved)
     _emit(run.out, record)
+
+
+def _fallback(run: _Run, epoch: int) -> None:
+    """The rule of --threshold could not be applied yet (validation gave no defined point): the
+    checkpoint keeps the threshold it had, records that it fell back, and stderr says so once."""
+    a = run.args
+    if run.rule is None:
+        print(f"training: warning: --threshold {a.threshold}: no {a.threshold} point on the validation set at epoch "
+              f"{epoch} (AUC undefined); the checkpoints keep threshold {run.meta.threshold:g} until one is found "
+              "(recorded as a fallback in their metadata)", file=sys.stderr)
+    run.rule = {"rule": a.threshold, "fallback": True, "threshold": run.meta.threshold, "chosen_on": _val_name(a),
+                "epoch": epoch}
 
 
 def _save(run: _Run, epoch: int, improved: bool) -> None:
@@ -378,5 +415,7 @@ def _finish(run: _Run) -> None:
         dist.destroy_process_group()
     if run.main_proc and run.start <= run.args.epochs:
         tail = (f"best val AUC {run.best:.4f} at epoch {run.best_epoch} -> {run.out / 'best.pt'}" if run.best_epoch
-                else "no validation AUC")
+                else "no validation AUC, so no best.pt")
+        if run.rule and run.rule.get("fallback"):
+            tail += f"; threshold {run.meta.threshold:g} is a fallback, not the {run.args.threshold} point"
         print(f"training: done; {tail}; last -> {run.out / 'last.pt'}", file=sys.stderr)

@@ -88,16 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="edge encoder: halve the resolution with strided convolutions (MobileNetV3's; default) "
                    "or with 2x2 max-pools after stride-1 ones, which keep pixel-scale blending traces")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=20)
+    o.add_argument("--epochs", type=int, default=20, help="passes over the training set (the bundled recipe: 16)")
     o.add_argument("--batch-size", type=int, default=32, help="per process")
-    o.add_argument("--lr", type=float, default=1e-3)
-    o.add_argument("--optimizer", choices=("adam", "adamw"), default="adamw")
-    o.add_argument("--weight-decay", type=float, default=1e-4)
+    o.add_argument("--lr", type=float, default=1e-3, help="peak learning rate, reached after --warmup and decayed "
+                   "along a cosine to zero (the bundled recipe: 3e-3)")
+    o.add_argument("--optimizer", choices=("adam", "adamw"), default="adamw",
+                   help="adamw: weight decay decoupled from the gradient (AdamW); adam: as L2 in the gradient")
+    o.add_argument("--weight-decay", type=float, default=1e-4, help="the optimiser's weight decay (0: none)")
     o.add_argument("--warmup", type=float, default=0.1, help="linear warmup, in epochs, before the cosine decay")
     o.add_argument("--lambda", dest="lam", type=float, default=0.1,
                    help="weight of the reconstruction loss (0 = classification only; at 1.0 the reconstruction "
                    "term swamped the classifier: BCE stayed at 0.693 for 16 epochs in 3 of 3 seeds, docs/experiments.md)")
-    o.add_argument("--recon-loss", choices=("mse", "l1"), default="mse")
+    o.add_argument("--recon-loss", choices=("mse", "l1"), default="mse",
+                   help="the reconstruction loss weighted by --lambda: mean squared (mse) or absolute (l1) error "
+                   "between the input crop and its reconstruction")
     o.add_argument("--recon-real-only", action="store_true", help="reconstruct real faces only (RECCE-style)")
     o.add_argument("--threshold", default="0.5", metavar="P|eer|fpr:X",
                    help="decision threshold stored in the checkpoint's metadata: a probability, 'eer' for the "
@@ -107,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("run")
     r.add_argument("--out", default="runs/jrc", help="output folder (default for --resume: the checkpoint's)")
     r.add_argument("--resume", metavar="CKPT", help="continue from OUT/last.pt (stored settings are the defaults)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation "
+                   "(the bundled recipe: 1)")
     r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
     r.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored with a warning on CPU)")
     r.add_argument("--sync-bn", action="store_true", help="synchronise BatchNorm statistics across DDP processes (CUDA only)")

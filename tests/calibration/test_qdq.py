@@ -20,32 +20,11 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A small (untrained) edge JRC exported by export.onnx, preprocessed, calibrated once."""
-    import onnx
-    import torch
+    from calibration import ranges
+    from tests.helpers.models import calibrated_edge
 
-    from calibration import qdq, ranges
-    from export.onnx import export_checkpoint
-    from export.onnx_io import file_meta
-    from training.calibration_set import CalibrationSet
-    from training.checkpoint import save_checkpoint
-    from training.model import JRC, default_meta
-
-    root = tmp_path_factory.mktemp("qdq")
-    torch.manual_seed(0)
-    base = default_meta("edge", SIZE)
-    meta = base.with_(model={**base.model, "width": 0.25, "encoder_channels": 32, "latent_channels": 16,
-                             "hidden": 16})
-    ckpt = save_checkpoint(root / "m.pt", JRC("edge", SIZE, **meta.model).eval(), meta)
-    export_checkpoint(ckpt, root)
-    src = root / "detect.onnx"
-    meta = file_meta(src)
-    rng = np.random.default_rng(0)
-    calib = CalibrationSet(rng.integers(0, 256, (24, SIZE, SIZE, 3), dtype=np.uint8), None, meta, "random")
-    prep = qdq.preprocess(src, root / "prep.onnx")
-    prepped = onnx.load(str(prep))
-    stats = ranges.collect(prep, calib, batch_size=8)
-    r = ranges.ranges(stats, "entropy", full_range=ranges.full_range_tensors(prepped))
-    return {"root": root, "src": src, "meta": meta, "calib": calib, "prep": prep, "prepped": prepped, "ranges": r}
+    w = calibrated_edge(tmp_path_factory.mktemp("qdq"), SIZE)
+    return {**w, "ranges": ranges.ranges(w["stats"], "entropy", full_range=w["full_range"])}
 
 
 def quantized(work: dict, target: str, name: str, keep=(), vnni=None):
@@ -231,6 +210,9 @@ def test_ranges_methods_on_known_distributions() -> None:
     assert lo <= e_lo < -3.0 and 3.0 < e_hi <= hi
     r_lo, r_hi = relu.entropy()
     assert r_lo == 0.0 and 6.0 < r_hi <= relu.hi  # the spike of zeros does not pull it down
+    m_lo, m_hi = gauss.mse()  # 8 bits over ±t: rounding noise (2t/255)²/12 against the clipped tails
+    assert m_lo == -m_hi and 2.5 < m_hi < 4.5 < hi
+    assert relu.mse()[0] == 0.0 and relu.mse()[1] < relu.hi
     constant = TensorStats()
     constant.add(np.zeros(10, np.float32))
     assert constant.entropy() == (0.0, 0.0)

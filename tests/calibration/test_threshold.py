@@ -78,7 +78,7 @@ def test_an_unlabelled_folder_is_real_faces(tmp_path):
 
     model = make_onnx(tmp_path / "m.onnx")
     data = _crops(tmp_path / "reals", {"": list(range(0, 250, 5))})  # 50 crops, no real/ or fake/
-    out = tmp_path / "chosen.onnx"
+    out = tmp_path / "new" / "folder" / "chosen.onnx"  # missing folders are created, as by every tool
     r = run_module("calibration.threshold", "--onnx", model, "--data", data, "--fpr", "0", "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     meta = Meta.from_json({p.key: p.value for p in onnx.load(str(out)).metadata_props}[ONNX_KEY], source="out")
@@ -92,7 +92,7 @@ def test_an_unlabelled_folder_is_real_faces(tmp_path):
     (["--size", "0"], "--size 0"),
     (["--out", "{model}"], "would overwrite the model"),
     (["--out", "{tmp}/link.onnx"], "would overwrite the model"),
-    (["--out", "{tmp}/no/such/m.onnx"], "does not exist"),
+    (["--out", "{model}/m.onnx"], "is a file, not a folder"),  # a missing folder is created; a file in the way is not
     (["--json", "{tmp}"], "is a folder"),
     (["--data", "{tmp}/fakes-only"], "no real faces"),
 ])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.deepstream import export_config, fold_std, scale_and_offsets
+from export.deepstream import export_config, fold_std, nvinfer_crop, scale_and_offsets
 from export.onnx_io import load_onnx, read_meta
 from runtime.errors import UserError
 from runtime.meta import Meta, write_sidecar
@@ -118,3 +118,92 @@ def test_paths_are_relative_to_the_config(tmp_path: Path) -> None:
     assert (cfg.parent / prop["onnx-file"]).resolve() == (models / "detect.onnx").resolve()
     prop, _ = _read(export_config(engine))  # default: beside the engine
     assert prop["model-engine-file"] == engine.name and prop["onnx-file"] == "detect.onnx"
+
+
+# --- issue #30 ----------------------------------------------------------------------------------
+def test_calibrator_engine_config_names_its_calibration_cache(tmp_path: Path, monkeypatch) -> None:
+    """#30.5: nvinfer sets INT8 only with int8-calib-file ("INT8 calibration file not specified. Trying
+    FP16 mode."), so rebuilding the INT8 engine from the fp32 ONNX needs the calibration cache."""
+    import sys
+    import types
+
+    from export.engine import onnx_to_engine
+    from export.trt_build import EngineOptions
+    from tests.helpers.trt_fakes import install_trt_fakes
+
+    install_trt_fakes(monkeypatch, "8.6.1")
+    cal = types.ModuleType("export.trt_calibrator")
+
+    def make_calibrator(trt, onnx_path, data, meta, cache_path, *a, **k):
+        Path(cache_path).write_bytes(b"TRT-8601-EntropyCalibration2\n")  # what TensorRT writes
+        return trt.IInt8EntropyCalibrator2()
+
+    cal.make_calibrator = make_calibrator
+    monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    models = tmp_path / "models"
+    onnx = tiny_onnx(models / "detect.onnx", meta=Meta(input_size=32, graph="detect", outputs=("logit",),
+                                                         precision="int8"))
+    engine = onnx_to_engine(onnx, models / "detect.int8.engine", EngineOptions(precision="int8", calib_data="x"))
+    prop, text = _read(export_config(engine, out=tmp_path / "ds" / "sgie.txt"))
+    assert prop["network-mode"] == "1" and prop["int8-calib-file"] == "../models/detect.int8.calib"
+    assert prop["onnx-file"] == "../models/detect.onnx"
+    qdq = onnx_to_engine(tiny_onnx(models / "q.onnx", qdq=True), models / "q.int8.engine",
+                         EngineOptions(precision="int8"))
+    prop, text = _read(export_config(qdq))
+    assert "int8-calib-file" not in prop and "falls back to FP16" in text and prop["onnx-file"] == "q.onnx"
+
+
+@pytest.mark.parametrize("release,built", [("10.3.0", "detect.onnx"), ("11.4", "detect.fp16.onnx")])
+def test_onnx_file_is_what_tensorrt_parsed(tmp_path: Path, monkeypatch, release: str, built: str) -> None:
+    """#30.5: on a strongly typed release the engine is built from an FP16 copy; nvinfer rebuilding
+    from the fp32 source would make an fp32 engine there, so onnx-file names the copy."""
+    from export.engine import onnx_to_engine
+    from export.trt_build import EngineOptions
+    from tests.helpers.trt_fakes import install_trt_fakes
+
+    install_trt_fakes(monkeypatch, release)
+    engine = onnx_to_engine(tiny_onnx(tmp_path / "detect.onnx"), tmp_path / "detect.fp16.engine",
+                            EngineOptions(precision="fp16"))
+    assert _read(export_config(engine))[0]["onnx-file"] == built
+
+
+def test_crops_are_stated_and_aligned_models_refused(tmp_path: Path) -> None:
+    """#30.15: nvinfer crops the detector's box, without the training square's margin; the config
+    scales bilinearly on the GPU, says what the application must do, and landmark-aligned models
+    (a warp nvinfer cannot make) are refused in one line."""
+    prop, text = _read(export_config(_engine(tmp_path, face_margin=0.25)))
+    assert (prop["maintain-aspect-ratio"], prop["scaling-filter"], prop["scaling-compute-hw"]) == ("0", "1", "1")
+    assert "face is 1.5x larger than" in text and "enlarge each face box to that square" in text
+    aligned = _engine(tmp_path / "a" if (tmp_path / "a").mkdir() is None else tmp_path, face_align="landmarks")
+    with pytest.raises(UserError, match="aligned by their landmarks.*nvinfer cannot make") as e:
+        export_config(aligned)
+    assert "\n" not in str(e.value) and not aligned.with_name(aligned.stem + ".nvinfer.txt").exists()
+
+
+def test_nvinfer_crop_replays_box_scaling_and_padding() -> None:
+    frame = np.zeros((100, 200, 3), np.uint8)
+    frame[20:60, 50:70] = 255  # a 20 wide, 40 high white box
+    box = (50, 20, 20, 40)
+    assert (nvinfer_crop(frame, box, 16) == 255).all()  # stretched: only the box
+    padded = nvinfer_crop(frame, box, 16, maintain_aspect=True, symmetric=True, scaling_filter=1)
+    assert (padded[:, 4:12] == 255).all() and (padded[:, :4] == 0).all() and (padded[:, 12:] == 0).all()
+    top_left = nvinfer_crop(frame, box, 16, maintain_aspect=True)
+    assert (top_left[:, :8] == 255).all() and (top_left[:, 8:] == 0).all()
+    edge = nvinfer_crop(frame, (-10, -10, 30, 30), 20)  # clipped to the frame
+    assert edge.shape == (20, 20, 3) and not edge.any()
+    with pytest.raises(ValueError, match="outside"):
+        nvinfer_crop(frame, (300, 10, 10, 10), 16)
+
+
+def test_crop_benchmark_on_real_faces() -> None:
+    """benchmarks.deepstream_crops on the astronaut and 3 LFW faces: nvinfer's box crops move the
+    model's probability far more than the box enlarged to the training square first."""
+    from benchmarks.deepstream_crops import DEFAULT_ONNX, measure, render
+
+    r = measure(DEFAULT_ONNX, lfw=3)
+    assert r["faces"] == 4 and r["face_scale_in_nvinfer_crop"] == 1.3
+    rows = {row["variant"]: row for row in r["rows"]}
+    fixed = rows["detector box enlarged to the training square first"]
+    default = rows["nvinfer defaults (box stretched, nearest)"]
+    assert fixed["pixel_mad"] < 3 < 20 < default["pixel_mad"] and fixed["dp_median"] < default["dp_median"]
+    assert "crop given to the model" in render(r)

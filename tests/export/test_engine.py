@@ -22,7 +22,7 @@ from tests.helpers.fake_cuda import has_cuda_driver, write_crashing_tensorrt
 from tests.helpers.models import tiny_onnx
 from tests.helpers.trt_fakes import FakeTRT, install_trt_fakes
 
-REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "11.4")}
+REL = {v: TRT_API_DIR / f"tensorrt-{v}.json" for v in ("8.5.3.1", "8.6.1", "10.3.0", "10.13.0.35", "11.4")}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,7 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files = {"plain": tiny_onnx(d / "detect.onnx"), "qdq": tiny_onnx(d / "detect.int8.onnx", qdq=True),
              "static": tiny_onnx(d / "static.onnx", batch=2), "full": tiny_onnx(d / "full.onnx", graph="full")}
     files["half"] = convert_file(files["plain"], d / "detect.fp16.onnx")
+    files["qdq_half"] = convert_file(files["qdq"], d / "detect.int8.fp16.onnx")
     cpu = load_onnx(files["qdq"])  # as calibration.quantize --target cpu marks its output
     prop = cpu.metadata_props.add()
     prop.key, prop.value = QUANT_KEY, json.dumps({"target": "cpu"})
@@ -64,10 +65,17 @@ def test_output_names(tmp_path: Path) -> None:
     ("10.3.0", "fp16", "plain", (False, ("FP16",), None, False)),
     ("10.3.0", "int8", "qdq", (False, ("INT8", "FP16"), "qdq", False)),
     ("10.3.0", "int8", "plain", (False, ("INT8", "FP16"), "calibrator", False)),
+    # 10.12+ deprecates weak typing (#30.8): strongly typed as on 11, except for the calibrator
+    ("10.13.0.35", "fp32", "plain", (True, (), None, False)),
+    ("10.13.0.35", "fp16", "plain", (True, (), None, True)),
+    ("10.13.0.35", "int8", "qdq", (True, (), "qdq", True)),
+    ("10.13.0.35", "int8", "plain", (False, ("INT8", "FP16"), "calibrator", False)),
     ("11.4", "fp32", "plain", (True, (), None, False)),
     ("11.4", "fp16", "plain", (True, (), None, True)),
     ("11.4", "fp16", "half", (True, (), None, False)),
-    ("11.4", "int8", "qdq", (True, (), "qdq", False)),
+    ("11.4", "int8", "qdq", (True, (), "qdq", True)),  # #30.9: the float part cast to fp16
+    ("11.4", "int8", "qdq_half", (True, (), "qdq", False)),
+    ("10.3.0", "int8", "qdq_half", (False, ("INT8", "FP16"), "qdq", False)),
 ])
 def test_plan_per_release(onnx_files: dict, release: str, precision: str, kind: str, want: tuple) -> None:
     trt = FakeTRT(REL[release]).module
@@ -165,7 +173,8 @@ def test_int8_calibrator_gets_what_it_needs(onnx_files: dict, tmp_path: Path, mo
                       "entropy")]
     cfg = fake.configs[-1]
     assert "int8_calibrator" in cfg._state and cfg.flags_set == ["INT8", "FP16"]
-    assert fake.cuda.stack() == [] and all(c.detached for c in fake.cuda.contexts)  # released after the build
+    # popped after the build and nothing left current (#30.1: a detach() left the context current)
+    assert fake.cuda.stack() == [] and fake.cuda.driver_stack() == [] and fake.cuda.retains == {0: 1}
     assert read_sidecar(out)[1]["int8_mode"] == "calibrator"
 
 
@@ -256,6 +265,8 @@ def test_min_batch_above_one_is_noted_at_build(onnx_files: dict, tmp_path: Path,
     onnx_to_engine(onnx_files["plain"], tmp_path / "a.engine", EngineOptions(precision="fp16", batch=(4, 4, 4)))
     out = capsys.readouterr().out
     assert "minimum batch is 4" in out and "pads" in out
+    # #30.14: nvinfer raises a smaller batch to the profile minimum itself; only Triton cannot
+    assert "as DeepStream's nvinfer does" in out and "Triton's dynamic batcher cannot" in out
     onnx_to_engine(onnx_files["plain"], tmp_path / "b.engine", EngineOptions(precision="fp16", batch=(1, 4, 8)))
     assert "minimum batch" not in capsys.readouterr().out
 
@@ -286,3 +297,75 @@ def test_dla_engine_is_static_and_records_its_core(onnx_files: dict, tmp_path: P
                                                                                    batch=(4, 4, 4)))
     assert fake.built[-1]["dla_core"] == 1 and read_sidecar(out)[1]["dla_core"] == 1
     assert "--dla 1" in read_sidecar(out)[1]["build_command"]
+
+
+def test_refused_calibration_profile_is_an_error(onnx_files: dict, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.10: set_calibration_profile answers False for a profile TensorRT cannot use; the build
+    must stop there, not calibrate with something else."""
+    fake = _fakes(monkeypatch, "10.3.0")
+    cal = types.ModuleType("export.trt_calibrator")
+    cal.make_calibrator = lambda trt, *a, **k: trt.IInt8EntropyCalibrator2()
+    monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    opts = EngineOptions(precision="int8", calib_data="crops/", batch=(1, 4, 8))
+    onnx_to_engine(onnx_files["plain"], tmp_path / "ok.engine", opts)
+    assert "calibration_profile" in vars(fake.configs[-1])
+    fake.calibration_profile_ok = False
+    with pytest.raises(UserError, match=r"refused the INT8 calibration profile \[4, 3, 32, 32\]"):
+        onnx_to_engine(onnx_files["plain"], tmp_path / "x.engine", opts)
+    assert not (tmp_path / "x.engine").exists() and len(fake.built) == 1
+
+
+@pytest.mark.parametrize("release", ["8.5.3.1", "10.3.0", "11.4"])
+def test_sidecar_records_what_was_built(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        release: str) -> None:
+    """#30.3/#30.5: each I/O tensor's TensorRT type (Triton's data_type must match it), the ONNX
+    TensorRT actually parsed (on 11 the FP16 copy, not the fp32 source) and the platform."""
+    _fakes(monkeypatch, release)
+    out = onnx_to_engine(onnx_files["plain"], tmp_path / "d.fp16.engine", EngineOptions(precision="fp16"))
+    raw = read_sidecar(out)[1]
+    assert raw["tensor_types"] == {"input": "FLOAT", "logit": "FLOAT"} and raw["platform"] == trt_compat.engine_platform()
+    assert raw["onnx"] == str(onnx_files["plain"])
+    built = Path(raw["built_from"])
+    assert built == (tmp_path / "d.fp16.onnx" if release == "11.4" else onnx_files["plain"])
+    assert raw["built_from_sha256"] == sha256_file(built)
+    half = tiny_onnx(tmp_path / "h.onnx", io_type="float16", graph="full")
+    out = onnx_to_engine(half, tmp_path / "h.engine", EngineOptions(precision="fp16"))
+    assert read_sidecar(out)[1]["tensor_types"] == {"input": "HALF", "logit": "HALF", "recon": "HALF"}
+
+
+def test_calibrator_engine_records_its_cache(onnx_files: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fakes(monkeypatch, "8.6.1")
+    cal = types.ModuleType("export.trt_calibrator")
+    cal.make_calibrator = lambda trt, *a, **k: trt.IInt8EntropyCalibrator2()
+    monkeypatch.setitem(sys.modules, "export.trt_calibrator", cal)
+    out = onnx_to_engine(onnx_files["plain"], tmp_path / "d.int8.engine", EngineOptions(precision="int8",
+                                                                                      calib_data="crops/"))
+    assert read_sidecar(out)[1]["calib_cache"] == str(tmp_path / "d.int8.calib")
+    out = onnx_to_engine(onnx_files["qdq"], tmp_path / "q.int8.engine", EngineOptions(precision="int8"))
+    assert read_sidecar(out)[1]["calib_cache"] is None
+
+
+def test_int8_on_strongly_typed_releases_builds_the_float_part_in_fp16(onnx_files: dict, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.9: strongly typed, TensorRT runs every layer in its ONNX type, so a Q/DQ ONNX left every
+    layer without Q/DQ in fp32 on 11 (and 10.12+). The build parses a copy whose float part is fp16
+    (opset 19 Q/DQ with fp16 scales), which computes what the fp32 Q/DQ graph does."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    for release in ("10.13.0.35", "11.4"):
+        fake = _fakes(monkeypatch, release)
+        out = onnx_to_engine(onnx_files["qdq"], tmp_path / release / "d.int8.engine", EngineOptions(precision="int8"))
+        raw = read_sidecar(out)[1]
+        built = Path(raw["built_from"])
+        assert built != onnx_files["qdq"] and fake.built[-1]["flags"] == [] and raw["strongly_typed"]
+        assert fake.built[-1]["types"] == {"input": "FLOAT", "logit": "FLOAT"}  # fp32 I/O kept
+    m = onnx.load(str(built))
+    assert {o.version for o in m.opset_import if o.domain in ("", "ai.onnx")} == {19}
+    kinds = {onnx.TensorProto.DataType.Name(t.data_type) for t in m.graph.initializer}
+    assert kinds == {"FLOAT16", "INT8"}  # scales, biases and weights fp16; zero points int8
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]  # noqa: E731
+    np.testing.assert_allclose(run(built), run(onnx_files["qdq"]), atol=5e-3)

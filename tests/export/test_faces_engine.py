@@ -98,6 +98,19 @@ def test_face_networks_refuse_int8_and_batch(tmp_path: Path, monkeypatch: pytest
         faces_to_engines(tmp_path, None, EngineOptions())
 
 
+def test_face_networks_check_the_device_before_building(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.7: --hardware-compatible on a Jetson is refused in one line before any builder call, as for
+    the classifier, not a generic build failure."""
+    from runtime.backends import trt_compat
+
+    fake = _fakes(monkeypatch, "10.3.0")
+    fake.jetson = True
+    monkeypatch.setattr(trt_compat, "is_jetson", lambda: True)
+    with pytest.raises(UserError, match="not supported on Jetson") as e:
+        faces_to_engines(BUNDLED, tmp_path, EngineOptions(precision="fp16", hardware_compatible=True))
+    assert "--workspace" not in str(e.value) and fake.built == []
+
+
 @pytest.mark.parametrize("release", ["8.6.1", "10.3.0"])
 def test_the_detector_runs_on_engines_like_on_onnx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    release: str) -> None:

@@ -1,5 +1,7 @@
 """export.triton: repositories for both platforms, parsed with protobuf's text format against the
-subset of Triton's ModelConfig schema that the config uses (field names from model_config.proto)."""
+subset of Triton's ModelConfig schema that the config uses (field names from model_config.proto), and
+engine configs put through the TensorRT backend's load-time checks (export.triton_check) against
+engines built on the per-release fakes."""
 
 from __future__ import annotations
 
@@ -9,64 +11,16 @@ from pathlib import Path
 import pytest
 
 from export.triton import export_repository, pb_string
+from export.triton_check import model_config_class
+from export.triton_check import parse_config as parse_text
 from runtime.errors import UserError
 from runtime.meta import Meta, write_sidecar
 from tests.helpers import run_module
 from tests.helpers.models import tiny_onnx
 
 
-def _model_config_class():
-    """ModelConfig (subset) built from a descriptor, so text_format can parse config.pbtxt strictly."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    fdp = descriptor_pb2.FileDescriptorProto(name="jrc_test_model_config.proto", package="inference", syntax="proto3")
-    dt = fdp.enum_type.add(name="DataType")
-    for i, n in enumerate(["TYPE_INVALID", "TYPE_BOOL", "TYPE_UINT8", "TYPE_UINT16", "TYPE_UINT32", "TYPE_UINT64",
-                           "TYPE_INT8", "TYPE_INT16", "TYPE_INT32", "TYPE_INT64", "TYPE_FP16", "TYPE_FP32",
-                           "TYPE_FP64", "TYPE_STRING", "TYPE_BF16"]):
-        dt.value.add(name=n, number=i)
-
-    def msg(name, fields, parent=None):
-        m = (parent.nested_type if parent else fdp.message_type).add(name=name)
-        for num, (fname, ftype, label, tname) in enumerate(fields, 1):
-            f = m.field.add(name=fname, number=num, type=ftype, label=label)
-            if tname:
-                f.type_name = tname
-        return m
-
-    OPT, REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
-    msg("ModelInput", [("name", F.TYPE_STRING, OPT, None), ("data_type", F.TYPE_ENUM, OPT, ".inference.DataType"),
-                       ("dims", F.TYPE_INT64, REP, None)])
-    msg("ModelOutput", [("name", F.TYPE_STRING, OPT, None), ("data_type", F.TYPE_ENUM, OPT, ".inference.DataType"),
-                        ("dims", F.TYPE_INT64, REP, None)])
-    ig = msg("ModelInstanceGroup", [("count", F.TYPE_INT32, OPT, None),
-                                    ("kind", F.TYPE_ENUM, OPT, ".inference.ModelInstanceGroup.Kind")])
-    kind = ig.enum_type.add(name="Kind")
-    for i, n in enumerate(["KIND_AUTO", "KIND_GPU", "KIND_CPU", "KIND_MODEL"]):
-        kind.value.add(name=n, number=i)
-    msg("ModelDynamicBatching", [("preferred_batch_size", F.TYPE_INT32, REP, None),
-                                 ("max_queue_delay_microseconds", F.TYPE_UINT64, OPT, None)])
-    msg("ModelParameter", [("string_value", F.TYPE_STRING, OPT, None)])
-    cfg = msg("ModelConfig", [("name", F.TYPE_STRING, OPT, None), ("platform", F.TYPE_STRING, OPT, None),
-                              ("max_batch_size", F.TYPE_INT32, OPT, None),
-                              ("input", F.TYPE_MESSAGE, REP, ".inference.ModelInput"),
-                              ("output", F.TYPE_MESSAGE, REP, ".inference.ModelOutput"),
-                              ("instance_group", F.TYPE_MESSAGE, REP, ".inference.ModelInstanceGroup"),
-                              ("dynamic_batching", F.TYPE_MESSAGE, OPT, ".inference.ModelDynamicBatching"),
-                              ("parameters", F.TYPE_MESSAGE, REP, ".inference.ModelConfig.ParametersEntry")])
-    entry = msg("ParametersEntry", [("key", F.TYPE_STRING, OPT, None),
-                                    ("value", F.TYPE_MESSAGE, OPT, ".inference.ModelParameter")], parent=cfg)
-    entry.options.map_entry = True
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("inference.ModelConfig"))
-
-
 def parse_config(path: Path):
-    from google.protobuf import text_format
-
-    return text_format.Parse(path.read_text(), _model_config_class()())
+    return parse_text(path.read_text(), str(path))
 
 
 def test_onnx_repository(tmp_path: Path) -> None:
@@ -133,7 +87,7 @@ def test_pb_string_escapes() -> None:
     from google.protobuf import text_format
 
     text = 'a "quoted" \\ path\nwith ünïcode'
-    cls = _model_config_class()
+    cls = model_config_class()
     assert text_format.Parse(f"name: {pb_string(text)}", cls()).name == text
 
 
@@ -165,3 +119,112 @@ def test_engine_with_profile_minimum_above_one_is_refused(tmp_path: Path) -> Non
                      {"min": 4, "opt": 4, "max": 4})
     cfg = parse_config(export_repository(static, tmp_path / "repo") / "config.pbtxt")
     assert cfg.max_batch_size == 0 and list(cfg.input[0].dims) == [4, 3, 64, 64]  # one fixed batch
+
+
+# --- issue #30: what Triton's TensorRT backend checks when it loads the plan ---------------------
+def _loader(fake, engine: Path):
+    """load(dla_core) as the backend does it: a runtime, DLA_core set only for a KIND_NVDLA secondary
+    device (else left at -1), the plan deserialized, its I/O tensors (None if TensorRT refuses it)."""
+    from runtime.backends import trt_compat
+
+    def load(core: int):
+        rt = fake.module.Runtime(trt_compat.shared_logger(fake.module))
+        if core != -1:
+            rt.DLA_core = core
+        eng = rt.deserialize_cuda_engine(engine.read_bytes())
+        return None if eng is None else trt_compat.io_tensors(fake.module, eng)
+
+    return load
+
+
+def _built(tmp: Path, monkeypatch, release: str = "10.3.0", **kw) -> tuple:
+    from export.engine import onnx_to_engine
+    from export.trt_build import EngineOptions
+    from tests.helpers.trt_fakes import install_trt_fakes
+
+    fake = install_trt_fakes(monkeypatch, release)
+    io_type, graph = kw.pop("io_type", "float32"), kw.pop("graph", "detect")
+    onnx = tiny_onnx(tmp / f"{graph}.{io_type}.onnx", graph=graph, io_type=io_type)
+    engine = onnx_to_engine(onnx, tmp / f"{graph}.{io_type}.engine", EngineOptions(precision="fp16", **kw))
+    return fake, engine
+
+
+@pytest.mark.parametrize("core", [0, 1])
+def test_dla_engine_names_its_core_as_a_secondary_device(tmp_path: Path, monkeypatch, core: int) -> None:
+    """#30.2: the backend sets IRuntime's DLA core only from a KIND_NVDLA secondary device (else -1),
+    and a DLA plan does not deserialize on -1: the config must carry the sidecar's dla_core."""
+    from export.triton_check import check_plan_config
+
+    fake, engine = _built(tmp_path, monkeypatch, dla_core=core, batch=(4, 4, 4))
+    cfg = parse_config(export_repository(engine, tmp_path / "repo") / "config.pbtxt")
+    (group,) = cfg.instance_group
+    assert group.kind == 1 and [(d.kind, d.device_id) for d in group.secondary_devices] == [(0, core)]
+    assert check_plan_config(cfg, _loader(fake, engine), dla_cores=2) == core
+    with pytest.raises(UserError, match="DLA Core ID: 1, available number of DLA cores: 1"):
+        check_plan_config(parse_text('name: "m" platform: "tensorrt_plan" instance_group [ { kind: KIND_GPU '
+                                     'secondary_devices [ { kind: KIND_NVDLA device_id: 1 } ] } ]'),
+                          _loader(fake, engine), dla_cores=1)
+    del cfg.instance_group[0].secondary_devices[:]  # the config of before: Triton cannot load the plan
+    with pytest.raises(UserError, match="unable to create TensorRT engine"):
+        check_plan_config(cfg, _loader(fake, engine), dla_cores=2)
+
+
+@pytest.mark.parametrize("io_type,graph,want", [("float32", "detect", 11), ("float16", "detect", 10),
+                                                ("float16", "full", 10)])
+def test_data_types_are_the_engine_tensors(tmp_path: Path, monkeypatch, io_type: str, graph: str, want: int) -> None:
+    """#30.3: the backend refuses a config whose data_type differs from the engine tensor's type; an
+    engine built from an FP16-I/O ONNX has HALF tensors, recorded in its sidecar at build."""
+    from export.triton_check import check_plan_config
+
+    fake, engine = _built(tmp_path, monkeypatch, io_type=io_type, graph=graph, batch=(1, 4, 8))
+    cfg = parse_config(export_repository(engine, tmp_path / "repo") / "config.pbtxt")
+    assert {t.data_type for t in [*cfg.input, *cfg.output]} == {want}  # 10 TYPE_FP16, 11 TYPE_FP32
+    assert check_plan_config(cfg, _loader(fake, engine), dla_cores=0) == -1
+    cfg.input[0].data_type = 21 - want  # the other float type: what the old config wrote for fp16 I/O
+    with pytest.raises(UserError, match="unexpected datatype TYPE_FP(16|32) for inference input 'input'"):
+        check_plan_config(cfg, _loader(fake, engine), dla_cores=0)
+
+
+def test_static_profile_engine_reports_a_dynamic_batch_and_loads(tmp_path: Path, monkeypatch) -> None:
+    """#30.16: a min = max profile built from a dynamic-batch ONNX still reports -1 for the batch axis;
+    the config (batching off, one fixed batch) is accepted against that shape and the profile."""
+    from export.triton_check import check_plan_config
+
+    fake, engine = _built(tmp_path, monkeypatch, batch=(4, 4, 4))
+    tensors = _loader(fake, engine)(-1)
+    assert {t.name: t.shape[0] for t in tensors} == {"input": -1, "logit": -1}
+    cfg = parse_config(export_repository(engine, tmp_path / "repo") / "config.pbtxt")
+    assert cfg.max_batch_size == 0 and list(cfg.input[0].dims) == [4, 3, 32, 32]
+    check_plan_config(cfg, _loader(fake, engine), dla_cores=0)
+    cfg.input[0].dims[0] = 8  # outside the profile: Triton refuses
+    with pytest.raises(UserError, match="dimension 0 to be between 4 and 4 but received 8"):
+        check_plan_config(cfg, _loader(fake, engine), dla_cores=0)
+    cfg.input[0].dims[2] = 31
+    with pytest.raises(UserError, match="the model expects 4 dimensions"):
+        check_plan_config(cfg, _loader(fake, engine), dla_cores=0)
+
+
+def test_plan_on_cpu_instances_is_refused(tmp_path: Path, capsys) -> None:
+    """#30.4: "TensorRT backend supports only GPU device": --kind KIND_CPU for a plan is one line, and
+    nothing is written."""
+    from export.triton_check import check_plan_config
+
+    engine = _engine(tmp_path, "detect", {"min": 1, "opt": 4, "max": 8})
+    with pytest.raises(UserError, match="--kind KIND_CPU: .*GPU instances only.*supports only GPU device") as e:
+        export_repository(engine, tmp_path / "repo", kind="KIND_CPU")
+    assert "\n" not in str(e.value) and not (tmp_path / "repo").exists()
+    p = run_module("export.triton", "--model", engine, "--out", tmp_path / "repo", "--kind", "KIND_CPU", timeout=120)
+    assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1 and "GPU instances only" in p.stderr
+    with pytest.raises(UserError, match="TensorRT backend supports only GPU device"):
+        check_plan_config(parse_text('name: "m" instance_group [ { kind: KIND_CPU } ]'), lambda core: [], 0)
+    export_repository(tiny_onnx(tmp_path / "d.onnx"), tmp_path / "onnx_repo", kind="KIND_CPU")  # ONNX: fine
+
+
+def test_sidecar_without_tensor_types_assumes_fp32_with_a_note(tmp_path: Path, capsys) -> None:
+    engine = _engine(tmp_path, "detect", {"min": 1, "opt": 4, "max": 8})
+    cfg = parse_config(export_repository(engine, tmp_path / "repo") / "config.pbtxt")
+    assert cfg.input[0].data_type == 11 and "does not record its tensor types" in capsys.readouterr().out
+    odd = _engine(tmp_path / "o" if (tmp_path / "o").mkdir() is None else tmp_path, "detect",
+                  {"min": 1, "opt": 4, "max": 8}, tensor_types={"input": "FP8", "logit": "FLOAT"})
+    with pytest.raises(UserError, match="tensor 'input' the type 'FP8', which Triton cannot serve"):
+        export_repository(odd, tmp_path / "repo2")

@@ -61,8 +61,8 @@ def source_names() -> dict[str, set[str]]:
     for d in SOURCE_DIRS:
         for f in sorted((ROOT / d).rglob("*.py")):
             for m in PATTERN.finditer(f.read_text()):
-                if m.group(1).startswith("__"):
-                    continue
+                if m.group(1).startswith("__") or (m.group(2) or "").startswith("__"):
+                    continue  # Python's own machinery (__version__, ILogger.__init__), not API names
                 name = m.group(1) + (f".{m.group(2)}" if m.group(2) else "")
                 found.setdefault(name, set()).add(str(f.relative_to(ROOT)))
     return found

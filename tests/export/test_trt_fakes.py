@@ -88,7 +88,9 @@ def test_execution_needs_an_int_handle_and_a_synchronize() -> None:
     stream.synchronize()
     assert host[0, 0] == x.mean()
     ctx.pop()
+    assert cuda.driver_stack() == []
     ctx.detach()
+    assert cuda.driver_stack() == [ctx]  # pushed by detach(), released, never popped: stale
     d_in.free()  # pycuda activates the allocation's context; a detached one: the memory leaks
     del stream
     assert cuda.leaked == [f"alloc {int(d_in):#x}", f"stream {0x7000:#x}"] and cuda.live_streams() == []
@@ -106,7 +108,7 @@ def test_timing_cache_build_and_dla_failures(api: Path) -> None:
     assert not cfg.set_timing_cache(cfg.create_timing_cache(fake.timing_blob("1.0")), False)
     assert cfg.set_timing_cache(cfg.create_timing_cache(b""), False)
     rt, eng, _ = _engine_ctx(fake, [[2, 3, 8, 8]] * 3, [2, 3, 8, 8], dla_core=1)
-    assert eng is None and rt.DLA_core == (0 if fake.version.startswith("8.") else -1)
+    assert eng is None and rt.DLA_core == -1  # "Defaults to -1" (IRuntime::setDLACore, 8.5.3 and 10.x docs)
     rt.DLA_core = 1
     assert rt.deserialize_cuda_engine(b'{"inputs": {"input": [2]}, "outputs": {}, "profile": [], "dla_core": 1}')
     fake.build_ok = False
@@ -118,3 +120,37 @@ def test_timing_cache_build_and_dla_failures(api: Path) -> None:
     prof.set_shape("input", (1, 3, 8, 8), (1, 3, 8, 8), (1, 3, 8, 8))
     config.add_optimization_profile(prof)
     assert b.build_serialized_network(net, config) is None
+
+
+def test_fake_cuda_models_pycudas_context_stacks() -> None:
+    """pycuda's cuda.hpp: push/pop keep the driver's stack in step with pycuda's; detach() of a
+    context that is not current leaves it current (cuDevicePrimaryCtxRelease pops nothing); detach()
+    on another thread than the retaining one releases nothing; pop without a push raises."""
+    import threading
+
+    from tests.helpers.fake_cuda import FakeCuda
+
+    cuda = FakeCuda()
+    drv = cuda.driver
+    a, b = drv.Device(0).retain_primary_context(), drv.Device(1).retain_primary_context()
+    a.push()
+    b.push()
+    assert cuda.stack() == [a, b] and cuda.driver_stack() == [b]  # the driver holds pycuda's top only
+    b.pop()
+    assert cuda.stack() == [a] and cuda.driver_stack() == [a]
+    a.pop()
+    assert cuda.stack() == [] and cuda.driver_stack() == []
+    with pytest.raises(RuntimeError, match="cannot pop non-current context"):
+        a.pop()
+    a.push()
+    a.detach()  # current: released while current; it stays on the driver stack
+    assert cuda.retains[0] == 0 and cuda.driver_stack() == [a]
+    with pytest.raises(RuntimeError, match="context is destroyed"):
+        cuda.require_current()
+    with pytest.raises(RuntimeError, match="dead context"):
+        a.push()
+    done: list = []
+    t = threading.Thread(target=lambda: (b.detach(), done.append(list(cuda.driver_stack()))))
+    t.start()
+    t.join()
+    assert done == [[]] and cuda.retains[1] == 1 and cuda.leaked == ["retain of device 1 (detached on another thread)"]

@@ -1,11 +1,16 @@
 """A ``pycuda`` and helpers for the GPU tests on machines without a GPU.
 
-- :class:`FakeCuda`: a numpy-backed ``pycuda.driver`` with per-thread context stacks; memory
-  operations and execution without a pushed context raise, so push/pop mistakes show. Async copies
-  and kernels run at ``Stream.synchronize()`` (a device-to-host copy is not in host memory before
-  it). Streams and allocations belong to the context current at creation; destroying or freeing them
-  after that context was detached leaks them (pycuda warns and swallows the error), which
-  ``leaked`` records; ``live_streams()`` lists streams not yet destroyed.
+- :class:`FakeCuda`: a numpy-backed ``pycuda.driver``. Contexts follow pycuda's ``cuda.hpp``: a
+  thread keeps two stacks, pycuda's own and the CUDA driver's (which holds at most pycuda's top, as
+  ``context_push`` / ``Context.pop`` keep it); ``retain_primary_context`` counts a retain per device;
+  ``detach()`` of a context that is not current pushes it on the driver stack and releases it
+  (``cuDevicePrimaryCtxRelease`` pops nothing), so a stale entry stays current on that thread, and
+  from another thread than the one that retained it, it does nothing (the retain leaks, recorded in
+  ``leaked``). Memory operations and execution without a current context raise, so push/pop mistakes
+  show. Async copies and kernels run at ``Stream.synchronize()`` (a device-to-host copy is not in
+  host memory before it). Streams and allocations belong to the context current at creation;
+  destroying or freeing them after that context was detached leaks them (pycuda warns and swallows
+  the error), which ``leaked`` records; ``live_streams()`` lists streams not yet destroyed.
 - :func:`write_crashing_tensorrt`: an importable stand-in ``tensorrt`` that records and kills the
   process if its Builder/Runtime/OnnxParser is reached (what must never happen without a GPU).
 - :func:`has_cuda_driver`: whether a CUDA driver library is installed.
@@ -34,6 +39,7 @@ class FakeCuda:
         self.dtoh: list[int] = []
         self.local = threading.local()
         self.contexts: list[Any] = []
+        self.retains: dict[int, int] = {}  # device -> primary-context retains not yet released
         self.streams: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # handle -> Stream
         self.live: set[int] = set()  # handles of streams not yet destroyed
         self._next = 0x1000
@@ -42,33 +48,63 @@ class FakeCuda:
         drv = types.ModuleType("pycuda.driver")
 
         class Context:
-            detached = False
+            """pycuda's primary_context: push/pop keep the driver stack in step with pycuda's."""
 
-            def push(self) -> None:
-                if self.detached:
-                    raise RuntimeError("push of a detached context")
+            def __init__(self, device: int) -> None:
+                self.device, self.valid, self.thread = device, True, threading.get_ident()
+
+            @property
+            def detached(self) -> bool:
+                return not self.valid
+
+            def push(self) -> None:  # pycuda's context_push
+                if not self.valid:
+                    raise RuntimeError("cannot activate dead context")
+                if fake.stack():  # prepare_context_switch: the driver holds only pycuda's top
+                    fake.driver_pop()
+                fake.driver_stack().append(self)
                 fake.stack().append(self)
 
-            def pop(self) -> None:
+            def pop(self) -> None:  # pycuda's static Context.pop(): pops this thread's current
+                if fake.stack():
+                    fake.driver_pop()
                 if not fake.stack():
-                    raise RuntimeError("pop without a current context")
+                    raise RuntimeError("context::pop failed: cannot pop non-current context")
                 fake.stack().pop()
+                current = fake.current()
+                if current is not None:
+                    fake.driver_stack().append(current)
 
             def detach(self) -> None:
-                self.detached = True
+                if not self.valid:
+                    raise RuntimeError("context::detach failed: cannot detach from invalid context")
+                active = fake.current() is self
+                if active:
+                    fake.release(self)
+                elif self.thread == threading.get_ident():
+                    fake.driver_stack().append(self)  # cuCtxPushCurrent, then the release pops nothing
+                    fake.release(self)
+                else:  # pycuda skips the release of an out-of-thread context: the retain leaks
+                    fake.leaked.append(f"retain of device {self.device} (detached on another thread)")
+                self.valid = False
+                if active:
+                    current = fake.current(skip=self)
+                    if current is not None:
+                        fake.driver_stack().append(current)
 
         class Device:
             def __init__(self, i: int) -> None:
                 self.i = i
 
             def retain_primary_context(self) -> Context:
-                ctx = Context()
+                ctx = Context(self.i)
                 fake.contexts.append(ctx)
+                fake.retains[self.i] = fake.retains.get(self.i, 0) + 1
                 return ctx
 
         class Alloc:
             def __init__(self, addr: int) -> None:
-                self.addr, self.ctx, self.valid = addr, fake.stack()[-1], True
+                self.addr, self.ctx, self.valid = addr, fake.current(), True
 
             def __int__(self) -> int:
                 return self.addr
@@ -86,7 +122,7 @@ class FakeCuda:
         class Stream:
             def __init__(self, flags: int = 0) -> None:
                 fake.require_context()
-                self.ctx, self.pending = fake.stack()[-1], []
+                self.ctx, self.pending = fake.current(), []
                 self.handle = fake._next_stream
                 fake._next_stream += 0x10
                 fake.streams[self.handle] = self
@@ -163,13 +199,46 @@ class FakeCuda:
         return sorted(self.live)
 
     def stack(self) -> list:
+        """pycuda's context stack of this thread."""
         if not hasattr(self.local, "stack"):
             self.local.stack = []
         return self.local.stack
 
-    def require_context(self) -> None:
-        if not self.stack():
+    def driver_stack(self) -> list:
+        """The CUDA driver's context stack of this thread (what cuCtxGetCurrent sees)."""
+        if not hasattr(self.local, "driver"):
+            self.local.driver = []
+        return self.local.driver
+
+    def driver_pop(self) -> None:
+        if not self.driver_stack():
+            raise RuntimeError("cuCtxPopCurrent failed: invalid context (the driver stack is empty)")
+        self.driver_stack().pop()
+
+    def current(self, skip: Any = None) -> Any:
+        """pycuda's current context: the top of its stack, dropping dead entries (and ``skip``)."""
+        stack = self.stack()
+        while stack and (stack[-1] is skip or not stack[-1].valid):
+            stack.pop()
+        return stack[-1] if stack else None
+
+    def release(self, ctx: Any) -> None:
+        """cuDevicePrimaryCtxRelease: one retain less; the context stays on the driver stack."""
+        self.retains[ctx.device] = self.retains.get(ctx.device, 0) - 1
+
+    def require_current(self) -> None:
+        """What CUDA itself (TensorRT) needs: a live context current on this thread's driver stack."""
+        driver = self.driver_stack()
+        if not driver:
             raise RuntimeError("CUDA call without a current context on this thread")
+        if self.retains.get(driver[-1].device, 0) <= 0:
+            raise RuntimeError("CUDA error: context is destroyed (the current primary context was released)")
+
+    def require_context(self) -> None:
+        """What a pycuda call needs: a context pycuda pushed, current in the driver too."""
+        if self.current() is None:
+            raise RuntimeError("CUDA call without a current context on this thread")
+        self.require_current()
 
     def write(self, addr: int, arr: np.ndarray) -> None:
         raw = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)

@@ -70,8 +70,12 @@ def batch_of(*grays: float, size: int = SIZE) -> np.ndarray:
 
 
 def tiny_onnx(path: Path, size: int = 32, batch: int | None = None, graph: str = "detect",
-              qdq: bool = False, meta: Any = None) -> Path:
-    """A small real ONNX (input N×3×size×size → logit N×1 [, recon]) with jrc metadata."""
+              qdq: bool = False, meta: Any = None, io_type: str = "float32") -> Path:
+    """A small real ONNX (input N×3×size×size → logit N×1 [, recon]) with jrc metadata.
+
+    ``io_type``: "float32"; "float16" (the whole graph and its inputs/outputs in fp16, as an ONNX
+    converted with fp16 I/O); or "uint8" (a uint8 input cast to float: a plan of it has a non-float
+    input binding)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -80,15 +84,20 @@ def tiny_onnx(path: Path, size: int = 32, batch: int | None = None, graph: str =
 
     rng = np.random.default_rng(0)
     n = batch if batch else "batch"
-    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.2, "w1"),
-             numpy_helper.from_array(np.full(4, 0.1, np.float32), "b1"),
-             numpy_helper.from_array(rng.standard_normal((1, 4)).astype(np.float32), "w2"),
-             numpy_helper.from_array(np.zeros(1, np.float32), "b2")]
+    ft = np.float16 if io_type == "float16" else np.float32
+    elem = TensorProto.FLOAT16 if io_type == "float16" else TensorProto.FLOAT
+    inits = [numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 0.2).astype(ft), "w1"),
+             numpy_helper.from_array(np.full(4, 0.1, ft), "b1"),
+             numpy_helper.from_array(rng.standard_normal((1, 4)).astype(ft), "w2"),
+             numpy_helper.from_array(np.zeros(1, ft), "b2")]
     nodes, first = [], "input"
+    if io_type == "uint8":
+        nodes.append(helper.make_node("Cast", ["input"], ["input_f"], to=TensorProto.FLOAT))
+        first = "input_f"
     if qdq:
-        inits += [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+        inits += [numpy_helper.from_array(np.array(0.05, ft), "s"),
                   numpy_helper.from_array(np.array(0, np.int8), "z")]
-        nodes += [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
+        nodes += [helper.make_node("QuantizeLinear", [first, "s", "z"], ["q"]),
                   helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"])]
         first = "dq"
     nodes += [helper.make_node("Conv", [first, "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
@@ -96,16 +105,18 @@ def tiny_onnx(path: Path, size: int = 32, batch: int | None = None, graph: str =
               helper.make_node("GlobalAveragePool", ["r"], ["p"]),
               helper.make_node("Flatten", ["p"], ["f"]),
               helper.make_node("Gemm", ["f", "w2", "b2"], ["logit"], transB=1)]
-    outputs = [helper.make_tensor_value_info("logit", TensorProto.FLOAT, [n, 1])]
+    outputs = [helper.make_tensor_value_info("logit", elem, [n, 1])]
     if graph == "full":
-        inits.append(numpy_helper.from_array(np.eye(3, dtype=np.float32).reshape(3, 3, 1, 1) * 0.5, "w3"))
-        nodes.append(helper.make_node("Conv", ["input", "w3"], ["recon"]))
-        outputs.append(helper.make_tensor_value_info("recon", TensorProto.FLOAT, [n, 3, size, size]))
-    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
-                                                                         [n, 3, size, size])], outputs, inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = meta or Meta(input_size=size, graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",))
+        inits.append(numpy_helper.from_array(np.eye(3, dtype=ft).reshape(3, 3, 1, 1) * 0.5, "w3"))
+        nodes.append(helper.make_node("Conv", ["input_f" if io_type == "uint8" else "input", "w3"], ["recon"]))
+        outputs.append(helper.make_tensor_value_info("recon", elem, [n, 3, size, size]))
+    in_elem = TensorProto.UINT8 if io_type == "uint8" else elem
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", in_elem, [n, 3, size, size])],
+                          outputs, inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 19 if qdq and io_type == "float16" else 17)])
+    model.ir_version = 9 if qdq and io_type == "float16" else 8
+    meta = meta or Meta(input_size=size, graph=graph, outputs=("logit", "recon") if graph == "full" else ("logit",),
+                        precision="fp16" if io_type == "float16" else "fp32")
     set_meta(model, meta)
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,3 +162,34 @@ def make_external_onnx(folder: Path, edit: Any = None) -> Path:
             edit(t)
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def calibrated_edge(root: Path, size: int = 32, seed: int = 0) -> dict[str, Any]:
+    """A small untrained edge JRC (quarter width) exported by export.onnx into ``root``, preprocessed
+    for quantization, and its activation statistics over 24 random calibration crops: what the INT8
+    tests share (``ranges.ranges(work["stats"], method, …)`` gives the ranges of any method)."""
+    import onnx
+    import torch
+
+    from calibration import qdq, ranges
+    from export.onnx import export_checkpoint
+    from export.onnx_io import file_meta
+    from training.calibration_set import CalibrationSet
+    from training.checkpoint import save_checkpoint
+    from training.model import JRC, default_meta
+
+    torch.manual_seed(seed)
+    base = default_meta("edge", size)
+    meta = base.with_(model={**base.model, "width": 0.25, "encoder_channels": 32, "latent_channels": 16,
+                             "hidden": 16})
+    ckpt = save_checkpoint(root / "m.pt", JRC("edge", size, **meta.model).eval(), meta)
+    export_checkpoint(ckpt, root)
+    src = root / "detect.onnx"
+    meta = file_meta(src)
+    rng = np.random.default_rng(0)
+    calib = CalibrationSet(rng.integers(0, 256, (24, size, size, 3), dtype=np.uint8), None, meta, "random")
+    prep = qdq.preprocess(src, root / "prep.onnx")
+    prepped = onnx.load(str(prep))
+    stats = ranges.collect(prep, calib, batch_size=8)
+    return {"root": root, "src": src, "meta": meta, "calib": calib, "prep": prep, "prepped": prepped,
+            "stats": stats, "full_range": ranges.full_range_tensors(prepped)}

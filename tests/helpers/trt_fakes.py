@@ -10,8 +10,13 @@
   ``Stream`` object is a TypeError) and only enqueues, ``build_serialized_network`` returns None
   (``build_ok = False``, a DLA profile with min != max, AMPERE_PLUS on a Jetson or below 8.0),
   ``create_timing_cache`` returns None for bytes that are not a cache, ``set_timing_cache(None, ...)``
-  is a TypeError, a DLA plan only deserializes with ``Runtime.DLA_core`` set to its core (default 0
-  on 8.x, -1 from 10.0) and a version-compatible plan only with ``engine_host_code_allowed``.
+  is a TypeError, a DLA plan only deserializes with ``Runtime.DLA_core`` set to its core (default -1,
+  as the 8.5.3 and 10.x API docs say) and a version-compatible plan only with ``engine_host_code_allowed``;
+  bytes that are not a plan give None after an error through the logger. Engine tensors keep the
+  types the ONNX gave the network (FLOAT, HALF, INT8, UINT8...), and execution reads and writes them
+  in those types. TensorRT keeps ONE logger per process: a builder or runtime given another one is
+  recorded in ``logger_warnings`` (with TensorRT's warning), and messages go to the first.
+  ``set_calibration_profile`` answers False for a profile that is not one fixed shape.
 - :class:`FakeCuda` (``tests.helpers.fake_cuda``) is the ``pycuda`` these run against.
 """
 
@@ -99,6 +104,7 @@ class _Obj(metaclass=_ClassMeta):
     def __init__(self, *args: Any) -> None:
         object.__setattr__(self, "_args", args)
         object.__setattr__(self, "_state", {})
+        self._fake.created(type(self)._qual, self, args)
 
     def _check(self, name: str) -> str:
         qual = type(self)._qual
@@ -121,6 +127,9 @@ class _Obj(metaclass=_ClassMeta):
         return lambda *a, **k: impl(self, *a, **k)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if "_qual" not in type(self).__dict__:  # a Python subclass (a custom ILogger) has a __dict__
+            object.__setattr__(self, name, value)
+            return
         self._check(name)
         self._state[name] = value
 
@@ -129,7 +138,9 @@ class FakeTRT:
     """One release's ``tensorrt`` module (``.module``) with recorded names (``.used``)."""
 
     PROPERTIES = {"b_Builder_num_DLA_cores", "b_OnnxParser_num_errors", "b_ICudaEngine_num_io_tensors",
-                  "b_Runtime_DLA_core", "b_Runtime_num_DLA_cores", "b_Runtime_engine_host_code_allowed"}
+                  "b_Runtime_DLA_core", "b_Runtime_num_DLA_cores", "b_Runtime_engine_host_code_allowed",
+                  "b_INetworkDefinition_num_inputs", "b_INetworkDefinition_num_outputs", "b_ITensor_name",
+                  "b_ITensor_dtype"}
 
     def __init__(self, api_json: Path, cuda: FakeCuda | None = None) -> None:
         d = json.loads(Path(api_json).read_text())
@@ -145,6 +156,9 @@ class FakeTRT:
         self.jetson = False  # hardware compatibility is not supported on JetPack
         self.built: list[dict[str, Any]] = []
         self.configs: list[Any] = []
+        self.logger: Any = None  # the first logger a builder or runtime was given
+        self.logger_warnings: list[str] = []
+        self.calibration_profile_ok = True  # set_calibration_profile's answer for a valid profile
         m = _Module("tensorrt")
         object.__setattr__(m, "_fake", self)
         m.__version__ = self.version
@@ -154,15 +168,46 @@ class FakeTRT:
         m.nptype = self._nptype
         self.module = m
 
+    SEVERITY = {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4}  # ILogger::Severity
+
     def _make_class(self, name: str, members: list[str]) -> type:
         ns: dict[str, Any] = {"_qual": name, "_members": frozenset(members), "_fake": self}
         if "name" in members and "value" in members:  # an enum
             for i, v in enumerate(x for x in members if x not in ("name", "value")):
                 ns[v] = _EnumValue(name, v, i)
+        if name in ("ILogger", "Logger"):  # Logger.WARNING is ILogger.Severity.WARNING (an int enum)
+            ns.update({k: _EnumValue("ILogger.Severity", k, v) for k, v in self.SEVERITY.items()})
         return _ClassMeta(name, (_Obj,), ns)
 
+    # --- the logger: one per process, as TensorRT keeps it --------------------------------------
+    def created(self, qual: str, obj: Any, args: tuple) -> None:
+        """A builder or runtime takes the logger; TensorRT keeps the first one for the process and
+        warns when a later one differs (messages of the process keep going to the first)."""
+        if qual not in ("Builder", "Runtime") or not args or args[0] is None:
+            return
+        logger = args[0]
+        if self.logger is None:
+            self.logger = logger
+        elif logger is not self.logger:
+            msg = (f"The logger passed into createInfer{qual} differs from one already provided for an existing "
+                   "builder, runtime, or refitter. Uses of the global logger, returned by nvinfer1::getLogger(), "
+                   "will return the existing value.")
+            self.logger_warnings.append(msg)
+            self.log("WARNING", msg)
+
+    def log(self, severity: str, msg: str) -> None:
+        """A message from TensorRT, through the process's logger (its ``log`` decides what shows)."""
+        if self.logger is not None:
+            self.logger.log(self.module.ILogger.__dict__[severity], msg)
+
+    NPTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "UINT8": np.uint8,
+               "BOOL": np.bool_, "INT64": np.int64}
+
     def _nptype(self, dtype: Any) -> Any:
-        return {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32}[dtype.name]
+        """``trt.nptype``: a TypeError for types numpy cannot hold (BF16, FP8, INT4...), as the real one."""
+        if dtype.name not in self.NPTYPES:
+            raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype: {dtype!r}")
+        return self.NPTYPES[dtype.name]
 
     def new(self, cls: str, *args: Any) -> Any:
         return getattr(self.module, cls)(*args)
@@ -197,6 +242,14 @@ class FakeTRT:
     def b_IBuilderConfig_add_optimization_profile(self, cfg: Any, p: Any) -> int:
         cfg.profiles.append(p)
         return len(cfg.profiles) - 1
+
+    def b_IBuilderConfig_set_calibration_profile(self, cfg: Any, p: Any) -> bool:
+        """False for a profile TensorRT cannot calibrate with (not one fixed shape), as the binding says."""
+        shapes = list(p.shapes.values())
+        ok = bool(shapes) and all(lo == opt == hi for lo, opt, hi in shapes) and self.calibration_profile_ok
+        if ok:
+            object.__setattr__(cfg, "calibration_profile", p)
+        return ok
 
     def b_IBuilderConfig_set_memory_pool_limit(self, cfg: Any, pool: Any, n: int) -> None:
         cfg.pools[pool.name] = n
@@ -237,15 +290,45 @@ class FakeTRT:
     def b_ITimingCache_serialize(self, c: Any) -> bytes:
         return self.timing_blob()
 
+    # ONNX elem_type -> TensorRT DataType name (what the parser gives the network's I/O tensors)
+    ONNX_TYPES = {1: "FLOAT", 10: "HALF", 3: "INT8", 2: "UINT8", 6: "INT32", 7: "INT64", 9: "BOOL", 16: "BF16"}
+
     def b_OnnxParser_parse_from_file(self, parser: Any, path: str) -> bool:
         import onnx
 
         m = onnx.load(path)
         dims = lambda v: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]  # noqa: E731
+        kind = lambda v: self.ONNX_TYPES[v.type.tensor_type.elem_type]  # noqa: E731
         net = parser._args[0]
         object.__setattr__(net, "io", {"inputs": {i.name: dims(i) for i in m.graph.input},
-                                       "outputs": {o.name: dims(o) for o in m.graph.output}})
+                                       "outputs": {o.name: dims(o) for o in m.graph.output},
+                                       "types": {v.name: kind(v) for v in [*m.graph.input, *m.graph.output]}})
         return self.parse_ok
+
+    def _tensor(self, name: str, type_name: str) -> Any:
+        t = self.new("ITensor")
+        object.__setattr__(t, "io", (name, getattr(self.module.DataType, type_name)))
+        return t
+
+    def b_INetworkDefinition_num_inputs(self, net: Any) -> int:
+        return len(net.io["inputs"])
+
+    def b_INetworkDefinition_num_outputs(self, net: Any) -> int:
+        return len(net.io["outputs"])
+
+    def b_INetworkDefinition_get_input(self, net: Any, i: int) -> Any:
+        name = list(net.io["inputs"])[i]
+        return self._tensor(name, net.io["types"][name])
+
+    def b_INetworkDefinition_get_output(self, net: Any, i: int) -> Any:
+        name = list(net.io["outputs"])[i]
+        return self._tensor(name, net.io["types"][name])
+
+    def b_ITensor_name(self, t: Any) -> str:
+        return t.io[0]
+
+    def b_ITensor_dtype(self, t: Any) -> Any:
+        return t.io[1]
 
     def b_OnnxParser_num_errors(self, parser: Any) -> int:
         return 0 if self.parse_ok else 1
@@ -269,7 +352,7 @@ class FakeTRT:
             return None  # the DLA needs min = opt = max
         if hw is not None and getattr(hw, "name", "") == "AMPERE_PLUS" and (self.jetson or self.device_cc < (8, 0)):
             return None
-        plan = {"inputs": {name: dims}, "outputs": net.io["outputs"], "profile": prof,
+        plan = {"inputs": {name: dims}, "outputs": net.io["outputs"], "profile": prof, "types": net.io["types"],
                 "flags": cfg.flags_set, "network_flags": net._args[0], "state": sorted(state),
                 "dla_core": dla, "version_compatible": "VERSION_COMPATIBLE" in cfg.flags_set}
         self.built.append(plan)
@@ -277,7 +360,7 @@ class FakeTRT:
 
     # --- runtime ----------------------------------------------------------------------------
     def b_Runtime_DLA_core(self, rt: Any) -> int:
-        return 0 if trt_major(self.version) < 10 else -1  # the default changed in 10.0
+        return -1  # "Sets the DLA core used by the network. Defaults to -1." (IRuntime, 8.5.3 to 10.x)
 
     def b_Runtime_num_DLA_cores(self, rt: Any) -> int:
         return self.dla_cores
@@ -288,10 +371,18 @@ class FakeTRT:
     def b_Runtime_deserialize_cuda_engine(self, rt: Any, blob: bytes) -> Any:
         """An engine, or None where TensorRT refuses the plan (after logging why)."""
         self.deserialized += 1
-        plan = json.loads(bytes(blob))
+        try:
+            plan = json.loads(bytes(blob))
+        except ValueError:
+            self.log("ERROR", "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (Serialization assertion "
+                              "magicTagRead == kMAGIC_TAG failed.Magic tag does not match)")
+            return None
         if plan.get("dla_core") is not None and rt.DLA_core != plan["dla_core"]:
+            self.log("ERROR", f"Error Code 1: Serialization (engine built for DLA core {plan['dla_core']}, the "
+                              f"runtime is set to {rt.DLA_core})")
             return None  # a DLA plan runs on the core the runtime is set to
         if plan.get("version_compatible") and not rt.engine_host_code_allowed:
+            self.log("ERROR", "Error Code 1: Serialization (the plan holds host code; allow it on the runtime)")
             return None  # the plan's lean runtime is host code
         eng = self.new("ICudaEngine")
         object.__setattr__(eng, "plan", plan)
@@ -314,7 +405,8 @@ class FakeTRT:
         return tuple(p["inputs"].get(name) or p["outputs"][name])
 
     def b_ICudaEngine_get_tensor_dtype(self, eng: Any, name: str) -> Any:
-        return self.module.DataType.FLOAT
+        """The type the network gave the tensor (from the ONNX), as the engine keeps it."""
+        return getattr(self.module.DataType, eng.plan.get("types", {}).get(name, "FLOAT"))
 
     def b_ICudaEngine_get_tensor_profile_shape(self, eng: Any, name: str, profile: int) -> tuple:
         return tuple(tuple(s) for s in eng.plan["profile"])
@@ -351,17 +443,19 @@ class FakeTRT:
             raise TypeError("execute_async_v3(): incompatible function arguments; "
                             f"stream_handle must be an int, got {type(stream_handle).__name__}")
         cuda = self.cuda
-        cuda.require_context()
+        cuda.require_current()  # TensorRT runs in the thread's current CUDA context
         if set(ctx.shapes) != set(ctx.engine_.plan["inputs"]):
             return False  # an input shape was never set
         (name, shape), = ctx.shapes.items()
         addr = dict(ctx.addr)
+        types = {n: self._nptype(getattr(self.module.DataType, t)) for n, t in ctx.engine_.plan.get("types", {}).items()}
 
-        def run() -> None:
-            x = cuda.read(addr[name], shape, np.float32)
-            cuda.write(addr["logit"], x.reshape(shape[0], -1).mean(axis=1, keepdims=True))
+        def run() -> None:  # each tensor read and written in the engine's own type
+            x = cuda.read(addr[name], shape, types.get(name, np.float32)).astype(np.float32)
+            logit = x.reshape(shape[0], -1).mean(axis=1, keepdims=True)
+            cuda.write(addr["logit"], logit.astype(types.get("logit", np.float32)))
             if "recon" in addr:
-                cuda.write(addr["recon"], x / 2)
+                cuda.write(addr["recon"], (x / 2).astype(types.get("recon", np.float32)))
 
         cuda.stream_for(stream_handle).enqueue(run)
         return True

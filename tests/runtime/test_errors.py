@@ -76,7 +76,7 @@ CASES = [  # (name, engine key or path, source key or literal, extra args, exit 
     ("max frames 0", "model", "video", ["--max-frames", "0"], 2, ["--max-frames 0", "at least 1"]),
     ("threshold above 1", "model", "video", ["--threshold", "1.5"], 2, ["--threshold 1.5", "probability"]),
     ("timeout nan with a URL", "model", "http://127.0.0.1:9/x.avi", ["--timeout", "nan"], 2, ["--timeout nan"]),
-    ("output folder missing", "model", "video", ["--jsonl", "/nonexistent/dir/o.jsonl"], 1, ["--jsonl", "does not exist"]),
+    ("output below a file", "model", "video", ["--jsonl", "{dir}/m.onnx/o.jsonl"], 1, ["--jsonl", "is a file, not a folder"]),
     ("onnx-only flag on an engine", "x.engine", "video", ["--provider", "cpu"], 2, ["--provider", ".onnx models only"]),
     ("face model missing", "model", "video", ["--face-model", "{dir}/yunet.onnx"], 1, ["yunet.onnx", "no such file"]),
     ("face model not YuNet", "model", "video", ["--face-model", "{dir}/m.onnx"], 1, ["m.onnx", "YuNet"]),

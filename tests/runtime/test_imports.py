@@ -11,7 +11,7 @@ from tests.helpers import ROOT
 from tests.helpers.media import gray_video
 from tests.helpers.models import make_onnx
 
-HEAVY = ("onnxruntime", "tensorrt", "pycuda", "torch", "onnx")
+HEAVY = ("onnxruntime", "tensorrt", "pycuda", "torch", "onnx", "paho", "prometheus_client", "tomli")
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -65,3 +65,16 @@ def test_engine_without_tensorrt_is_a_one_line_error(tmp_path):
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("jrc-detect: error: ") and "m.engine" in lines[0]
+
+
+@pytest.mark.parametrize("flag, value, module", [("--mqtt", "mqtt://127.0.0.1:1", "paho"),
+                                                 ("--metrics", "1", "prometheus_client")])
+def test_a_missing_box_dependency_is_one_line_naming_the_extra(tmp_path, flag, value, module):
+    model = make_onnx(tmp_path / "m.onnx")
+    clip = gray_video(tmp_path / "g.mp4", [100] * 3)
+    res = _python(_blocking([module]) + "from runtime.errors import run_cli\nfrom runtime.detect import main\n"
+                  f"sys.argv = ['jrc-detect', '--engine', {str(model)!r}, '--source', {str(clip)!r}, {flag!r}, "
+                  f"{value!r}, '--quiet']\nrun_cli(main, 'jrc-detect')")
+    err = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 1 and len(err) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "is not installed" in err[0] and "pip install 'jrc-edge[box]'" in err[0]

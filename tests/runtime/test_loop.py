@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import cv2
 import numpy as np
 import pytest
 
 from runtime.backends import open_backend
-from runtime.loop import Faces, FrameLoop, Outputs
+from runtime.loop import Camera, Faces, FrameLoop, Outputs
 from runtime.pipeline import STAGES
 from runtime.sources import Frame, Source
 from tests.helpers.media import lines
@@ -83,3 +84,20 @@ def test_frames_past_the_given_boxes_have_no_face(backend):
     finally:
         loop.close()
     assert loop.agg.frames == 3 and loop.agg.frames_without_face == 2
+
+
+def test_several_cameras_run_in_one_loop_and_a_view_reads_their_state(backend, tmp_path):
+    loop = FrameLoop(backend, Faces(given=[[BOX]] * 8), Outputs(jsonl=str(tmp_path / "o.jsonl"), view=True))
+    try:
+        loop.run_cameras([Camera("a", Grey(8)), Camera("b", Grey(5, level=0), Faces(given=[[BOX]] * 5))])
+    finally:
+        loop.close()
+    recs = lines(tmp_path / "o.jsonl")
+    assert [r["frame"] for r in recs if r["camera"] == "a"] == list(range(8))
+    assert [r["frame"] for r in recs if r["camera"] == "b"] == list(range(5))
+    a, b = (loop.state.camera(n).snapshot() for n in ("a", "b"))
+    assert loop.state.names() == ["a", "b"] and a["frames"] == 8 and b["faces"] == 5 and not a["up"]
+    assert a["tracks"][0]["points"][-1][1] == pytest.approx(expected_prob(255), abs=1e-4)
+    jpeg = loop.state.camera("a").frame_jpeg()
+    assert jpeg[:2] == b"\xff\xd8" and cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
+    assert [c.status for c in loop.cameras] == ["ok", "ok"] and loop.pipeline is None and loop.agg is None

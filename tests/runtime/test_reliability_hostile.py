@@ -213,14 +213,14 @@ def test_non_plan_with_a_matching_sidecar_is_one_line_when_tensorrt_rejects_it(t
     levels = []
 
     def deserialize(rt, blob):  # what TensorRT does with bytes that are not a plan, after logging an error
-        levels.append(repr(rt._args[0].min_severity))  # the logger the runtime was made with
+        levels.append(rt._args[0].level())  # this thread's level on the logger the runtime was made with
         return None
 
     monkeypatch.setattr(fake, "b_Runtime_deserialize_cuda_engine", deserialize)
     path = _engine(tmp_path, "junk.engine", os.urandom(2048))
     with pytest.raises(UserError) as e:
         open_backend(path)
-    assert levels == ["Logger.INTERNAL_ERROR"]  # TensorRT's own error line is not printed beside ours
+    assert levels == [_trt.SEVERITY["INTERNAL_ERROR"]]  # TensorRT's own error line is not printed beside ours
     msg = str(e.value)
     assert "\n" not in msg and "junk.engine" in msg and "could not load this plan" in msg
     assert "python -m export.engine" in msg

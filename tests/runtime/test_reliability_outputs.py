@@ -143,11 +143,12 @@ def test_save_onto_a_special_file_is_refused_before_the_run(model, tmp_path, cap
 
 
 # --- 6. output paths checked first; write errors are one line -------------------------------
-BAD_PATHS = [("missing folder", "nodir/x"), ("a folder", "adir"), ("below a file", "afile/x")]
+# a missing folder is created (every tool's rule); a --save folder holds one annotated file per input
+BAD_PATHS = [(flag, what, rel) for flag in ("--summary", "--jsonl", "--save")
+             for what, rel in (("a folder", "adir"), ("below a file", "afile/x")) if (flag, what) != ("--save", "a folder")]
 
 
-@pytest.mark.parametrize("flag", ["--summary", "--jsonl", "--save"])
-@pytest.mark.parametrize("what, rel", BAD_PATHS, ids=[b[0] for b in BAD_PATHS])
+@pytest.mark.parametrize("flag, what, rel", BAD_PATHS, ids=[f"{b[1]}-{b[0]}" for b in BAD_PATHS])
 def test_bad_output_path_is_one_line_before_the_first_frame(model, tmp_path, capsys, monkeypatch, flag, what, rel):
     clip = _clip(tmp_path / "c.avi")
     (tmp_path / "adir").mkdir()

@@ -24,73 +24,12 @@ import runtime.sources as sources
 from runtime.detect import main
 from tests.helpers import run_module
 from tests.helpers.models import make_onnx
+from tests.helpers.servers import FakeCamera, MjpegServer
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return make_onnx(tmp_path_factory.mktemp("m") / "m.onnx")
-
-
-def _jpeg(i: int) -> bytes:
-    return cv2.imencode(".jpg", np.full((48, 64, 3), (i * 7) % 256, np.uint8))[1].tobytes()
-
-
-class MjpegServer:
-    """Loopback MJPEG server. ``script[k]`` says what connection k gets: ``(frames, then)`` with
-    ``then`` in ``"stall"`` (keep the connection open, send nothing) or ``"close"``; connections
-    past the script get headers and then nothing. Every wait ends at ``stop()`` or after 30 s."""
-
-    def __init__(self, script: list[tuple[int, str]], shutdown_after: int | None = None) -> None:
-        self.script = script
-        self.connections: list[float] = []  # monotonic time of each connection
-        self._stop = threading.Event()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                k = len(outer.connections)
-                outer.connections.append(time.monotonic())
-                frames, then = outer.script[k] if k < len(outer.script) else (0, "stall")
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    for i in range(frames):
-                        if outer._stop.is_set():
-                            return
-                        b = _jpeg(i)
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
-                                         % (len(b), b))
-                        self.wfile.flush()
-                        time.sleep(0.04)  # 25 fps, like a camera
-                except OSError:
-                    return
-                if then == "stall":
-                    outer._stop.wait(30)
-                if shutdown_after is not None and k + 1 >= shutdown_after:
-                    threading.Thread(target=outer.stop, daemon=True).start()  # later connections are refused
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cam.mjpg"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> MjpegServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if not self._stop.is_set():
-            self._stop.set()
-            self.server.shutdown()
-            self.server.server_close()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._thread.join(10)
 
 
 def _results(tmp: Path) -> tuple[dict, list[dict]]:
@@ -147,36 +86,6 @@ def test_stream_that_stops_for_good_ends_with_exit_3(model, tmp_path):
 
 
 # --- cameras -----------------------------------------------------------------------------------
-class FakeCamera:
-    """A capture that delivers ``frames`` frames, then fails (unplugged) or, with ``hang``, blocks
-    in read() until ``release_hang`` is set, as some drivers do."""
-
-    def __init__(self, frames: int, opened: bool = True, hang: threading.Event | None = None) -> None:
-        self.left, self.opened, self.hang = frames, opened, hang
-        self.n = 0
-
-    def isOpened(self) -> bool:  # noqa: N802 - cv2's name
-        return self.opened
-
-    def get(self, prop: int) -> float:
-        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
-
-    def read(self):
-        if not self.opened:
-            return False, None
-        if self.left <= 0:
-            if self.hang is not None:
-                self.hang.wait(30)
-            return False, None
-        self.left -= 1
-        self.n += 1
-        time.sleep(0.01)
-        return True, np.full((48, 64, 3), (self.n * 9) % 256, np.uint8)
-
-    def release(self) -> None:
-        self.opened = False
-
-
 class Plug:
     """The device: each open() returns the next scripted camera (None = the device is gone)."""
 
@@ -265,10 +174,11 @@ class FileServer:
         self._thread.join(10)
 
 
-@pytest.mark.parametrize("live", ["auto", "no"])
-def test_a_url_serving_a_file_ends_at_its_end(model, tmp_path, live):
-    """A finite file over HTTP is read once and the run ends (exit 0, no reconnect): with --live no
-    frame by frame like a local file, with auto as a stream whose end is told from a drop."""
+@pytest.mark.parametrize("live", ["auto", "no", "yes"])
+def test_a_url_serving_a_file_ends_at_its_end(model, tmp_path, live, capsys):
+    """A finite file over HTTP is read once and the run ends (exit 0, no reconnect): by default (and
+    with --live no) frame by frame like a local file, every frame; with --live yes played like a
+    camera, and a verdict that rests on fewer frames says how many were dropped."""
     clip = tmp_path / "clip.avi"
     out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
     for i in range(30):
@@ -281,8 +191,14 @@ def test_a_url_serving_a_file_ends_at_its_end(model, tmp_path, live):
     summary, recs = _results(tmp_path)
     assert code == 0 and summary["status"] == "ok" and summary["reconnects"] == 0
     assert summary["frames"] + summary["dropped"] == 30  # each frame once: no replay
-    if live == "no":
-        assert not summary["live"] and [r["frame"] for r in recs] == list(range(30))
+    if live != "yes":
+        assert not summary["live"] and [r["frame"] for r in recs] == list(range(30)) and summary["dropped"] == 0
+    else:
+        assert summary["live"]
+        dropped = summary["dropped"]
+        assert summary["sources"][0].get("dropped", 0) == dropped
+        line = next(x for x in capsys.readouterr().out.splitlines() if "clip.avi" in x)
+        assert (f"{dropped} frame(s) dropped" in line) == (dropped > 0), line
 
 
 def test_existing_file_with_a_bang_in_its_name_is_a_file_not_a_pipeline(model, tmp_path):

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,10 @@ def test_infer_detect(fakes, tmp_path: Path) -> None:
         b.infer(x, reconstruct=True)
     with pytest.raises(ValueError, match="expected 1..16"):
         b.infer(_x(17))
-    assert cuda.stack() == []  # nothing left pushed on this thread
+    assert cuda.stack() == [] and cuda.driver_stack() == []  # nothing left pushed on this thread
     b.close()
     b.close()
-    assert cuda.freed == set(cuda.memory) and all(c.detached for c in cuda.contexts)
+    assert cuda.freed == set(cuda.memory) and cuda.driver_stack() == [] and cuda.retains == {0: 1}
     assert fake.deserialized == 1
 
 
@@ -265,3 +266,166 @@ def test_module_imports_without_tensorrt_or_pycuda() -> None:
             "import runtime.backends.tensorrt, runtime.backends.trt_compat, runtime.onnx_proto\nprint('ok')\n")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "ok", p.stderr
+
+
+# --- issue #30 ----------------------------------------------------------------------------------
+def _on_thread(fn) -> list:
+    """Run ``fn`` on a new thread; returns what it raised (nothing: [])."""
+    errors: list = []
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:  # surfaced by the caller
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return errors
+
+
+def test_close_leaves_no_context_current_on_any_thread(fakes, tmp_path: Path) -> None:
+    """#30.1: pycuda's detach() of a primary context that is not current pushes it and releases it
+    (which pops nothing): every close left it current on the closing thread, and a close on another
+    thread leaked the retain. One retained context per device, pushed and popped around use."""
+    _, cuda = fakes
+    engine = _engine(tmp_path)
+    for _ in range(3):
+        b = TensorRTBackend(str(engine))
+        b.infer(_x(2))
+        b.close()
+        assert cuda.driver_stack() == [] and cuda.stack() == []
+    b = TensorRTBackend(str(engine))  # opened here, used and closed on a worker thread
+    stacks: list = []
+    assert _on_thread(lambda: (b.infer(_x(1)), b.close(), stacks.append(list(cuda.driver_stack())))) == []
+    assert stacks == [[]] and cuda.driver_stack() == []
+    assert cuda.leaked == [] and cuda.retains == {0: 1}  # one retain for the process, none leaked
+    assert len(cuda.contexts) == 1 and not cuda.contexts[0].detached
+
+
+def test_face_graph_close_leaves_no_context_current(fakes, tmp_path: Path) -> None:
+    from export.engine import faces_to_engines
+    from runtime.backends.tensorrt import TensorRTGraph
+    from runtime.faces_cnn import BUNDLED
+
+    _, cuda = fakes
+    faces_to_engines(BUNDLED, tmp_path, EngineOptions(precision="fp32"))
+    g = TensorRTGraph(str(tmp_path / "rnet.engine"))
+    assert _on_thread(g.close) == []
+    assert cuda.driver_stack() == [] and cuda.leaked == [] and cuda.retains == {0: 1}
+
+
+def test_failed_open_pops_the_context_even_when_freeing_fails(fakes, tmp_path: Path, monkeypatch) -> None:
+    """#30.12: an __init__ failure must pop the context even when releasing what was allocated
+    raises too (pycuda aborts the process at exit when its context stack is not empty)."""
+    _, cuda = fakes
+    engine = _engine(tmp_path)
+
+    def broken_open(self, path, meta, raw) -> None:
+        self._allocs.append(types.SimpleNamespace(free=lambda: (_ for _ in ()).throw(RuntimeError("free failed"))))
+        raise UserError(f"{path}: broken")
+
+    monkeypatch.setattr(TensorRTBackend, "_open", broken_open)
+    with pytest.raises((UserError, RuntimeError)):
+        TensorRTBackend(str(engine))
+    assert cuda.stack() == [] and cuda.driver_stack() == []
+
+
+def test_one_logger_for_every_builder_and_runtime(fakes, tmp_path: Path) -> None:
+    """#30.6: TensorRT keeps one logger per process; a builder or runtime given another one makes
+    TensorRT warn, and its messages go to the first logger. One shared logger, always."""
+    fake, _ = fakes
+    engine = _engine(tmp_path)
+    with TensorRTBackend(str(engine)), TensorRTBackend(str(engine)):
+        pass
+    _engine(tmp_path / "again")
+    assert fake.logger is trt_compat.shared_logger(fake.module) and fake.logger_warnings == []
+
+
+def test_quiet_deserialize_silences_only_its_own_thread(fakes, tmp_path: Path, capfd) -> None:
+    """#30.6: TensorRT's error lines for bytes that are not a plan are replaced by the one-line error,
+    and the quiet level is this thread's: another thread's messages still show meanwhile."""
+    fake, _ = fakes
+    engine = _engine(tmp_path)
+    meta, raw = read_sidecar(engine)
+    engine.write_bytes(b"not a plan at all")  # the sidecar's sha256 follows: only TensorRT can tell
+    write_sidecar(engine, meta, {k: v for k, v in raw.items() if k not in Meta.__dataclass_fields__
+                                 and k != "plan_sha256"})
+    with pytest.raises(UserError, match="could not load this plan"):
+        TensorRTBackend(str(engine))
+    assert "Magic tag" not in capfd.readouterr().err
+    logger = trt_compat.shared_logger(fake.module)
+    inside, release = threading.Event(), threading.Event()
+
+    def quiet_thread() -> None:
+        with trt_compat.log_level(logger, "INTERNAL_ERROR"):
+            inside.set()
+            release.wait(10)
+            fake.log("ERROR", "quiet thread's error")
+
+    t = threading.Thread(target=quiet_thread)
+    t.start()
+    inside.wait(10)
+    fake.log("ERROR", "main thread's error")  # while the other thread is quiet
+    release.set()
+    t.join()
+    err = capfd.readouterr().err
+    assert "main thread's error" in err and "quiet thread's error" not in err
+
+
+@pytest.mark.parametrize("graph", ["detect", "full"])
+def test_fp16_io_engine_runs(fakes, tmp_path: Path, graph: str) -> None:
+    """#30.16: engines whose I/O tensors are HALF (built from an FP16-I/O ONNX) are read and written
+    in fp16 by the fake as by TensorRT; the backend feeds fp16 and returns float32."""
+    fake, _ = fakes
+    onnx = tiny_onnx(tmp_path / f"{graph}.fp16.onnx", graph=graph, io_type="float16")
+    engine = onnx_to_engine(onnx, tmp_path / f"{graph}.fp16.engine", EngineOptions(precision="fp16"))
+    with TensorRTBackend(str(engine)) as b:
+        assert b._input.dtype == np.float16 and b._input.type_name == "HALF"
+        x = _x(3)
+        out = b.infer(x, reconstruct=graph == "full")
+        assert out["logit"].dtype == np.float32
+        want = x.astype(np.float16).astype(np.float32).reshape(3, -1).mean(1)
+        np.testing.assert_allclose(out["logit"][:, 0], want, rtol=2e-3, atol=2e-3)
+        if graph == "full":
+            np.testing.assert_allclose(out["recon"], x.astype(np.float16) / 2, rtol=2e-3, atol=2e-3)
+
+
+def test_non_float_input_is_refused(fakes, tmp_path: Path) -> None:
+    """#30.11: float32 faces copied into a UINT8 (or INT8, INT32) binding with casting='unsafe' are
+    truncated silently; such a plan is refused in one line when it is opened."""
+    fake, cuda = fakes
+    onnx = tiny_onnx(tmp_path / "u8.onnx", io_type="uint8")
+    engine = onnx_to_engine(onnx, tmp_path / "u8.engine", EngineOptions(precision="fp32"))
+    with pytest.raises(UserError, match=r"input 'input' is UINT8, expected FLOAT or HALF.*rebuild") as e:
+        TensorRTBackend(str(engine))
+    assert "\n" not in str(e.value) and cuda.stack() == [] and cuda.driver_stack() == []
+
+
+def test_hardware_compatible_plan_refused_where_it_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """#30.13: TensorRT supports hardware compatibility on Ampere+ GPUs and not on JetPack, and plans
+    are not portable across platforms: refused with the reason before anything deserializes."""
+    cuda = FakeCuda()
+    fake = FakeTRT(TRT_API_DIR / "tensorrt-10.13.0.35.json", cuda)
+    for name, mod in (("tensorrt", fake.module), ("pycuda", cuda.module), ("pycuda.driver", cuda.driver)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "NVIDIA A100", "8.0", 1 << 36))
+    engine = _engine(tmp_path, hardware_compatible=True)
+    monkeypatch.setattr(trt_compat, "is_jetson", lambda: True)
+    with pytest.raises(UserError, match=r"hardware-compatible \(AMPERE_PLUS\) plan.*not on JetPack") as e:
+        TensorRTBackend(str(engine))
+    assert "rebuild it here with: python -m export.engine" in str(e.value) and "--hardware-compatible" not in str(e.value)
+    monkeypatch.setattr(trt_compat, "is_jetson", lambda: False)
+    monkeypatch.setattr(trt_compat, "probe_cuda_device",
+                        lambda index=0, timeout=60.0: trt_compat.CudaDevice(0, "Tesla T4", "7.5", 1 << 34))
+    with pytest.raises(UserError, match=r"this is Tesla T4 \(7.5\) \(a hardware-compatible plan runs on Ampere"):
+        TensorRTBackend(str(engine))
+    _rewrite_sidecar(engine, compute_capability="8.0")
+    meta, raw = read_sidecar(engine)
+    write_sidecar(engine, meta, {**{k: v for k, v in raw.items() if k not in Meta.__dataclass_fields__},
+                                 "platform": "windows-amd64"})
+    with pytest.raises(UserError, match="built on windows-amd64, this is .*not portable across platforms"):
+        TensorRTBackend(str(engine))
+    assert fake.deserialized == 0

@@ -249,10 +249,12 @@ def test_extracts_crops_and_manifest_with_splits(extracted):
 def test_crops_are_the_runtime_crop(extracted, clip):
     import cv2
 
-    from runtime.faces import make_detector
+    from runtime.faces import DEFAULT_DETECTOR, make_detector
     from training.extract import video_crops
 
-    want = [c for _, _, c in video_crops(clip, FRAMES, make_detector("haar"), SIZE, datasets.Settings().margin)]
+    # the runtime's default detector, as runtime.detect and training.extract use it
+    want = [c for _, _, c in video_crops(clip, FRAMES, make_detector(DEFAULT_DETECTOR), SIZE,
+                                         datasets.Settings().margin)]
     rows = [r for r in _rows(extracted / "celebdf-v2" / "manifest.csv") if r["video"] == "Celeb-real/id0_0000"]
     got = [cv2.imread(str(extracted / "celebdf-v2" / r["path"])) for r in rows]
     assert len(got) == len(want) == FRAMES and all(np.array_equal(a, b) for a, b in zip(got, want))

@@ -252,3 +252,28 @@ def test_hash_split_keeps_groups_together(crops_dir: Path) -> None:
     train, val = (data.open_items(manifest, META, s) for s in ("train", "val"))
     assert len(train) + len(val) == 9
     assert not set(train.columns["group"]) & set(val.columns["group"])
+
+
+def _clips(root: Path, real: list[str], fake: list[str]) -> Path:
+    for label, names in (("real", real), ("fake", fake)):
+        for name in names:
+            (root / label / name).mkdir(parents=True)
+            cv2.imwrite(str(root / label / name / "000.png"), np.full((24, 24, 3), 90, np.uint8))
+    return root
+
+
+def test_the_automatic_validation_split_holds_both_classes(tmp_path: Path) -> None:
+    """Split within each class: here the two ids first in hash order are both fake, so an unstratified
+    split held out no real face (validation AUC undefined, no best.pt, an 'eer' threshold never set)."""
+    fakes = ["clip13", "clip17", "clip03", "clip07", "clip23", "clip27", "clip33", "clip37"]
+    root = _clips(tmp_path / "a", ["clip36", "clip32"], fakes)
+    val = data.open_items(root, META, split="val")
+    train = data.open_items(root, META, split="train")
+    assert sorted(set(val.labels)) == [0, 1] and sorted(set(train.labels)) == [0, 1]
+    assert not set(val.videos) & set(train.videos) and len(val) + len(train) == 10
+    # the newcomer's case: one video id per class (real/lfw, fake/lfw): refused in one line
+    one = _clips(tmp_path / "b", ["lfw"], ["lfw"])
+    with pytest.raises(UserError, match="two video ids or more holding real faces.*--val") as e:
+        data.open_items(one, META, split="val")
+    assert "\n" not in str(e.value)
+    assert set(data.open_items(one, META, split="train").labels) == {0, 1}

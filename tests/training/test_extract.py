@@ -152,3 +152,32 @@ def test_extraction_uses_the_runtimes_default_detector():
 
     a = build_parser().parse_args(["--videos", "v", "--out", "o"])
     assert a.faces == DEFAULT_DETECTOR == "mtcnn" and a.face_threshold == 0.9
+
+
+def test_photos_are_read_one_crop_each_and_counted(tmp_path):
+    """Photos beside videos: one crop of the largest face each, the photo's folder its video id; a
+    photo without a face and a damaged one are counted, never silently ignored."""
+    from skimage import data
+
+    root = tmp_path / "in"
+    (root / "real" / "eileen").mkdir(parents=True)
+    (root / "fake").mkdir()
+    face = astronaut_bgr()
+    cv2.imwrite(str(root / "real" / "eileen" / "a.png"), face)
+    cv2.imwrite(str(root / "real" / "eileen" / "a.jpg"), cv2.flip(face, 1))  # same stem: the suffix names it
+    cv2.imwrite(str(root / "real" / "brick.png"), data.brick())  # no face
+    cv2.imwrite(str(root / "fake" / "swap.jpg"), face[:, ::-1])
+    (root / "fake" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 50)
+    write_video(root / "real" / "clip1.avi", frames=6)
+    out = tmp_path / "out"
+    res = run_module("training.extract", "--videos", root, "--out", out, "--frames", 2, "--size", SIZE)
+    assert res.returncode == 0, res.stderr
+    assert "1 videos processed, 0 skipped" in res.stdout and "4 photos read, 1 without a face, 1 skipped" in res.stdout
+    assert "broken.png" in res.stderr
+    with open(out / "manifest.csv", newline="") as f:
+        rows = {r["path"]: (r["label"], r["video"]) for r in csv.DictReader(f)}
+    photo_rows = {p: v for p, v in rows.items() if not p.startswith("real/clip1/")}
+    assert photo_rows == {"real/eileen/a_png.png": ("real", "eileen"), "real/eileen/a_jpg.png": ("real", "eileen"),
+                          "fake/swap.png": ("fake", "swap")}
+    by_dir = open_dataset(out, Meta(input_size=SIZE), train=False)
+    assert {("real", "eileen"), ("fake", "swap")} <= {(["real", "fake"][y], v) for y, v in zip(by_dir.labels, by_dir.videos)}

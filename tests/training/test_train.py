@@ -251,3 +251,47 @@ def test_video_ids_split_shared_face_ids_by_label():
     from training.loop import video_ids
 
     assert video_ids([0, 1, 0, 1], ["a", "a", "b", "c"]) == ["real/a", "fake/a", "b", "c"]
+
+
+def _crops(root, real, fake):
+    import cv2
+    import numpy as np
+
+    for label, names in (("real", real), ("fake", fake)):
+        for name in names:
+            (root / label / name).mkdir(parents=True)
+            for k in range(2):
+                cv2.imwrite(str(root / label / name / f"{k}.png"), np.full((24, 24, 3), 60 + 40 * k, np.uint8))
+    return root
+
+
+def test_a_validation_set_without_both_classes_is_refused_before_training(tmp_path):
+    """--threshold eer and best.pt need validation AUC: a validation set that cannot have it (the
+    automatic split of one video per class, a --val of fakes only) is one line, before any epoch."""
+    one_each = _crops(tmp_path / "one", ["lfw"], ["lfw"])
+    fakes = _crops(tmp_path / "fakes", [], ["x", "y"])
+    common = ["--input-size", "32", "--encoder", "plain", "--epochs", "1", "--batch-size", "2", "--workers", "0",
+              "--threshold", "eer"]
+    r = run_in_process("training.train", "--data", one_each, "--out", tmp_path / "a", *common)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "--val" in r.stderr and "real" in r.stderr, r.stderr
+    r = run_in_process("training.train", "--data", one_each, "--val", fakes, "--out", tmp_path / "b", *common)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "0 real and 4 fake" in r.stderr and "both" in r.stderr
+    assert not (tmp_path / "a" / "last.pt").exists() and not (tmp_path / "b" / "last.pt").exists()
+
+
+def test_a_threshold_rule_without_a_point_is_recorded_and_said_as_a_fallback(capsys):
+    from types import SimpleNamespace
+
+    from training.report import threshold_rule_line
+    from training.run import _fallback
+
+    run = SimpleNamespace(args=SimpleNamespace(threshold="eer", val="v", data="d"), rule=None,
+                          meta=SimpleNamespace(threshold=0.5))
+    _fallback(run, 1)
+    _fallback(run, 2)
+    assert run.rule == {"rule": "eer", "fallback": True, "threshold": 0.5, "chosen_on": "v", "epoch": 2}
+    assert capsys.readouterr().err.count("warning: --threshold eer") == 1  # said once
+    assert "a fallback: rule 'eer' found no point" in threshold_rule_line(run.rule, 0.5)
+    line = threshold_rule_line({"rule": "eer", "threshold": 0.43, "chosen_on": "v", "real_items": 5}, 0.43)
+    assert line == "threshold 0.43: chosen at the equal-error point on v (5 real items)"

@@ -1,0 +1,114 @@
+"""A bounded queue drained by its own thread: how event sinks deliver without ever blocking the frame loop.
+
+:meth:`Outbox.put` never waits: when the queue is full the oldest message is dropped and counted
+(the newest says the most about an ongoing event). A worker thread hands each message to
+:meth:`Outbox.deliver`, which returns True (delivered), False (given up: counted as failed) or
+raises (counted as a retry and tried again after a backoff that doubles up to ``max_backoff``).
+:meth:`close` gives the queue up to ``drain_s`` to empty, then counts what is left as undelivered.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections import deque
+from typing import Any
+
+from runtime.errors import EXIT_USAGE, UserError
+
+
+def receiver_url(url: str, flag: str, schemes: tuple[str, ...], expected: str, secrets: str) -> urllib.parse.SplitResult:
+    """A sink's URL, checked: one of ``schemes`` with a host, and no user:password in it (a command
+    line is visible to every user of the machine; ``secrets`` says where they go instead)."""
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in schemes or not u.hostname:
+        raise UserError(f"{flag} {url}: expected {expected}", EXIT_USAGE)
+    if u.username or u.password:
+        raise UserError(f"{flag} {url}: credentials on the command line are visible to every user (ps); drop them "
+                        f"from the URL and use {secrets}", EXIT_USAGE)
+    return u
+
+
+class Outbox:
+    name = "outbox"
+
+    def __init__(self, maxlen: int = 1000, backoff: float = 0.5, max_backoff: float = 30.0,
+                 drain_s: float = 5.0) -> None:
+        self.maxlen = max(1, int(maxlen))
+        self.backoff, self.max_backoff, self.drain_s = backoff, max_backoff, drain_s
+        self.sent = self.failed = self.dropped = self.retries = self.left = 0
+        self.last_error: str | None = None
+        self._q: deque[Any] = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()  # set: stop after the queue (close's drain)
+        self._kill = threading.Event()  # set: stop now
+        self._thread = threading.Thread(target=self._work, name=f"jrc-{self.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, message: Any) -> None:
+        with self._cond:
+            if len(self._q) >= self.maxlen:
+                self._q.popleft()
+                self.dropped += 1
+            self._q.append(message)
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        return len(self._q)
+
+    def deliver(self, message: Any) -> bool:
+        raise NotImplementedError
+
+    def wait_retry(self, seconds: float) -> bool:
+        """Sleep between tries; True when the outbox is being killed."""
+        return self._kill.wait(seconds)
+
+    def _work(self) -> None:
+        while not self._kill.is_set():
+            with self._cond:
+                while not self._q and not self._stop.is_set():
+                    self._cond.wait(0.5)
+                if not self._q:
+                    return
+                message = self._q[0]
+            delay = self.backoff
+            while not self._kill.is_set():
+                try:
+                    ok = self.deliver(message)
+                except Exception as e:  # noqa: BLE001 - any failure of one delivery is a retry
+                    self.retries += 1
+                    self.last_error = str(e) or type(e).__name__
+                    if self.wait_retry(delay):
+                        return
+                    delay = min(delay * 2, self.max_backoff)
+                    continue
+                with self._cond:
+                    if self._q and self._q[0] is message:
+                        self._q.popleft()
+                if ok:
+                    self.sent += 1
+                else:
+                    self.failed += 1
+                break
+
+    def close(self) -> None:
+        """Deliver what is queued within ``drain_s``, then stop; the rest counts as undelivered."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(self.drain_s)
+        self._kill.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        self.left = len(self._q)
+
+    def report(self) -> dict[str, Any]:
+        """Counters for the summary: what was delivered and what was not (failed, dropped when the
+        queue was full, left at the end)."""
+        return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped, "left": self.left,
+                "undelivered": self.failed + self.dropped + self.left, "retries": self.retries,
+                "last_error": self.last_error}

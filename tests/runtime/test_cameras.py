@@ -1,0 +1,69 @@
+"""runtime.cameras: named sources, the cameras TOML file and its one-line errors."""
+
+from __future__ import annotations
+
+import builtins
+
+import pytest
+
+from runtime.cameras import FOREVER, camera_specs, from_toml, split_name
+from runtime.errors import EXIT_USAGE, UserError
+
+
+def test_a_name_before_equals_names_the_camera_but_urls_and_pipelines_keep_theirs(tmp_path):
+    assert split_name("door=rtsp://10.0.0.5/s?x=1") == ("door", "rtsp://10.0.0.5/s?x=1")
+    assert split_name("rtsp://host/a=b") == (None, "rtsp://host/a=b")
+    assert split_name("v4l2src device=/dev/video0 ! appsink") == (None, "v4l2src device=/dev/video0 ! appsink")
+    odd = tmp_path / "a=b.mp4"
+    odd.write_bytes(b"")
+    assert split_name(str(odd)) == (None, str(odd))  # an existing file is a file
+    specs = camera_specs(["0", "lobby=lobby.mp4", "x.mp4"], None)
+    assert [(s.name, s.source) for s in specs] == [("cam1", "0"), ("lobby", "lobby.mp4"), ("cam3", "x.mp4")]
+
+
+def test_toml_cameras_with_options_relative_paths_and_forever(tmp_path):
+    (tmp_path / "lobby.mp4").write_bytes(b"")
+    cfg = tmp_path / "cams.toml"
+    cfg.write_text('[cameras.door]\nsource = "rtsp://10.0.0.5/s"\nmax_reconnects = "forever"\ntimeout = 3\n\n'
+                   '[cameras.lobby]\nsource = "lobby.mp4"\nstride = 2\nfaces = "haar"\ndetect_every = 3\n')
+    door, lobby = from_toml(str(cfg))
+    assert door.name == "door" and door.options == {"max_reconnects": FOREVER, "timeout": 3}
+    assert lobby.source == str(tmp_path / "lobby.mp4") and lobby.options == {"stride": 2, "faces": "haar",
+                                                                             "detect_every": 3}
+    with pytest.raises(UserError, match="'door' is given twice"):
+        camera_specs(["door=1"], str(cfg))
+    specs = camera_specs(["0"], str(cfg))
+    assert [s.name for s in specs] == ["door", "lobby", "cam1"]
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[cameras.door]\nsource = "0"\nstrid = 2\n', "unknown key 'strid'"),
+    ('[cameras.door]\nsource = "0"\nstride = 0\n', "stride = 0: expected an integer of at least 1"),
+    ('[cameras.door]\nsource = "0"\nlive = true\n', "live = True: expected one of auto, yes, no"),
+    ('[cameras.door]\nstride = 2\n', "no source"),
+    ('[cameras."1door"]\nsource = "0"\n', "a name is a letter"),
+    ('[camera.door]\nsource = "0"\n', "unknown top-level key"),
+    ('cameras = 3\n', "no cameras"),
+    ('[cameras.door\nsource = "0"\n', "not valid TOML"),
+])
+def test_toml_mistakes_are_one_line_usage_errors_naming_file_camera_and_key(tmp_path, text, needle):
+    cfg = tmp_path / "cams.toml"
+    cfg.write_text(text)
+    with pytest.raises(UserError, match=needle) as e:
+        from_toml(str(cfg))
+    assert e.value.exit_code == EXIT_USAGE and str(cfg) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_without_tomllib_or_tomli_the_error_names_the_install_command(tmp_path, monkeypatch):
+    cfg = tmp_path / "cams.toml"
+    cfg.write_text('[cameras.door]\nsource = "0"\n')
+    real = builtins.__import__
+
+    def no_toml(name, *args, **kw):
+        if name in ("tomllib", "tomli"):
+            raise ImportError(name)
+        return real(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_toml)
+    with pytest.raises(UserError, match=r"pip install tomli"):
+        from_toml(str(cfg))
