@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="pool", help="real faces: pool (its test people) or selfblend:FOLDER")
     p.add_argument("--families", default="sbi", help="forgery families of the fakes (comma-separated or 'all')")
     p.add_argument("--items", type=int, default=2000, help="items per condition, half real (default: %(default)s)")
-    p.add_argument("--test-seed", type=int, default=2024)
+    p.add_argument("--test-seed", type=int, default=2024, help="seed of the test faces' forgeries and camera views (default: %(default)s)")
     p.add_argument("--boot", type=int, default=500, help="bootstrap resamples over people")
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="inference threads (default: %(default)s)")
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     return p
 
