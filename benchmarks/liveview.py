@@ -130,7 +130,8 @@ def _wait_serving(base: str, proc: subprocess.Popen, cameras: int, timeout: floa
     raise UserError(f"the live view did not serve every camera within {timeout:.0f} s")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for the box's --web)."""
     import socket
 
     with socket.socket() as s:
@@ -153,7 +154,7 @@ def measure(a: argparse.Namespace, folder: Path, progress: report.Progress) -> d
     """One run of the box; windows with and without viewers, alternating; the run's summary."""
     from runtime.web.feeds import LINGER_S
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="jrc-liveview-") as tmp:
         summary_path = Path(tmp) / "summary.json"
@@ -287,10 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                           threads=a.threads, detect_every=a.detect_every)
     if not (a.window > 0 and a.warmup >= 0 and 0 < a.web_fps <= 60):
         raise UserError("--window and --web-fps must be above 0 (--web-fps at most 60), --warmup 0 or more")
-    try:
-        w, h = (int(v) for v in a.size.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size {a.size!r}: expected WxH, e.g. 1280x720") from None
+    w, h = report.parse_size(a.size)
     report.check_files([a.engine], "--engine")
     report.check_writable(a.json, "--json")
     from benchmarks.demo import make_clip

@@ -23,17 +23,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from benchmarks import report
+from benchmarks.liveview import free_port
 from runtime.errors import UserError, missing_dependency, run_cli
 
 PROG = "benchmarks.liveview_screenshot"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _driver(size: tuple[int, int]):  # noqa: ANN202 - selenium's WebDriver
@@ -64,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, metavar="P", help="the threshold (default: the model's)")
     p.add_argument("--seconds", type=float, default=20.0, metavar="SEC", help="footage per camera (default 20)")
     a = p.parse_args(argv)
-    w, h = (int(v) for v in a.size.lower().split("x"))
+    w, h = report.parse_size(a.size)
     driver = _driver((w, h))
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="jrc-shot-") as tmp:
         t = Path(tmp)

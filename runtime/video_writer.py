@@ -77,12 +77,15 @@ class PyAvWriter:
         w, h = size
         self._pad = (w % 2, h % 2)
         rate = Fraction(fps).limit_denominator(1001) if fps and fps > 0 else Fraction(25)
+        self._out: Any = None
         try:
             self._out = av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
             self._stream = self._out.add_stream("libx264", rate=rate, options={"preset": H264_PRESET, "crf": "23"})
             self._stream.width, self._stream.height = w + self._pad[0], h + self._pad[1]
             self._stream.pix_fmt = "yuv420p"
-        except av.error.FFmpegError as e:
+        except (av.error.FFmpegError, ValueError) as e:
+            if self._out is not None:
+                self._out.close()
             raise OSError(f"H.264 writer: {e}") from None
         self._n = 0
 

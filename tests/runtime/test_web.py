@@ -131,14 +131,15 @@ def test_frames_only_while_watched_at_most_n_a_second_one_encoding_for_every_vie
         for t in readers:
             t.join()
         encoded = feed_encoded()
-        assert 6 <= encoded <= 12  # 5 a second for 2 s, for both viewers together
+        assert 2 <= encoded <= 5 * 2 + 2  # at most 5 a second for 2 s (the camera has 50)
         for got in (a, b):
-            assert 6 <= len(got) <= encoded
+            assert 2 <= len(got) <= encoded
             img = cv2.imdecode(np.frombuffer(got[-1], np.uint8), cv2.IMREAD_COLOR)
             assert img.shape == (120, 160, 3)
-        assert len({bytes(x) for x in a}) == len(a)  # every frame sent is a new one
+        assert len(set(a)) == len(a)  # every frame sent is a new one
+        assert len(set(a) & set(b)) >= min(len(a), len(b)) - 2  # both viewers got the same encodings
         time.sleep(1.0)
-        assert feed_encoded() - encoded <= 3  # the viewers left: encoding stops (after the linger)
+        assert feed_encoded() - encoded <= 5  # the viewers left: encoding stops (after the linger)
         settled = feed_encoded()
         time.sleep(0.6)
         assert feed_encoded() == settled
@@ -152,8 +153,16 @@ def test_frames_only_while_watched_at_most_n_a_second_one_encoding_for_every_vie
 
 
 def test_bounded_viewers_and_a_stalled_viewer_is_dropped(box, view):
-    v = view(fps=30.0, viewers=2, write_timeout=1.5, max_width=None, quality=95)
-    with Camera(box, size=(960, 720), noise=True):  # frames of ~1 MB: a reader that stops fills its socket at once
+    v = view(fps=30.0, viewers=2, write_timeout=3.0, max_width=None, quality=95)
+
+    def viewers(n: int) -> None:
+        count = lambda: v.feeds["door"].viewers if "door" in v.feeds else 0  # noqa: E731
+        deadline = time.monotonic() + 15
+        while count() != n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert count() == n
+
+    with Camera(box, fps=10.0, size=(960, 720), noise=True):  # ~1 MB frames: a reader that stops fills its socket
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", v.port))
@@ -161,14 +170,14 @@ def test_bounded_viewers_and_a_stalled_viewer_is_dropped(box, view):
         got: list[bytes] = []
         reader = threading.Thread(target=mjpeg_frames, args=(f"{v.url}stream/door.mjpg", 4.0, got))
         reader.start()
-        time.sleep(0.3)
+        viewers(2)
         code, body, headers = get(f"{v.url}api/cameras/door/frame.jpg")  # a third viewer
         assert code == 503 and headers.get("Retry-After") == "5" and b"--web-viewers" in body
         deadline = time.monotonic() + 20
         while v.report()["viewers_stalled"] < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert v.report()["viewers_stalled"] == 1
-        time.sleep(0.3)
+        viewers(1)
         code, body, _ = get(f"{v.url}api/cameras/door/frame.jpg")  # the stalled one's place is free again
         assert code == 200 and body[:2] == b"\xff\xd8"
         reader.join()
