@@ -140,7 +140,7 @@ def test_the_live_view_in_chromium(tmp_path):
             event_id = _wait(lambda: driver.execute_script(shown), 20, "the door event with its snapshot")
             events = json.loads(_get(f"{base}/api/events", token)[1])["events"]
             ev = next(e for e in events if e["id"] == event_id)
-            assert ev["camera"] == "door" and BRIGHT[0] <= ev["start_frame"] <= BRIGHT[0] + K
+            assert ev["camera"] == "door" and BRIGHT[0] <= ev["start_frame"] < BRIGHT[1]  # a live camera may drop frames
             assert BRIGHT[0] <= ev["peak_frame"] < BRIGHT[1] and ev["peak_prob"] > 0.85
             assert not any(e["camera"] == "lobby" for e in events)
 
