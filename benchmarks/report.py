@@ -105,6 +105,17 @@ def check_positive(**values: int) -> None:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least 1")
 
 
+def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
+    """``1280x720`` → (1280, 720); anything else is a one-line error."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected WxH, e.g. 1280x720") from None
+    if w < 1 or h < 1:
+        raise UserError(f"{flag} {text!r}: both sides must be at least 1")
+    return w, h
+
+
 def check_files(paths: Sequence[str], flag: str) -> None:
     for p in paths:
         if not Path(p).is_file():
