@@ -149,8 +149,12 @@ def test_the_live_view_in_chromium(tmp_path):
             assert not any(e["camera"] == "lobby" for e in events)
 
             # the timeline draws: p(fake) over time and the threshold, dashed, on its row
-            tl = _wait(lambda: driver.execute_script(TIMELINE), 10, "the door track's timeline")
-            assert tl["points"] >= 5 and tl["painted"] > 100 and tl["red"] > tl["w"] // 5, tl
+            def drawn():
+                t = driver.execute_script(TIMELINE)
+                return t if t and t["points"] >= 5 else None  # a second of the track at least (one point per 0.2 s)
+
+            tl = _wait(drawn, 20, "the door track's timeline")
+            assert tl["painted"] > 100 and tl["red"] > tl["w"] // 5, tl
 
             # the event's clip (written once the event has closed) plays in the page's player
             button = f'.event[data-id="{event_id}"] button.play'
