@@ -53,7 +53,7 @@ class QParams:
     zero_point: int
 
     @staticmethod
-    def from_range(lo: float, hi: float) -> "QParams":
+    def from_range(lo: float, hi: float) -> QParams:
         """Asymmetric uint8 over [lo, hi] widened to hold 0 (so zero padding and ReLU are exact)."""
         lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
         if not (math.isfinite(lo) and math.isfinite(hi)) or hi - lo < 1e-8:
@@ -63,7 +63,7 @@ class QParams:
         return QParams(scale, zp)
 
     @staticmethod
-    def hard_sigmoid(alpha: float, beta: float) -> "QParams":
+    def hard_sigmoid(alpha: float, beta: float) -> QParams:
         """Quantization whose saturation computes clip(alpha·x + beta, 0, 1) scaled to 0..255."""
         return QParams(1.0 / (U8_MAX * alpha), int(min(U8_MAX, max(0, round(U8_MAX * beta)))))
 
