@@ -35,8 +35,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 NORMALISATION = {"edge": (IMAGENET_MEAN, IMAGENET_STD), "xception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
                  "plain": (IMAGENET_MEAN, IMAGENET_STD)}
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "edge": {"width": 1.0, "downsample": "stride", "style": "v3", "encoder_channels": 256, "latent_channels": 128, "hidden": 128,
-             "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
+    "edge": {"width": 1.0, "downsample": "stride", "style": "v3", "encoder_channels": 256, "latent_channels": 128,
+             "hidden": 128, "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
     "xception": {"encoder_channels": 512, "latent_channels": 256, "hidden": 256,
                  "dropout": 0.5, "decoder_channels": [256, 128, 64, 32, 16]},
     # the plain five-stage CNN for small inputs (training/backbones/plain.py)

@@ -118,16 +118,14 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
 
 
 def _check_resumed_options(a: argparse.Namespace, meta: Any) -> None:
-    """An edge-network option given with --resume must be the checkpoint's (it cannot change mid-run)."""
+    """An edge-network option given with --resume must be the checkpoint's (it cannot change mid-run;
+    the encoder is the checkpoint's here, and training.train refuses these options for another)."""
     from training.model import DEFAULT_CONFIG
 
     for option, key, given in (("--downsample", "downsample", a.downsample), ("--edge-style", "style", a.edge_style)):
         if given is None:
             continue
-        if meta.encoder != "edge":
-            raise UserError(f"{option} {given}: only the edge encoder has this option; --resume {a.resume} is "
-                            f"{meta.encoder}")
-        stored = meta.model.get(key, DEFAULT_CONFIG["edge"][key])
+        stored = meta.model.get(key, DEFAULT_CONFIG["edge"][key])  # older checkpoints: the default
         if given != stored:
             raise UserError(f"--resume {a.resume}: the checkpoint's edge network has {key} {stored!r}, not "
                             f"{option} {given}; leave {option} out or start a new run")

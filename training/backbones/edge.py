@@ -25,8 +25,9 @@ the network above.
 
 Module names follow a common ImageNet MobileNetV3-Small layout (``features.<i>.block.<j>``,
 squeeze-excite ``fc1``/``fc2``), so such weights can be loaded at ``width=1`` with
-``training.model.load_backbone_weights``; the minimal style keeps the layout, its blocks simply have
-no excitation module.
+``training.model.load_backbone_weights``. The minimal style keeps the layout, its blocks simply have
+no excitation module; it trains from scratch (torchvision publishes no minimalistic weights, and the
+widened depthwise layers would not take Keras's or timm's 72/88/120-channel ones).
 """
 
 from __future__ import annotations
@@ -189,4 +190,3 @@ def _init_linear_inputs(features: nn.Sequential) -> None:
     last = [features[-1][0]]
     for conv in first + expansions + last:
         nn.init.kaiming_normal_(conv.weight, nonlinearity="linear")
-
