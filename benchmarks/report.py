@@ -16,6 +16,13 @@ from runtime.fileio import write_atomic
 from runtime.pipeline import usable_cores
 
 
+def artifact_labels(paths: Sequence[str | Path]) -> dict[str, str]:
+    """File names, qualified by their folder where two artifacts share a name (``v3/detect.onnx``,
+    ``minimal/detect.onnx``): what a table shows and a kept artifact's folder is named after."""
+    names = [Path(p).name for p in paths]
+    return {str(p): (f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(paths, names)}
+
+
 def cpu_name() -> str:
     """The CPU model (``lscpu``'s "Model name"), or the board on a Jetson."""
     try:
