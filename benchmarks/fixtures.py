@@ -54,8 +54,10 @@ def make_tiny_artifacts(folder: str | Path, seed: int = 0, input_size: int = TIN
 
 
 def make_speed_artifacts(folder: str | Path, input_size: int = 224, encoder: str = "edge", seed: int = 0,
-                         graphs: tuple[str, ...] = ("detect",)) -> dict[str, Path]:
-    """Write ``model.pt`` (full width, random weights) and its ONNX graphs into ``folder``."""
+                         graphs: tuple[str, ...] = ("detect",), style: str | None = None,
+                         downsample: str | None = None) -> dict[str, Path]:
+    """Write ``model.pt`` (full width, random weights) and its ONNX graphs into ``folder``
+    (``style``, ``downsample``: the edge encoder's options, as ``training.train``; None: the default)."""
     import torch
 
     from export.onnx import export_checkpoint
@@ -65,8 +67,9 @@ def make_speed_artifacts(folder: str | Path, input_size: int = 224, encoder: str
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = JRC(encoder, input_size).eval()
-    meta = default_meta(encoder, input_size).with_(model=model.config())
+    meta = default_meta(encoder, input_size, downsample, style)
+    model = JRC(encoder, input_size, **meta.model).eval()
+    meta = meta.with_(model=model.config())
     out = {"ckpt": save_checkpoint(folder / "model.pt", model, meta)}
     export_checkpoint(out["ckpt"], folder, graphs)
     return {**out, **{g: folder / f"{g}.onnx" for g in graphs}}
@@ -84,13 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-size", type=int, default=224, help="input side in px (default 224)")
     p.add_argument("--encoder", choices=ENCODERS, default="edge")
     p.add_argument("--graph", choices=("detect", "full", "both"), default="detect")
+    p.add_argument("--edge-style", choices=("v3", "minimal"), default=None,
+                   help="edge encoder: v3 (default) or minimal (3x3, ReLU, no squeeze-excitation; as training.train)")
+    p.add_argument("--downsample", choices=("stride", "max"), default=None,
+                   help="edge encoder: strided convolutions (default) or max-pools (as training.train)")
     a = p.parse_args(argv)
 
     def run() -> int:
         if not 32 <= a.input_size <= 1024:
             raise UserError(f"--input-size {a.input_size}: use 32-1024")
         graphs = ("detect", "full") if a.graph == "both" else (a.graph,)
-        make_speed_artifacts(a.out, a.input_size, a.encoder, graphs=graphs)
+        make_speed_artifacts(a.out, a.input_size, a.encoder, graphs=graphs, style=a.edge_style,
+                             downsample=a.downsample)
         return 0
 
     return run_cli(run, prog="benchmarks.fixtures")

@@ -88,15 +88,9 @@ def _artifacts(engines: list[str], siblings: bool) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _labels(paths: list[str]) -> dict[str, str]:
-    """File names, qualified by their folder where two artifacts share a name."""
-    names = [Path(p).name for p in paths]
-    return {p: (f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(paths, names)}
-
-
 def specs_for(a: argparse.Namespace, batches: list[int]) -> list[Spec]:
     paths = _artifacts(a.engine, not a.no_siblings)
-    labels = _labels(paths)
+    labels = report.artifact_labels(paths)
     top = max(batches)
     specs = []
     for p in paths:
@@ -122,15 +116,23 @@ def _pairs(runners: list[Runner]) -> dict[str, list[tuple[str, str, str]]]:
                 speedup.append((ref.label, r.label, "pytorch eager / artifact"))
     rt = [r for r in runners if r.spec.kind == "runtime"]
     root = _roots(rt)
-    precision = []
-    for f in rt:
-        for d in rt:
-            alike = f.backend == d.backend and f.meta.input_size == d.meta.input_size and root[f.label] == root[d.label]
-            if alike and f.graph == "full" and d.graph == "detect" and f.meta.precision == d.meta.precision:
+    precision, models = [], []
+    for i, f in enumerate(rt):
+        for j, d in enumerate(rt):
+            # ratios of graphs and precisions only between siblings of one model (benchmarks.lineage)
+            alike = f.backend == d.backend and f.meta.input_size == d.meta.input_size
+            same_net = _same_architecture(f, d)
+            sibling = root[f.label] == root[d.label]
+            if alike and same_net and sibling and f.graph == "full" and d.graph == "detect" and \
+                    f.meta.precision == d.meta.precision:
                 graphs.append((f.label, d.label, "full / detect"))
-            if alike and f.graph == d.graph and f.meta.precision == "fp32" and d.meta.precision != "fp32":
+            if alike and same_net and sibling and f.graph == d.graph and f.meta.precision == "fp32" and \
+                    d.meta.precision != "fp32":
                 precision.append((f.label, d.label, f"fp32 / {d.meta.precision}"))
-    return {"overhead": overhead, "full_vs_detect": graphs, "precision": precision, "speedup": speedup}
+            if alike and not same_net and i < j and f.graph == d.graph and f.meta.precision == d.meta.precision:
+                models.append((f.label, d.label, "model / model"))
+    return {"overhead": overhead, "full_vs_detect": graphs, "precision": precision, "models": models,
+            "speedup": speedup}
 
 
 def _roots(rt: list[Runner]) -> dict[str, str]:
@@ -155,7 +157,8 @@ def _unrelated(runners: list[Runner]) -> list[str]:
 
 
 def _same_architecture(r: Runner, ref: Runner) -> bool:
-    """Same encoder, input size and model settings: a speed-up between them means something."""
+    """Same encoder, input size and model settings (e.g. the edge style): a speed-up between them
+    means something; between two networks it is a comparison of networks (``models``)."""
     return (r.meta.encoder, r.meta.input_size, r.meta.model) == (ref.meta.encoder, ref.meta.input_size, ref.meta.model)
 
 
@@ -291,6 +294,9 @@ def print_report(result: dict[str, Any]) -> None:
         elif x["kind"] == "precision":
             print(f"  speed-up of {x['what'].split(' / ')[1]:<5} over fp32             "
                   f"{x['denominator'] + ' over ' + x['numerator']:<28} batch {x['batch']:>3}: {rt.times()}")
+        elif x["kind"] == "models":
+            print(f"  speed of one network over another     {x['denominator'] + ' over ' + x['numerator']:<28} "
+                  f"batch {x['batch']:>3}: {rt.times()}")
         else:
             print(f"  speed-up over pytorch eager (full)    {x['denominator']:<28} batch {x['batch']:>3}: "
                   f"{rt.times()}")

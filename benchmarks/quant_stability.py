@@ -138,20 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {**report.envelope(PROG, argv, {"calib": names, "methods": methods, "target": a.target,
                                                              "eval": a.eval_data, "eval_size": a.eval_size}),
                               "bounds": {"max_auc_drop": MAX_AUC_DROP, "max_dprob": MAX_DPROB}, "rows": []}
+    labels = report.artifact_labels(a.onnx)  # two detect.onnx files: their folders tell them apart
     with tempfile.TemporaryDirectory(prefix="jrc-stability-") as tmp:
         root = a.out_dir or Path(tmp)
         for onnx in a.onnx:
             meta = file_meta(onnx)
-            model_dir = root / Path(onnx).stem
+            model_dir = root / labels[onnx].removesuffix(".onnx").replace("/", "-")
             specs = calibration_sets(names, meta, model_dir / "data", a.photos)
             for name, spec in specs.items():
                 for method in methods:
-                    print(f"{PROG}: {Path(onnx).name}, calibrated on {name}, {method} …", file=sys.stderr, flush=True)
+                    print(f"{PROG}: {labels[onnx]}, calibrated on {name}, {method} …", file=sys.stderr, flush=True)
                     got = run_one(onnx, spec, method, a.target, a, model_dir / f"{name}-{method}")
                     for art, row in got["rows"].items():
                         if art == "fp32":
                             continue
-                        result["rows"].append({"model": str(onnx), "calibration": name, "method": method,
+                        result["rows"].append({"model": str(onnx), "label": labels[onnx], "calibration": name,
+                                               "method": method,
                                                "artifact": art, "fp32_auc": got["rows"]["fp32"]["auc"],
                                                "d_auc": row["d_auc"], "max_dprob": row["max_dprob"],
                                                "mean_dprob": row["mean_dprob"], "flips": row["flips"],
@@ -165,7 +167,7 @@ def print_table(result: dict[str, Any]) -> None:
     cols = [("model", "model"), ("calibration", "calibrated on"), ("method", "method"), ("artifact", "artifact"),
             ("fp32_auc", "fp32 AUC"), ("d_auc", "ΔAUC"), ("max_dprob", "max|Δprob|"), ("mean_dprob", "mean|Δprob|"),
             ("flips", "flips"), ("cut", "int8 from"), ("speed", "speed b1/b8"), ("ok", "within")]
-    rows = [{**r, "model": Path(r["model"]).name, "ok": "yes" if r["within"] else "NO",
+    rows = [{**r, "model": r.get("label") or Path(r["model"]).name, "ok": "yes" if r["within"] else "NO",
              "d_auc": _signed(r["d_auc"]), "cut": _short(r.get("cut")),
              "speed": "/".join(f"{v:.2f}×" for v in r.get("speedup", {}).values()) or "-"} for r in result["rows"]]
     print(f"INT8 against fp32 on {result['settings']['eval']} (held out, {result['settings']['eval_size']} faces); "

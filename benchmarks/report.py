@@ -16,6 +16,13 @@ from runtime.fileio import write_atomic
 from runtime.pipeline import usable_cores
 
 
+def artifact_labels(paths: Sequence[str | Path]) -> dict[str, str]:
+    """File names, qualified by their folder where two artifacts share a name (``v3/detect.onnx``,
+    ``minimal/detect.onnx``): what a table shows and a kept artifact's folder is named after."""
+    names = [Path(p).name for p in paths]
+    return {str(p): (f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(paths, names)}
+
+
 def cpu_name() -> str:
     """The CPU model (``lscpu``'s "Model name"), or the board on a Jetson."""
     try:
@@ -103,6 +110,17 @@ def check_positive(**values: int) -> None:
     for name, v in values.items():
         if v is not None and v < 1:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least 1")
+
+
+def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
+    """``1280x720`` → (1280, 720); anything else is a one-line error."""
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected WxH, e.g. 1280x720") from None
+    if w < 1 or h < 1:
+        raise UserError(f"{flag} {text!r}: both sides must be at least 1")
+    return w, h
 
 
 def check_files(paths: Sequence[str], flag: str) -> None:

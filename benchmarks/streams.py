@@ -220,10 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                           cameras=min(a.cameras))
     if a.pace < 0 or (a.batch_wait is not None and a.batch_wait < 0):
         raise UserError("--pace and --batch-wait must be 0 or more")
-    try:
-        w, h = (int(v) for v in a.size.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size {a.size!r}: expected WxH, e.g. 1280x720") from None
+    w, h = report.parse_size(a.size)
     report.check_files([a.engine], "--engine")
     report.check_writable(a.json, "--json")
     from benchmarks.demo import make_clip

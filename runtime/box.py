@@ -69,6 +69,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default 1000)")
     e.add_argument("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics on HOST:PORT (default host "
                    "127.0.0.1)")
+    w = p.add_argument_group("live view (a page in a browser)")
+    w.add_argument("--web", metavar="[HOST:]PORT", help="serve the live view on HOST:PORT (default host 127.0.0.1): "
+                   "each camera's annotated frames, fps, drops and state, each face's p(fake) over the last minute, "
+                   "the recent events with their snapshots and clips; JSON at /api/cameras, /api/tracks, /api/events")
+    w.add_argument("--web-token-file", metavar="FILE", help="a token (first line, 16+ characters) every request "
+                   "to --web must carry; needed to listen beyond this machine (open /?token=TOKEN once)")
+    w.add_argument("--web-fps", type=float, default=5.0, metavar="N", help="frames a second each camera sends "
+                   "its viewers, encoded only while someone watches (default 5)")
+    w.add_argument("--web-viewers", type=int, default=4, metavar="N", help="viewers each camera takes at once "
+                   "(default 4)")
 
 
 def is_box(a: argparse.Namespace) -> bool:
@@ -81,7 +91,7 @@ def is_box(a: argparse.Namespace) -> bool:
 
 def check_args(a: argparse.Namespace) -> None:
     """The box's values argparse cannot check (exit code 2)."""
-    for name, low in (("event_frames", 1), ("rotate_keep", 1), ("queue", 1)):
+    for name, low in (("event_frames", 1), ("rotate_keep", 1), ("queue", 1), ("web_viewers", 1)):
         v = getattr(a, name)
         if v < low:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}", EXIT_USAGE)
@@ -111,6 +121,7 @@ def check_args(a: argparse.Namespace) -> None:
         from runtime.metrics import parse_address
 
         parse_address(a.metrics)
+    check_web(a)
     if a.event_media:
         from pathlib import Path
 
@@ -119,8 +130,36 @@ def check_args(a: argparse.Namespace) -> None:
             raise UserError(f"--event-media {a.event_media}: is a file; pass a folder", EXIT_USAGE)
 
 
+def check_web(a: argparse.Namespace) -> None:
+    """``--web`` and its options (exit code 2): an address, a token to listen beyond this machine."""
+    if not a.web:
+        for flag in ("web_token_file",):
+            if getattr(a, flag):
+                raise UserError(f"--{flag.replace('_', '-')} applies to --web; add --web [HOST:]PORT", EXIT_USAGE)
+        return
+    from runtime.metrics import parse_address
+    from runtime.web.access import check_bind, read_token
+
+    host, _ = parse_address(a.web, "--web", 8090)
+    check_bind(host, a.web, a.web_token_file)
+    if a.web_token_file:
+        read_token(a.web_token_file, warn=False)
+    if not (math.isfinite(a.web_fps) and 0 < a.web_fps <= 60):
+        raise UserError(f"--web-fps {a.web_fps}: must be above 0 and at most 60", EXIT_USAGE)
+
+
+def open_web(a: argparse.Namespace) -> Any:
+    """The live view's server (None without ``--web``), listening before the cameras open."""
+    if not a.web:
+        return None
+    from runtime.web.server import WebView
+
+    return WebView(a.web, a.web_token_file, fps=a.web_fps, viewers=a.web_viewers)
+
+
 def wants_events(a: argparse.Namespace) -> bool:
-    return bool(a.events or a.webhook or a.mqtt or a.event_media)
+    """Events are worked out for their sinks and for the live view (which lists them)."""
+    return bool(a.events or a.webhook or a.mqtt or a.event_media or a.web)
 
 
 def event_options(a: argparse.Namespace) -> Any:
@@ -130,7 +169,7 @@ def event_options(a: argparse.Namespace) -> Any:
 
     return EventOptions(frames=a.event_frames, hysteresis=a.event_hysteresis, update_s=a.event_update,
                         media=a.event_media, clip_s=a.event_clip, budget_mb=a.event_budget,
-                        snapshots_for_sinks=bool(a.mqtt))
+                        snapshots_for_sinks=bool(a.mqtt or a.web))
 
 
 def rotation(a: argparse.Namespace) -> Any:

@@ -199,7 +199,7 @@ def _outputs(a: argparse.Namespace) -> Any:
     from runtime.loop import Outputs
 
     return Outputs(jsonl=a.jsonl, save=a.save, show=a.show, status=not a.quiet, jsonl_frames=a.jsonl_frames,
-                   rotate=rotation(a))
+                   rotate=rotation(a), view=bool(a.web))
 
 
 def _backend_options(a: argparse.Namespace) -> dict[str, Any]:
@@ -310,6 +310,7 @@ class Run:
         self.cameras: list[Any] = []  # runtime.cameras.CameraSpec, a box's
         self.sinks: list[Any] = []  # event sinks
         self.metrics: Any = None
+        self.web: Any = None  # the live view (runtime.web.server.WebView)
 
     def run(self) -> int:
         self.signals.install()
@@ -337,7 +338,7 @@ class Run:
         return code
 
     def _loop(self) -> None:
-        from runtime.box import event_options, failed_cameras_error, open_sinks
+        from runtime.box import event_options, failed_cameras_error, open_sinks, open_web
         from runtime.cameras import camera_specs
         from runtime.loop import FrameLoop
 
@@ -352,6 +353,7 @@ class Run:
         _check_args(a)
         self._open_model()
         self.sinks, self.metrics = open_sinks(a)
+        self.web = open_web(a)
         wait = a.batch_wait / 1000.0 if a.batch_wait is not None else None
         self.loop = FrameLoop(self.backend, _faces(a), _outputs(a), threshold=a.threshold,
                               reconstruct=a.reconstruct, max_frames=a.max_frames, guard=self.signals,
@@ -361,6 +363,11 @@ class Run:
         self.detector = self.loop.tracker.detector
         if self.metrics is not None:
             self.metrics.attach(self.loop, self.sinks)
+        if self.web is not None:
+            from runtime.web.server import serve_address
+
+            self.web.attach(self.loop.state, self.metrics)
+            print(f"{PROG}: live view at {serve_address(self.web)}", file=sys.stderr, flush=True)
         if not self.box:
             self._open_source()
             self.loop.run(self.source)
@@ -413,6 +420,8 @@ class Run:
                 sink.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.web is not None:
+            self.web.close()
         if self.source is not None:
             self.source.close()  # idempotent: the run may have stopped before the loop took the source
         if self.backend is not None:
@@ -505,6 +514,9 @@ class Run:
 
     def _sinks_summary(self, d: dict[str, Any]) -> None:
         loop = self.loop
+        video = getattr(loop, "video", None)
+        if video is not None and hasattr(video, "report"):
+            d["save"] = video.report()  # the codec --save used (browsers play H.264 and VP8, not MPEG-4 part 2)
         if loop is not None and loop.events is not None:
             d["events"] = {"opened": dict(loop.events.opened), "total": sum(loop.events.opened.values())}
             if loop.events.media is not None:
@@ -512,6 +524,8 @@ class Run:
         reports = {s.name: s.report() for s in self.sinks}
         if self.metrics is not None:
             reports["metrics"] = self.metrics.report()
+        if self.web is not None:
+            reports["web"] = self.web.report()
         if reports:
             d["sinks"] = reports
 

@@ -5,71 +5,31 @@ Files go to ``FOLDER/<camera>/<event id>.jpg``, ``.face.jpg`` and ``.webm``/``.m
 640 px wide: about 35 MB a camera for 2 s of 25 fps), the event, and ``clip_s`` seconds after it
 closed, at most ``clip_max_s`` in all. They are encoded by one background thread fed through a
 bounded buffer, so the frame loop never waits on an encoder: frames it could not take are dropped
-and counted. The codec is one browsers play where this OpenCV has it: H.264 (``avc1``, .mp4), else
-VP8 (.webm); else MPEG-4 part 2 (.mp4), which browsers do not play (a note says so once). The
-folder is kept within ``budget_bytes``: after each file is written, the oldest files (of any
-event, never one still being written) are deleted until it fits.
+and counted. The codec is one browsers play where it can be written (:mod:`runtime.video_writer`):
+H.264 .mp4 (PyAV), else VP8 .webm (the pip OpenCV); else MPEG-4 part 2 .mp4, which browsers do not
+play (a note says so once). A clip is written as ``<id>.writing.<suffix>`` and renamed when whole,
+so a file under its final name always plays. The folder is kept within ``budget_bytes``: after each
+file is written, the oldest files (of any event, never one still being written) are deleted until it fits.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
+from runtime.video_writer import MP4V_NOTE, describe, open_writer, pick_clip_codec
+
 CLIP_WIDTH = 640
 CLIP_BUFFER = 256  # frames waiting for the encoder; past it frames are dropped (counted)
-CODECS = (("avc1", ".mp4"), ("VP80", ".webm"), ("mp4v", ".mp4"))  # browsers play the first two
 MEDIA_SUFFIXES = (".jpg", ".mp4", ".webm")
-
-
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """OpenCV's FFmpeg writer prints to the process's stderr from C++ when it picks a container tag
-    ("tag ... is not supported ... fallback"), past its log level: silenced while a writer opens
-    (a few milliseconds, once per clip)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def open_writer(path: Path, fourcc: str, fps: float, size: tuple[int, int]) -> Any:
-    with quiet_native_stderr():
-        return cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-
-
-def pick_codec(folder: Path) -> tuple[str, str]:
-    """The first of :data:`CODECS` this OpenCV writes (a 64×64 probe in ``folder``)."""
-    for fourcc, suffix in CODECS:
-        probe = folder / f".codec-probe{suffix}"
-        try:
-            w = open_writer(probe, fourcc, 25.0, (64, 64))
-            ok = w.isOpened()
-            if ok:
-                w.write(np.zeros((64, 64, 3), np.uint8))
-            w.release()
-        finally:
-            if probe.exists():
-                probe.unlink()
-        if ok:
-            return fourcc, suffix
-    return "", ""
+WRITING = ".writing"  # a clip being written is <id>.writing.<suffix>, renamed to <id>.<suffix> when whole
 
 
 def _small(image: np.ndarray) -> np.ndarray:
@@ -109,9 +69,11 @@ def crop_jpeg(image: np.ndarray, box: list[int], margin: float = 0.2) -> bytes:
 class _Clip:
     def __init__(self, event_id: str, path: Path, fps: float, frames_total: int) -> None:
         self.id, self.path, self.fps = event_id, path, fps
+        self.partial = path.with_name(f"{path.stem}{WRITING}{path.suffix}")  # renamed to path when whole
         self.left = frames_total  # frames it may still take (clip_max_s)
         self.after: int | None = None  # frames still to take once its event has closed
         self.writer: Any = None
+        self.failed = False  # a frame could not be written: the clip is given up
         self.size: tuple[int, int] | None = None
 
 
@@ -138,10 +100,9 @@ class EventMedia:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             if self.clip_s > 0:
-                self.codec, self.suffix = pick_codec(self.folder)
+                self.codec, self.suffix = pick_clip_codec(self.folder)
                 if self.codec == "mp4v":
-                    print("jrc-detect: note: event clips are MPEG-4 part 2 (.mp4): this OpenCV writes neither "
-                          "H.264 nor VP8, and browsers do not play MPEG-4 part 2", file=sys.stderr)
+                    print(f"jrc-detect: note: event clips are {MP4V_NOTE}", file=sys.stderr)
                 elif not self.codec:
                     print("jrc-detect: warning: this OpenCV writes no video format; event clips are off",
                           file=sys.stderr)
@@ -196,7 +157,7 @@ class EventMedia:
         folder = self.folder / ev.camera
         folder.mkdir(exist_ok=True)
         clip = _Clip(ev.id, folder / f"{ev.id}{self.suffix}", fps, int(self.clip_max_s * fps))
-        self._busy.add(clip.path)
+        self._busy.add(clip.partial)
         self._clips.setdefault(ev.camera, []).append(clip)
         for img in self._pre.get(ev.camera, ()):
             self._send(clip, img)
@@ -240,20 +201,38 @@ class EventMedia:
             if what == "stop":
                 return
             try:
-                if what == "frame":
+                if what == "frame" and not clip.failed:
                     if clip.writer is None:  # opened at its first frame, at that frame's size
                         clip.size = (img.shape[1], img.shape[0])
-                        clip.writer = open_writer(clip.path, self.codec, clip.fps, clip.size)
+                        clip.writer = open_writer(clip.partial, self.codec, clip.fps, clip.size)
                     if (img.shape[1], img.shape[0]) != clip.size:
                         img = cv2.resize(img, clip.size)
                     clip.writer.write(img)
                 elif what == "close":
-                    if clip.writer is not None:
-                        clip.writer.release()
-                    self._busy.discard(clip.path)
-                    self._enforce_budget()
+                    self._close_clip(clip)
             except (cv2.error, OSError) as e:  # a clip that cannot be written is given up, the run goes on
                 print(f"jrc-detect: warning: {clip.path}: {e}", file=sys.stderr)
+                clip.failed = True
+                if what == "close":
+                    self._discard(clip)
+
+    def _close_clip(self, clip: _Clip) -> None:
+        """Finish the file and give it its final name (a failed clip's partial file is removed)."""
+        if clip.writer is not None:
+            writer, clip.writer = clip.writer, None
+            writer.release()
+            if not clip.failed:
+                os.replace(clip.partial, clip.path)
+        self._discard(clip)
+        self._enforce_budget()
+
+    def _discard(self, clip: _Clip) -> None:
+        if clip.failed:
+            try:
+                os.unlink(clip.partial)
+            except OSError:
+                pass
+        self._busy.discard(clip.partial)
 
     def close(self) -> None:
         """Finish every clip being written (what they hold so far), then stop the encoder."""
@@ -292,6 +271,7 @@ class EventMedia:
 
     def report(self) -> dict[str, Any]:
         return {"folder": str(self.folder) if self.folder else None, "codec": self.codec or None,
+                "codec_name": describe(self.codec) if self.codec else None,
                 "clip_frames_dropped": self.dropped_frames, "files_deleted_for_budget": self.deleted}
 
 

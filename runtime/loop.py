@@ -369,7 +369,7 @@ class FrameLoop:
                 print(f"jrc-detect: warning: camera {cam.name}: {cam.error}", file=sys.stderr, flush=True)
         if self.events is not None:
             self._publish(self.events.end_camera(cam.name))
-        cam.state.set_up(False)
+        cam.state.set_status(cam.status, str(cam.error) if cam.error is not None else None)  # and down
         self._state_changed(cam)
 
     # --- outputs ------------------------------------------------------------------------

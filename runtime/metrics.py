@@ -20,8 +20,8 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``9100`` → 127.0.0.1:9100; ``0.0.0.0:9100``, ``[::1]:9100``."""
+def parse_address(text: str, flag: str = "--metrics", example: int = 9100) -> tuple[str, int]:
+    """``9100`` → 127.0.0.1:9100; ``0.0.0.0:9100``, ``[::1]:9100`` (``--metrics``, ``--web``)."""
     host, sep, port = str(text).rpartition(":")
     host = host.strip("[]") if sep else "127.0.0.1"
     try:
@@ -29,8 +29,8 @@ def parse_address(text: str) -> tuple[str, int]:
     except ValueError:
         n = -1
     if not 0 < n < 65536 or (sep and not host):
-        raise UserError(f"--metrics {text}: expected [HOST:]PORT with a port from 1 to 65535 (e.g. 9100, or "
-                        "0.0.0.0:9100 to listen beyond this machine)", EXIT_USAGE)
+        raise UserError(f"{flag} {text}: expected [HOST:]PORT with a port from 1 to 65535 (e.g. {example}, or "
+                        f"0.0.0.0:{example} to listen beyond this machine)", EXIT_USAGE)
     return host, n
 
 

@@ -1,13 +1,13 @@
 """What ``--save`` writes: one annotated video, one annotated image, or a folder of them.
 
-- ``--save out.mp4`` / ``out.avi``: every processed frame into one video (:class:`runtime.sinks.VideoSink`).
+- ``--save out.mp4`` / ``out.avi`` / ``out.webm``: every processed frame into one video (:class:`runtime.sinks.VideoSink`).
 - ``--save out.png`` (``.jpg``, ``.jpeg``, ``.bmp``, ``.tif``, ``.tiff``, ``.webp``): the annotated
   image of a source that is one image (a file, or a folder or glob holding one image and no video).
 - ``--save DIR/`` (an existing folder, a name ending in ``/``, or a name without a suffix): one
   annotated image per input image, named as the input (its path below a source folder, so
   sub-folders are kept; its file name for a glob or a file), in the input's format where OpenCV
   writes it (PNG otherwise), and one annotated ``.mp4`` per input video. Live sources write one
-  video: give a ``.mp4`` or ``.avi`` name.
+  video: give a ``.mp4``, ``.avi`` or ``.webm`` name.
 
 Anything else (``.mkv``, ``.gif``, an image name for several frames, a folder for a camera) is
 refused before the run in one line that says what is supported; an output that would overwrite an
@@ -26,9 +26,9 @@ import numpy as np
 from runtime.errors import UserError
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS
 
-VIDEO_SUFFIXES = (".mp4", ".avi")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".webm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-SUPPORTED = "a .mp4 or .avi video, an image name (.png, .jpg) for one input image, or a folder (DIR/) for one " \
+SUPPORTED = "a .mp4, .avi or .webm video, an image name (.png, .jpg) for one input image, or a folder (DIR/) for one " \
             "annotated image per input image"
 
 
@@ -93,12 +93,12 @@ def check_save(path: str, spec: str) -> None:
         return
     files = source_files(spec)
     if files is None:
-        raise UserError(f"--save {path}: a live source ({spec}) is saved as one video; pass a .mp4 or .avi name")
+        raise UserError(f"--save {path}: a live source ({spec}) is saved as one video; pass a .mp4, .avi or .webm name")
     if kind == "image":
         if len(files) != 1 or Path(files[0]).suffix.lower() not in IMAGE_EXTS:
             raise UserError(f"--save {path}: one image name, but {spec} holds {len(files)} file(s)"
                             f"{'' if len(files) != 1 else ' (a video)'}; pass a folder (--save DIR/) for one "
-                            "annotated image per input image, or a .mp4/.avi name for one video")
+                            "annotated image per input image, or a .mp4/.avi/.webm name for one video")
         return
     base = _base(spec)
     if base is not None and os.path.commonpath([os.path.realpath(path), os.path.realpath(base)]) == \
@@ -171,7 +171,7 @@ def _write_image(path: str, img: np.ndarray) -> None:
 
 
 def open_save(path: str, spec: str, fps: float | None) -> Any:
-    """The sink for ``--save path``: a video for .mp4/.avi, images otherwise (see the module doc)."""
+    """The sink for ``--save path``: a video for .mp4/.avi/.webm, images otherwise (see the module doc)."""
     from runtime.sinks import VideoSink
 
     return VideoSink(path, fps) if save_kind(path) == "video" else ImagesSink(path, spec, fps)

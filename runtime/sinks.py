@@ -265,47 +265,78 @@ def annotate(r: Result, threshold: float) -> np.ndarray:
 
 
 class VideoSink:
-    """``--save out.mp4``: the annotated frames, at the source's rate; opened at the first frame."""
+    """``--save out.mp4``: the annotated frames, at the source's rate; opened at the first frame.
+    ``.mp4`` is H.264 where PyAV is installed (browsers play it), else what OpenCV writes
+    (:mod:`runtime.video_writer`); ``.webm`` VP8; ``.avi`` Motion JPEG."""
 
     def __init__(self, path: str, fps: float | None) -> None:
         self.path = path
         self.fps = fps if fps and fps > 0 else 25.0
-        self._w: cv2.VideoWriter | None = None
+        self._w: Any = None
         self._size: tuple[int, int] | None = None
+        self.codec = ""
 
     def write(self, img: np.ndarray, frame: Any = None) -> None:
         """Append an annotated frame (``frame``: its source frame, unused: one video for all)."""
         if self._w is None:
             self._size = (img.shape[1], img.shape[0])
-            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.path.lower().endswith((".mp4", ".m4v", ".mov"))
-                                              else "MJPG"))
-            if max(self._size) > MAX_VIDEO_SIDE:  # the JPEG limit; past it OpenCV's MJPEG encoder crashes
-                raise self._size_error(fourcc)
-            self._w = cv2.VideoWriter(self.path, fourcc, self.fps, self._size)
-            if not self._w.isOpened():
-                self._w = None
-                if _writer_works(self.path, fourcc):
-                    raise self._size_error(fourcc)
-                raise UserError(f"--save {self.path}: OpenCV cannot write this video format here; use .mp4 or "
-                                ".avi")
+            self._w = self._open()
         if (img.shape[1], img.shape[0]) != self._size:  # folders of differently sized images
             img = cv2.resize(img, self._size, interpolation=cv2.INTER_AREA)
-        self._w.write(img)
+        try:
+            self._w.write(img)
+        except OSError as e:
+            raise write_failed("--save", self.path, e) from None
 
-    def _size_error(self, fourcc: int) -> UserError:
+    def _open(self) -> Any:
+        """The first of the suffix's codecs that opens at the first frame's size."""
+        from runtime.video_writer import H264, MP4V_NOTE, open_writer, save_codecs
+
+        assert self._size is not None
+        codecs = save_codecs(self.path)
+        if max(self._size) > (MAX_VIDEO_SIDE if codecs[-1] == "MJPG" else MP4_MAX_SIDE) or min(self._size) < (
+                1 if codecs[-1] == "MJPG" else 2):  # past the JPEG limit OpenCV's MJPEG encoder crashes
+            raise self._size_error(codecs[-1])
+        for codec in codecs:
+            try:
+                w = open_writer(self.path, codec, self.fps, self._size)
+            except OSError as e:
+                if codec == H264:
+                    continue  # the next codec says what is wrong
+                raise write_failed("--save", self.path, e) from None
+            if w.isOpened():
+                self.codec = codec
+                if codec == "mp4v":
+                    print(f"jrc-detect: note: --save {self.path} is {MP4V_NOTE}", file=sys.stderr)
+                return w
+        if _writer_works(self.path, cv2.VideoWriter_fourcc(*codecs[-1])):
+            raise self._size_error(codecs[-1])
+        raise UserError(f"--save {self.path}: OpenCV cannot write this video format here; use .mp4 or .avi")
+
+    def _size_error(self, codec: str) -> UserError:
+        from runtime.video_writer import describe
+
         w, h = self._size or (0, 0)
-        codec = "MPEG-4" if fourcc == cv2.VideoWriter_fourcc(*"mp4v") else "MJPEG"
-        return UserError(f"--save {self.path}: the {codec} encoder cannot take {w}×{h} frames (the first frame's "
-                         f"size; .mp4 needs 2-{MP4_MAX_SIDE} px a side, .avi 1-{MAX_VIDEO_SIDE}); save as .avi, or "
-                         "resize the input")
+        return UserError(f"--save {self.path}: the {describe(codec)} encoder cannot take {w}×{h} frames (the first "
+                         f"frame's size; .mp4 and .webm need 2-{MP4_MAX_SIDE} px a side, .avi 1-{MAX_VIDEO_SIDE}); "
+                         "save as .avi, or resize the input")
 
     def close(self) -> None:
         if self._w is not None:
-            self._w.release()
-            self._w = None
+            w, self._w = self._w, None
+            try:
+                w.release()
+            except OSError as e:
+                raise write_failed("--save", self.path, e) from None
+
+    def report(self) -> dict[str, Any]:
+        from runtime.video_writer import BROWSER_PLAYS, describe
+
+        return {"path": self.path, "codec": self.codec or None, "codec_name": describe(self.codec),
+                "plays_in_browsers": self.codec in BROWSER_PLAYS}
 
 
-MP4_MAX_SIDE = 8191  # MPEG-4 part 2 (mp4v): 13-bit sizes
+MP4_MAX_SIDE = 8191  # MPEG-4 part 2 (mp4v): 13-bit sizes; kept for H.264 and VP8 too
 MAX_VIDEO_SIDE = 65535  # JPEG (MJPEG in .avi): 16-bit sizes
 
 

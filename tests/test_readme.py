@@ -80,6 +80,8 @@ KNOBS = {
     "--runs 100": "--runs 3 --warmup 1",
     "--repeats 3": "--repeats 1 --frames 30",
     "--frames 150 --rounds 3": "--frames 6 --rounds 1 --cameras 1,2 --size 320x180",
+    "--rounds 6 --json liveview.json": "--rounds 1 --window 0.5 --warmup 0 --frames 40 --repeat 150 --size 320x180 "
+                                       "--json liveview.json",
 }
 
 MARKER = re.compile(r"^\s*<!--\s*readme-test:\s*(?P<body>.*?)\s*-->\s*$")

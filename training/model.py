@@ -8,9 +8,10 @@ Classification", arXiv 2211.13424; journal version "JRC", Neurocomputing 598 (20
 
 ``forward`` is the detect path (what the edge devices run: no decoder); ``forward_full`` adds the
 reconstruction of the normalised input. Backbones: ``xception`` at 299 (the paper's), ``edge``
-(MobileNetV3-Small-sized, ≈ 0.08 GMACs for the detect path at 224; ≈ 0.1 with ``downsample="max"``),
-``plain`` (five conv stages, for 64-128 px) and ``meso4`` / ``mesoinception4`` (MesoNet's convolutions
-at 256, its design size; the authors' deepfake-trained weights load with ``--backbone-weights``).
+(MobileNetV3-Small-sized, ≈ 0.08 GMACs for the detect path at 224; ≈ 0.1 with ``downsample="max"``;
+``style="minimal"``: the paper's quantization-friendly variant, for INT8 on CPUs), ``plain`` (five
+conv stages, for 64-128 px) and ``meso4`` / ``mesoinception4`` (MesoNet's convolutions at 256, its
+design size; the authors' deepfake-trained weights load with ``--backbone-weights``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 
 from runtime.errors import UserError
 from runtime.meta import ENCODERS, MAX_INPUT_SIZE, Meta
-from training.backbones.edge import DOWNSAMPLE
+from training.backbones.edge import DOWNSAMPLE, STYLES
 
 DEFAULT_SIZE = {"edge": 224, "xception": 299, "plain": 64, "meso4": 256, "mesoinception4": 256}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -40,8 +41,8 @@ NORMALISATION = {"edge": (IMAGENET_MEAN, IMAGENET_STD), "xception": ((0.5, 0.5, 
 _MESO_CONFIG = {"encoder_channels": 128, "latent_channels": 128, "hidden": 64, "dropout": 0.5,
                 "decoder_channels": [128, 64, 32, 16, 16]}
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
-    "edge": {"width": 1.0, "downsample": "stride", "encoder_channels": 256, "latent_channels": 128, "hidden": 128,
-             "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
+    "edge": {"width": 1.0, "downsample": "stride", "style": "v3", "encoder_channels": 256, "latent_channels": 128,
+             "hidden": 128, "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
     "xception": {"encoder_channels": 512, "latent_channels": 256, "hidden": 256,
                  "dropout": 0.5, "decoder_channels": [256, 128, 64, 32, 16]},
     # the plain five-stage CNN for small inputs (training/backbones/plain.py)
@@ -180,17 +181,22 @@ def build_model(meta: Meta) -> JRC:
     return JRC(meta.encoder, meta.input_size, **dict(meta.model))
 
 
-def default_meta(encoder: str = "edge", input_size: int | None = None, downsample: str | None = None) -> Meta:
+def default_meta(encoder: str = "edge", input_size: int | None = None, downsample: str | None = None,
+                 style: str | None = None) -> Meta:
     """Checkpoint metadata for a fresh model: size, normalisation and config for ``encoder``
-    (``downsample``: the edge encoder's option, as ``training.train --downsample``)."""
+    (``downsample``, ``style``: the edge encoder's options, as ``training.train --downsample`` and
+    ``--edge-style``)."""
     if encoder not in ENCODERS:
         raise UserError(f"encoder {encoder!r} is unknown; use one of {', '.join(ENCODERS)}")
     if downsample and encoder != "edge":
         raise UserError(f"--downsample {downsample}: only the edge encoder has this option")
+    if style and encoder != "edge":
+        raise UserError(f"--edge-style {style}: only the edge encoder has this option")
+    options = {k: v for k, v in (("downsample", downsample), ("style", style)) if v}
     mean, std = NORMALISATION[encoder]
     meta = Meta(encoder=encoder, input_size=_input_size(encoder, input_size),
                 mean=mean, std=std, graph="checkpoint", outputs=("logit", "recon"),
-                model=_resolve_config(encoder, {"downsample": downsample} if downsample else {}))
+                model=_resolve_config(encoder, options))
     meta.validate()
     return meta
 
@@ -229,6 +235,8 @@ def _resolve_config(encoder: str, config: dict[str, Any]) -> dict[str, Any]:
     cfg["decoder_channels"] = [int(c) for c in dec]
     if "downsample" in cfg and cfg["downsample"] not in DOWNSAMPLE:
         raise bad("downsample", f"one of {', '.join(DOWNSAMPLE)}")
+    if "style" in cfg and cfg["style"] not in STYLES:
+        raise bad("style", f"one of {', '.join(STYLES)}")
     if "width" in cfg:
         if not _is_number(cfg["width"]) or not 0.1 <= cfg["width"] <= 4:
             raise bad("width", "a multiplier in 0.1..4")
@@ -252,7 +260,7 @@ def _build_backbone(encoder: str, cfg: dict[str, Any]) -> nn.Module:
         return MESO[encoder]()
     if encoder == "plain":
         return PlainNet(cfg["width"])
-    return EdgeNet(cfg["width"], cfg["downsample"]) if encoder == "edge" else Xception()
+    return EdgeNet(cfg["width"], cfg["downsample"], cfg["style"]) if encoder == "edge" else Xception()
 
 
 def _build_encoder(cin: int, mid: int, latent: int) -> nn.Sequential:

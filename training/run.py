@@ -124,6 +124,7 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         if a.encoder != meta.encoder or (a.input_size or meta.input_size) != meta.input_size:
             raise UserError(f"--resume {a.resume}: the checkpoint is {meta.encoder} at {meta.input_size}; "
                             "resume with the same --encoder/--input-size or start a new run")
+        _check_resumed_options(a, meta)
         net = build_network(meta, a.resume)
         load_weights(net, blob["model"], a.resume)
         return meta, net
@@ -135,17 +136,36 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         if a.encoder != meta.encoder or (a.input_size or meta.input_size) != meta.input_size:
             raise UserError(f"--init {a.init}: the checkpoint is {meta.encoder} at {meta.input_size}; pass the same "
                             "--encoder/--input-size (or leave them out)")
+        for flag, key, given in (("--edge-style", "style", a.edge_style), ("--downsample", "downsample", a.downsample)):
+            has = (meta.model or {}).get(key)
+            if given is not None and has is not None and given != has:
+                raise UserError(f"--init {a.init}: the checkpoint's network has {key} {has}; leave {flag} out "
+                                "(the starting network is kept)")
         net = build_network(meta, a.init)
         load_weights(net, start["model"], a.init)
         return Meta(encoder=meta.encoder, input_size=meta.input_size, color=meta.color, mean=meta.mean,
                     std=meta.std, face_margin=meta.face_margin, face_align=meta.face_align, model=meta.model), net
-    meta = default_meta(a.encoder, a.input_size, a.downsample).with_(face_align=a.face_align)
+    meta = default_meta(a.encoder, a.input_size, a.downsample, a.edge_style).with_(face_align=a.face_align)
     net = build_model(meta)
     if a.backbone_weights:
         from training.model import load_backbone_weights
 
         load_backbone_weights(net, a.backbone_weights)
     return meta.with_(model=net.config()), net
+
+
+def _check_resumed_options(a: argparse.Namespace, meta: Any) -> None:
+    """An edge-network option given with --resume must be the checkpoint's (it cannot change mid-run;
+    the encoder is the checkpoint's here, and training.train refuses these options for another)."""
+    from training.model import DEFAULT_CONFIG
+
+    for option, key, given in (("--downsample", "downsample", a.downsample), ("--edge-style", "style", a.edge_style)):
+        if given is None:
+            continue
+        stored = meta.model.get(key, DEFAULT_CONFIG["edge"][key])  # older checkpoints: the default
+        if given != stored:
+            raise UserError(f"--resume {a.resume}: the checkpoint's edge network has {key} {stored!r}, not "
+                            f"{option} {given}; leave {option} out or start a new run")
 
 
 def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, best_epoch: int,

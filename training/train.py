@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--downsample", choices=("stride", "max"), default=None,
                    help="edge encoder: halve the resolution with strided convolutions (MobileNetV3's; default) "
                    "or with 2x2 max-pools after stride-1 ones, which keep pixel-scale blending traces")
+    m.add_argument("--edge-style", choices=("v3", "minimal"), default=None,
+                   help="edge encoder: v3 (MobileNetV3-Small: 5x5 kernels, hard-swish, squeeze-excitation; default) "
+                   "or minimal (the paper's quantization-friendly variant: 3x3, ReLU, no squeeze-excitation, "
+                   "depthwise widths in multiples of 16), which runs faster in INT8 on CPUs "
+                   "(python -m calibration.quantize --target cpu); recorded in the model's metadata")
     o = p.add_argument_group("optimisation")
     o.add_argument("--epochs", type=int, default=20, help="passes over the training set (the bundled recipe: 16)")
     o.add_argument("--batch-size", type=int, default=32, help="per process")
@@ -243,6 +248,9 @@ def _check_args(a: argparse.Namespace) -> None:
             raise UserError(f"--threshold {a.threshold}: expected a probability in 0..1, 'eer' or 'fpr:X'")
     if a.backbone_weights and not Path(a.backbone_weights).is_file():
         raise UserError(f"--backbone-weights {a.backbone_weights}: file not found")
+    for option, value in (("--downsample", a.downsample), ("--edge-style", a.edge_style)):
+        if value is not None and a.encoder != "edge":
+            raise UserError(f"{option} {value}: only the edge encoder has this option (--encoder is {a.encoder})")
 
 
 def main(argv: list[str] | None = None) -> int:

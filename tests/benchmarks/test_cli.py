@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, load_strict, run_module
+from tests.helpers import ROOT, load_strict, run_in_process, run_module
 
 
 def _one_line_error(p, prog: str, *needles: str) -> None:
@@ -301,6 +301,31 @@ def test_which_artifacts_are_compared():
     assert p["precision"] == [("detect.onnx", "detect.int8-cpu.onnx", "fp32 / int8")]  # not across backends or models
     assert [d for _, d, _ in p["speedup"]] == ["detect.onnx", "detect.int8-cpu.onnx", "full.onnx", "detect.fp16.engine",
                                                "other.int8-cpu.onnx"]
+    assert p["models"] == []
+
+
+def test_precision_pairs_stay_within_one_network(monkeypatch):
+    """int8 of one edge style is never compared with fp32 of the other (a 2.6× "int8 speed-up" that
+    was the style's); two networks of one precision and size get their own ratio."""
+    from benchmarks import latency
+    from benchmarks.latency import _pairs
+
+    # each style's two files are one model's (their lineage is tested above): only the network may differ
+    monkeypatch.setattr(latency, "_roots", lambda rt: {r.label: r.label.split(".")[0] for r in rt})
+    from benchmarks.runners import Runner, Spec
+    from runtime.meta import Meta
+
+    def runner(path, style, precision="fp32"):
+        meta = Meta(graph="detect", outputs=("logit",), precision=precision, input_size=224,
+                    model={"style": style})
+        return Runner(Spec("runtime", path, label=path), meta, "onnxruntime", 8, lambda: None, lambda x: (lambda: None))
+
+    rs = [runner("v3.onnx", "v3"), runner("v3.int8-cpu.onnx", "v3", "int8"),
+          runner("min.onnx", "minimal"), runner("min.int8-cpu.onnx", "minimal", "int8")]
+    p = _pairs(rs)
+    assert p["precision"] == [("v3.onnx", "v3.int8-cpu.onnx", "fp32 / int8"), ("min.onnx", "min.int8-cpu.onnx", "fp32 / int8")]
+    assert p["models"] == [("v3.onnx", "min.onnx", "model / model"),
+                           ("v3.int8-cpu.onnx", "min.int8-cpu.onnx", "model / model")]
 
 
 def test_speed_artifacts_are_full_width_models_of_the_asked_size(tmp_path):
@@ -320,6 +345,11 @@ def test_speed_artifacts_are_full_width_models_of_the_asked_size(tmp_path):
     assert size > 1_000_000
     bad = run_module("benchmarks.fixtures", "--out", tmp_path / "x", "--input-size", "5")
     assert bad.returncode != 0 and bad.stderr.strip().count("\n") == 0 and "--input-size 5" in bad.stderr
+    r = run_in_process("benchmarks.fixtures", "--out", tmp_path / "min", "--input-size", "32", "--edge-style", "minimal",
+                       "--downsample", "max")
+    assert r.returncode == 0, r.stderr
+    with open_backend(str(tmp_path / "min" / "detect.onnx")) as b:  # the edge options reach the model
+        assert (b.meta.model["style"], b.meta.model["downsample"]) == ("minimal", "max")
 
 
 def test_synthetic_is_the_same_held_out_set_in_every_evaluation_tool():

@@ -31,6 +31,7 @@ def test_stability_table_per_calibration_set(tiny, tmp_path) -> None:
     assert p.returncode == 0, p.stderr[-3000:]
     d = load_strict(out)
     assert [r["calibration"] for r in d["rows"]] == ["synthetic", "photos", "mix"]
+    assert {r["label"] for r in d["rows"]} == {"detect.onnx"}
     for r in d["rows"]:
         assert r["artifact"] == "int8-cpu" and r["method"] == "minmax" and r["samples"] == 20
         assert 0 <= r["max_dprob"] <= 1 and r["mean_dprob"] <= r["max_dprob"]
@@ -47,3 +48,14 @@ def test_stability_bad_input_is_one_line(tmp_path) -> None:
     assert p.stderr.strip().splitlines() == [
         f"benchmarks.quant_stability: error: --onnx {tmp_path / 'missing.onnx'}: file not found; "
         "export one with python -m export.onnx"]
+
+
+def test_models_of_one_file_name_keep_apart() -> None:
+    """Two styles exported as ``v3/detect.onnx`` and ``minimal/detect.onnx``: the table names their
+    folders, and each keeps its own artifacts folder (one used to overwrite the other's)."""
+    from benchmarks.report import artifact_labels
+
+    labels = artifact_labels(["runs/v3/detect.onnx", "runs/minimal/detect.onnx", "runs/x/full.onnx"])
+    assert labels == {"runs/v3/detect.onnx": "v3/detect.onnx", "runs/minimal/detect.onnx": "minimal/detect.onnx",
+                      "runs/x/full.onnx": "full.onnx"}
+

@@ -193,3 +193,29 @@ def test_plan_measurement_end_to_end(work: dict) -> None:
         assert set(c.speedup) == {"1", "2"} and all(v > 0 for v in c.speedup.values())
         assert 0 <= c.max_dprob < 1 and c.mean_dprob <= c.max_dprob and 0 <= c.swaps <= 1 and abs(c.d_auc) <= 1
     assert "←" in cpu_plan.format_candidates(cands, best)
+
+
+def test_minimal_style_runs_as_integer_kernels_only(tmp_path: Path) -> None:
+    """The edge encoder's minimal style is what the CPU graph is best at: after ONNX Runtime's QDQ
+    fusion every convolution is a QLinearConv with its ReLU absorbed, the residual adds are
+    QLinearAdd, and nothing is left for hard-swish passes (QLinearMul) or depthwise widening."""
+    import onnx
+
+    from calibration import qdq, ranges
+    from calibration.channel_pad import pad_depthwise
+    from tests.helpers.models import calibrated_edge
+
+    w = calibrated_edge(tmp_path / "minimal", SIZE, seed=1, style="minimal")
+    rng = ranges.ranges(w["stats"], "minmax", full_range=w["full_range"])
+    assert pad_depthwise(w["prepped"])[1] == []
+    model, info = qdq.cpu_model(w["prepped"], rng, (), vnni=True)
+    source = Counter(n.op_type for n in w["prepped"].graph.node)
+    _session(model, tmp_path / "fused.onnx")
+    fused = Counter(n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node)
+    assert fused["QLinearConv"] == source["Conv"] and fused["QLinearAdd"] == source["Add"]
+    assert fused["QLinearMul"] == fused["Relu"] == fused["Conv"] == 0, fused
+    assert fused["QuantizeLinear"] + fused["DequantizeLinear"] <= 3, fused
+    assert info["graph"]["hard_swish"] == 0 and info["graph"]["absorbed"] == {"Relu": source["Relu"]}
+    x = w["calib"].inputs()
+    ref, got = _logits(w["prepped"], x), _logits(model, x)
+    assert np.abs(got - ref).max() < 0.25 * (np.abs(ref).max() + 1)

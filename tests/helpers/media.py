@@ -33,6 +33,26 @@ def face_video(path: Path, frames: int = 20, size=(320, 240), brighten_from: int
     return path
 
 
+def segment_video(path: Path, frames: int, bright: tuple[int, int] | None = None, size=(320, 240),
+                  fps: float = 25.0) -> Path:
+    """The astronaut's head sliding to and fro over a dim background; the frames in ``bright``
+    ([first, end)) lifted by 150 grey levels, which the brightness-meter model of
+    ``tests.helpers.models.make_onnx`` scores fake (whole frame: p ≈ 0.2 → 0.95)."""
+    w, h = size
+    face = head(h * 2 // 3)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        f = np.full((h, w, 3), 40, np.uint8)
+        phase = (i % 100) / 50.0
+        x = int((w - face.shape[1]) * (phase if phase <= 1 else 2 - phase))
+        f[h // 6: h // 6 + face.shape[0], x: x + face.shape[1]] = face
+        if bright is not None and bright[0] <= i < bright[1]:
+            f = cv2.add(f, np.full_like(f, 150))
+        out.write(f)
+    out.release()
+    return path
+
+
 def gray_video(path: Path, values: list[int], size=(64, 48)) -> Path:
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, size)
     for v in values:

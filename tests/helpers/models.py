@@ -124,16 +124,17 @@ def tiny_onnx(path: Path, size: int = 32, batch: int | None = None, graph: str =
     return path
 
 
-def make_checkpoint(path: Path, encoder: str, seed: int = 0) -> Path:
+def make_checkpoint(path: Path, encoder: str, seed: int = 0, style: str | None = None) -> Path:
     """A checkpoint with non-trivial statistics: random BN stats and a head giving logits of a few units,
-    so a 1e-4 parity bound is tested on realistic magnitudes rather than on near-zero outputs."""
+    so a 1e-4 parity bound is tested on realistic magnitudes rather than on near-zero outputs
+    (``style``: the edge encoder's, None for the default)."""
     import torch
 
     from training.checkpoint import save_checkpoint
     from training.model import build_model, default_meta
 
     torch.manual_seed(seed)
-    meta = default_meta(encoder)
+    meta = default_meta(encoder, style=style)
     model = build_model(meta)
     with torch.no_grad():
         for m in model.modules():
@@ -164,10 +165,11 @@ def make_external_onnx(folder: Path, edit: Any = None) -> Path:
     return path
 
 
-def calibrated_edge(root: Path, size: int = 32, seed: int = 0) -> dict[str, Any]:
-    """A small untrained edge JRC (quarter width) exported by export.onnx into ``root``, preprocessed
-    for quantization, and its activation statistics over 24 random calibration crops: what the INT8
-    tests share (``ranges.ranges(work["stats"], method, …)`` gives the ranges of any method)."""
+def calibrated_edge(root: Path, size: int = 32, seed: int = 0, style: str = "v3") -> dict[str, Any]:
+    """A small untrained edge JRC (quarter width, ``style`` v3 or minimal) exported by export.onnx into
+    ``root``, preprocessed for quantization, and its activation statistics over 24 random calibration
+    crops: what the INT8 tests share (``ranges.ranges(work["stats"], method, …)`` gives the ranges of
+    any method)."""
     import onnx
     import torch
 
@@ -181,7 +183,7 @@ def calibrated_edge(root: Path, size: int = 32, seed: int = 0) -> dict[str, Any]
     torch.manual_seed(seed)
     base = default_meta("edge", size)
     meta = base.with_(model={**base.model, "width": 0.25, "encoder_channels": 32, "latent_channels": 16,
-                             "hidden": 16})
+                             "hidden": 16, "style": style})
     ckpt = save_checkpoint(root / "m.pt", JRC("edge", size, **meta.model).eval(), meta)
     export_checkpoint(ckpt, root)
     src = root / "detect.onnx"

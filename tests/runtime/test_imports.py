@@ -11,7 +11,8 @@ from tests.helpers import ROOT
 from tests.helpers.media import gray_video
 from tests.helpers.models import make_onnx
 
-HEAVY = ("onnxruntime", "tensorrt", "pycuda", "torch", "onnx", "paho", "prometheus_client", "tomli")
+HEAVY = ("onnxruntime", "tensorrt", "pycuda", "torch", "onnx", "paho", "prometheus_client", "tomli", "aiohttp", "av",
+         "selenium")
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -68,7 +69,8 @@ def test_engine_without_tensorrt_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value, module", [("--mqtt", "mqtt://127.0.0.1:1", "paho"),
-                                                 ("--metrics", "1", "prometheus_client")])
+                                                 ("--metrics", "1", "prometheus_client"),
+                                                 ("--web", "1", "aiohttp")])
 def test_a_missing_box_dependency_is_one_line_naming_the_extra(tmp_path, flag, value, module):
     model = make_onnx(tmp_path / "m.onnx")
     clip = gray_video(tmp_path / "g.mp4", [100] * 3)

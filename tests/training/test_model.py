@@ -296,3 +296,51 @@ def test_edge_detect_graph_uses_tensorrt_safe_ops(tmp_path, edge64: JRC) -> None
     assert ops <= TENSORRT_SAFE, ops - TENSORRT_SAFE
     assert "Conv" in ops and "HardSwish" in ops
     assert not edge64.training  # the exporter put the model's own mode back
+
+
+# --- the edge encoder's minimal style ---------------------------------------------------------
+def test_minimal_style_is_convolutions_and_relus() -> None:
+    """MobileNetV3's minimalistic variant: 3×3 depthwise kernels, ReLU, no squeeze-excitation; its
+    depthwise widths are multiples of 16 (72/88/120 → 80/96/128) at every width multiplier."""
+    for width in (1.0, 0.5, 0.25):
+        net = EdgeNet(width, style="minimal")
+        kinds = {type(m) for m in net.modules()}
+        assert nn.Hardswish not in kinds and nn.Hardsigmoid not in kinds and nn.AdaptiveAvgPool2d not in kinds
+        depthwise = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+        assert len(depthwise) == 11 and all(m.kernel_size == (3, 3) for m in depthwise)
+        assert all(m.groups % 16 == 0 for m in depthwise), [m.groups for m in depthwise]
+    full = EdgeNet(style="minimal")
+    assert [m.groups for m in full.modules() if isinstance(m, nn.Conv2d) and m.groups > 1] == \
+        [16, 80, 96, 96, 240, 240, 128, 144, 288, 576, 576]
+    assert full.out_channels == 576 and count_params(full) < count_params(EdgeNet()) / 2  # no excitation layers
+    assert 40e6 <= count_macs(full, 224) <= 60e6  # as MobileNetV3-Small's ~56 M
+    v3 = EdgeNet()
+    assert any(isinstance(m, nn.Hardswish) for m in v3.modules())  # the default is unchanged
+    assert sorted({m.kernel_size for m in v3.modules() if isinstance(m, nn.Conv2d) and m.groups > 1}) == [(3, 3), (5, 5)]
+
+
+def test_minimal_style_in_metadata_and_older_metadata_is_v3() -> None:
+    meta = default_meta("edge", 64, style="minimal")
+    assert meta.model["style"] == "minimal" and default_meta("edge", 64).model["style"] == "v3"
+    again = build_model(Meta.from_json(meta.to_json(), "test"))
+    assert again.config()["style"] == "minimal"
+    assert not any(isinstance(m, nn.Hardswish) for m in again.modules())
+    old = {k: v for k, v in default_meta("edge", 64).model.items() if k != "style"}  # written before the option
+    assert build_model(default_meta("edge", 64).with_(model=old)).config()["style"] == "v3"
+    with pytest.raises(UserError, match="--edge-style minimal: only the edge encoder"):
+        default_meta("xception", 64, style="minimal")
+    with pytest.raises(UserError, match=r"style='tiny' is not usable; expected one of v3, minimal"):
+        JRC("edge", 64, style="tiny")
+
+
+def test_fresh_minimal_network_keeps_its_scale() -> None:
+    """A fresh network in eval mode (the untrained speed fixtures, the export parity gate) gives
+    logits of order one in both styles: the ReLU gain on layers that read no ReLU output made the
+    minimal style's logits −30 to −100."""
+    x = torch.randn(4, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    for downsample in ("stride", "max"):
+        for style in ("v3", "minimal"):
+            torch.manual_seed(0)
+            net = JRC("edge", 128, style=style, downsample=downsample).eval()
+            with torch.no_grad():
+                assert net(x).abs().max() < 8, (style, downsample)

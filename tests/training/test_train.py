@@ -152,6 +152,9 @@ def test_resume_continues_from_saved_epoch(tmp_path):
     # a resume must keep the network's shape
     r = run_in_process("training.train", "--resume", out / "last.pt", "--input-size", "64", "--epochs", "3")
     assert r.returncode == 1 and "same --encoder/--input-size" in r.stderr
+    r = run_in_process("training.train", "--resume", out / "last.pt", "--edge-style", "minimal", "--epochs", "3")
+    assert r.returncode == 1 and "has style 'v3', not --edge-style minimal" in r.stderr
+    assert r.stderr.strip().count("\n") == 0
 
 
 def test_lambda_zero_ablation_and_amp_on_cpu(tmp_path):
@@ -164,6 +167,23 @@ def test_lambda_zero_ablation_and_amp_on_cpu(tmp_path):
     (line,) = _lines(r.stdout)
     assert line["recon"] == 0 and line["loss"] == pytest.approx(line["bce"])
     assert math.isfinite(line["bce"]) and (out / "last.pt").is_file()
+
+
+def test_edge_style_is_built_and_recorded(tmp_path):
+    """--edge-style minimal builds the minimal network and records it in the checkpoint's metadata,
+    so export and the runtime rebuild the same one; only the edge encoder has the option."""
+    from training.run import _meta_and_model
+    from training.train import _parse
+
+    args, _ = _parse(["--synthetic", "--input-size", "32", "--edge-style", "minimal", "--out", str(tmp_path / "m")])
+    meta, net = _meta_and_model(args, None)
+    assert meta.model["style"] == "minimal" and net.config()["style"] == "minimal"
+    assert not any(k.startswith("backbone.") and ".fc1." in k for k in net.state_dict())  # no squeeze-excitation
+    args, _ = _parse(["--synthetic", "--input-size", "32", "--out", str(tmp_path / "v")])
+    assert _meta_and_model(args, None)[0].model["style"] == "v3"
+    r = run_in_process("training.train", "--synthetic", "--encoder", "xception", "--edge-style", "minimal",
+                       "--out", tmp_path / "x")
+    assert r.returncode == 1 and "--edge-style minimal: only the edge encoder" in r.stderr
 
 
 @pytest.mark.slow

@@ -13,9 +13,21 @@ traces of a blended face survive downsampling as local maxima instead of being s
 (about 0.075 GMACs at 224; the bundled 64 px model uses it). ``downsample="stride"`` (the
 default) is the paper's strided convolutions.
 
+``style="minimal"`` is the paper's quantization-friendly variant (the "minimalistic" models of the
+MobileNetV3 release, Keras ``MobileNetV3Small(minimalistic=True)``): the same blocks and widths
+with 3×3 depthwise kernels, ReLU everywhere and no squeeze-excitation, so every layer is a
+convolution whose activation an integer kernel absorbs (ONNX Runtime has no int8 hard-swish or
+hard-sigmoid, and runs an excitation as separate passes). Here its depthwise widths are also
+rounded up to multiples of 16 (72, 88, 120 → 80, 96, 128), the channel counts ONNX Runtime's fast
+int8 depthwise kernel takes, so :mod:`calibration.channel_pad` has nothing to pad and the added
+channels are trained instead of zero (about 0.05 GMACs at 224). ``style="v3"`` (the default) is
+the network above.
+
 Module names follow a common ImageNet MobileNetV3-Small layout (``features.<i>.block.<j>``,
 squeeze-excite ``fc1``/``fc2``), so such weights can be loaded at ``width=1`` with
-``training.model.load_backbone_weights``.
+``training.model.load_backbone_weights``. The minimal style keeps the layout, its blocks simply have
+no excitation module; it trains from scratch (torchvision publishes no minimalistic weights, and the
+widened depthwise layers would not take Keras's or timm's 72/88/120-channel ones).
 """
 
 from __future__ import annotations
@@ -41,6 +53,9 @@ STEM_CHANNELS = 16
 LAST_EXPANSION = 6  # last 1×1 conv: 6 × the last block's output channels (96 → 576)
 BN_EPS = 1e-3
 DOWNSAMPLE = ("max", "stride")
+STYLES = ("v3", "minimal")
+MINIMAL_KERNEL = 3
+DEPTHWISE_MULTIPLE = 16  # minimal style: ONNX Runtime's fast int8 depthwise kernel (x86) takes multiples of 16
 
 
 def divisible(channels: float, divisor: int = 8) -> int:
@@ -106,31 +121,49 @@ class InvertedResidual(nn.Module):
         return x + y if self.use_residual else y
 
 
+def blocks(style: str = "v3") -> tuple[tuple[int, int, int, bool, str, int], ...]:
+    """The block table of a style: :data:`SMALL`, or its minimal form (3×3 kernels, ReLU, no
+    excitation; :class:`EdgeNet` rounds its depthwise widths to multiples of 16)."""
+    if style not in STYLES:
+        raise ValueError(f"style {style!r}, expected one of {STYLES}")
+    if style == "v3":
+        return SMALL
+    return tuple((MINIMAL_KERNEL, expanded, cout, False, "relu", stride)
+                 for _, expanded, cout, _, _, stride in SMALL)
+
+
 class EdgeNet(nn.Module):
     """MobileNetV3-Small feature extractor: image (N,3,H,W) → (N, out_channels, ⌈H/32⌉, ⌈W/32⌉).
 
-    ``width`` scales every layer's channels (rounded to multiples of 8); ``out_channels`` is
-    576 at ``width=1``. ``downsample``: "stride" or "max" (max-pool after stride-1 convs).
+    ``width`` scales every layer's channels (rounded to multiples of 8; the minimal style's
+    depthwise widths to multiples of 16); ``out_channels`` is 576 at ``width=1``. ``downsample``:
+    "stride" or "max" (max-pool after stride-1 convs). ``style``: "v3" (the paper's network) or
+    "minimal" (its quantization-friendly variant: 3×3, ReLU, no squeeze-excitation).
     """
 
     stride = 32
 
-    def __init__(self, width: float = 1.0, downsample: str = "stride") -> None:
+    def __init__(self, width: float = 1.0, downsample: str = "stride", style: str = "v3") -> None:
         super().__init__()
         if downsample not in DOWNSAMPLE:
             raise ValueError(f"downsample {downsample!r}, expected one of {DOWNSAMPLE}")
+        table = blocks(style)
         pool = downsample == "max"
-        cin = divisible(STEM_CHANNELS * width)
-        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, 2, act="hswish", pool=pool)]
-        for kernel, expanded, cout, se, act, stride in SMALL:
+        act = "relu" if style == "minimal" else "hswish"  # the stem's and the last layer's
+        dw_multiple = DEPTHWISE_MULTIPLE if style == "minimal" else 8
+        cin = divisible(STEM_CHANNELS * width, dw_multiple)  # the first block's depthwise width
+        layers: list[nn.Module] = [conv_bn_act(3, cin, 3, 2, act=act, pool=pool)]
+        for kernel, expanded, cout, se, block_act, stride in table:
             cout_w = divisible(cout * width)
-            layers.append(InvertedResidual(cin, kernel, divisible(expanded * width), cout_w, se, act, stride,
-                                           pool))
+            layers.append(InvertedResidual(cin, kernel, divisible(expanded * width, dw_multiple), cout_w, se,
+                                           block_act, stride, pool))
             cin = cout_w
         self.out_channels = LAST_EXPANSION * cin
-        layers.append(conv_bn_act(cin, self.out_channels, act="hswish"))
+        layers.append(conv_bn_act(cin, self.out_channels, act=act))
         self.features = nn.Sequential(*layers)
         _init_weights(self)
+        if style == "minimal":
+            _init_linear_inputs(self.features)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -145,3 +178,15 @@ def _init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def _init_linear_inputs(features: nn.Sequential) -> None:
+    """Gain 1 for the convolutions that read an input no ReLU has halved: the stem (the image), each
+    expansion and the last 1×1 (the linear bottleneck). With the ReLU gain every one of them doubles
+    the variance, and a fresh minimal network (no excitation gates or hard-swish to damp it) gave
+    logits of −30 to −100 in eval mode; untrained fixtures should give a trained network's O(1)."""
+    first = [m for m in features[0].modules() if isinstance(m, nn.Conv2d)][:1]
+    expansions = [b.block[0][0] for b in features if isinstance(b, InvertedResidual) and b.block[0][0].groups == 1]
+    last = [features[-1][0]]
+    for conv in first + expansions + last:
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="linear")
