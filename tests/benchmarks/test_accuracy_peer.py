@@ -1,4 +1,4 @@
-"""benchmarks.accuracy with models of different crop geometries side by side: the bundled model (64 px)
+"""benchmarks.accuracy with models of different crop geometries side by side: the bundled model (128 px)
 and the converted MesoNet peers (256 px, their own margin) on the same items, each cut as its runtime
 cuts them; fakes caught at each model's own threshold."""
 
@@ -22,7 +22,12 @@ def test_bundled_and_peers_on_mesonets_own_test_images(tmp_path):
     d = load_strict(out)
     assert d["data"]["faces"] == 4 and d["data"]["fake"] == 2
     rows = {r["label"]: r for r in d["results"]}
-    assert rows["jrc_edge_detect.onnx"]["input_size"] == 64 and rows["Meso4_DF.onnx"]["input_size"] == 256
+    from export.onnx_io import file_meta
+
+    bundled = file_meta(BUNDLED)
+    assert rows["jrc_edge_detect.onnx"]["input_size"] == bundled.input_size != 256
+    assert rows["jrc_edge_detect.onnx"]["threshold"] == pytest.approx(bundled.threshold)
+    assert rows["Meso4_DF.onnx"]["input_size"] == 256
     assert rows["Meso4_DF.onnx"]["face_margin"] == 0.07 and rows["Meso4_DF.onnx"]["encoder"] == "meso4"
     # the smoke test through the benchmark: both deepfakes caught, no real called fake, at 0.5
     df = rows["Meso4_DF.onnx"]
