@@ -44,7 +44,8 @@ def _astronaut_head() -> np.ndarray:
 def manipulate(head: np.ndarray, seed: int = 0) -> np.ndarray:
     """The head with its face replaced by a self-blended forgery, made as training makes them: at
     the frame's own resolution, through a mask drawn from the face's landmarks (the runtime's
-    default detector finds them), the face alone changed (nothing outside the mask)."""
+    default detector finds them), the blend ratio drawn from training's ratios, the face alone
+    changed (nothing outside the mask). ``seed`` 0 for the demo clip: one forgery, not a measurement."""
     from runtime.faces import make_detector
     from training.synthetic import self_blend
 
@@ -52,8 +53,7 @@ def manipulate(head: np.ndarray, seed: int = 0) -> np.ndarray:
     if not boxes or boxes[0].landmarks is None:
         raise UserError("demo: the face detector found no face in the demo image; check the OpenCV install")
     box = boxes[0]
-    fake, _ = self_blend(head, np.random.default_rng(seed), blend_ratios=(1.0,), landmarks=box.landmarks,
-                         box=tuple(box), either=False)
+    fake, _ = self_blend(head, np.random.default_rng(seed), landmarks=box.landmarks, box=tuple(box), either=False)
     return fake
 
 
