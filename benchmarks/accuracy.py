@@ -1,10 +1,13 @@
 """``python -m benchmarks.accuracy --engine A [--engine B ...] --data SPEC``: accuracy beside speed.
 
-One table: for each artifact (backend × precision) the ROC AUC and the false-alarm rate (FAR: share
-of the real faces called fake at the artifact's metadata threshold) on a labelled face set beside its
-p50 latency (batch 1) and throughput (faces/s at its max batch), so a precision or a backend is
-chosen on both at once. The faces go through the runtime's own preprocessing for each artifact's
-metadata and through the runtime's backend, so the scores are the ones ``runtime.detect`` would
+One table: for each artifact (backend × precision) the ROC AUC, the false-alarm rate (FAR: share
+of the real faces called fake at the artifact's metadata threshold) and the fakes caught at that
+threshold on a labelled face set, beside its p50 latency (batch 1) and throughput (faces/s at its max
+batch), so a precision or a backend is chosen on both at once, and different models (the bundled
+one, a peer such as the converted MesoNet in ``benchmarks/assets/mesonet``) are compared on the same
+faces. The faces go through the runtime's own preprocessing for each artifact's metadata (its crop
+size, margin and alignment: the items are the same, each model gets them cut as its runtime would
+cut them) and through the runtime's backend, so the scores are the ones ``runtime.detect`` would
 give. ``--data`` is read by ``training.calibration_set`` as an evaluation set, as training.evaluate and
 calibration.report read it: a folder with ``real/`` and ``fake/`` crops, a CSV manifest, a videos
 folder, or ``synthetic[:N]`` (the held-out faces training never saw). Speed is timed interleaved, as in
@@ -50,24 +53,50 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
 
 
+def geometry(meta: Any) -> tuple[int, float, str]:
+    """What decides the crop a model is given: its input size, face margin and alignment."""
+    return (int(meta.input_size), float(meta.face_margin), str(meta.face_align))
+
+
 class Faces:
-    """The labelled crops, read once, turned into network input per metadata (cached)."""
+    """The labelled items of a spec, cut once per crop geometry (:func:`geometry`) as each model's
+    runtime cuts them, turned into network input per metadata (cached). ``crops`` and ``labels`` are
+    those of the first metadata; every other geometry must give the same items."""
 
     def __init__(self, spec: str, split: str | None, limit: int | None, meta: Any, progress: bool = False) -> None:
+        self.spec, self._split, self._limit, self._progress = spec, split, limit, progress
+        self._sets: dict[tuple, Any] = {}
+        self._cache: dict[tuple, np.ndarray] = {}
+        first = self._set(meta)
+        self.crops = first.crops
+        self.labels = first.labels
+
+    def _set(self, meta: Any) -> Any:
         from training.calibration_set import load
 
-        faces = load(spec, meta, limit, held_out=True, need_labels=True, progress=progress, split=split)
-        self.crops = faces.crops
-        self.labels = faces.labels
-        self.spec = spec
-        self._cache: dict[tuple, np.ndarray] = {}
+        key = geometry(meta)
+        if key not in self._sets:
+            got = load(self.spec, meta, self._limit, held_out=True, need_labels=True, progress=self._progress,
+                       split=self._split)
+            if self._sets:
+                first = next(iter(self._sets.values()))
+                if got.labels.tolist() != first.labels.tolist() or got.groups != first.groups:
+                    raise UserError(f"--data {self.spec}: cut at {key[0]} px, margin {key[1]:g} ({key[2]}) it gives "
+                                    f"{len(got)} faces, not the {len(first)} the first model was given (a detector "
+                                    "found different faces); compare these models on a folder of crops")
+            self._sets[key] = got
+        return self._sets[key]
+
+    def crops_for(self, meta: Any) -> np.ndarray:
+        """The crops as ``meta``'s runtime cuts them (uint8 BGR, its input size)."""
+        return self._set(meta).crops
 
     def inputs(self, meta: Any) -> np.ndarray:
         from runtime.preprocess import to_input
 
-        key = (meta.input_size, tuple(meta.mean), tuple(meta.std), meta.color)
+        key = (*geometry(meta), tuple(meta.mean), tuple(meta.std), meta.color)
         if key not in self._cache:
-            self._cache[key] = to_input(self.crops, meta)
+            self._cache[key] = to_input(self.crops_for(meta), meta)
         return self._cache[key]
 
 
@@ -78,12 +107,14 @@ def score(infer: Any, x: np.ndarray, batch: int) -> np.ndarray:
 
 
 def metrics(probs: np.ndarray, faces: Faces, threshold: float) -> dict[str, Any]:
-    """AUC, AP, and ACC and FAR (false-alarm rate: share of real faces with p >= ``threshold``) at ``threshold``."""
-    from training.metrics import accuracy, average_precision, false_alarm_rate, roc_auc
+    """AUC, AP, and at ``threshold`` ACC, FAR (false-alarm rate: share of real faces with p >= it) and
+    caught (share of fake faces with p >= it)."""
+    from training.metrics import accuracy, average_precision, catch_rate, false_alarm_rate, roc_auc
 
     return {"auc": round(roc_auc(probs, faces.labels), 5), "ap": round(average_precision(probs, faces.labels), 5),
             "acc": round(accuracy(probs, faces.labels, threshold), 5),
-            "far": round(false_alarm_rate(probs, faces.labels, threshold), 5), "threshold": threshold}
+            "far": round(false_alarm_rate(probs, faces.labels, threshold), 5),
+            "caught": round(catch_rate(probs, faces.labels, threshold), 5), "threshold": threshold}
 
 
 def threshold_rule(meta: Any) -> dict[str, Any] | None:
@@ -115,8 +146,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             progress(f"scoring {len(faces.labels)} faces: {m['label']}", force=True)
             probs[m["label"]] = score(m["infer"], faces.inputs(m["meta"]), min(m["max_batch"], 64))
         rows = [{"label": m["label"], "backend": m["backend"], "precision": m["meta"].precision,
-                 "graph": m["meta"].graph, "path": m["path"], **metrics(probs[m["label"]], faces, m["meta"].threshold),
-                 "threshold_rule": threshold_rule(m["meta"])}
+                 "graph": m["meta"].graph, "path": m["path"], "encoder": m["meta"].encoder,
+                 "input_size": m["meta"].input_size, "face_margin": m["meta"].face_margin,
+                 **metrics(probs[m["label"]], faces, m["meta"].threshold), "threshold_rule": threshold_rule(m["meta"])}
                 for m in models]
         first = probs[models[0]["label"]]
         for r in rows:
@@ -171,8 +203,9 @@ def _speed(a: argparse.Namespace, models: list[dict[str, Any]], rows: list[dict[
                 r.update(batch=batch_of(m), throughput=s["throughput"])
 
 
-COLUMNS = [("label", "artifact"), ("backend", "backend"), ("precision", "prec"), ("graph", "graph"), ("auc", "AUC"),
-           ("threshold", "thr (meta)"), ("acc", "ACC@thr"), ("far", "FAR@thr"),
+COLUMNS = [("label", "artifact"), ("backend", "backend"), ("precision", "prec"), ("graph", "graph"),
+           ("input_size", "px"), ("auc", "AUC"), ("threshold", "thr (meta)"), ("acc", "ACC@thr"), ("far", "FAR@thr"),
+           ("caught", "caught@thr"),
            ("max_abs_dprob_vs_first", "max|Δp|"), ("p50_ms", "p50 ms (b1)"), ("throughput", "faces/s"),
            ("batch", "at batch")]
 
@@ -183,7 +216,13 @@ def print_report(result: dict[str, Any]) -> None:
           f"data {d['spec']}: {d['faces']} faces ({d['fake']} fake)")
     print(report.table(result["results"], COLUMNS, digits=4))
     print(f"(FAR@thr: false-alarm rate, the share of the {d['faces'] - d['fake']} real faces with "
-          "p(fake) >= thr, each artifact's own metadata threshold, as runtime.detect applies it; ACC@thr at it too)")
+          f"p(fake) >= thr, each artifact's own metadata threshold, as runtime.detect applies it; caught@thr: the "
+          f"share of the {d['fake']} fake faces at or above it; ACC@thr at it too)")
+    if len({(r["input_size"], r["face_margin"]) for r in result["results"]}) > 1:
+        print("(px: each artifact's input size; every artifact gets the same items at its own size and, where the "
+              "spec cuts the crops (synthetic, videos), at its own margin: "
+              + ", ".join(f"{r['label']} at {r['input_size']} px, margin {r['face_margin']:g}" for r in result["results"])
+              + ")")
     from training.report import threshold_rule_line
 
     for r in result["results"]:

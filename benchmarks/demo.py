@@ -41,47 +41,33 @@ def _astronaut_head() -> np.ndarray:
     return np.ascontiguousarray(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[10:300, 95:355])
 
 
-def manipulate(head: np.ndarray, margin: float, size: int, seed: int = 0) -> np.ndarray:
-    """The head with its face replaced by a self-blended forgery, made as training makes them.
-
-    The forgery is made on the model-sized crop the runtime would take (same detector, same
-    margin), then only its blended part is put back at full resolution.
-    """
+def manipulate(head: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The head with its face replaced by a self-blended forgery, made as training makes them: at
+    the frame's own resolution, through a mask drawn from the face's landmarks (the runtime's
+    default detector finds them), the blend ratio drawn from training's ratios, the face alone
+    changed (nothing outside the mask). ``seed`` 0 for the demo clip: one forgery, not a measurement."""
     from runtime.faces import make_detector
-    from runtime.preprocess import crop_face, square_box
     from training.synthetic import self_blend
 
     boxes = make_detector().detect(head)  # the runtime's default detector
-    if not boxes:
+    if not boxes or boxes[0].landmarks is None:
         raise UserError("demo: the face detector found no face in the demo image; check the OpenCV install")
     box = boxes[0]
-    x0, y0, x1, y1 = square_box(box, margin)
-    h, w = head.shape[:2]
-    if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
-        raise UserError("demo: the face crop leaves the demo image; the model's face_margin is too large")
-    crop = crop_face(head, box, margin, size)
-    rng = np.random.default_rng(seed)
-    fake, mask = self_blend(crop, rng, blend_ratios=(1.0,))
-    side = x1 - x0
-    fake_up = cv2.resize(fake, (side, side), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    m = cv2.resize(mask, (side, side), interpolation=cv2.INTER_LINEAR)[..., None]
-    out = head.copy()
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(np.rint(m * fake_up + (1 - m) * region), 0, 255).astype(np.uint8)
-    return out
+    fake, _ = self_blend(head, np.random.default_rng(seed), landmarks=box.landmarks, box=tuple(box), either=False)
+    return fake
 
 
-def make_clip(path: Path, margin: float = 0.15, input_size: int = 224, frames_per_segment: int = 50,
+def make_clip(path: Path, frames_per_segment: int = 50,
               size: tuple[int, int] = (1280, 720), fps: float = 25.0, seed: int = 0) -> list[dict[str, Any]]:
     """Write the demo clip; returns its segments [{name, first, last}] (frame indices, inclusive)."""
     real = _astronaut_head()
-    fake = manipulate(real, margin, input_size, seed)
+    fake = manipulate(real, seed)
     _render(path, [real] * frames_per_segment + [fake] * frames_per_segment, size, fps)
     return [{"name": "real", "first": 0, "last": frames_per_segment - 1},
             {"name": "manipulated", "first": frames_per_segment, "last": 2 * frames_per_segment - 1}]
 
 
-def make_videos(folder: Path, margin: float = 0.15, input_size: int = 224, frames: int = 50,
+def make_videos(folder: Path, frames: int = 50,
                 size: tuple[int, int] = (1280, 720), fps: float = 25.0) -> list[Path]:
     """Write sample training videos: ``folder/real/astronaut_<k>.mp4`` and, of the same footage with
     the face manipulated, ``folder/fake/astronaut_<k>.mp4`` (k = 1..VIDEOS; labels from the folders,
@@ -90,7 +76,7 @@ def make_videos(folder: Path, margin: float = 0.15, input_size: int = 224, frame
     written = []
     for k in range(1, VIDEOS + 1):
         real = np.ascontiguousarray(head[:, ::-1]) if k % 2 == 0 else head  # mirrored footage
-        fake = manipulate(real, margin, input_size, seed=k)  # another forgery each time
+        fake = manipulate(real, seed=k)  # another forgery each time
         for label, face in (("real", real), ("fake", fake)):
             path = folder / label / f"astronaut_{k}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(a.out) if a.out else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         clip, jsonl, summary = out / "clip.mp4", out / "demo.jsonl", out / "demo_summary.json"
-        segments = make_clip(clip, meta.face_margin, meta.input_size, a.frames, (w, h))
+        segments = make_clip(clip, a.frames, (w, h))
         if a.videos:
-            videos = make_videos(out / "videos", meta.face_margin, meta.input_size, a.frames, (w, h))
+            videos = make_videos(out / "videos", a.frames, (w, h))
             print(f"sample videos: {len(videos) // 2} real in {out / 'videos' / 'real'}, the same footage with the "
                   f"face manipulated in {out / 'videos' / 'fake'} ({w}x{h}, {a.frames} frames each); crops for "
                   f"training: python -m training.extract --videos {out / 'videos'} --out crops")

@@ -45,6 +45,11 @@ PROG = "benchmarks.families"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--families", default="all", help="families in the protocol (comma-separated or 'all')")
+    p.add_argument("--data", default="synthetic", metavar="BASE",
+                   help="real faces the forgeries are made of: synthetic (the offline sample faces), pool (the "
+                        "bundled real-face pool: training on its train people, tests on its test people, every "
+                        "face through the camera's trip; pool:camera=off for clean faces) or selfblend:FOLDER "
+                        "(default: %(default)s)")
     p.add_argument("--folds", help="held-out families to run (default: every one of --families)")
     p.add_argument("--train-on", metavar="FAMILIES",
                    help="cross-family mode instead of leave-one-out: train once (per seed and λ) on these families "
@@ -98,15 +103,16 @@ def run_name(held_out: str, train_fams: Sequence[str], cross: bool) -> str:
     return f"on-{'+'.join(train_fams)}" if cross else f"minus-{held_out}"
 
 
-def test_set(family: str, n: int, meta: Any, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``n`` test crops of one family on the held-out faces: (uint8 N×S×S×3, labels, face ids).
+def test_set(family: str, n: int, meta: Any, seed: int,
+             data: str = "synthetic") -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``n`` test crops of one family on the held-out faces of ``data``: (uint8 N×S×S×3, labels, face ids).
 
-    Real items are seeded colour/sharpness variants of their face, so a real face is not one
-    image repeated; fakes are drawn from the same variants."""
+    Real items are seeded colour/sharpness variants of their face (and, for the pool, camera
+    views), so a real face is not one image repeated; fakes are drawn from the same variants."""
     from runtime.preprocess import resize_square
-    from training.dataspec import open_items, synthetic_spec
+    from training.dataspec import open_items, split_for, synthetic_spec
 
-    items = open_items(synthetic_spec(n, (family,)), meta, split="val")
+    items = open_items(synthetic_spec(n, (family,), like=data), meta, split=split_for(data, "evaluate"))
     crops = [resize_square(items.crop(i, np.random.default_rng([seed, 7, i]), vary=True), meta.input_size)
              for i in range(len(items))]
     return np.stack(crops), np.asarray(items.labels, np.int64), list(items.videos)
@@ -149,7 +155,8 @@ def fold_metrics(probs: np.ndarray, labels: np.ndarray, faces: list[str], thresh
 def train_argv(a: argparse.Namespace, train_fams: Sequence[str], lam: float, seed: int, out: Path) -> list[str]:
     from training.dataspec import synthetic_spec
 
-    argv = ["--data", synthetic_spec(a.items, train_fams), "--val", synthetic_spec(a.val_items, train_fams),
+    argv = ["--data", synthetic_spec(a.items, train_fams, like=a.data),
+            "--val", synthetic_spec(a.val_items, train_fams, like=a.data),
             "--encoder", a.encoder, "--input-size", str(a.input_size), "--epochs", str(a.epochs),
             "--batch-size", str(a.batch_size), "--lr", str(a.lr), "--lambda", str(lam), "--warmup", str(a.warmup),
             "--threshold", a.threshold, "--workers", "0", "--threads", str(a.threads), "--seed", str(seed),
@@ -218,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = default_meta(a.encoder, a.input_size)
     runs: list[dict[str, Any]] = []
     for fam, train_fams in folds(families, held, train_on):
-        crops, labels, faces = test_set(fam, a.test_items, meta, a.test_seed)
+        crops, labels, faces = test_set(fam, a.test_items, meta, a.test_seed, a.data)
         for lam in lambdas:
             for seed in seeds:
                 run_dir = (out / f"{a.encoder}{a.input_size}" / run_name(fam, train_fams, bool(train_on))
@@ -312,7 +319,7 @@ def score_one(a: argparse.Namespace, path: str, kind: str, families: Sequence[st
         for fam in families:
             key = (fam, m.input_size, m.face_margin, m.face_align)
             if key not in sets:
-                sets[key] = test_set(fam, a.test_items, m, a.test_seed)
+                sets[key] = test_set(fam, a.test_items, m, a.test_seed, a.data)
             crops, labels, faces = sets[key]
             trained = fam in trained_families(m)
             r = {"model": str(path), "family": fam, "trained_on_it": trained,

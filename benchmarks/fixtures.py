@@ -79,12 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from runtime.errors import UserError, run_cli
+    from runtime.meta import ENCODERS
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.fixtures", description="An untrained, full-width "
                                 "JRC checkpoint and its ONNX graphs, for speed measurements (the scores mean nothing).")
     p.add_argument("--out", required=True, help="folder to write model.pt and detect.onnx (and full.onnx) into")
     p.add_argument("--input-size", type=int, default=224, help="input side in px (default 224)")
-    p.add_argument("--encoder", choices=("edge", "xception"), default="edge")
+    p.add_argument("--encoder", choices=ENCODERS, default="edge")
     p.add_argument("--graph", choices=("detect", "full", "both"), default="detect")
     p.add_argument("--edge-style", choices=("v3", "minimal"), default=None,
                    help="edge encoder: v3 (default) or minimal (3x3, ReLU, no squeeze-excitation; as training.train)")

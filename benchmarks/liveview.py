@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -40,6 +41,7 @@ from runtime.errors import UserError, run_cli
 
 PROG = "benchmarks.liveview"
 RATIO_TARGET = 0.9
+MAX_CAMERA_FPS = 800  # the fastest a camera is assumed to read; sizes the default --repeat
 
 
 class Viewer:
@@ -251,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=3.0, metavar="SEC", help="seconds before the first window "
                    "(default 3)")
     p.add_argument("--frames", type=int, default=150, help="frames of the generated clip (default 150)")
-    p.add_argument("--repeat", type=int, default=100, help="each camera reads copies of the clip this many times in "
-                   "a row (default 100: 15,000 frames, about 120 MB of copies for 720p)")
+    p.add_argument("--repeat", type=int, help="each camera reads copies of the clip this many times in a row "
+                   f"(default: enough for the run at {MAX_CAMERA_FPS} frames/s a camera; 4 rounds of 5 s, "
+                   "150 frames: 283 copies, about 340 MB for 720p)")
     p.add_argument("--size", default="1280x720", metavar="WxH", help="the clip's frame size (default 1280x720)")
     p.add_argument("--threads", type=int, default=1, metavar="N", help="inference threads (default 1)")
     p.add_argument("--faces", choices=("mtcnn", "haar", "none"), default="mtcnn", help="face detector (default "
@@ -282,8 +285,17 @@ def print_result(res: dict[str, Any]) -> None:
               "is the limit")
 
 
+def default_repeat(a: argparse.Namespace) -> int:
+    """Copies of the clip a camera needs so that it outlasts the warm-up and every window even at
+    ``MAX_CAMERA_FPS`` (a quiet 2-core AMD EPYC read 360 frames/s a camera with two cameras)."""
+    seconds = a.warmup + 2 * a.rounds * a.window + 10.0  # the windows, with slack for the start
+    return max(1, math.ceil(seconds * MAX_CAMERA_FPS / a.frames))
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
+    if a.repeat is None:
+        a.repeat = default_repeat(a)
     report.check_positive(cameras=a.cameras, viewers=a.viewers, rounds=a.rounds, frames=a.frames, repeat=a.repeat,
                           threads=a.threads, detect_every=a.detect_every)
     if not (a.window > 0 and a.warmup >= 0 and 0 < a.web_fps <= 60):

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect-every", type=int, default=5, metavar="N",
                    help="tracking configuration: detect every Nth frame (default 5); compared with 1")
     p.add_argument("--reference", metavar="CKPT", help="add the research-style loop with this checkpoint")
+    p.add_argument("--compare", action="append", default=[], metavar="PATH",
+                   help="another model (.onnx, engine) whose tracking configuration runs in the same rounds, "
+                        "with its frames/s over --engine's (repeatable; e.g. a new model beside the one it replaces)")
     p.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each (default 3)")
     p.add_argument("--runs", type=int, default=50, help="classifier-only timed calls per round (default 50)")
     p.add_argument("--threads", type=int, metavar="N", help="intra-op threads, ONNX Runtime and PyTorch (default: all)")
@@ -205,6 +208,8 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
     onnx = a.engine.lower().endswith(".onnx")
     opts = {"provider": a.provider, "threads": a.threads} if onnx else {}
     backend = open_backend(a.engine, **opts)
+    others = [(p, open_backend(p, **({"provider": a.provider, "threads": a.threads} if p.lower().endswith(".onnx")
+                                     else {}))) for p in a.compare]
     dt = decoder_threads(a.threads if onnx and a.provider == "cpu" else 0)
     progress = report.Progress(not a.quiet)
     ref = load_reference(a.reference, a.threads) if a.reference else None
@@ -223,6 +228,11 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
                                                 faces=fd),
             "faces_given": lambda: run_pipeline(source, backend, 1, a.frames, w, workdir, mf, replay=boxes,
                                                 decode_threads=dt)}
+        for path, other in others:
+            run_pipeline(source, other, a.detect_every, 10, w, workdir, mf, decode_threads=dt, faces=fd)  # warm-up
+            configs[f"compare:{path}"] = (lambda b=other, p=path: {
+                **run_pipeline(source, b, a.detect_every, a.frames, w, workdir, mf, decode_threads=dt, faces=fd),
+                "config": f"runtime, {fd} every {a.detect_every} (tracking), {Path(p).name}"})
         if ref is not None:
             run_research(source, ref[0], ref[1], 3, w, mf, fd)  # warm-up
             n_ref = min(a.frames, RESEARCH_FRAMES)
@@ -244,6 +254,8 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
         return summarize(rounds, backend.describe())
     finally:
         backend.close()
+        for _, other in others:
+            other.close()
 
 
 def summarize(rounds: list[dict[str, Any]], backend: dict[str, Any]) -> dict[str, Any]:
@@ -276,6 +288,10 @@ def summarize(rounds: list[dict[str, Any]], backend: dict[str, Any]) -> dict[str
             ratios.append({"kind": "fraction_of_classifier", "config": k, "classifier_batch": b, **rt.to_dict()})
     rt = stats.ratio([r["tracking"]["fps"] for r in rounds], [r["no_tracking"]["fps"] for r in rounds])
     ratios.append({"kind": "tracking_speedup", "config": "tracking", **rt.to_dict()})
+    for k in configs:
+        if k.startswith("compare:"):  # another model, same rounds: its frames/s over --engine's
+            rt = stats.ratio([r[k]["fps"] for r in rounds], [r["tracking"]["fps"] for r in rounds])
+            ratios.append({"kind": "model_ratio", "config": k, **rt.to_dict()})
     if "research" in configs:
         for k in ("tracking", "no_tracking"):
             rt = stats.ratio([r[k]["fps"] for r in rounds], [r["research"]["fps"] for r in rounds])
@@ -305,6 +321,9 @@ def print_report(result: dict[str, Any]) -> None:
             print(f"  pipeline / classifier-only at {b:<9} [{x['config']}]: {rt.times()}{tgt}")
         elif x["kind"] == "tracking_speedup":
             print(f"  tracking on / off (frames/s): {rt.times()}")
+        elif x["kind"] == "model_ratio":
+            other = Path(x["config"].split(":", 1)[1]).name
+            print(f"  {other} / {Path(s['engine']).name} frames/s [tracking]: {rt.times()}")
         else:
             print(f"  end-to-end speed-up over research-style [{x['config']}]: {rt.times()}  (target ≥ {SPEEDUP_TARGET}×)")
     for n in result.get("notes", []):
@@ -348,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     report.check_positive(frames=a.frames, detect_every=a.detect_every, repeats=a.repeats, runs=a.runs,
                           threads=a.threads, detect_width=a.detect_width, min_face=a.min_face)
     report.check_paths([a.engine], a.reference, a.json, a.png)
+    report.check_files(a.compare, "--compare")
     if a.source and not Path(a.source).exists():
         raise UserError(f"--source {a.source}: no such file or folder")
     a.threads = a.threads or report.default_threads()
@@ -357,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
                     "frames": a.frames,
                     "detect_every": a.detect_every, "repeats": a.repeats, "threads": a.threads,
                     "provider": a.provider, "detect_width": a.detect_width, "min_face": a.min_face,
-                    "reference": a.reference}
+                    "reference": a.reference, "engine": a.engine, "compare": a.compare}
         head = report.envelope(PROG, argv, settings)
         result = {**head, **run(a, source, work)}
     busy = report.busy_note(head["machine"], a.threads)

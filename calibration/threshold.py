@@ -97,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(a real/ folder, a manifest's label 0, or an unlabelled folder of real crops)") from None
     chosen_on = f"{faces.source}:{len(faces)} (held-out faces, varied)" if synthetic and ":" not in str(
         faces.source) else f"{faces.source} (held-out faces, varied)" if synthetic else str(faces.source)
+    if a.split:
+        chosen_on += f", split {a.split}"
     rule = {"rule": f"fpr:{a.fpr:g}", "target_fpr": a.fpr, "achieved_fpr": found["achieved_fpr"],
-            "threshold": found["threshold"], "chosen_on": chosen_on, "split": "held-out",
+            "threshold": found["threshold"], "chosen_on": chosen_on,
+            "split": a.split or "held-out",
             "real_items": found["real_items"], "chosen_by": PROG, "previous_threshold": meta.threshold}
     if faces.groups is not None:
         labels = faces.labels if faces.labels is not None else np.zeros(len(faces), np.int64)

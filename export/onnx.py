@@ -58,8 +58,9 @@ def simplify(model: Any) -> tuple[Any, str]:
 
 
 def torch_to_onnx(model: Any, meta: Meta, graph: str, out: Path, batch: int | None = None,
-                  opset: int = DEFAULT_OPSET) -> tuple[Path, str]:
-    """Trace one graph of ``model`` to a simplified, checked ONNX file with ``meta`` embedded."""
+                  opset: int = DEFAULT_OPSET, doc: str | None = None) -> tuple[Path, str]:
+    """Trace one graph of ``model`` to a simplified, checked ONNX file with ``meta`` embedded
+    (``doc``: the file's doc string, by default "JRC <encoder> <graph> graph")."""
     import torch
 
     onnx = import_onnx()
@@ -81,7 +82,7 @@ def torch_to_onnx(model: Any, meta: Meta, graph: str, out: Path, batch: int | No
             tmp.unlink()
     proto, how = simplify(proto)
     set_meta(proto, meta)
-    proto.producer_name, proto.doc_string = "jrc-edge export.onnx", f"JRC {meta.encoder} {graph} graph"
+    proto.producer_name, proto.doc_string = "jrc-edge export.onnx", doc or f"JRC {meta.encoder} {graph} graph"
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:

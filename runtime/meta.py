@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 ONNX_KEY = "jrc_meta"
 MAX_META_BYTES = 64 * 1024  # metadata is a few hundred bytes; anything this big is hostile
 
-ENCODERS = ("edge", "xception", "plain")
+ENCODERS = ("edge", "xception", "plain", "meso4", "mesoinception4")
 GRAPHS = ("detect", "full", "checkpoint")
 PRECISIONS = ("fp32", "fp16", "int8")
 COLORS = ("RGB", "BGR")

@@ -80,6 +80,14 @@ KNOBS = {
     "--runs 100": "--runs 3 --warmup 1",
     "--repeats 3": "--repeats 1 --frames 30",
     "--frames 150 --rounds 3": "--frames 6 --rounds 1 --cameras 1,2 --size 320x180",
+    "pool:3200:camera=off": "pool:48:camera=off",
+    "pool:4800:ramp=3": "pool:48:ramp=3",
+    "--val pool:600": "--val pool:24",
+    "--val pool:900": "--val pool:24",
+    "--epochs 12": "--epochs 1",
+    "pool:4000": "pool:40",
+    "--items 1000": "--items 40",
+    "--test-items 2000": "--test-items 40",
     "--rounds 6 --json liveview.json": "--rounds 1 --window 0.5 --warmup 0 --frames 40 --repeat 150 --size 320x180 "
                                        "--json liveview.json",
 }

@@ -161,9 +161,9 @@ def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, he
     if is_synthetic(name):
         given, families = parse_synthetic(name)
         n = size if given is None else given if size is None else min(given, size)
-        items = open_items(synthetic_spec(n, families), meta, split)
+        items = open_items(synthetic_spec(n, families, like=name), meta, split)
         item_seed = 0 if held_out else seed
-        with _progress(len(items), "synthetic faces", progress) as bar:
+        with _progress(len(items), f"{name.split(':')[0].split('-')[0]} faces", progress) as bar:
             crops = []
             for i in range(len(items)):
                 rng = np.random.default_rng([item_seed & 0xFFFFFFFF, 0, i])

@@ -46,16 +46,19 @@ class FaceDataset(Dataset):
         self.seed = int(seed or 0)
         self.epoch = 0
         self.spec = items.spec
-        if augment is None:
-            augment = Augment() if train else False
+        if augment is None:  # a set that degrades its faces itself says what else it wants
+            augment = (items.default_augment() if hasattr(items, "default_augment") else Augment()) if train else False
         self.augment = augment or None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw new random perturbations for the next epoch (training datasets only)."""
+        """Draw new random perturbations for the next epoch (training datasets only); items with a
+        curriculum (``training.blend_set``'s camera ramp) hear of it too."""
         self.epoch = int(epoch)
+        if self.train and hasattr(self.items, "set_epoch"):
+            self.items.set_epoch(self.epoch)
 
     def rng(self, index: int) -> np.random.Generator:
         epoch = self.epoch if self.train else 0

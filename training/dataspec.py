@@ -58,8 +58,9 @@ from __future__ import annotations
 import csv
 import re
 import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -67,54 +68,135 @@ from runtime.errors import UserError
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS, read_image
 from runtime.meta import Meta
 
+if TYPE_CHECKING:
+    from training.blend_set import FrameFaceSet
+
 LABELS = ("real", "fake")
 MANIFEST_SPLITS = ("train", "val", "test")
 _EXTRA_COLUMNS = ("split", "group", "method", "dataset")
-SPEC_HELP = ("a crops folder (real/, fake/), a CSV manifest, a videos folder or file, or "
-             "'synthetic[-FAMILY][:N][:families=A,B]'")
+SPEC_HELP = ("a crops folder (real/, fake/), a CSV manifest, a videos folder or file, "
+             "'synthetic[-FAMILY][:N][:families=A,B]', 'pool[-FAMILY][:N][:families=A,B]' or "
+             "'selfblend:FOLDER[:N][:families=A,B]'")
 _LABEL_SPELLINGS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "real": 0, "fake": 1}
 _FRAME_SUFFIX = re.compile(r"_f\d+$")
-_SYNTHETIC = re.compile(r"synthetic(?:-(?P<family>[a-z0-9]+))?(?::(?P<n>\d+))?(?::families=(?P<families>[a-z0-9,]+))?")
+_NAMED = re.compile(r"(?P<base>synthetic|pool)(?:-(?P<family>[a-z0-9]+))?(?P<opts>(?::[^:]+)*)")
+_OPTION = re.compile(r"(?P<n>\d+)|families=(?P<families>[a-z0-9,]+)|camera=(?P<camera>on|off)|ramp=(?P<ramp>\d+)")
+GENERATED = ("synthetic", "pool", "selfblend")
+
+
+@dataclass(frozen=True)
+class GeneratedSpec:
+    """A spec whose fakes are made here from real faces: ``synthetic`` (the offline sample faces),
+    ``pool`` (the bundled real-face pool, ``training.face_pool``) or ``selfblend:FOLDER`` (a
+    folder of the user's own real photos, crops or videos). ``camera``: every face takes the
+    camera's trip (``training.camera``; default on for ``pool`` and ``selfblend``)."""
+
+    base: str
+    path: str | None = None
+    n: int | None = None
+    families: tuple[str, ...] = ("sbi",)
+    camera: bool | None = None  # None: the base's default
+    ramp: int = 0  # training: the camera's trip grows over this many epochs (training.blend_set)
+
+    @property
+    def camera_on(self) -> bool:
+        return self.base != "synthetic" if self.camera is None else self.camera
+
+    def text(self) -> str:
+        head = f"selfblend:{self.path}" if self.base == "selfblend" else self.base
+        return (head + (f":{self.n}" if self.n else "")
+                + ("" if self.families == ("sbi",) else f":families={','.join(self.families)}")
+                + ("" if self.camera is None else f":camera={'on' if self.camera else 'off'}")
+                + (f":ramp={self.ramp}" if self.ramp else ""))
+
+
+def _parse_options(text: str, opts: list[str]) -> dict:
+    found: dict = {}
+    for o in opts:
+        m = _OPTION.fullmatch(o)
+        if m is None:
+            raise UserError(f"{text}: option {o!r} is unknown; use :N, :families=A,B, :camera=on|off or :ramp=EPOCHS")
+        for k, v in m.groupdict().items():
+            if v is not None:
+                if k in found:
+                    raise UserError(f"{text}: {k} given twice")
+                found[k] = v
+    return found
+
+
+def parse_generated(spec: str | Path) -> GeneratedSpec | None:
+    """A generated spec's parts, None when ``spec`` is not one; UserError when it is one but malformed."""
+    from training.forgeries import parse_families
+
+    text = str(spec).strip()
+    if text.startswith("selfblend:"):
+        rest, opts = text[len("selfblend:"):], []
+        while ":" in rest and _OPTION.fullmatch(rest.rsplit(":", 1)[1]):  # options peel off the end
+            rest, last = rest.rsplit(":", 1)
+            opts.insert(0, last)
+        if not rest:
+            raise UserError(f"{text}: name a folder of real faces: selfblend:FOLDER[:N][:families=A,B]")
+        base, path, family = "selfblend", rest, None
+    else:
+        m = _NAMED.fullmatch(text)
+        if m is None:
+            return None
+        base, path, family = m.group("base"), None, m.group("family")
+        opts = [o for o in m.group("opts").split(":") if o]
+    found = _parse_options(text, opts)
+    if family and "families" in found:
+        raise UserError(f"{text}: name the families once: {base}-FAMILY or {base}:families=A,B")
+    try:
+        families = parse_families(family or found.get("families"))
+    except ValueError as e:
+        raise UserError(f"{text}: {e}") from None
+    camera = None if "camera" not in found else found["camera"] == "on"
+    return GeneratedSpec(base, path, int(found["n"]) if "n" in found else None, families, camera,
+                         int(found.get("ramp", 0)))
 
 
 # --- splits ----------------------------------------------------------------------------------
 def is_synthetic(spec: str | Path) -> bool:
-    return _SYNTHETIC.fullmatch(str(spec).strip()) is not None
+    """Whether ``spec`` is generated from real faces here (:class:`GeneratedSpec`): synthetic, pool or selfblend."""
+    try:
+        return parse_generated(spec) is not None
+    except UserError:
+        return True  # it names a generated spec, malformed: parse_synthetic says what is wrong
 
 
 def parse_synthetic(spec: str | Path) -> tuple[int | None, tuple[str, ...]]:
-    """``synthetic[-FAMILY][:N][:families=A,B]`` as (N or None, forgery families); UserError on a bad
-    one. Without a family, ``sbi`` (self-blends) as before; ``families=all`` is every family."""
-    from training.forgeries import parse_families
-
-    text = str(spec).strip()
-    m = _SYNTHETIC.fullmatch(text)
-    if m is None:
-        raise UserError(f"{text}: not a synthetic spec; expected synthetic[-FAMILY][:N][:families=A,B]")
-    if m.group("family") and m.group("families"):
-        raise UserError(f"{text}: name the families once: synthetic-FAMILY or synthetic:families=A,B")
-    try:
-        families = parse_families(m.group("family") or m.group("families"))
-    except ValueError as e:
-        raise UserError(f"{text}: {e}") from None
-    n = int(m.group("n")) if m.group("n") else None
-    return n, families
+    """A generated spec (``synthetic|pool[-FAMILY][:N][:families=A,B]``, ``selfblend:FOLDER[...]``)
+    as (N or None, forgery families); UserError on a bad one. Without a family, ``sbi``
+    (self-blends); ``families=all`` is every family."""
+    g = parse_generated(spec)
+    if g is None:
+        raise UserError(f"{str(spec).strip()}: not a generated spec; expected synthetic[-FAMILY][:N][:families=A,B], "
+                        "pool[...] or selfblend:FOLDER[...]")
+    return g.n, g.families
 
 
-def synthetic_spec(n: int | None, families: Sequence[str]) -> str:
-    """The spec string for ``n`` items of ``families`` (the inverse of :func:`parse_synthetic`)."""
-    fams = tuple(families)
-    return ("synthetic" + (f":{n}" if n else "")
-            + ("" if fams == ("sbi",) else f":families={','.join(fams)}"))
+def synthetic_spec(n: int | None, families: Sequence[str], like: str | Path | None = None) -> str:
+    """The spec string for ``n`` items of ``families``, of ``like``'s kind (default ``synthetic``):
+    the inverse of :func:`parse_synthetic`."""
+    g = parse_generated(like) if like is not None else None
+    g = g or GeneratedSpec("synthetic")
+    return replace(g, n=n or None, families=tuple(families)).text()
 
 
 def split_for(spec: str | Path, role: str) -> str | None:
-    """The split a tool in ``role`` ("train", "calibrate", "validate", "evaluate") reads of ``spec``."""
+    """The split a tool in ``role`` ("train", "calibrate", "validate", "evaluate") reads of ``spec``.
+
+    Generated specs are always split by person: training and calibration read ``train``; the
+    pool's validation reads its ``val`` people and evaluation its ``test`` people; the others'
+    validation and evaluation read their ``val`` faces."""
     if role not in ("train", "calibrate", "validate", "evaluate"):
         raise ValueError(f"role {role!r}")
-    if not is_synthetic(spec):
+    g = parse_generated(spec) if is_synthetic(spec) else None
+    if g is None:
         return None
-    return "train" if role in ("train", "calibrate") else "val"
+    if role in ("train", "calibrate"):
+        return "train"
+    return "test" if g.base == "pool" and role == "evaluate" else "val"
 
 
 def split_ids(ids: Sequence[str], split: str | None, val_fraction: float = 0.2) -> set:
@@ -326,7 +408,7 @@ def _kind(path: Path) -> str:
 
 
 def open_items(spec: str | Path, meta: Meta, split: str | None = None, val_fraction: float = 0.2,
-               need_labels: bool = True, check_files: bool = True) -> CropFiles | SyntheticFaces:
+               need_labels: bool = True, check_files: bool = True) -> CropFiles | SyntheticFaces | FrameFaceSet:
     """The items of a crops folder, manifest or ``synthetic[:n]`` spec (``split`` of them).
 
     ``check_files`` verifies every image header up front, so a bad crop is reported before a long
@@ -334,14 +416,7 @@ def open_items(spec: str | Path, meta: Meta, split: str | None = None, val_fract
     """
     text = str(spec).strip()
     if is_synthetic(text):
-        n, families = parse_synthetic(text)
-        if n is not None and n < 2:
-            raise UserError(f"{text}: synthetic:<n> needs n >= 2 (one real and one fake)")
-        from training.sample_faces import sample_real_faces
-
-        faces = sample_real_faces(meta.input_size, meta.face_margin, align=meta.face_align)
-        keep = split_ids([fid for fid, _ in faces], split, val_fraction)
-        return SyntheticFaces(text, [f for f in faces if f[0] in keep], n, families)
+        return _generated_items(text, meta, split, val_fraction)
     path = Path(text).expanduser()
     kind = _kind(path)
     if kind == "videos":
@@ -365,6 +440,35 @@ def open_items(spec: str | Path, meta: Meta, split: str | None = None, val_fract
     if check_files:
         _check_readable(items.paths, text)
     return items
+
+
+def _generated_items(text: str, meta: Meta, split: str | None, val_fraction: float) -> SyntheticFaces | FrameFaceSet:
+    """The items of a generated spec (:class:`GeneratedSpec`), ``split`` of its people."""
+    g = parse_generated(text)
+    assert g is not None
+    if g.n is not None and g.n < 2:
+        raise UserError(f"{text}: {g.base}:<n> needs n >= 2 (one real and one fake)")
+    if g.base == "synthetic":
+        from training.sample_faces import sample_real_faces
+
+        faces = sample_real_faces(meta.input_size, meta.face_margin, align=meta.face_align)
+        keep = split_ids([fid for fid, _ in faces], split, val_fraction)
+        return SyntheticFaces(text, [f for f in faces if f[0] in keep], g.n, g.families)
+    from training.blend_set import FrameFaceSet
+    from training.camera import DEFAULT
+    from training.face_pool import folder_faces, pool_faces
+
+    if g.base == "pool":
+        frames = pool_faces(split)
+    else:
+        if split == "test":
+            raise UserError(f"{text}: a folder has no test split; pass held-out people as their own selfblend:FOLDER")
+        every = folder_faces(g.path or "")
+        keep = split_ids([f.person for f in every], split, val_fraction)
+        frames = [f for f in every if f.person in keep]
+    if not frames:
+        raise UserError(f"{text}: no faces in its {split} split; add people (each split needs at least one)")
+    return FrameFaceSet(text, frames, meta, g.n, g.families, DEFAULT if g.camera_on else None, g.ramp)
 
 
 def _split_rows(spec: str, videos: list[str], columns: dict[str, list[str]], split: str | None,

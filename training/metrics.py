@@ -16,8 +16,8 @@ import numpy as np
 
 from runtime.errors import UserError
 
-__all__ = ["roc_curve", "roc_auc", "average_precision", "eer", "accuracy", "false_alarm_rate", "threshold_at_fpr",
-           "bootstrap_auc", "video_scores", "summary"]
+__all__ = ["roc_curve", "roc_auc", "average_precision", "eer", "accuracy", "false_alarm_rate", "catch_rate",
+           "threshold_at_fpr", "bootstrap_auc", "video_scores", "summary"]
 
 
 def _check(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -122,6 +122,14 @@ def false_alarm_rate(scores: Any, labels: Any, threshold: float) -> float:
     s, y = _check(scores, labels)
     real = s[y == 0]
     return math.nan if real.size == 0 else float(np.mean(real >= threshold))
+
+
+def catch_rate(scores: Any, labels: Any, threshold: float) -> float:
+    """Share of fake samples (label 1) called fake (``score >= threshold``): the fakes caught at the
+    threshold actually shipped (the true-positive rate there); NaN without fakes."""
+    s, y = _check(scores, labels)
+    fake = s[y == 1]
+    return math.nan if fake.size == 0 else float(np.mean(fake >= threshold))
 
 
 def threshold_at_fpr(scores: Any, labels: Any, fpr: float) -> tuple[float, float]:

@@ -7,9 +7,11 @@ Classification", arXiv 2211.13424; journal version "JRC", Neurocomputing 598 (20
                                                                         └─► decoder ─► reconstruction
 
 ``forward`` is the detect path (what the edge devices run: no decoder); ``forward_full`` adds the
-reconstruction of the normalised input. Backbones: ``xception`` at 299 (the paper's) and ``edge``
+reconstruction of the normalised input. Backbones: ``xception`` at 299 (the paper's), ``edge``
 (MobileNetV3-Small-sized, ≈ 0.08 GMACs for the detect path at 224; ≈ 0.1 with ``downsample="max"``;
-``style="minimal"``: the paper's quantization-friendly variant, for INT8 on CPUs).
+``style="minimal"``: the paper's quantization-friendly variant, for INT8 on CPUs), ``plain`` (five
+conv stages, for 64-128 px) and ``meso4`` / ``mesoinception4`` (MesoNet's convolutions at 256, its
+design size; the authors' deepfake-trained weights load with ``--backbone-weights``).
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ from runtime.errors import UserError
 from runtime.meta import ENCODERS, MAX_INPUT_SIZE, Meta
 from training.backbones.edge import DOWNSAMPLE, STYLES
 
-DEFAULT_SIZE = {"edge": 224, "xception": 299, "plain": 64}
+DEFAULT_SIZE = {"edge": 224, "xception": 299, "plain": 64, "meso4": 256, "mesoinception4": 256}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Xception's ImageNet weights were trained on inputs scaled to [-1, 1].
+# Xception's ImageNet weights were trained on inputs scaled to [-1, 1], MesoNet's on [0, 1].
+UNIT_RANGE = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 NORMALISATION = {"edge": (IMAGENET_MEAN, IMAGENET_STD), "xception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-                 "plain": (IMAGENET_MEAN, IMAGENET_STD)}
+                 "plain": (IMAGENET_MEAN, IMAGENET_STD), "meso4": UNIT_RANGE, "mesoinception4": UNIT_RANGE}
+# MesoNet's backbones give 16 channels at stride 32 (training/backbones/meso.py): a narrower encoder.
+_MESO_CONFIG = {"encoder_channels": 128, "latent_channels": 128, "hidden": 64, "dropout": 0.5,
+                "decoder_channels": [128, 64, 32, 16, 16]}
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "edge": {"width": 1.0, "downsample": "stride", "style": "v3", "encoder_channels": 256, "latent_channels": 128,
              "hidden": 128, "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
@@ -42,10 +48,13 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     # the plain five-stage CNN for small inputs (training/backbones/plain.py)
     "plain": {"width": 1.0, "encoder_channels": 256, "latent_channels": 128, "hidden": 128,
               "dropout": 0.2, "decoder_channels": [128, 64, 32, 16, 16]},
+    "meso4": _MESO_CONFIG,
+    "mesoinception4": _MESO_CONFIG,
 }
 MAX_DECODER_STAGES = 5  # one ×2 stage per halving in the backbone (stride 32)
 MIN_INPUT = 32
 STRIP_PREFIXES = ("module.", "_orig_mod.", "backbone.", "model.", "net.")  # DDP, compile, wrappers
+KERAS_SUFFIXES = (".h5", ".hdf5")
 
 
 class JRC(nn.Module):
@@ -245,7 +254,10 @@ def _is_number(v: Any) -> bool:
 
 def _build_backbone(encoder: str, cfg: dict[str, Any]) -> nn.Module:
     from training.backbones import EdgeNet, PlainNet, Xception
+    from training.backbones.meso import BACKBONES as MESO
 
+    if encoder in MESO:
+        return MESO[encoder]()
     if encoder == "plain":
         return PlainNet(cfg["width"])
     return EdgeNet(cfg["width"], cfg["downsample"], cfg["style"]) if encoder == "edge" else Xception()
@@ -265,7 +277,8 @@ def _build_encoder(cin: int, mid: int, latent: int) -> nn.Sequential:
 
 # --- pretrained backbone weights -----------------------------------------------------------
 def load_backbone_weights(model: nn.Module, path: str | Path, quiet: bool = False) -> dict[str, Any]:
-    """Load what fits of a local state_dict file (e.g. ImageNet weights) into the backbone.
+    """Load what fits of a local state_dict file (e.g. ImageNet weights) into the backbone; an .h5
+    file is read as MesoNet's Keras weights (``training.mesonet``).
 
     Keys are matched by name after stripping wrapper prefixes ('module.', 'backbone.', ...) and
     by shape (a pointwise weight stored as (out, in) fits (out, in, 1, 1)). Returns
@@ -305,6 +318,10 @@ def load_backbone_weights(model: nn.Module, path: str | Path, quiet: bool = Fals
 def _read_state_dict(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: weights file not found; pass a local .pt/.pth state_dict")
+    if path.suffix.lower() in KERAS_SUFFIXES:  # MesoNet's authors' Keras weights, read by h5py
+        from training.mesonet import backbone_state_dict
+
+        return backbone_state_dict(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

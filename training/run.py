@@ -24,9 +24,10 @@ from runtime.errors import UserError
 from training.dataspec import is_synthetic, parse_synthetic, synthetic_spec
 
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
+GENERATED_VAL_ITEMS = 1000  # ... and for pool/selfblend runs: each held-out face in several camera views
 # the settings a checkpoint stores; with --resume they become training.train's defaults
 _ARG_KEYS = ("data", "val", "synthetic", "augment", "encoder", "input_size", "epochs", "batch_size", "lr", "optimizer",
-             "weight_decay", "warmup", "lam", "recon_loss", "recon_real_only", "backbone_weights", "seed",
+             "weight_decay", "warmup", "lam", "recon_loss", "recon_real_only", "backbone_weights", "init", "seed",
              "workers", "amp", "sync_bn", "threshold", "split", "balance", "families")
 
 
@@ -127,6 +128,23 @@ def _meta_and_model(a: argparse.Namespace, blob: dict[str, Any] | None) -> tuple
         net = build_network(meta, a.resume)
         load_weights(net, blob["model"], a.resume)
         return meta, net
+    if a.init:
+        from training.checkpoint import read_checkpoint
+
+        start = read_checkpoint(a.init)
+        meta = Meta.from_dict(start["meta"], source=a.init)
+        if a.encoder != meta.encoder or (a.input_size or meta.input_size) != meta.input_size:
+            raise UserError(f"--init {a.init}: the checkpoint is {meta.encoder} at {meta.input_size}; pass the same "
+                            "--encoder/--input-size (or leave them out)")
+        for flag, key, given in (("--edge-style", "style", a.edge_style), ("--downsample", "downsample", a.downsample)):
+            has = (meta.model or {}).get(key)
+            if given is not None and has is not None and given != has:
+                raise UserError(f"--init {a.init}: the checkpoint's network has {key} {has}; leave {flag} out "
+                                "(the starting network is kept)")
+        net = build_network(meta, a.init)
+        load_weights(net, start["model"], a.init)
+        return Meta(encoder=meta.encoder, input_size=meta.input_size, color=meta.color, mean=meta.mean,
+                    std=meta.std, face_margin=meta.face_margin, face_align=meta.face_align, model=meta.model), net
     meta = default_meta(a.encoder, a.input_size, a.downsample, a.edge_style).with_(face_align=a.face_align)
     net = build_model(meta)
     if a.backbone_weights:
@@ -168,7 +186,8 @@ def _training_info(a: argparse.Namespace, world: int, epoch: int, best: float, b
 
 def _synthetic_val(data: str) -> str:
     """The default validation set of synthetic training data: its held-out faces, same families."""
-    return synthetic_spec(int(SYNTHETIC_VAL.split(":")[1]), parse_synthetic(data)[1])
+    n = int(SYNTHETIC_VAL.split(":")[1]) if data.strip().startswith("synthetic") else GENERATED_VAL_ITEMS
+    return synthetic_spec(n, parse_synthetic(data)[1], like=data)
 
 
 def _validate(net: Any, val_dl: Any, val_ds: Any, device: Any, amp: bool, threshold: float,

@@ -48,27 +48,34 @@ def face_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     hull = cv2.convexHull(np.round(pts).astype(np.int32))
     mask = np.zeros((h, w), np.float32)
     cv2.fillConvexPoly(mask, hull, 1.0)
+    return deform_mask(mask, rng)
 
-    # Elastic deformation: a smooth random displacement field (coarse noise, upsampled).
+
+def deform_mask(mask: np.ndarray, rng: np.random.Generator, scale: float | None = None) -> np.ndarray:
+    """A hard mask elastically deformed (a smooth random displacement field) and eroded or dilated,
+    so the boundary falls at a random place relative to the face; ``scale`` is the face's size in
+    pixels (default: the mask's shorter side, a face crop's)."""
+    h, w = mask.shape
+    scale = float(min(h, w) if scale is None else scale)
     g = 5
-    amp = rng.uniform(0.02, 0.06) * min(h, w)
+    amp = rng.uniform(0.02, 0.06) * scale
     dx = cv2.resize(rng.uniform(-1, 1, (g, g)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     dy = cv2.resize(rng.uniform(-1, 1, (g, g)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     mask = cv2.remap(mask, xx + amp * dx, yy + amp * dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                      borderValue=0.0)
-    # Random erosion or dilation changes where the boundary falls relative to the face.
-    k = _odd(rng.uniform(0.0, 0.06) * min(h, w))
+    k = _odd(rng.uniform(0.0, 0.06) * scale)
     if k > 1:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
         mask = cv2.erode(mask, kernel) if rng.random() < 0.5 else cv2.dilate(mask, kernel)
     return (mask > 0.5).astype(np.float32)
 
 
-def soften(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Blur a hard mask (finite Gaussian kernel: exact zeros stay far from the region)."""
+def soften(mask: np.ndarray, rng: np.random.Generator, scale: float | None = None) -> np.ndarray:
+    """Blur a hard mask (finite Gaussian kernel: exact zeros stay far from the region); ``scale``
+    is the face's size in pixels (default: the mask's shorter side, a face crop's)."""
     h, w = mask.shape
-    k = _odd(rng.uniform(0.05, 0.16) * min(h, w))
+    k = _odd(rng.uniform(0.05, 0.16) * (min(h, w) if scale is None else scale))
     soft = cv2.GaussianBlur(mask, (k, k), 0)
     peak = float(soft.max())
     return soft / peak if peak > 0 else soft
@@ -110,32 +117,55 @@ def perturb_frequency(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return img
 
 
-def perturb_geometry(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A small random scale and shift about the centre (the misalignment of a pasted face)."""
+def perturb_geometry(img: np.ndarray, rng: np.random.Generator, centre: tuple[float, float] | None = None,
+                     size: float | None = None) -> np.ndarray:
+    """A small random scale and shift about the centre (the misalignment of a pasted face);
+    ``centre`` and ``size`` (a face crop's side, default the image's) place it in a larger frame."""
     h, w = img.shape[:2]
+    cx, cy = (w / 2, h / 2) if centre is None else centre
     s = rng.uniform(0.94, 1.06)
-    tx, ty = rng.uniform(-0.03, 0.03, size=2) * np.array([w, h])
-    m = np.array([[s, 0.0, (1 - s) * w / 2 + tx], [0.0, s, (1 - s) * h / 2 + ty]], np.float32)
+    tx, ty = rng.uniform(-0.03, 0.03, size=2) * (np.array([w, h]) if size is None else size)
+    m = np.array([[s, 0.0, (1 - s) * cx + tx], [0.0, s, (1 - s) * cy + ty]], np.float32)
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
 
 def self_blend(face_bgr: np.ndarray, rng: np.random.Generator,
-               blend_ratios: Sequence[float] = BLEND_RATIOS) -> tuple[np.ndarray, np.ndarray]:
-    """A self-blended forgery of one face crop: (fake uint8 BGR, mask float32 H×W in [0, 1]).
+               blend_ratios: Sequence[float] = BLEND_RATIOS, landmarks: np.ndarray | None = None,
+               box: Sequence[float] | None = None, either: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A self-blended forgery of one face image: (fake uint8 BGR, mask float32 H×W in [0, 1]).
 
-    ``fake = mask · source + (1 − mask) · face``, where ``source`` is the perturbed copy, so the
-    mask is the per-pixel weight of the forged content: where it is 0 the fake equals the face
-    exactly. Its peak is the blend ratio drawn from ``blend_ratios``.
+    ``fake = mask · source + (1 − mask) · target``: one of the two is the face as it is, the other
+    a perturbed copy, so the mask is the per-pixel weight of the changed content; where it is 0 the
+    fake equals one of them exactly. Its peak is the blend ratio drawn from ``blend_ratios``.
+
+    Without ``landmarks`` the image is a face crop and the mask an ellipse about its centre, the
+    copy is always the source. With the face's five ``landmarks`` and its ``box`` (x, y, w, h) the
+    image may be a whole frame: the mask is a hull of the face's outline
+    (:func:`training.face_shape.landmark_mask`) and, as in SBI, the perturbed copy is the source
+    or the target at random (``either``; else always the source, so nothing outside the mask changes).
     """
     face = np.ascontiguousarray(face_bgr)
     if face.dtype != np.uint8 or face.ndim != 3 or face.shape[2] != 3:
         raise ValueError(f"face of dtype {face.dtype} and shape {face.shape}, expected uint8 H×W×3")
     h, w = face.shape[:2]
-    source = perturb_colour(face, rng)
-    source = perturb_frequency(source, rng)
-    source = perturb_geometry(source, rng)
-    mask = soften(face_mask(h, w, rng), rng) * float(rng.choice(np.asarray(blend_ratios, np.float32)))
-    mask = mask.astype(np.float32)
+    if landmarks is None:
+        source = perturb_colour(face, rng)
+        source = perturb_frequency(source, rng)
+        source = perturb_geometry(source, rng)
+        mask = soften(face_mask(h, w, rng), rng)
+        target = face
+    else:
+        from training.face_shape import landmark_mask
+
+        if box is None:
+            raise ValueError("self_blend with landmarks needs the face box too")
+        side = 1.3 * max(float(box[2]), float(box[3]))  # a face crop's side at the default margin
+        centre = (float(box[0]) + float(box[2]) / 2, float(box[1]) + float(box[3]) / 2)
+        changed = perturb_frequency(perturb_colour(face, rng), rng)
+        source, target = (changed, face) if not either or rng.random() < 0.5 else (face, changed)
+        source = perturb_geometry(source, rng, centre, side)
+        mask = soften(landmark_mask((h, w), landmarks, rng), rng, side)
+    mask = (mask * float(rng.choice(np.asarray(blend_ratios, np.float32)))).astype(np.float32)
     m3 = mask[..., None]
-    fake = m3 * source.astype(np.float32) + (1.0 - m3) * face.astype(np.float32)
+    fake = m3 * source.astype(np.float32) + (1.0 - m3) * target.astype(np.float32)
     return np.clip(np.rint(fake), 0, 255).astype(np.uint8), mask

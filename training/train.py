@@ -71,12 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="no flip/colour/blur/JPEG augmentation (tiny data sets learn faster without)")
     m = p.add_argument_group("model")
     m.add_argument("--encoder", choices=ENCODERS, default="edge",
-                   help="edge (MobileNetV3-sized), xception (the paper's) or plain (five conv stages, for 64-128 px)")
-    m.add_argument("--input-size", type=int, default=None, help="crop size (default: 224 edge, 299 xception)")
+                   help="edge (MobileNetV3-sized), xception (the paper's), plain (five conv stages, for 64-128 px), "
+                   "meso4 or mesoinception4 (MesoNet's convolutions; start them from its deepfake-trained weights "
+                   "with --backbone-weights)")
+    m.add_argument("--input-size", type=int, default=None,
+                   help="crop size (default: 224 edge, 299 xception, 64 plain, 256 meso4/mesoinception4)")
     m.add_argument("--face-align", choices=FACE_ALIGNS, default="box", help="train on crops around the face "
                    "detector's box (default) or aligned by its five landmarks; recorded in the model's metadata, "
                    "so the runtime serves the same (extract the crops with python -m training.extract --align)")
-    m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet)")
+    m.add_argument("--backbone-weights", metavar="FILE", help="local backbone state dict (e.g. ImageNet); for "
+                   "meso4/mesoinception4 the MesoNet peers' .pt (benchmarks/assets/mesonet) or the authors' .h5")
+    m.add_argument("--init", metavar="CKPT",
+                   help="start from this checkpoint's weights (e.g. the bundled recipe's, to fine-tune on your own "
+                        "footage): its encoder, input size and model settings, a new optimiser and schedule")
     m.add_argument("--downsample", choices=("stride", "max"), default=None,
                    help="edge encoder: halve the resolution with strided convolutions (MobileNetV3's; default) "
                    "or with 2x2 max-pools after stride-1 ones, which keep pixel-scale blending traces")
@@ -138,6 +145,14 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any] |
             raise UserError(f"--resume {args.resume} (its stored settings are the defaults): {e}") from None
         _check_epochs_left(args, blob)
         return args, blob
+    if args.init and not args.resume:  # the starting checkpoint's network is the default
+        from runtime.meta import Meta
+        from training.checkpoint import read_checkpoint
+
+        start = read_checkpoint(args.init)
+        meta = Meta.from_dict(start["meta"], source=args.init)
+        parser.set_defaults(encoder=meta.encoder, input_size=meta.input_size)
+        args = parser.parse_args(argv)
     _check_args(args)
     return args, blob
 
@@ -206,7 +221,7 @@ def _check_args(a: argparse.Namespace) -> None:
             fams = parse_families(a.families)
         except ValueError as e:
             raise UserError(f"--families: {e}") from None
-        a.data = synthetic_spec(parse_synthetic(a.data)[0], fams)
+        a.data = synthetic_spec(parse_synthetic(a.data)[0], fams, like=a.data)
         a.families = ",".join(fams)
     for name, value, low in (("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 2), ("--workers", a.workers, 0),
                              ("--threads", a.threads, 0)):

@@ -16,15 +16,18 @@ from tests.helpers.models import make_onnx  # noqa: E402
 
 def test_manipulation_changes_only_the_face():
     head = demo._astronaut_head()
-    fake = demo.manipulate(head, margin=0.15, size=96, seed=1)
+    fake = demo.manipulate(head, seed=1)
     from runtime.faces import make_detector
 
-    x0, y0, x1, y1 = square_box(make_detector().detect(head)[0], 0.15)  # the detector manipulate() uses
+    box = make_detector().detect(head)[0]  # the detector manipulate() uses
+    x0, y0, x1, y1 = square_box(box, 0.15)
     diff = np.abs(fake.astype(int) - head.astype(int)).sum(axis=2)
     outside = diff.copy()
     outside[y0:y1, x0:x1] = 0
     assert outside.max() == 0  # untouched outside the face crop
     assert (diff[y0:y1, x0:x1] > 6).mean() > 0.15  # a visible part of the face was replaced
+    nose = np.round(box.landmarks[2]).astype(int)
+    assert diff[nose[1], nose[0]] > 0  # the face itself, found from its landmarks
 
 
 def test_demo_runs_and_prints_both_segments(tmp_path, capsys):

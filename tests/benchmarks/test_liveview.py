@@ -26,3 +26,15 @@ def test_liveview_measures_windows_with_and_without_viewers_in_one_run(tmp_path)
     assert doc["web"]["frames_encoded"] > 0 and doc["web"]["viewers_stalled"] == 0  # the box's own count
     assert r["cpu_ratio"] > 0 and all(w["cpu_ms_per_frame"] > 0 for w in doc["windows"])
     assert "target ≥ 0.9" in res.stdout
+
+
+def test_default_repeat_outlasts_the_rounds_at_the_assumed_rate():
+    """Without --repeat, each camera gets enough copies to read through the warm-up and every window
+    at MAX_CAMERA_FPS (a fixed 100 ran out on a quiet 2-core machine at 360 frames/s a camera)."""
+    from benchmarks.liveview import MAX_CAMERA_FPS, build_parser, default_repeat
+
+    for argv in ([], ["--rounds", "6"], ["--rounds", "2", "--window", "10", "--frames", "40"]):
+        a = build_parser().parse_args(["--engine", "m.onnx", *argv])
+        need = (a.warmup + 2 * a.rounds * a.window) * MAX_CAMERA_FPS
+        assert default_repeat(a) * a.frames >= need
+        assert (default_repeat(a) - 1) * a.frames < need + 10 * MAX_CAMERA_FPS  # not wildly more

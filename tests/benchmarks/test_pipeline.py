@@ -6,6 +6,7 @@ import cv2
 import pytest
 
 from tests.helpers import load_strict, run_module
+from tests.helpers.models import make_onnx
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +34,16 @@ def test_generated_clip_has_one_detectable_face_per_frame(clip):
 
 def test_pipeline_json_stages_and_ratios(tiny, clip, tmp_path):
     out, png = tmp_path / "pipe.json", tmp_path / "pipe.png"
+    other = make_onnx(tmp_path / "other.onnx")  # another model, its tracking run in the same rounds
     p = run_module("benchmarks.pipeline", "--engine", tiny["detect"], "--source", clip, "--frames", "12",
-                   "--detect-every", "4", "--reference", tiny["ckpt"], "--repeats", "2",
+                   "--detect-every", "4", "--reference", tiny["ckpt"], "--repeats", "2", "--compare", other,
                    "--runs", "5", "--threads", "1", "--json", out, "--png", png, "--quiet")
     assert p.returncode == 0, p.stderr
     d = load_strict(out)
     assert d["tool"] == "benchmarks.pipeline" and d["settings"]["detect_every"] == 4
     rows = {r["key"]: r for r in d["results"]}
-    assert set(rows) == {"tracking", "no_tracking", "faces_given", "research"}
+    assert set(rows) == {"tracking", "no_tracking", "faces_given", "research", f"compare:{other}"}
+    assert rows[f"compare:{other}"]["config"].endswith("(tracking), other.onnx")
     assert {r["frames"] for r in rows.values()} == {12}
     for r in rows.values():
         assert r["faces"] == r["frames"]  # one face in every frame of the clip, every path finds it
@@ -59,6 +62,7 @@ def test_pipeline_json_stages_and_ratios(tiny, clip, tmp_path):
     # (what is left is the tracker's own work: the cut check and each face's appearance)
     assert rows["faces_given"]["stage_ms"]["faces"] < 0.35 * rows["no_tracking"]["stage_ms"]["faces"]
     assert ("tracking_speedup", "tracking") in kinds and ("speedup_over_research", "tracking") in kinds
+    assert ("model_ratio", f"compare:{other}") in kinds and "other.onnx / " in p.stdout
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert "frames/s" in p.stdout and "end-to-end speed-up over research-style" in p.stdout
 

@@ -110,3 +110,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
     assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("calibration.threshold: error:"), r.stderr
     assert needle in lines[0] and "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_named_split_of_the_pool_is_recorded_with_its_people(tmp_path):
+    """The bundled model's threshold is chosen on the pool's validation people (`--split val`): the
+    metadata says which split and how many people, so nobody mistakes it for a test-set choice."""
+    from export.onnx_io import file_meta
+    from training.face_pool import pool_faces
+
+    model = make_onnx(tmp_path / "m.onnx")
+    r = run_module("calibration.threshold", "--onnx", model, "--data", "pool:40", "--split", "val", "--quiet")
+    assert r.returncode == 0, r.stderr
+    rule = file_meta(tmp_path / "m.fpr0.01.onnx").training["threshold_rule"]
+    assert rule["split"] == "val" and rule["chosen_on"].endswith(", split val")
+    assert rule["real_items"] == 20
+    val_people = {f.person for f in pool_faces("val")}
+    assert 1 < rule["real_faces"] <= len(val_people)

@@ -1,5 +1,5 @@
 """Dependency hygiene: the export modules import, and their --help runs, with torch, onnx, onnxruntime,
-onnxslim, polygraphy, tensorrt and pycuda all blocked (they are imported only where used)."""
+onnxslim, polygraphy, tensorrt, pycuda and h5py all blocked (they are imported only where used)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers import ROOT
 
-HEAVY = ("torch", "onnx", "onnxruntime", "onnxslim", "polygraphy", "tensorrt", "pycuda", "pycuda.driver")
-MODULES = ("export.onnx", "export.fp16", "export.engine", "export.triton", "export.deepstream")
+HEAVY = ("torch", "onnx", "onnxruntime", "onnxslim", "polygraphy", "tensorrt", "pycuda", "pycuda.driver", "h5py")
+MODULES = ("export.onnx", "export.fp16", "export.engine", "export.triton", "export.deepstream", "export.mesonet")
 BLOCK = f"import sys\nfor m in {HEAVY!r}:\n    sys.modules[m] = None\n"
 
 

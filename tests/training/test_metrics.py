@@ -139,6 +139,14 @@ def test_false_alarm_rate_counts_reals_at_or_above_the_threshold():
     assert metrics.summary(probs, labels, threshold=0.5)["frame"]["far"] == pytest.approx(2 / 3)
 
 
+def test_catch_rate_counts_fakes_at_or_above_the_threshold():
+    probs = [0.1, 0.5, 0.7, 0.5, 0.2, 0.9]
+    labels = [0, 0, 0, 1, 1, 1]
+    assert metrics.catch_rate(probs, labels, 0.5) == pytest.approx(2 / 3)
+    assert metrics.catch_rate(probs, labels, 0.95) == 0.0
+    assert math.isnan(metrics.catch_rate([0.9], [0], 0.5))
+
+
 @pytest.mark.parametrize("target", [0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0])
 def test_threshold_at_fpr_is_the_lowest_meeting_the_target(target):
     rng = np.random.default_rng(0)

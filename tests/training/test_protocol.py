@@ -241,10 +241,13 @@ def test_trained_families_read_from_the_metadata_or_the_data_spec():
     from tests.helpers import ROOT
 
     bundled = open_backend(ROOT / "runtime/assets/jrc_edge_detect.onnx")
-    try:  # trained on synthetic:1600 before meta.training recorded "families": the spec's default, sbi
-        assert "families" not in bundled.meta.training and proto.trained_families(bundled.meta) == ("sbi",)
+    try:  # trained on the pool's self-blends: the metadata records the family
+        assert bundled.meta.training["families"] == ["sbi"] and proto.trained_families(bundled.meta) == ("sbi",)
     finally:
         bundled.close()
+    # a model from before meta.training recorded "families": the data spec's default, sbi
+    assert proto.trained_families(META.with_(training={"data": "synthetic:1600"})) == ("sbi",)
+    assert proto.trained_families(META.with_(training={"data": "pool:4800:ramp=3"})) == ("sbi",)
     assert proto.trained_families(META.with_(training={"data": "synthetic:8:families=warp,i2g"})) == ("i2g", "warp")
     assert proto.trained_families(META.with_(training={"data": "x", "families": ["region"]})) == ("region",)
     assert proto.trained_families(META.with_(training={"data": "crops/"})) == ()
