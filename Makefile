@@ -25,7 +25,7 @@ demo: venv
 # The recipe of the bundled model (runtime/assets/jrc_edge_detect.onnx): the project's own pipeline on landmark
 # self-blends of the real-face pool's training people, in two stages: clean faces first (a network learning from
 # scratch finds blending traces on clear faces), then the camera's trip grown over three epochs. The threshold is
-# chosen on the pool's validation people as cameras see them. About 1 hour on 2 idle CPU cores; seed 1.
+# chosen on the pool's validation people as cameras see them. 40 minutes to an hour on 2 idle CPU cores; seed 1.
 BUNDLE_RUN ?= runs/bundled
 $(BUNDLE_RUN)/clean/last.pt: | venv
 	$(BIN)/python -m training.train --data pool:3200:camera=off --val pool:600 --encoder edge --input-size 128 \
