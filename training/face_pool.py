@@ -172,7 +172,7 @@ def _detect_all(root: Path, files: Sequence[Path], frames: int, progress: bool) 
 
 def folder_faces(path: str | Path, frames: int = VIDEO_FRAMES, progress: bool = True) -> list[FrameFace]:
     """The real faces of a folder (or one file) of images and videos, with their people."""
-    from runtime.faces import Detection
+    from runtime.detection import Detection
     from training.sample_faces import cache_dir
 
     root = Path(path).expanduser()
