@@ -26,8 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime.detection import Box
 from runtime.errors import UserError, missing_dependency
-from runtime.faces import Box
 
 # the face box in each photo (x, y, w, h): the bundled MTCNN's, face_score ≥ 0.9995 in each
 FACE_BOX = {"astronaut": (176, 56, 91, 118), "cameraman": (199, 119, 54, 77), "hopper": (173, 112, 179, 217)}

@@ -193,7 +193,7 @@ class CameraState:
             return None
         import cv2
 
-        from runtime.sinks import annotate
+        from runtime.annotate import annotate
 
         img = annotate(r, threshold)
         h, w = img.shape[:2]

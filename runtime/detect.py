@@ -152,6 +152,7 @@ def _check_outputs(a: argparse.Namespace, sources: list[str]) -> None:
     (writing it would destroy what is read, or what another output wrote)."""
     from runtime.fileio import is_special, same_file
     from runtime.meta import sidecar_path
+    from runtime.save import save_kind
     from runtime.sinks import check_writable
     from runtime.source_specs import reads
 
@@ -162,7 +163,7 @@ def _check_outputs(a: argparse.Namespace, sources: list[str]) -> None:
 
         check_save(a.save, sources[0])
     for flag, path in outputs:
-        check_writable(path, flag)
+        check_writable(path, flag, folder=flag == "--save" and save_kind(path) == "folder")
         if flag in ("--jsonl", "--events") and (a.rotate_size or a.rotate_every) and is_special(path):
             raise UserError(f"{flag} {path}: a device or FIFO cannot be rotated (rotation renames files); pass a "
                             "file name or drop --rotate-size/--rotate-every", EXIT_USAGE)

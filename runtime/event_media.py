@@ -42,7 +42,7 @@ def _small(image: np.ndarray) -> np.ndarray:
 
 def snapshot_jpeg(image: np.ndarray, box: list[int], prob: float, threshold: float) -> bytes:
     """The frame with the event's face boxed and labelled, as JPEG."""
-    from runtime.sinks import score_color
+    from runtime.annotate import score_color
 
     img = image.copy()
     x, y, w, h = box

@@ -13,51 +13,18 @@ every frame as one face crop. Detection runs on a frame downscaled to ``detect_w
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence, Tuple
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
+from runtime.detection import Box, downscale
 from runtime.errors import UserError
-
-Box = Tuple[int, int, int, int]  # x, y, w, h in frame pixels (detection, tracking and crops share it)
-
-
-
-class Detection(tuple):
-    """A face box ``(x, y, w, h)`` in frame pixels that unpacks and compares as that tuple, with
-    the detector's confidence ``score`` (None for Haar, which has none) and ``landmarks`` (5×2
-    float32: eyes, nose tip, mouth corners, frame pixels; None when the detector gives none)."""
-
-    score: float | None
-    landmarks: np.ndarray | None
-
-    def __new__(cls, box: Box | tuple[float, ...], score: float | None = None,
-                landmarks: np.ndarray | None = None) -> Detection:
-        self = super().__new__(cls, tuple(int(round(v)) for v in box[:4]))
-        self.score, self.landmarks = score, landmarks
-        return self
-
-    def moved(self, dx: float, dy: float, scale: float = 1.0) -> Detection:
-        """This detection scaled by ``scale`` then shifted by (dx, dy) (a window back into its frame)."""
-        box = (dx + self[0] * scale, dy + self[1] * scale, self[2] * scale, self[3] * scale)
-        marks = None if self.landmarks is None else (self.landmarks * scale + np.float32([dx, dy])).astype(np.float32)
-        return Detection(box, self.score, marks)
-
 
 CASCADES = {"alt2": "haarcascade_frontalface_alt2.xml", "default": "haarcascade_frontalface_default.xml"}
 DEFAULT_CASCADE = "alt2"
 DETECTORS = ("mtcnn", "haar", "yunet", "none")
 DEFAULT_DETECTOR = "mtcnn"
-
-
-def _downscale(frame: np.ndarray, detect_width: int) -> tuple[np.ndarray, float]:
-    h, w = frame.shape[:2]
-    scale = min(1.0, detect_width / float(w)) if detect_width else 1.0
-    if scale == 1.0:
-        return frame, 1.0
-    size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA), scale
 
 
 def _largest_first(boxes: list[Box]) -> list[Box]:
@@ -91,7 +58,7 @@ class HaarFaceDetector:
         the caller knows it (a tracker searching near a face): fewer scales, faster. ``coarse``:
         scale steps of 1.2 instead of 1.1, half the cost, boxes less tight (a tracker's scan for
         new faces)."""
-        small, scale = _downscale(frame, self.detect_width)
+        small, scale = downscale(frame, self.detect_width)
         gray = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         gray = cv2.equalizeHist(gray)
         lo = max(self.min_face, int(sizes[0] * scale)) if sizes else self.min_face
@@ -129,7 +96,7 @@ class YuNetFaceDetector:
         self._size: tuple[int, int] | None = (64, 64)
 
     def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None, coarse: bool = False) -> list[Box]:
-        small, scale = _downscale(frame, self.detect_width)
+        small, scale = downscale(frame, self.detect_width)
         size = (small.shape[1], small.shape[0])
         if size != self._size:
             self._net.setInputSize(size)

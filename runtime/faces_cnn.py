@@ -97,7 +97,7 @@ def find_nets(folder: str | Path, suffix: str = ".onnx") -> dict[str, Path]:
 
 class MtcnnFaceDetector:
     """MTCNN on ONNX Runtime (or TensorRT engines). Boxes come back largest first, each a
-    :class:`runtime.faces.Detection` with ``score`` and ``landmarks`` (5×2, frame pixels)."""
+    :class:`runtime.detection.Detection` with ``score`` and ``landmarks`` (5×2, frame pixels)."""
 
     supports_roi = True  # may be run on a window around a tracked face (runtime.tracking)
     gray_ok = False
@@ -135,9 +135,9 @@ class MtcnnFaceDetector:
     def detect(self, frame: np.ndarray, sizes: tuple[int, int] | None = None, coarse: bool = False) -> list[Any]:
         """Faces in ``frame``; ``sizes`` = (smallest, largest) face side in frame pixels when the
         caller knows it (a tracker searching near a face); ``coarse``: fewer pyramid levels."""
-        from runtime.faces import Detection, _downscale
+        from runtime.detection import Detection, downscale
 
-        small, scale = _downscale(frame, self.detect_width)
+        small, scale = downscale(frame, self.detect_width)
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
         lo = max(self.min_face, sizes[0] * scale) if sizes else self.min_face
@@ -223,8 +223,8 @@ class MtcnnFaceDetector:
 
     def refine_all(self, frame: np.ndarray, boxes: list[Any]) -> list[Any]:
         """:meth:`refine` for several tracked faces in one O-Net batch: per box, its re-fitted
-        :class:`runtime.faces.Detection`, or None where O-Net's score is below the face threshold."""
-        from runtime.faces import Detection
+        :class:`runtime.detection.Detection`, or None where O-Net's score is below the face threshold."""
+        from runtime.detection import Detection
 
         if not len(boxes):
             return []

@@ -21,14 +21,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
-from runtime import sinks  # by module: tests and tools may swap a sink's function
+from runtime import annotate, sinks  # by module: tests and tools may swap a sink's function
 from runtime.aggregate import LIVE_WINDOW_S, Aggregator
 from runtime.backends.base import Backend
 from runtime.batcher import Batcher, CameraEnded
 from runtime.camera_state import BoxState, CameraState, Latency
 from runtime.capture import quiet_video_logs
+from runtime.detection import Box
 from runtime.errors import UserError
-from runtime.faces import DEFAULT_DETECTOR, Box, GivenFaces, make_detector
+from runtime.faces import DEFAULT_DETECTOR, GivenFaces, make_detector
 from runtime.pipeline import Pipeline, Result, StageTimes, lane_depth, share_cores
 from runtime.save import open_save
 from runtime.sources import Source
@@ -382,7 +383,7 @@ class FrameLoop:
             self.jsonl.write(sinks.frame_record(r, ended, self.threshold, dropped))
         self._publish(messages)
         if self.video or self.show:
-            img = sinks.annotate(r, self.threshold)
+            img = annotate.annotate(r, self.threshold)
             if self.video:
                 self.video.write(img, r.frame)
             if self.show and not self.show.show(img):

@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from runtime.backends.base import Backend
+from runtime.detection import Box
 from runtime.errors import UserError
-from runtime.faces import Box
 from runtime.preprocess import face_crop, to_input
 from runtime.sources import Frame, Source
 from runtime.tracking import FaceTracker

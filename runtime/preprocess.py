@@ -12,7 +12,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from runtime.faces import Box
+from runtime.detection import Box
 from runtime.meta import Meta
 
 

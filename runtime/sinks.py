@@ -28,22 +28,19 @@ from runtime.pipeline import Result
 JSONL_SCHEMA = 1
 
 
-def check_writable(path: str, flag: str) -> None:
+def check_writable(path: str, flag: str, folder: bool = False) -> None:
     """Fail before the run starts if an output cannot be written: its folder is created when missing
     (the rule of every tool, :func:`runtime.fileio.make_folder`) and must be writable, and the path
-    must not be a folder (except a ``--save`` folder of annotated images, :mod:`runtime.save`).
-    ``--save`` must be a regular file (a video is written with seeks; a device or FIFO would be
-    replaced or fail at the end)."""
+    must not be a folder unless ``folder`` (a ``--save`` folder of annotated images,
+    :func:`runtime.save.save_kind`), which is then created itself. ``--save`` must be a regular file
+    (a video is written with seeks; a device or FIFO would be replaced or fail at the end)."""
     p = Path(path)
-    if flag == "--save":
-        from runtime.save import save_kind
-
-        if save_kind(path) == "folder":
-            make_folder(p, flag, path)
-            if not os.access(p, os.W_OK | os.X_OK):
-                raise UserError(f"{flag} {path}: not writable (permissions or a read-only file system); check the "
-                                "permissions or choose another path")
-            return
+    if folder:
+        make_folder(p, flag, path)
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise UserError(f"{flag} {path}: not writable (permissions or a read-only file system); check the "
+                            "permissions or choose another path")
+        return
     if p.is_dir() or str(path).endswith(os.sep):
         raise UserError(f"{flag} {path}: is a folder; pass a file name")
     folder = p.parent if str(p.parent) else Path(".")
@@ -214,54 +211,6 @@ def write_summary(path: str, summary: dict[str, Any]) -> None:
         write_atomic(path, to_json(summary, indent=2) + "\n")
     except OSError as e:
         raise write_failed("--summary", path, e) from None
-
-
-# --- drawing ------------------------------------------------------------------------------
-def score_color(prob: float) -> tuple[int, int, int]:
-    """BGR from green (real, 0) through yellow to red (fake, 1)."""
-    p = 0.0 if math.isnan(prob) else min(1.0, max(0.0, prob))
-    return (0, int(round(255 * min(1.0, 2 * (1 - p)))), int(round(255 * min(1.0, 2 * p))))
-
-
-def error_heatmap(err: np.ndarray, side: int, full_scale: float = 1.0) -> np.ndarray:
-    """A reconstruction-error map (S×S, squared error) as a side×side BGR heat image.
-
-    Fixed scale (RMS error ``full_scale`` in normalised units is the hottest colour) so maps
-    of different faces and frames compare.
-    """
-    level = np.clip(np.sqrt(np.maximum(err, 0)) / full_scale, 0, 1)
-    heat = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    return cv2.resize(heat, (side, side), interpolation=cv2.INTER_LINEAR)
-
-
-def annotate(r: Result, threshold: float) -> np.ndarray:
-    """The frame with boxes coloured by score, labels, and error maps beside faces."""
-    img = r.frame.image.copy()  # type: ignore[union-attr]
-    h, w = img.shape[:2]
-    thick = max(1, int(round(min(h, w) / 360)))
-    scale = max(0.4, min(h, w) / 720)
-    for f in r.faces:
-        x, y, bw, bh = f.box
-        if not getattr(f, "scored", True):  # carried by the tracker, no face confirmed here: not scored
-            cv2.rectangle(img, (x, y), (x + bw, y + bh), (128, 128, 128), 1)
-            cv2.putText(img, f"#{f.track} lost", (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6,
-                        (128, 128, 128), 1, cv2.LINE_AA)
-            continue
-        color = score_color(f.prob)
-        cv2.rectangle(img, (x, y), (x + bw, y + bh), color, thick)
-        label = f"#{f.track} {'FAKE' if f.prob >= threshold else 'real'} {f.prob:.2f}"
-        cv2.putText(img, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6, color, thick,
-                    cv2.LINE_AA)
-        if f.error_map is not None:
-            side = max(16, min(bh, w // 3, h))
-            left = x + bw + 4 if x + bw + 4 + side <= w else max(0, x - 4 - side)
-            top = min(max(0, y), h - side)
-            img[top: top + side, left: left + side] = error_heatmap(f.error_map, side)
-            cv2.rectangle(img, (left, top), (left + side - 1, top + side - 1), color, 1)
-    if not r.faces:
-        cv2.putText(img, "no face", (10, int(30 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8,
-                    (200, 200, 200), thick, cv2.LINE_AA)
-    return img
 
 
 class VideoSink:

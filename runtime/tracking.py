@@ -60,7 +60,7 @@ import cv2
 import numpy as np
 
 from runtime.appearance import FAR, NEAR, STILL, CutDetector, Signature, signature
-from runtime.faces import Box, Detection
+from runtime.detection import Box, Detection
 
 # window searches around a tracked face: (window side in face sides, face side in px after
 # shrinking the window (Haar's own window is 20 px), face sizes searched relative to the tracked one)

@@ -36,6 +36,7 @@ import numpy as np
 
 from runtime.errors import UserError
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS, read_image
+from training.video_frames import sample_frames
 
 POOL = Path(__file__).resolve().parent / "assets" / "face_pool"
 CONTEXT = 2.6  # region side in face sides (what the pool stores: crops with wide margins fit inside)
@@ -145,8 +146,6 @@ def _region(frame: np.ndarray, det) -> tuple[np.ndarray, tuple[float, float, flo
 def _detect_all(root: Path, files: Sequence[Path], frames: int, progress: bool) -> list[dict]:
     """Every face found: {file, frame, box, score, landmarks} (the largest per image or frame)."""
     from runtime.faces import make_detector
-    from training.extract import sample_frames
-
     detector = make_detector()
     found: list[dict] = []
     bar = progress_bar(len(files), progress, "finding faces")
@@ -173,8 +172,7 @@ def _detect_all(root: Path, files: Sequence[Path], frames: int, progress: bool) 
 
 def folder_faces(path: str | Path, frames: int = VIDEO_FRAMES, progress: bool = True) -> list[FrameFace]:
     """The real faces of a folder (or one file) of images and videos, with their people."""
-    from runtime.faces import Detection
-    from training.extract import sample_frames
+    from runtime.detection import Detection
     from training.sample_faces import cache_dir
 
     root = Path(path).expanduser()

@@ -12,7 +12,7 @@ tilted head better than a similarity does).
 
 Masks (:func:`landmark_mask`) are convex hulls of parts of that outline, in the manner of SBI's
 hull types (whole face with brows, with forehead, the lower face, the inner face), then
-elastically deformed, eroded or dilated, and blurred by :mod:`training.synthetic`'s helpers.
+elastically deformed, eroded or dilated, and blurred by :mod:`training.masks`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from runtime.preprocess import ALIGN_TEMPLATE
+from training.masks import deform_mask
 
 SHAPE_FILE = Path(__file__).resolve().parent / "assets" / "face_pool" / "face_shape.json"
 JAW = slice(0, 15)  # TEMPLATE_OUTLINE's jaw (ear, chin, ear); the rest is the hairline
@@ -106,8 +107,6 @@ def landmark_mask(shape: tuple[int, int], landmarks: np.ndarray, rng: np.random.
                   kind: str | None = None) -> np.ndarray:
     """A hard (0/1) float32 mask of the face drawn from its landmarks: a convex hull of a random
     kind (or ``kind``), elastically deformed and eroded or dilated by a random amount."""
-    from training.synthetic import deform_mask
-
     h, w = shape
     if kind is None:
         kind = HULLS[int(rng.choice(len(HULLS), p=np.asarray(HULL_WEIGHTS)))]

@@ -28,8 +28,9 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from runtime.detection import Detection
 from runtime.errors import missing_dependency
-from runtime.faces import Detection, make_detector
+from runtime.faces import make_detector
 from runtime.preprocess import crop_face, face_crop
 from training.synthetic import is_gray
 

@@ -18,12 +18,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from training.face_shape import landmark_mask
+from training.masks import deform_mask, soften
+
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as in SBI: mostly full blends, some partial
-
-
-def _odd(n: float) -> int:
-    k = max(1, int(round(n)))
-    return k if k % 2 else k + 1
 
 
 def is_gray(img: np.ndarray) -> bool:
@@ -49,36 +47,6 @@ def face_mask(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     mask = np.zeros((h, w), np.float32)
     cv2.fillConvexPoly(mask, hull, 1.0)
     return deform_mask(mask, rng)
-
-
-def deform_mask(mask: np.ndarray, rng: np.random.Generator, scale: float | None = None) -> np.ndarray:
-    """A hard mask elastically deformed (a smooth random displacement field) and eroded or dilated,
-    so the boundary falls at a random place relative to the face; ``scale`` is the face's size in
-    pixels (default: the mask's shorter side, a face crop's)."""
-    h, w = mask.shape
-    scale = float(min(h, w) if scale is None else scale)
-    g = 5
-    amp = rng.uniform(0.02, 0.06) * scale
-    dx = cv2.resize(rng.uniform(-1, 1, (g, g)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    dy = cv2.resize(rng.uniform(-1, 1, (g, g)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    mask = cv2.remap(mask, xx + amp * dx, yy + amp * dy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=0.0)
-    k = _odd(rng.uniform(0.0, 0.06) * scale)
-    if k > 1:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-        mask = cv2.erode(mask, kernel) if rng.random() < 0.5 else cv2.dilate(mask, kernel)
-    return (mask > 0.5).astype(np.float32)
-
-
-def soften(mask: np.ndarray, rng: np.random.Generator, scale: float | None = None) -> np.ndarray:
-    """Blur a hard mask (finite Gaussian kernel: exact zeros stay far from the region); ``scale``
-    is the face's size in pixels (default: the mask's shorter side, a face crop's)."""
-    h, w = mask.shape
-    k = _odd(rng.uniform(0.05, 0.16) * (min(h, w) if scale is None else scale))
-    soft = cv2.GaussianBlur(mask, (k, k), 0)
-    peak = float(soft.max())
-    return soft / peak if peak > 0 else soft
 
 
 def perturb_colour(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -155,8 +123,6 @@ def self_blend(face_bgr: np.ndarray, rng: np.random.Generator,
         mask = soften(face_mask(h, w, rng), rng)
         target = face
     else:
-        from training.face_shape import landmark_mask
-
         if box is None:
             raise ValueError("self_blend with landmarks needs the face box too")
         side = 1.3 * max(float(box[2]), float(box[3]))  # a face crop's side at the default margin

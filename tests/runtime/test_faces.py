@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
+from runtime.detection import Detection
 from runtime.errors import UserError
-from runtime.faces import DEFAULT_DETECTOR, Detection, make_detector
+from runtime.faces import DEFAULT_DETECTOR, make_detector
 from runtime.faces_cnn import BUNDLED, MtcnnFaceDetector, nms
 from runtime.tracking import FaceTracker, iou
 from tests.helpers.media import lines

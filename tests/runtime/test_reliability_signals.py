@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-import runtime.sinks as sinks
+import runtime.annotate as annotate_module
 from runtime.detect import StopSignals, main
 from tests.helpers import detect_process
 from tests.helpers.models import make_onnx
@@ -83,7 +83,7 @@ def test_signal_mid_run_leaves_complete_outputs(setup, tmp_path, sig, save):
 def test_a_signal_during_a_frame_waits_for_that_frame_to_be_written(setup, tmp_path, monkeypatch):
     """The signal arrives while frame 5 is being drawn, after its JSONL line and before its video
     frame: the run still writes that frame everywhere, then stops. JSONL, video and summary agree."""
-    real, calls = sinks.annotate, []
+    real, calls = annotate_module.annotate, []
 
     def annotate(r, threshold):
         calls.append(r.frame.index)
@@ -92,7 +92,7 @@ def test_a_signal_during_a_frame_waits_for_that_frame_to_be_written(setup, tmp_p
             time.sleep(0.05)  # the handler runs here, in the middle of the frame's outputs
         return real(r, threshold)
 
-    monkeypatch.setattr(sinks, "annotate", annotate)
+    monkeypatch.setattr(annotate_module, "annotate", annotate)
     code = main(["--engine", str(setup["model"]), "--source", str(setup["clip"]), "--faces", "none", "--quiet",
                  "--jsonl", str(tmp_path / "o.jsonl"), "--summary", str(tmp_path / "s.json"),
                  "--save", str(tmp_path / "a.avi")])

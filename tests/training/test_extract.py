@@ -17,8 +17,9 @@ from runtime.meta import Meta
 from runtime.preprocess import crop_face
 from tests.helpers import ROOT, run_module
 from training.data import open_dataset
-from training.extract import Manifest, sample_indices
+from training.extract import Manifest
 from training.sample_faces import astronaut_bgr
+from training.video_frames import sample_indices
 
 SIZE = 64
 
