@@ -66,7 +66,7 @@ mesonet: | venv
 
 # The README's performance tables: latency (fp32, int8-cpu, PyTorch reference) and the pipeline split.
 bench: $(BUNDLE_RUN)/onnx/detect.onnx
-	$(BIN)/python -m calibration.quantize --onnx $(BUNDLE_RUN)/onnx/detect.onnx --data synthetic --target cpu
+	$(BIN)/python -m calibration.quantize --onnx $(BUNDLE_RUN)/onnx/detect.onnx --data pool --target cpu
 	$(BIN)/python -m benchmarks.latency --engine $(BUNDLE_RUN)/onnx/detect.onnx \
 	    --engine $(BUNDLE_RUN)/onnx/detect.int8-cpu.onnx --reference $(BUNDLE_RUN)/best.pt --batch 1,8 \
 	    --threads 1 --json $(BUNDLE_RUN)/latency.json --png $(BUNDLE_RUN)/latency.png
