@@ -30,6 +30,7 @@ from training.dataspec import (
     is_synthetic,
     labelled_files,
     open_items,
+    parse_generated,
     parse_synthetic,
     read_crop,
     split_for,
@@ -163,7 +164,7 @@ def load(spec: str | Path, meta: Meta, size: int | None = 256, seed: int = 0, he
         n = size if given is None else given if size is None else min(given, size)
         items = open_items(synthetic_spec(n, families, like=name), meta, split)
         item_seed = 0 if held_out else seed
-        with _progress(len(items), f"{name.split(':')[0].split('-')[0]} faces", progress) as bar:
+        with _progress(len(items), f"{parse_generated(name).base} faces", progress) as bar:
             crops = []
             for i in range(len(items)):
                 rng = np.random.default_rng([item_seed & 0xFFFFFFFF, 0, i])
