@@ -30,7 +30,7 @@ from runtime.capture import quiet_video_logs
 from runtime.detection import Box
 from runtime.errors import UserError
 from runtime.faces import DEFAULT_DETECTOR, GivenFaces, make_detector
-from runtime.pipeline import LIVE_QUEUE, Pipeline, Result, StageTimes, lane_depth, share_cores
+from runtime.pipeline import Pipeline, Result, StageTimes, lane_depth, share_cores
 from runtime.save import open_save
 from runtime.sources import Source
 from runtime.tracking import FaceTracker
@@ -320,7 +320,7 @@ class FrameLoop:
             live = cam.source.live
             lane = self.batcher.lane(cam.name, lane_depth(self.backend.max_batch, keep, live=live), run.times)
             run.pipeline = Pipeline(cam.source, tracker, self.backend, lane, reconstruct=self.reconstruct,
-                                    keep_images=keep, queue_frames=LIVE_QUEUE if live else 4)
+                                    keep_images=keep, queue_frames=4)
             run.pipeline.times = run.times
             self.cameras.append(run)
             self.state.add(run.state)

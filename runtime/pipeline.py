@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 import cv2
 import numpy as np
@@ -98,7 +98,6 @@ class StageTimes:
 
 
 LIVE_LANE = 2  # one frame in inference, one ready: a live camera's frames never queue behind more
-LIVE_QUEUE = 1  # decoded frames a live camera's faces stage may have waiting
 
 
 def lane_depth(max_batch: int, keep_images: bool, queue_frames: int = 4, live: bool = False) -> int:
@@ -156,8 +155,12 @@ class Pipeline:
         self.error: BaseException | None = None
         self._running = 0
         self._lock = threading.Lock()
+        # a live source has a grabber thread of its own that keeps the newest frame: the faces stage
+        # takes frames from it directly (a decode thread between them would only hold a stale one)
+        stages = (("faces", self._faces),) if source.live else (("decode", self._decode), ("faces", self._faces))
+        self._frames = self._live_frames() if source.live else self._queued_frames()
         self._threads = [threading.Thread(target=self._guard, args=(fn,), name=f"jrc-{name}", daemon=True)
-                         for name, fn in (("decode", self._decode), ("faces", self._faces))]
+                         for name, fn in stages]
 
     def start(self) -> None:
         self._running = len(self._threads)
@@ -208,24 +211,42 @@ class Pipeline:
                     return _ABORT
 
     # --- stages -------------------------------------------------------------------------
-    def _decode(self) -> None:
+    def _read(self) -> Iterator[Frame]:
+        """The source's frames, each timed ("decode") and stamped when taken."""
         frames = iter(self.source)
         while not self._abort.is_set():
             t0 = time.perf_counter()
             frame = next(frames, None)
             self.times.add("decode", time.perf_counter() - t0)
             if frame is None:
-                break
+                return
             frame.read_at = time.perf_counter()
             self.decoded += 1
+            yield frame
+
+    def _decode(self) -> None:
+        for frame in self._read():
             if not self._put(self._q1, frame):
                 return
-        self._put(self._q1, _END)
+        if not self._abort.is_set():
+            self._put(self._q1, _END)
+
+    def _queued_frames(self) -> Iterator[Any]:
+        """A file's frames, from the decode thread's queue; then _END, or _ABORT once torn down."""
+        while True:
+            item = self._get(self._q1)
+            yield item
+            if item is _ABORT or item is _END:
+                return
+
+    def _live_frames(self) -> Iterator[Any]:
+        """A live source's newest frames, taken by the faces stage itself; then _END or _ABORT."""
+        yield from self._read()
+        yield _ABORT if self._abort.is_set() else _END
 
     def _faces(self) -> None:
         meta, item = self.meta, -1
-        while True:
-            frame = self._get(self._q1)
+        for frame in self._frames:
             if frame is _ABORT:
                 return
             if frame is _END:
