@@ -20,7 +20,11 @@ with tracking (``--detect-every N``) and without (detection on every frame), and
   end-to-end speed-up over it (target ≥ 5×).
 
 The runtime's configurations share the CPU as ``runtime.detect`` does
-(:func:`runtime.loop.decoder_threads`): OpenCV one thread per stage, the decoder the cores left.
+(:func:`runtime.loop.decoder_threads`): OpenCV one thread per stage, the decoder the cores left,
+and, unless ``--threads`` says otherwise, ONNX Runtime ``runtime.detect``'s own default
+(:func:`runtime.detect.default_threads`: one thread on two cores). Measured on 2 cores (AVX-512
+VNNI), 720p, 1,200 frames: giving ONNX Runtime both cores, the old default here, oversubscribes
+them and cost the fp32 224 px edge model a quarter of its frames/s (481 vs 643, runs minutes apart).
 
 Configurations take turns, round after round (``--repeats``), so ratios are per round; the
 median is reported. Without ``--source`` a 720p one-face clip is generated (the demo's generator,
@@ -38,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import report, stats
+from runtime.detect import default_threads as runtime_threads
 from runtime.errors import UserError, run_cli
 from runtime.pipeline import STAGES
 
@@ -58,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with its frames/s over --engine's (repeatable; e.g. a new model beside the one it replaces)")
     p.add_argument("--repeats", type=int, default=3, help="rounds; configurations alternate within each (default 3)")
     p.add_argument("--runs", type=int, default=50, help="classifier-only timed calls per round (default 50)")
-    p.add_argument("--threads", type=int, metavar="N", help="intra-op threads, ONNX Runtime and PyTorch (default: all)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="ONNX Runtime intra-op threads of the runtime's loop (default: runtime.detect's own, "
+                        "the usable cores less two, at least one) and PyTorch's in the research loop "
+                        "(default: all cores, as a plain script has it)")
     p.add_argument("--provider", choices=("cpu", "cuda", "tensorrt"), default="cpu",
                    help="ONNX Runtime execution provider for .onnx artifacts (default cpu)")
     p.add_argument("--detect-width", type=int, default=640, help="face detection width in px (default 640)")
@@ -212,7 +220,7 @@ def run(a: argparse.Namespace, source: str, workdir: str) -> dict[str, Any]:
                                      else {}))) for p in a.compare]
     dt = decoder_threads(a.threads if onnx and a.provider == "cpu" else 0)
     progress = report.Progress(not a.quiet)
-    ref = load_reference(a.reference, a.threads) if a.reference else None
+    ref = load_reference(a.reference, a.research_threads) if a.reference else None
     try:
         top = backend.max_batch
         calls = {"b1": backend.infer, "bmax": backend.infer}
@@ -370,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     report.check_files(a.compare, "--compare")
     if a.source and not Path(a.source).exists():
         raise UserError(f"--source {a.source}: no such file or folder")
-    a.threads = a.threads or report.default_threads()
+    a.research_threads = a.threads or report.default_threads()
+    a.threads = a.threads or runtime_threads()  # measure what runtime.detect runs, not an oversubscribed loop
     with tempfile.TemporaryDirectory(prefix="jrc-bench-") as work:
         source = a.source or generate_clip(Path(work) / "clip720p.mp4", a.frames)
         settings = {"source": a.source or "generated 720p one-face clip (benchmarks.demo.make_clip)",

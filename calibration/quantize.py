@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, type=Path, help="fp32 ONNX from python -m export.onnx")
     p.add_argument("--data", required=True,
                    help="calibration faces: crops folder (real/, fake/ or any images), CSV manifest, "
-                        "videos folder or file, or 'synthetic'")
+                        "videos folder or file, or a generated set: 'pool' (the bundled real-face pool's "
+                        "training people; what `make bench` uses for a trained model) or 'synthetic' "
+                        "(drawn faces: fine for speed, too far from real faces to hold a trained model's "
+                        "scores within the bounds)")
     p.add_argument("--target", default="trt", help="trt (TensorRT Q/DQ), cpu (ONNX Runtime CPU) or trt,cpu")
     p.add_argument("--method", choices=("mse", "entropy", "percentile", "minmax"), default="mse",
                    help="activation range calibration: mse (default: the clip with the least squared error per "

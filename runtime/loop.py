@@ -317,7 +317,8 @@ class FrameLoop:
             tracker = (cam.faces or self.faces).tracker() if own else self.tracker
             window = self.window if self.window is not None else (LIVE_WINDOW_S if cam.source.live else None)
             run = CameraRun(cam, tracker, own, self.threshold, window)
-            lane = self.batcher.lane(cam.name, lane_depth(self.backend.max_batch, keep), run.times)
+            live = cam.source.live
+            lane = self.batcher.lane(cam.name, lane_depth(self.backend.max_batch, keep, live=live), run.times)
             run.pipeline = Pipeline(cam.source, tracker, self.backend, lane, reconstruct=self.reconstruct,
                                     keep_images=keep, queue_frames=4)
             run.pipeline.times = run.times

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import pytest
 
+from runtime.detect import default_threads as runtime_default_threads
 from tests.helpers import load_strict, run_module
 from tests.helpers.models import make_onnx
 
@@ -37,10 +38,13 @@ def test_pipeline_json_stages_and_ratios(tiny, clip, tmp_path):
     other = make_onnx(tmp_path / "other.onnx")  # another model, its tracking run in the same rounds
     p = run_module("benchmarks.pipeline", "--engine", tiny["detect"], "--source", clip, "--frames", "12",
                    "--detect-every", "4", "--reference", tiny["ckpt"], "--repeats", "2", "--compare", other,
-                   "--runs", "5", "--threads", "1", "--json", out, "--png", png, "--quiet")
+                   "--runs", "5", "--json", out, "--png", png, "--quiet")
     assert p.returncode == 0, p.stderr
     d = load_strict(out)
     assert d["tool"] == "benchmarks.pipeline" and d["settings"]["detect_every"] == 4
+    # without --threads it measures what runtime.detect runs (one inference thread on two cores),
+    # not ONNX Runtime on every core beside the loop's own threads
+    assert d["settings"]["threads"] == runtime_default_threads()
     rows = {r["key"]: r for r in d["results"]}
     assert set(rows) == {"tracking", "no_tracking", "faces_given", "research", f"compare:{other}"}
     assert rows[f"compare:{other}"]["config"].endswith("(tracking), other.onnx")
