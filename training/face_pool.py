@@ -21,11 +21,10 @@ Two sources:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 
 from runtime.errors import UserError
+from runtime.fileio import write_atomic
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS, read_image
 from training.video_frames import sample_frames
 
@@ -223,19 +223,9 @@ def folder_faces(path: str | Path, frames: int = VIDEO_FRAMES, progress: bool = 
 
 def _write_json(path: Path, data: object) -> None:
     """Atomically; a cache that cannot be written is no error (the next run detects again)."""
-    tmp = None
-    try:
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        write_atomic(path, json.dumps(data))
 
 
 class _NoBar:

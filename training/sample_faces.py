@@ -16,10 +16,10 @@ astronaut is ``astronaut``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
-import tempfile
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +31,7 @@ import numpy as np
 from runtime.detection import Detection
 from runtime.errors import missing_dependency
 from runtime.faces import make_detector
+from runtime.fileio import replacing
 from runtime.preprocess import crop_face, face_crop
 from training.synthetic import is_gray
 
@@ -153,19 +154,10 @@ def _write_cache(path: Path, dets: list[Detection | None]) -> None:
     for i, d in enumerate(dets):
         if has[i]:
             marks[i] = d.landmarks
-    tmp = None
-    try:
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with replacing(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, found=found, boxes=boxes, scores=scores, marks=marks, has_marks=has)
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
 
 
 @lru_cache(maxsize=1)
