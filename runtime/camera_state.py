@@ -20,7 +20,10 @@ import time
 from collections import deque
 from typing import Any
 
+import cv2
 import numpy as np
+
+from runtime.annotate import annotate
 
 TIMELINE_S = 60.0  # a track's timeline: its p(fake) over the last minute of its camera's frames
 TIMELINE_STEP_S = 0.2  # one point per step, the step's highest p(fake) (a spike is never lost)
@@ -191,10 +194,6 @@ class CameraState:
             r, threshold = self._last, self._threshold
         if r is None or r.frame.image is None:
             return None
-        import cv2
-
-        from runtime.annotate import annotate
-
         img = annotate(r, threshold)
         h, w = img.shape[:2]
         if max_width and w > max_width:

@@ -24,6 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from runtime.annotate import score_color
+from runtime.preprocess import square_box
 from runtime.video_writer import MP4V_NOTE, describe, open_writer, pick_clip_codec
 
 CLIP_WIDTH = 640
@@ -42,8 +44,6 @@ def _small(image: np.ndarray) -> np.ndarray:
 
 def snapshot_jpeg(image: np.ndarray, box: list[int], prob: float, threshold: float) -> bytes:
     """The frame with the event's face boxed and labelled, as JPEG."""
-    from runtime.annotate import score_color
-
     img = image.copy()
     x, y, w, h = box
     color = score_color(prob)
@@ -56,8 +56,6 @@ def snapshot_jpeg(image: np.ndarray, box: list[int], prob: float, threshold: flo
 
 
 def crop_jpeg(image: np.ndarray, box: list[int], margin: float = 0.2) -> bytes:
-    from runtime.preprocess import square_box
-
     x, y, w, h = square_box(tuple(box), margin)  # type: ignore[arg-type]
     H, W = image.shape[:2]
     crop = image[max(0, y): min(H, y + h), max(0, x): min(W, x + w)]

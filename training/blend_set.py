@@ -31,6 +31,7 @@ from runtime.meta import Meta
 from runtime.preprocess import face_crop, square_box
 from training.camera import DEFAULT, OFF, CameraConfig, camera_view
 from training.face_pool import FrameFace
+from training.pairs import pair_items
 
 
 def crop_view(image: np.ndarray, box: Sequence[float], margin: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
@@ -88,16 +89,9 @@ class FrameFaceSet:
         self.camera = camera or OFF
         self.ramp = int(ramp)  # epochs over which training's camera trip grows to full strength
         self.strength = 1.0
-        f, nf = len(self.faces), len(self.families)
-        n = 2 * f if n is None else int(n)
-        pairs = (n + 1) // 2
-        self.face_of = [((i // 2) * f // pairs) if pairs <= f else (i // 2) % f for i in range(n)]
-        self.labels = [i % 2 for i in range(n)]
+        order = pair_items(len(self.faces), self.families, n)
+        self.face_of, self.labels, self.families_of = order.face_of, order.labels, order.families_of
         self.videos = [self.faces[k].person for k in self.face_of]
-        rounds = [0 if pairs <= f else (i // 2) // f for i in range(n)]
-        self.families_of = ["" if i % 2 == 0 else
-                            self.families[((i // 2) if pairs <= f else self.face_of[i] + rounds[i]) % nf]
-                            for i in range(n)]
 
     def __len__(self) -> int:
         return len(self.labels)

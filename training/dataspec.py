@@ -67,6 +67,7 @@ import numpy as np
 from runtime.errors import UserError
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS, read_image
 from runtime.meta import Meta
+from training.pairs import pair_items
 
 if TYPE_CHECKING:
     from training.blend_set import FrameFaceSet
@@ -245,17 +246,9 @@ class SyntheticFaces:
     def __init__(self, spec: str, faces: Sequence[tuple[str, np.ndarray]], n: int | None = None,
                  families: Sequence[str] = ("sbi",)):
         self.spec, self.faces, self.families = spec, list(faces), tuple(families)
-        f, nf = len(self.faces), len(self.families)
-        n = 2 * f if n is None else int(n)
-        pairs = (n + 1) // 2
-        # With fewer pairs than faces the pairs are spread evenly over the faces; with more, the faces repeat.
-        self.face_of = [((i // 2) * f // pairs) if pairs <= f else (i // 2) % f for i in range(n)]
-        self.labels = [i % 2 for i in range(n)]
+        order = pair_items(len(self.faces), self.families, n)
+        self.face_of, self.labels, self.families_of = order.face_of, order.labels, order.families_of
         self.videos = [self.faces[k][0] for k in self.face_of]
-        rounds = [0 if pairs <= f else (i // 2) // f for i in range(n)]
-        self.families_of = ["" if i % 2 == 0 else
-                            self.families[((i // 2) if pairs <= f else self.face_of[i] + rounds[i]) % nf]
-                            for i in range(n)]
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Iterator
 
 import cv2
@@ -11,7 +13,7 @@ import pytest
 from runtime.backends import open_backend
 from runtime.loop import Camera, Faces, FrameLoop, Outputs
 from runtime.pipeline import STAGES
-from runtime.sources import Frame, Source
+from runtime.sources import Frame, LiveSource, Source
 from tests.helpers.media import lines
 from tests.helpers.models import expected_prob, make_onnx
 
@@ -108,8 +110,6 @@ class FastCamera:
     every ``interval`` seconds, then ends; ``done`` is set once the last one is read."""
 
     def __init__(self, n: int, interval: float) -> None:
-        import threading
-
         self.n, self.interval, self.sent = n, interval, 0
         self.done = threading.Event()
 
@@ -120,8 +120,6 @@ class FastCamera:
         return 0.0
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        import time
-
         if self.sent == self.n:
             self.done.set()
             return False, None
@@ -137,8 +135,6 @@ class HeldBackend:
     """The backend, held at its first call until ``go`` is set."""
 
     def __init__(self, inner) -> None:
-        import threading
-
         self.inner, self.go = inner, threading.Event()
 
     def __getattr__(self, name):
@@ -153,9 +149,6 @@ def test_a_live_camera_behind_a_busy_classifier_drops_at_its_source_instead_of_q
     """A live camera's frames do not pile up in the loop's queues while inference is busy: the
     source keeps the newest and drops the rest, so what is scored is recent (a 24-frame lane held
     1.3 s of 20 cameras' frames on a loaded box)."""
-    import threading
-
-    from runtime.sources import LiveSource
 
     camera = FastCamera(80, 0.003)
     source = LiveSource("cam", "file", 0, opener=lambda: camera)
