@@ -62,9 +62,9 @@ def test_pipeline_json_stages_and_ratios(tiny, clip, tmp_path):
     kinds = [(x["kind"], x["config"]) for x in d["ratios"]]
     assert kinds.count(("fraction_of_classifier", "tracking")) == 2
     assert kinds.count(("fraction_of_classifier", "faces_given")) == 2
-    # the replayed boxes cost nothing to find: far less face-stage time than detecting every frame
-    # (what is left is the tracker's own work: the cut check and each face's appearance)
-    assert rows["faces_given"]["stage_ms"]["faces"] < 0.35 * rows["no_tracking"]["stage_ms"]["faces"]
+    # how much less the replayed boxes cost than detecting is a timing, reported by the benchmark and
+    # never asserted here; that the replay runs no detector is tests/runtime/test_loop.py's to check
+    assert rows["faces_given"]["config"] == "runtime, faces given (detector cost removed)"
     assert ("tracking_speedup", "tracking") in kinds and ("speedup_over_research", "tracking") in kinds
     assert ("model_ratio", f"compare:{other}") in kinds and "other.onnx / " in p.stdout
     assert png.read_bytes()[:4] == b"\x89PNG"
