@@ -212,3 +212,28 @@ def ranges(stats: dict[str, TensorStats], method: str, percentile: float = 99.99
         else:
             raise ValueError(f"calibration method {method!r}")
     return out
+
+
+def cover(base: dict[str, tuple[float, float]], extra: dict[str, tuple[float, float]]
+          ) -> tuple[dict[str, tuple[float, float]], int]:
+    """Each of ``base``'s ranges widened to cover ``extra``'s range of the same tensor, and how many
+    were widened. A calibration set narrower than the faces a camera shows (grey faces, one light,
+    one camera) gives ranges that clip those faces; covering a second, real-face set's ranges bounds
+    that clipping whatever the first set was, at the price of a coarser step where it widens."""
+    out, widened = {}, 0
+    for name, (lo, hi) in base.items():
+        if name in extra:
+            lo2, hi2 = min(lo, extra[name][0]), max(hi, extra[name][1])
+            widened += (lo2, hi2) != (lo, hi)
+            lo, hi = lo2, hi2
+        out[name] = (lo, hi)
+    return out, widened
+
+
+def widen(tensor_ranges: dict[str, tuple[float, float]], factor: float, fixed: Iterable[str] = ()
+          ) -> dict[str, tuple[float, float]]:
+    """Each range scaled by ``factor`` about zero (a ReLU's 0 stays 0), except the ``fixed`` tensors
+    (:func:`full_range_tensors`: bounded ops and the logit, whose range is known). Headroom for faces
+    unlike the calibration ones: ×2 spends one bit of the 8 on values calibration never saw."""
+    keep = set(fixed)
+    return {n: r if n in keep else (r[0] * factor, r[1] * factor) for n, r in tensor_ranges.items()}

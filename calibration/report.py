@@ -111,16 +111,21 @@ def format_table(rows: Sequence[Row], threshold_source: str = "the fp32 model's 
     return "\n".join(lines)
 
 
-def violations(rows: Sequence[Row], max_auc_drop: float) -> list[Row]:
-    """Rows (other than the reference) whose AUC dropped by more than the bound."""
-    return [r for r in rows[1:] if not (r.d_auc <= max_auc_drop)]  # NaN counts as a violation
+def violations(rows: Sequence[Row], max_auc_drop: float, max_dprob: float | None = None) -> list[Row]:
+    """Rows (other than the reference) whose AUC dropped by more than ``max_auc_drop`` or, when
+    given, whose probabilities moved by more than ``max_dprob`` on some face. NaN counts as a violation."""
+    return [r for r in rows[1:]
+            if not (r.d_auc <= max_auc_drop) or (max_dprob is not None and not (r.max_dprob <= max_dprob))]
 
 
-def failure_message(bad: Sequence[Row], rows: Sequence[Row], max_auc_drop: float) -> str:
+def failure_message(bad: Sequence[Row], rows: Sequence[Row], max_auc_drop: float,
+                    max_dprob: float | None = None) -> str:
     ref = rows[0]
     parts = "; ".join(f"{r.name} AUC {r.auc:.4f} vs fp32 {ref.auc:.4f} (ΔAUC {r.d_auc:+.4f}, max |Δprob| "
                       f"{r.max_dprob:.4f}, {r.flips}/{r.samples} flips)" for r in bad)
-    return (f"accuracy check failed: {parts}; the bound is --max-auc-drop {max_auc_drop}: keep sensitive layers "
+    bounds = (f"the bound is --max-auc-drop {max_auc_drop}" if max_dprob is None else
+              f"the bounds are --max-auc-drop {max_auc_drop} and --max-dprob {max_dprob:g}")
+    return (f"accuracy check failed: {parts}; {bounds}: keep sensitive layers "
             "in float (--keep-float auto), try --method percentile or minmax, or calibrate on more "
             "representative data (--calib-size)")
 
@@ -141,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(its validation faces)")
     p.add_argument("--eval-size", type=int, default=200, help="samples from --eval-data (default 200)")
     p.add_argument("--max-auc-drop", type=float, default=None, help="exit 1 when an artifact's ΔAUC exceeds it")
+    p.add_argument("--max-dprob", type=float, default=None,
+                   help="exit 1 when an artifact's max |Δprob| against fp32 exceeds it (with --max-auc-drop)")
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the --eval-data sample (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -168,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json(Path(args.json), {"eval": {"source": evalset.source, "samples": len(evalset),
                                               **evalset.cache_key()}, "rows": [r.to_dict() for r in rows]})
     if args.max_auc_drop is not None:
-        bad = violations(rows, args.max_auc_drop)
+        bad = violations(rows, args.max_auc_drop, args.max_dprob)
         if bad:
-            raise UserError(failure_message(bad, rows, args.max_auc_drop))
+            raise UserError(failure_message(bad, rows, args.max_auc_drop, args.max_dprob))
     return 0
 
 

@@ -27,7 +27,7 @@ Conventions README.md is written to:
 * Only sizes are turned down, by KNOBS: exact substring substitutions (epochs, items, frames,
   repeats). Each must match at least once in the commands that run (a knob the README no longer
   has is an error to fix here); nothing else in a command is changed. One knob opens a check
-  instead: ``calibration.quantize`` gets ``--max-auc-drop 1``, because the walk's model has
+  instead: ``calibration.quantize`` gets ``--max-auc-drop 1 --max-dprob 1``, because the walk's model has
   trained one epoch on 64 faces and its fp32-vs-INT8 AUC differences are noise (the gate itself
   is tested in tests/calibration/).
 
@@ -71,7 +71,7 @@ KNOBS = {
     "--lambdas 0.1,0": "--lambdas 0.1",
     "--items 1600": "--items 64 --val-items 32",
     "--test-items 4000": "--test-items 40",
-    "--calib-size 256": "--calib-size 16 --eval-size 40 --speed-rounds 3 --max-auc-drop 1 --plan-candidates 3 "
+    "--calib-size 256": "--calib-size 16 --eval-size 40 --speed-rounds 3 --max-auc-drop 1 --max-dprob 1 --plan-candidates 3 "
                         "--plan-rounds 2",  # gate: see docstring
     "--calib synthetic,photos,mix": "--calib synthetic,photos --calib-size 16 --eval-size 20 --photos 2 --cpu-plan all",
     "--json acc.json": "--runs 5 --json acc.json",

@@ -27,18 +27,25 @@ def test_stability_table_per_calibration_set(tiny, tmp_path) -> None:
     out = tmp_path / "stab.json"
     p = run_module("benchmarks.quant_stability", "--onnx", tiny["detect"], "--calib", "synthetic,photos,mix",
                    "--method", "minmax", "--cpu-plan", "all", "--calib-size", "12", "--eval-size", "20",
-                   "--photos", "2", "--out-dir", tmp_path / "runs", "--json", out)
+                   "--photos", "2", "--anchor", "pool,none", "--agree-photos", "2", "--out-dir", tmp_path / "runs",
+                   "--json", out)
     assert p.returncode == 0, p.stderr[-3000:]
     d = load_strict(out)
-    assert [r["calibration"] for r in d["rows"]] == ["synthetic", "photos", "mix"]
+    assert [(r["calibration"], r["anchor"]) for r in d["rows"]] == [
+        (c, x) for c in ("synthetic", "photos", "mix") for x in ("pool", "none")]
     assert {r["label"] for r in d["rows"]} == {"detect.onnx"}
     for r in d["rows"]:
         assert r["artifact"] == "int8-cpu" and r["method"] == "minmax" and r["samples"] == 20
-        assert 0 <= r["max_dprob"] <= 1 and r["mean_dprob"] <= r["max_dprob"]
+        assert 0 <= r["max_dprob"] <= 1 and r["mean_dprob"] <= r["max_dprob"] and r["headroom"] == 2.0
+        assert 0 <= r["photos_max_dprob"] <= 1  # the second check: the same artifact on other photo crops
         assert r["within"] == (abs(r["d_auc"]) <= 0.005 and r["max_dprob"] <= 0.05)
     assert d["bounds"] == {"max_auc_drop": 0.005, "max_dprob": 0.05}
     assert "calibrated on" in p.stdout and "max|Δprob|" in p.stdout
-    assert len(list((tmp_path / "runs").rglob("*.int8-cpu*.onnx"))) == 3  # kept with --out-dir (or moved aside)
+    assert len(list((tmp_path / "runs").rglob("*.int8-cpu*.onnx"))) == 6  # kept with --out-dir (or moved aside)
+    reports = {f.parent.name: load_strict(f) for f in (tmp_path / "runs").rglob("quant.json")}
+    assert {k: v["anchor"] is not None for k, v in reports.items()} == {
+        f"{c}-minmax-anchor-{x}-headroom-2": x == "pool" for c in ("synthetic", "photos", "mix") for x in ("pool", "none")}
+    assert "photos max|Δp|" in p.stdout and "anchor" in p.stdout
     assert len(list((tmp_path / "runs").rglob("photos/*.png"))) == 6
 
 

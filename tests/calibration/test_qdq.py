@@ -227,6 +227,18 @@ def test_cli_errors_are_one_line(work: dict) -> None:
     assert r.returncode == 1 and "use --out-dir" in r.stderr and "Traceback" not in r.stderr
     r = run_module("calibration.quantize", "--onnx", work["root"] / "missing.onnx", "--data", "synthetic")
     assert r.returncode == 1 and "missing.onnx: no such ONNX file" in r.stderr
+    for flag, value, says in (("--headroom", "0.5", "--headroom 0.5: expected a factor from 1"),
+                              ("--headroom", "nan", "--headroom nan: expected a factor from 1"),
+                              ("--anchor-size", "0", "--anchor-size 0: must be at least 1")):
+        r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic", flag, value)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"calibration.quantize: error: {says}")
+    r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", "--target", "trt",
+                   "--trt-plan", "nope", "--out-dir", work["root"] / "bad-plan", "--quiet")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("calibration.quantize: error: --trt-plan 'nope': no such tensor in the preprocessed graph")
+    assert not (work["root"] / "bad-plan" / "detect.int8.onnx").exists()
 
 
 @pytest.mark.slow
@@ -242,10 +254,28 @@ def test_cli_with_relative_paths_from_another_working_directory(work: dict, tmp_
     shutil.copy(work["src"], tmp_path / "models" / "detect.onnx")
     cmd = [sys.executable, "-m", "calibration.quantize", "--onnx", "models/detect.onnx", "--data", "synthetic",
            "--target", "trt,cpu", "--fp16", "--calib-size", "16", "--eval-size", "20", "--max-auc-drop", "1",
-           "--no-speed", "--quiet"]
+           "--max-dprob", "1", "--no-speed", "--quiet"]
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["models/detect.fp16.onnx", "models/detect.int8-cpu.onnx", "models/detect.int8.onnx",
                        "models/detect.onnx", "models/detect.quant.json"], written
+
+
+def test_cover_widens_each_range_to_the_anchor_and_counts_it() -> None:
+    from calibration.ranges import cover
+
+    base = {"a": (-1.0, 2.0), "b": (0.0, 4.0), "c": (-3.0, 3.0)}
+    extra = {"a": (-2.0, 1.0), "b": (0.0, 3.0), "d": (-9.0, 9.0)}
+    got, widened = cover(base, extra)
+    assert got == {"a": (-2.0, 2.0), "b": (0.0, 4.0), "c": (-3.0, 3.0)}  # d: not a tensor of base's
+    assert widened == 1
+
+
+def test_widen_scales_every_range_but_the_known_ones() -> None:
+    from calibration.ranges import widen
+
+    got = widen({"relu": (0.0, 3.0), "conv": (-1.0, 2.0), "gate": (0.0, 1.0), "logit": (-4.0, 5.0)}, 2.0,
+                fixed=("gate", "logit"))
+    assert got == {"relu": (0.0, 6.0), "conv": (-2.0, 4.0), "gate": (0.0, 1.0), "logit": (-4.0, 5.0)}

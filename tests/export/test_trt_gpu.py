@@ -90,6 +90,7 @@ def test_int8_engine_matches_onnxruntime_loosely(models: Path, tmp_path: Path) -
         qdq = tmp_path / "detect.int8.onnx"
         p = run_module("calibration.quantize", "--onnx", onnx, "--data", "synthetic", "--target", "trt",
                        "--out", qdq, "--calib-size", "64", "--no-speed", "--quiet", "--max-auc-drop", "1",
+                       "--max-dprob", "1",
                        timeout=600)
         assert p.returncode == 0, p.stderr
         onnx, opts = qdq, EngineOptions(precision="int8", batch=(1, 4, 8))
