@@ -166,13 +166,23 @@ def _sensitivity(prep: Path, calib: Any, target: str, tensor_ranges: dict[str, A
     return rows
 
 
-def _anchored(a: argparse.Namespace, prep: Path, prepped: Any, meta: Any, tensor_ranges: dict[str, Any],
+def _anchor_set(a: argparse.Namespace, meta: Any) -> Any:
+    """The --anchor faces (None for 'none'), read before any long work so a bad spec fails at once."""
+    from training.calibration_set import load
+
+    if a.anchor == "none":
+        return None
+    try:
+        return load(a.anchor, meta, a.anchor_size, seed=a.seed, progress=False)
+    except UserError as e:
+        raise UserError(f"--anchor: {e}") from None
+
+
+def _anchored(a: argparse.Namespace, prep: Path, prepped: Any, anchor: Any, tensor_ranges: dict[str, Any],
               done: _Quantized) -> dict[str, Any]:
     """``tensor_ranges`` widened to cover the anchor faces' ranges (same method), recorded in ``done``."""
     from calibration import ranges
-    from training.calibration_set import load
 
-    anchor = load(a.anchor, meta, a.anchor_size, seed=a.seed, progress=False)
     stats = ranges.collect(prep, anchor, a.batch_size)
     extra = ranges.ranges(stats, a.method, a.percentile, ranges.full_range_tensors(prepped))
     covered, widened = ranges.cover(tensor_ranges, extra)
@@ -338,7 +348,7 @@ def _load(a: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _calibrate_and_quantize(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], meta: Any,
-                            calib: Any) -> _Quantized:
+                            calib: Any, anchor: Any) -> _Quantized:
     """Activation ranges, the layers kept in float, then one INT8 artifact per target (and FP16)."""
     import onnx
 
@@ -352,8 +362,8 @@ def _calibrate_and_quantize(a: argparse.Namespace, targets: list[str], outs: dic
         prepped = onnx.load(str(prep))
         stats = ranges.collect(prep, calib, a.batch_size, None if a.quiet else _bar)
         tensor_ranges = ranges.ranges(stats, a.method, a.percentile, ranges.full_range_tensors(prepped))
-        if a.anchor != "none":
-            tensor_ranges = _anchored(a, prep, prepped, meta, tensor_ranges, done)
+        if anchor is not None:
+            tensor_ranges = _anchored(a, prep, prepped, anchor, tensor_ranges, done)
         if a.headroom != 1:
             tensor_ranges = ranges.widen(tensor_ranges, a.headroom, ranges.full_range_tensors(prepped))
         done.keep = qdq.resolve_keep_float(prepped, [s for s in items if s != "auto"], str(a.onnx))
@@ -440,7 +450,8 @@ def _report(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], ca
 def main(argv: list[str] | None = None) -> int:
     a, targets, outs = _parse(argv)
     meta, calib = _load(a)
-    done = _calibrate_and_quantize(a, targets, outs, meta, calib)
+    anchor = _anchor_set(a, meta)
+    done = _calibrate_and_quantize(a, targets, outs, meta, calib, anchor)
     evalset, rows, timing = _evaluate(a, targets, outs, meta, done)
     _report(a, targets, outs, calib, done, evalset, rows, timing)
     return 0

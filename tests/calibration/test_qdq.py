@@ -229,8 +229,9 @@ def test_cli_errors_are_one_line(work: dict) -> None:
     assert r.returncode == 1 and "missing.onnx: no such ONNX file" in r.stderr
     for flag, value, says in (("--headroom", "0.5", "--headroom 0.5: expected a factor from 1"),
                               ("--headroom", "nan", "--headroom nan: expected a factor from 1"),
-                              ("--anchor-size", "0", "--anchor-size 0: must be at least 1")):
-        r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic", flag, value)
+                              ("--anchor-size", "0", "--anchor-size 0: must be at least 1"),
+                              ("--anchor", str(work["root"] / "nope"), f"--anchor: {work['root'] / 'nope'}: not found")):
+        r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", flag, value, "--quiet")
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"calibration.quantize: error: {says}")
     r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", "--target", "trt",
