@@ -124,7 +124,7 @@ def run_one(onnx: str, spec: str, method: str, targets: str, a: argparse.Namespa
     rows = {r["name"]: r for r in payload["rows"]}
     plan = payload.get("cpu_plan") or {}
     return {"rows": rows, "plan": plan, "report": str(rep), "headroom": payload.get("headroom"),
-            "trt_plan": payload.get("trt_plan") or {}}
+            "trt_plan": payload.get("trt_plan") or {}, "rejected": payload.get("rejected") or {}}
 
 
 class PhotoAgreement:
@@ -145,10 +145,7 @@ class PhotoAgreement:
 
         from calibration.report import predict
 
-        path = Path(artifact)
-        if not path.is_file():  # refused by the gate: moved aside, still worth measuring
-            path = path.with_name(path.name[:-len(".onnx")] + ".rejected.onnx")
-        return round(float(np.max(np.abs(predict(path, self.x) - self.ref))), 6)
+        return round(float(np.max(np.abs(predict(artifact, self.x) - self.ref))), 6)
 
 
 def _chosen_speed(plan: dict[str, Any]) -> dict[str, float]:
@@ -203,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                         result["rows"].append({"model": str(onnx), "label": labels[onnx], "calibration": name,
                                                "method": method, "anchor": anchor,
                                                "headroom": got["headroom"],
-                                               "photos_max_dprob": agree(row["path"]) if agree else None,
+                                               # an artifact the gate refused was moved aside: measured there
+                                               "photos_max_dprob": agree(got["rejected"].get(art, row["path"]))
+                                               if agree else None,
                                                "artifact": art, "fp32_auc": got["rows"]["fp32"]["auc"],
                                                "d_auc": row["d_auc"], "max_dprob": row["max_dprob"],
                                                "mean_dprob": row["mean_dprob"], "flips": row["flips"],

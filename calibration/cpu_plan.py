@@ -236,15 +236,20 @@ def _logits(sess: Any, input_name: str, x: np.ndarray, batch: int = 32) -> np.nd
 
 
 def format_candidates(cands: Sequence[Candidate], chosen: Candidate) -> str:
+    """One line per plan: its cut, MACs in float, the speeds and checks measured ("-": not measured;
+    a column nobody measured, such as the trt plan's speeds, is left out)."""
     batches = list(dict.fromkeys(b for c in cands for b in c.speedup))
+    with_auc = any(math.isfinite(c.d_auc) for c in cands)
     head = f"{'cut (float before it)':<44} {'MACs float':>10} " + " ".join(f"{'b' + b + ' speed':>9}" for b in batches) \
-        + f" {'max|Δp| calib':>13} {'ΔAUC check':>10}"
+        + f" {'max|Δp| calib':>13}" + (f" {'ΔAUC check':>10}" if with_auc else "")
     lines = [head]
     for c in cands:
         name = c.cut if len(c.cut) <= 44 else "…" + c.cut[-43:]
         mark = " ←" if c is chosen else ""
+        dprob = f"{c.max_dprob:>13.4f}" if math.isfinite(c.max_dprob) else f"{'-':>13}"
+        auc = (f" {c.d_auc:>+10.4f}" if math.isfinite(c.d_auc) else f" {'-':>10}") if with_auc else ""
         lines.append(f"{name:<44} {100 * c.macs_float:>9.0f}% " + " ".join(f"{c.speedup.get(b, math.nan):>8.2f}×" for b in batches)
-                     + f" {c.max_dprob:>13.4f} {c.d_auc:>+10.4f}{mark}")
+                     + f" {dprob}{auc}{mark}")
     return "\n".join(lines)
 
 

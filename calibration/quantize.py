@@ -178,15 +178,13 @@ def _anchor_set(a: argparse.Namespace, meta: Any) -> Any:
         raise UserError(f"--anchor: {e}") from None
 
 
-def _anchored(a: argparse.Namespace, prep: Path, prepped: Any, anchor: Any, tensor_ranges: dict[str, Any],
+def _anchored(a: argparse.Namespace, prep: Path, full: list[str], anchor: Any, tensor_ranges: dict[str, Any],
               done: _Quantized) -> dict[str, Any]:
     """``tensor_ranges`` widened to cover the anchor faces' ranges (same method), recorded in ``done``."""
     from calibration import ranges
 
     stats = ranges.collect(prep, anchor, a.batch_size)
-    extra = ranges.ranges(stats, a.method, a.percentile, ranges.full_range_tensors(prepped))
-    covered, widened = ranges.cover(tensor_ranges, extra)
-    done.anchor_faces = anchor.inputs()
+    covered, widened = ranges.cover(tensor_ranges, ranges.ranges(stats, a.method, a.percentile, full))
     done.anchor = {"source": anchor.source, "widened": widened, "tensors": len(covered), **anchor.cache_key()}
     print(f"anchor: every range also covers {len(anchor)} faces of {anchor.source} ({widened} of {len(covered)} "
           "tensors widened; --anchor none for the calibration faces' ranges alone)")
@@ -206,7 +204,7 @@ def _cut_at(flag: str, cut: str, prepped: Any, always: list[str]) -> list[str]:
 
 
 def _trt_plan(a: argparse.Namespace, prep: Path, prepped: Any, tensor_ranges: dict[str, Any], calib: Any,
-              done: _Quantized, tmp: Path) -> list[str]:
+              anchor: Any, done: _Quantized, tmp: Path) -> list[str]:
     """The float layers of the trt artifact: the user's --keep-float, the classifier head, and the
     layers before the cut --trt-plan names or chooses by accuracy (calibration.trt_plan)."""
     import numpy as np
@@ -230,15 +228,15 @@ def _trt_plan(a: argparse.Namespace, prep: Path, prepped: Any, tensor_ranges: di
     bound = a.max_dprob / 4
     progress = None if a.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     x = calib.inputs()[:128]
-    if done.anchor_faces is not None:  # real faces beside the calibration ones, which may be far from real
-        x = np.concatenate([x, done.anchor_faces])
+    faces = f"{len(x)} calibration"
+    if anchor is not None:  # real faces beside the calibration ones, which may be far from real
+        x = np.concatenate([x, anchor.inputs()])
+        faces += f" and {len(anchor)} anchor"
     best = trt_plan.choose(cands, build, prep, x, bound, progress)
-    faces = f"{min(len(calib), 128)} calibration" + (f" and {len(x) - min(len(calib), 128)} anchor"
-                                                     if done.anchor_faces is not None else "")
     print(f"trt plan (chosen by accuracy: the earliest cut within max |Δp| {bound:g} of fp32 on {faces} faces; "
           "TensorRT's speed is not measured here):")
-    print(trt_plan.format_candidates(cands, best))
-    done.trt_plan = trt_plan.to_dict(cands, best)
+    print(cpu_plan.format_candidates(cands, best))
+    done.trt_plan = {"mode": "auto", "cut": best.cut, "candidates": [c.to_dict() for c in cands]}
     return best.float_nodes
 
 
@@ -315,7 +313,6 @@ class _Quantized:
     plan: dict[str, Any] = field(default_factory=dict)  # the cpu target's measured plans and the choice
     trt_plan: dict[str, Any] = field(default_factory=dict)  # the trt target's plans and the choice
     anchor: dict[str, Any] = field(default_factory=dict)  # the faces every range also covers (--anchor)
-    anchor_faces: Any = None  # their network inputs, which the trt plan is also checked on
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str], dict[str, Path]]:
@@ -361,11 +358,12 @@ def _calibrate_and_quantize(a: argparse.Namespace, targets: list[str], outs: dic
         prep = qdq.preprocess(a.onnx, tmp / "prep.onnx")
         prepped = onnx.load(str(prep))
         stats = ranges.collect(prep, calib, a.batch_size, None if a.quiet else _bar)
-        tensor_ranges = ranges.ranges(stats, a.method, a.percentile, ranges.full_range_tensors(prepped))
+        full = ranges.full_range_tensors(prepped)
+        tensor_ranges = ranges.ranges(stats, a.method, a.percentile, full)
         if anchor is not None:
-            tensor_ranges = _anchored(a, prep, prepped, anchor, tensor_ranges, done)
+            tensor_ranges = _anchored(a, prep, full, anchor, tensor_ranges, done)
         if a.headroom != 1:
-            tensor_ranges = ranges.widen(tensor_ranges, a.headroom, ranges.full_range_tensors(prepped))
+            tensor_ranges = ranges.widen(tensor_ranges, a.headroom, full)
         done.keep = qdq.resolve_keep_float(prepped, [s for s in items if s != "auto"], str(a.onnx))
         if a.sensitivity or "auto" in items:
             done.sensitivity = _sensitivity(prep, calib, targets[0], tensor_ranges, a, tmp)
@@ -379,7 +377,7 @@ def _calibrate_and_quantize(a: argparse.Namespace, targets: list[str], outs: dic
             if t == "cpu" and a.cpu_quantizer == "jrc":
                 keep = _cpu_plan(a, prepped, tensor_ranges, calib, done)
             elif t == "trt":
-                keep = _trt_plan(a, prep, prepped, tensor_ranges, calib, done, tmp)
+                keep = _trt_plan(a, prep, prepped, tensor_ranges, calib, anchor, done, tmp)
             info = qdq.quantize(prep, outs[t], calib, t, tensor_ranges, keep, _vnni(a),
                                 generic=t == "cpu" and a.cpu_quantizer == "ort")
             if t == "cpu" and done.plan:
@@ -433,10 +431,9 @@ def _report(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], ca
 
     bad = report.violations(rows, a.max_auc_drop, a.max_dprob)
     rejected = {r.name: str(_reject(Path(r.path))) for r in bad}
-    payload = {"source": str(a.onnx), "targets": targets, "method": a.method,
-               "headroom": a.headroom,
-               "keep_float": done.keep,
-               "calibration": {"source": calib.source, **calib.cache_key()}, "anchor": done.anchor or None,
+    payload = {"source": str(a.onnx), "targets": targets, "method": a.method, "headroom": a.headroom,
+               "keep_float": done.keep, "calibration": {"source": calib.source, **calib.cache_key()},
+               "anchor": done.anchor or None,
                "eval": {"source": evalset.source, **evalset.cache_key()},
                "rows": [r.to_dict() for r in rows], "max_auc_drop": a.max_auc_drop, "passed": not bad,
                "rejected": rejected, "speed": timing, "sensitivity": [r.to_dict() for r in done.sensitivity],

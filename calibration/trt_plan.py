@@ -17,7 +17,7 @@ faces was 1.4-2.5 times the one on the calibration faces (``docs/measurements.md
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -40,22 +40,3 @@ def choose(cands: Sequence[Candidate], build: Callable[[Candidate], Path], refer
         if c.max_dprob <= max_dprob:
             return c
     return cands[-1]
-
-
-def format_candidates(cands: Sequence[Candidate], best: Candidate) -> str:
-    """One line per candidate: its cut, share of MACs in float and max |Δp| (``-``: not measured)."""
-    lines = [f"{'cut (float before it)':44s} {'MACs float':>10s} {'max|Δp| calib':>14s}"]
-    for c in cands:
-        cut = c.cut if len(c.cut) <= 44 else "…" + c.cut[-43:]
-        dp = "-" if np.isnan(c.max_dprob) else f"{c.max_dprob:.4f}"
-        lines.append(f"{cut:44s} {c.macs_float:>9.0%} {dp:>14s}" + (" ←" if c is best else ""))
-    return "\n".join(lines)
-
-
-def to_dict(cands: Sequence[Candidate], best: Candidate) -> dict[str, Any]:
-    """The plan as the report and the artifact's quantization record keep it."""
-    return {"mode": "auto", "cut": best.cut,
-            "candidates": [{"cut": c.cut, "macs_float": round(c.macs_float, 4),
-                            **({} if np.isnan(c.max_dprob) else {"max_dprob": round(c.max_dprob, 6),
-                                                                 "mean_dprob": round(c.mean_dprob, 6)})}
-                           for c in cands]}

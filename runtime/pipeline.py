@@ -4,9 +4,10 @@ Each stage runs in its own thread and hands work on through a small bounded queu
 stays flat however long the run, and a slow stage slows the ones before it instead of piling up
 frames. A live source drops frames at its grabber instead (:mod:`runtime.sources`): its faces stage
 takes the newest frame from the grabber itself, with no decode thread between them, and its lane
-holds two frames, so nothing stale waits in the chain. The faces stage hands its frames to this camera's lane of the one inference stage
-(:class:`runtime.batcher.Batcher`), which batches faces across cameras and hands results back in
-each camera's frame order; :class:`runtime.loop.FrameLoop` sets the chain up and owns the outputs.
+holds two frames, so nothing stale waits in the chain. The faces stage hands its frames to this
+camera's lane of the one inference stage (:class:`runtime.batcher.Batcher`), which batches faces
+across cameras and hands results back in each camera's frame order; :class:`runtime.loop.FrameLoop`
+sets the chain up and owns the outputs.
 """
 
 from __future__ import annotations

@@ -184,9 +184,10 @@ def test_grey_calibration_faces_hold_real_colour_faces_with_the_defaults(trained
     plan = default["trt_plan"]
     cuts = [c["cut"] for c in plan["candidates"]]
     chosen = cuts.index(plan["cut"])
-    assert plan["mode"] == "auto" and 0 < chosen and plan["candidates"][chosen]["max_dprob"] <= 0.05 / 4
-    assert all(c["max_dprob"] > 0.05 / 4 for c in plan["candidates"][:chosen])
-    assert all("max_dprob" not in c for c in plan["candidates"][chosen + 1:])  # the search stopped there
+    measured = [c["max_dprob_calibration"] for c in plan["candidates"]]
+    assert plan["mode"] == "auto" and 0 < chosen and measured[chosen] <= 0.05 / 4
+    assert all(m > 0.05 / 4 for m in measured[:chosen])
+    assert all(m is None for m in measured[chosen + 1:])  # the search stopped there
     for name, target in (("detect.int8-cpu.onnx", "cpu"), ("detect.int8.onnx", "trt")):
         props = {p.key: p.value for p in onnx.load(str(tmp_path / "default" / name)).metadata_props}
         quant = json.loads(props[QUANT_KEY])
