@@ -151,7 +151,6 @@ class Pipeline:
         self.keep_images = keep_images
         self.times = StageTimes()
         self.decoded = 0
-        self._q1: queue.Queue[Any] = queue.Queue(queue_frames)
         self._q2 = lane  # this camera's lane into the shared inference stage (runtime.batcher)
         self._abort = threading.Event()
         self.error: BaseException | None = None
@@ -160,6 +159,8 @@ class Pipeline:
         # a live source has a grabber thread of its own that keeps the newest frame: the faces stage
         # takes frames from it directly (a decode thread between them would only hold a stale one)
         stages = (("faces", self._faces),) if source.live else (("decode", self._decode), ("faces", self._faces))
+        # the decode thread's frames for the faces stage (files only)
+        self._q1: queue.Queue[Any] | None = None if source.live else queue.Queue(queue_frames)
         self._frames = self._live_frames() if source.live else self._queued_frames()
         self._threads = [threading.Thread(target=self._guard, args=(fn,), name=f"jrc-{name}", daemon=True)
                          for name, fn in stages]
@@ -227,16 +228,20 @@ class Pipeline:
             yield frame
 
     def _decode(self) -> None:
+        q = self._q1
+        assert q is not None, "a live source has no decode thread"
         for frame in self._read():
-            if not self._put(self._q1, frame):
+            if not self._put(q, frame):
                 return
         if not self._abort.is_set():
-            self._put(self._q1, _END)
+            self._put(q, _END)
 
     def _queued_frames(self) -> Iterator[Any]:
         """A file's frames, from the decode thread's queue; then _END, or _ABORT once torn down."""
+        q = self._q1
+        assert q is not None, "a live source has no decode queue"
         while True:
-            item = self._get(self._q1)
+            item = self._get(q)
             yield item
             if item is _ABORT or item is _END:
                 return
