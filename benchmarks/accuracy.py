@@ -212,7 +212,7 @@ COLUMNS = [("label", "artifact"), ("backend", "backend"), ("precision", "prec"),
 
 def print_report(result: dict[str, Any]) -> None:
     d, m = result["data"], result["machine"]
-    print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, threads={result['settings']['threads']}; "
+    print(f"machine: {report.describe_cpu(m)}, {m['usable_cores']} usable cores, threads={result['settings']['threads']}; "
           f"data {d['spec']}: {d['faces']} faces ({d['fake']} fake)")
     print(report.table(result["results"], COLUMNS, digits=4))
     print(f"(FAR@thr: false-alarm rate, the share of the {d['faces'] - d['fake']} real faces with "

@@ -273,7 +273,7 @@ def print_report(result: dict[str, Any]) -> None:
         rows.append({**r, "speedup": f"{s['median']:.2f}×" if s else None,
                      "rss_peak_delta_mb": r.get("device_delta_mb", r.get("rss_peak_delta_mb"))})
     m = result["machine"]
-    print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, threads={result['settings']['threads']}; "
+    print(f"machine: {report.describe_cpu(m)}, {m['usable_cores']} usable cores, threads={result['settings']['threads']}; "
           f"{result['settings']['runs']} interleaved runs after {result['settings']['warmup']} warm-up rounds")
     print(report.table(rows, COLUMNS))
     for r in result["results"]:

@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_result(res: dict[str, Any]) -> None:
     m, s, t = res["machine"], res["settings"], res["result"]
-    print(f"{m['cpu']} ({', '.join(m.get('cpu_flags', [])) or 'no SIMD flags read'}), {m['usable_cores']} cores, "
+    print(f"{report.describe_cpu(m)}, {m['usable_cores']} cores, "
           f"load {m.get('loadavg_1m')}; {s['cameras']} cameras of {s['size']}, {s['viewers']} viewers at "
           f"--web-fps {s['web_fps']}, {t['rounds']} rounds of {s['window']} s windows")
     print(report.table(res["windows"], [("round", "round"), ("kind", "viewers"), ("fps", "frames/s"),

@@ -310,7 +310,7 @@ def summarize(rounds: list[dict[str, Any]], backend: dict[str, Any]) -> dict[str
 # --- output ----------------------------------------------------------------------------------
 def print_report(result: dict[str, Any]) -> None:
     s, m, c = result["settings"], result["machine"], result["classifier"]
-    print(f"machine: {m['cpu']}, {m['usable_cores']} usable cores, threads={s['threads']}; source {s['source']}; "
+    print(f"machine: {report.describe_cpu(m)}, {m['usable_cores']} usable cores, threads={s['threads']}; source {s['source']}; "
           f"median of {s['repeats']} rounds")
     rows = [{**r, **{f"s_{k}": v for k, v in r["stage_ms"].items()}} for r in result["results"]]
     cols = [("config", "configuration"), ("frames", "frames"), ("faces", "faces"), ("fps", "frames/s"),

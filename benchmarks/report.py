@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from runtime import cpu
 from runtime.errors import UserError
 from runtime.fileio import write_atomic
 from runtime.pipeline import usable_cores
@@ -23,42 +24,23 @@ def artifact_labels(paths: Sequence[str | Path]) -> dict[str, str]:
     return {str(p): (f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(paths, names)}
 
 
-def cpu_name() -> str:
-    """The CPU model (``lscpu``'s "Model name"), or the board on a Jetson."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        return Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")
-    except OSError:
-        return platform.processor() or platform.machine()
-
-
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp")
 
 
 def cpu_flags() -> list[str]:
-    """The CPU's vector-instruction flags that decide inference speed (AVX2, AVX-512, VNNI; NEON's
-    asimd on ARM), from /proc/cpuinfo."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return []
-    have: set[str] = set()
-    for line in text.splitlines():
-        if line.lower().startswith(("flags", "features")):
-            have.update(line.split(":", 1)[1].split())
+    """The vector-instruction flags that decide inference speed (AVX2, AVX-512, VNNI; NEON's asimd on
+    ARM), as this process sees them (a CPUID mask hides some: :mod:`runtime.cpu`)."""
+    have = cpu.flags()
     return [f for f in SIMD_FLAGS if f in have]
 
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (the same dict goes into every JSON report)."""
-    d: dict[str, Any] = {"cpu": cpu_name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+    d: dict[str, Any] = {"cpu": cpu.name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
                          "usable_cores": usable_cores(), "arch": platform.machine(), "os": platform.platform(),
                          "python": platform.python_version()}
+    if cpu.mask():
+        d["cpuid_mask"] = cpu.mask()  # the flags are the masked CPU's: benchmarks.cpu_mask
     try:
         d["loadavg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
@@ -68,6 +50,13 @@ def machine() -> dict[str, Any]:
         if m is not None:
             d[mod] = getattr(m, "__version__", "?")
     return d
+
+
+def describe_cpu(machine_info: dict[str, Any]) -> str:
+    """The CPU of a report in a few words: its name, its SIMD flags, and a CPUID mask when one was on."""
+    flags = ", ".join(machine_info.get("cpu_flags", [])) or "no SIMD flags read"
+    mask = machine_info.get("cpuid_mask")
+    return f"{machine_info.get('cpu', '?')} ({flags}{f'; CPUID masked to {mask}' if mask else ''})"
 
 
 def busy_note(machine_info: dict[str, Any], threads: int) -> str | None:

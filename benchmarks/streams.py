@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def print_rows(res: dict[str, Any]) -> None:
     m = res["machine"]
-    print(f"{m['cpu']} ({', '.join(m.get('cpu_flags', [])) or 'no SIMD flags read'}), {m['usable_cores']} cores, "
+    print(f"{report.describe_cpu(m)}, {m['usable_cores']} cores, "
           f"load {m.get('loadavg_1m')}; {res['settings']['frames']} frames of {res['settings']['size']} per camera")
     print(report.table(res["rows"], [("cameras", "N"), ("one_fps", "one process fps"),
                                      ("separate_fps", "N processes fps"), ("fps_ratio", "ratio"),

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from runtime import cpu
 from runtime.errors import UserError
 from runtime.meta import Meta, sha256_file
 
@@ -33,19 +34,6 @@ TARGETS = ("trt", "cpu")
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 TRT_OPS = WEIGHTED_OPS + ("Add",)
 MIN_ORT = (1, 17)  # TensorQuantOverrides with rmin/rmax
-
-
-def has_vnni(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True when the CPU has an 8-bit dot-product instruction (AVX512-VNNI or AVX-VNNI)."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags = set(line.split(":", 1)[-1].split())
-            return bool(flags & {"avx512_vnni", "avx_vnni"})
-    return False
 
 
 def _tools_without_torch() -> None:
@@ -135,7 +123,7 @@ def config(target: str, vnni: bool | None = None) -> dict[str, Any]:
                      OpTypesToExcludeOutputQuantization=list(TRT_OPS))
         return dict(common, activation_type=QuantType.QInt8, reduce_range=False,
                     op_types_to_quantize=list(TRT_OPS), extra_options=extra)
-    vnni = has_vnni() if vnni is None else vnni
+    vnni = cpu.has_vnni() if vnni is None else vnni
     return dict(common, activation_type=QuantType.QUInt8, reduce_range=not vnni, extra_options=extra)
 
 
@@ -213,7 +201,7 @@ def cpu_model(model: Any, tensor_ranges: dict[str, tuple[float, float]], keep_fl
     if opset < 13:
         raise UserError(f"the model uses ONNX opset {opset}; per-channel Q/DQ needs opset 13 or newer: "
                         "re-export it with python -m export.onnx (opset 17)")
-    vnni = has_vnni() if vnni is None else vnni
+    vnni = cpu.has_vnni() if vnni is None else vnni
     padded, widened = channel_pad.pad_depthwise(model)
     try:
         qmodel, plan = cpu_graph.build(padded, tensor_ranges, keep_float, reduce_range=not vnni)

@@ -11,24 +11,13 @@ layout changes; :mod:`calibration.kernels`).
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from calibration.qdq import has_vnni
-
-
-def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
-    try:
-        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from runtime import cpu
 
 
 def _session(path: str | Path | bytes, threads: int) -> Any:
@@ -73,7 +62,7 @@ def compare(artifacts: Sequence[tuple[str, str | Path]], input_name: str, size: 
     sessions = [(name, _session(path, threads)) for name, path in artifacts]
     rng = np.random.default_rng(seed)
     ref = artifacts[0][0]
-    result: dict[str, Any] = {"cpu": cpu_name(), "vnni": has_vnni(), "rounds": rounds, "threads": threads or "default",
+    result: dict[str, Any] = {"cpu": cpu.name(), "vnni": cpu.has_vnni(), "cpuid_mask": cpu.mask(), "rounds": rounds, "threads": threads or "default",
                               "reference": ref, "batches": {}}
     for b in batches:
         x = rng.standard_normal((b, 3, size, size)).astype(np.float32)
@@ -94,8 +83,9 @@ def compare(artifacts: Sequence[tuple[str, str | Path]], input_name: str, size: 
 
 def format_speed(result: dict[str, Any]) -> str:
     ref = result["reference"]
-    lines = [f"CPU speed ({result['cpu']}; VNNI: {'yes' if result['vnni'] else 'no'}; {result['rounds']} interleaved "
-             "rounds, medians):"]
+    masked = f", CPUID masked to {result['cpuid_mask']}" if result.get("cpuid_mask") else ""
+    lines = [f"CPU speed ({result['cpu']}; VNNI: {'yes' if result['vnni'] else 'no'}{masked}; {result['rounds']} "
+             "interleaved rounds, medians):"]
     for b, per in result["batches"].items():
         cells = ", ".join(f"{name} {v['median_ms']:.2f} ms ({v['speedup']:.2f}× {ref} speed)" for name, v in per.items())
         lines.append(f"  batch {b}: {cells}")

@@ -28,6 +28,7 @@ from typing import Tuple
 import cv2
 import numpy as np
 
+from runtime import cpu
 from runtime.detection import Detection
 from runtime.errors import missing_dependency
 from runtime.faces import make_detector
@@ -101,7 +102,7 @@ def cache_key(frames: list[tuple[str, np.ndarray, dict[str, int]]], model_dir: P
     from runtime.faces_cnn import BUNDLED
 
     h = hashlib.sha256(f"jrc-sample-faces {_CACHE_FORMAT} {DEFAULT_DETECTOR} np {np.__version__} "
-                       f"cv2 {cv2.__version__} {platform.machine()} {_cpu_flags()}".encode())
+                       f"cv2 {cv2.__version__} {platform.machine()} {' '.join(sorted(cpu.flags()))}".encode())
     for lib in ("onnxruntime",):
         try:
             h.update(f" {lib} {version(lib)}".encode())
@@ -116,15 +117,6 @@ def cache_key(frames: list[tuple[str, np.ndarray, dict[str, int]]], model_dir: P
     for fid, frame, opts in frames:
         h.update(f"{fid} {frame.shape} {sorted(opts.items())}".encode() + frame.tobytes())
     return h.hexdigest()[:32]
-
-
-def _cpu_flags() -> str:
-    """The CPU's feature flags where the OS lists them (kernels, so float results, follow them)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        return ""
 
 
 def _read_cache(path: Path, n: int) -> list[Detection | None] | None:

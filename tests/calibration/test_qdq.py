@@ -181,19 +181,6 @@ def test_preprocess_without_torch_gives_the_same_graph(work: dict) -> None:
     assert out.read_bytes() == work["prep"].read_bytes()
 
 
-def test_has_vnni_reads_cpu_flags(tmp_path: Path) -> None:
-    from calibration.qdq import has_vnni
-
-    info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
-    assert not has_vnni(str(info))
-    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
-    assert has_vnni(str(info))
-    info.write_text("flags\t\t: fpu avx2 avx_vnni\n")
-    assert has_vnni(str(info))
-    assert not has_vnni(str(tmp_path / "missing"))
-
-
 def test_ranges_methods_on_known_distributions() -> None:
     from calibration.ranges import TensorStats
 

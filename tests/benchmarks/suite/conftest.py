@@ -78,6 +78,6 @@ def backend(engine_path, resolve):
 
 @pytest.fixture
 def device_info() -> dict[str, str]:
-    from benchmarks.report import cpu_name
+    from runtime.cpu import name as cpu_name
 
     return {"device": cpu_name(), "threads": str(threads())}

@@ -1,0 +1,106 @@
+"""Run a command as a CPU without VNNI would run it: a CPUID mask for one process tree.
+
+    python -m benchmarks.cpu_mask [--as avx2|avx512] -- python -m benchmarks.latency --engine ...
+
+ONNX Runtime picks its int8 and float kernels from what CPUID reports (VNNI dot products, AVX-512,
+AVX2). To measure what a CPU without VNNI gets from an INT8 model on a machine that has it, this
+compiles ``benchmarks/cpuid_mask.c`` with the system's C compiler and preloads it into the command:
+CPUID then reports the real CPU less AVX-512 and VNNI (``avx2``, the default: Zen 2/3, Intel client
+cores before Alder Lake) or less VNNI alone (``avx512``: Skylake-SP). Every library in the command
+and its children sees the masked CPU, and so do this project's reports (``runtime.cpu``: the flags,
+the VNNI check that picks 7-bit weights, the ``cpuid_mask`` field of every JSON).
+
+What it measures is the masked CPU's code path on this CPU's cores, not another CPU: cores with
+narrower vector units (Zen 1 splits 256-bit instructions in two) or other cache sizes give other
+times, so report it as what it is. It needs Linux on x86-64 with CPUID faulting (the ``cpuid_fault``
+flag: Intel since Ivy Bridge, recent AMD) and a C compiler (``cc``, or ``$CC``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from runtime import cpu
+from runtime.errors import UserError, run_cli
+
+PROG = "benchmarks.cpu_mask"
+SOURCE = Path(__file__).with_name("cpuid_mask.c")
+
+
+def unsupported_reason() -> str | None:
+    """Why a CPUID mask cannot work here, or None when it can."""
+    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"a CPUID mask needs Linux on x86-64 (this is {platform.system()} on {platform.machine()})"
+    if "cpuid_fault" not in cpu.listed_flags():
+        return "this CPU or kernel offers no CPUID faulting (no cpuid_fault flag in /proc/cpuinfo)"
+    return None
+
+
+def compiler() -> str:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc or not shutil.which(cc):
+        raise UserError(f"no C compiler ({os.environ.get('CC') or 'cc'} not found): the CPUID mask is compiled "
+                        "from benchmarks/cpuid_mask.c; install one (apt-get install gcc) or set CC")
+    return cc
+
+
+def build(out_dir: Path) -> Path:
+    """The mask as a shared library in ``out_dir``."""
+    lib = out_dir / "cpuid_mask.so"
+    cc = compiler()
+    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(SOURCE)], capture_output=True, text=True)
+    if r.returncode != 0:
+        first = next((line for line in r.stderr.splitlines() if "error" in line), r.stderr.strip()[:200])
+        raise UserError(f"{SOURCE}: {cc} could not compile the CPUID mask ({first}); check the compiler")
+    return lib
+
+
+def environment(lib: Path, level: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The command's environment: the mask preloaded, its level named; Python's fault handler off
+    (it would take the SIGSEGV by which the mask answers CPUID)."""
+    env = dict(os.environ if base is None else base)
+    env["LD_PRELOAD"] = " ".join(p for p in (str(lib), env.get("LD_PRELOAD", "")) if p)
+    env[cpu.MASK_ENV] = level
+    env.pop("PYTHONFAULTHANDLER", None)
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog=f"python -m {PROG}",
+                                 description="run a command as a CPU without VNNI (or without AVX-512) would",
+                                 epilog="example: python -m benchmarks.cpu_mask -- python -m benchmarks.latency "
+                                        "--engine runs/edge224/detect.onnx --threads 1")
+    ap.add_argument("--as", dest="level", choices=sorted(cpu.MASK_LEVELS), default="avx2",
+                    help="what CPUID reports: " + "; ".join(f"{k}: {v}" for k, v in cpu.MASK_LEVELS.items())
+                    + " (default avx2)")
+    ap.add_argument("command", nargs=argparse.REMAINDER, help="the command to run, after --")
+    a = ap.parse_args(argv)
+    cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+    if not cmd:
+        raise UserError("no command given: put it after --, e.g. -- python -m benchmarks.latency --engine "
+                        "detect.onnx", exit_code=2)
+    if shutil.which(cmd[0]) is None:
+        raise UserError(f"{cmd[0]}: command not found; give the program to run after --", exit_code=2)
+    reason = unsupported_reason()
+    if reason:
+        raise UserError(f"{reason}; measure on a CPU without VNNI instead")
+    with tempfile.TemporaryDirectory(prefix="jrc-cpuid-") as tmp:
+        env = environment(build(Path(tmp)), a.level)
+        probe = subprocess.run([sys.executable, "-c", "pass"], env=env, capture_output=True, text=True)
+        if probe.returncode != 0:
+            why = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
+            raise UserError(f"the CPUID mask did not start ({why}); measure on a CPU without VNNI instead")
+        print(f"{PROG}: CPUID reports {cpu.MASK_LEVELS[a.level]}; this CPU's cores run that CPU's code path "
+              f"({cpu.MASK_ENV}={a.level})", file=sys.stderr, flush=True)
+        return subprocess.run(cmd, env=env).returncode
+
+
+if __name__ == "__main__":
+    run_cli(main, PROG)

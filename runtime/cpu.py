@@ -1,0 +1,80 @@
+"""What this process's CPU offers: its name and the feature flags that decide which kernels run.
+
+The flags are those /proc/cpuinfo lists, less any a CPUID mask hides from this process
+(``python -m benchmarks.cpu_mask``, which sets ``JRC_CPUID_MASK`` to the level it emulates): under
+a mask, ONNX Runtime, numpy and every other library see the masked CPU, so reports, the quantizer's
+choice of weight bits and cache keys must see it too.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+CPUINFO = "/proc/cpuinfo"
+MASK_ENV = "JRC_CPUID_MASK"
+
+# Linux's names for the 8-bit dot-product and matrix extensions a CPU without VNNI lacks
+_VNNI_AND_LATER = frozenset({"avx512_vnni", "avx_vnni", "avx_vnni_int8", "avx_vnni_int16", "avx512_bf16",
+                             "avx512_fp16", "avx512_vp2intersect", "amx_bf16", "amx_int8", "amx_tile",
+                             "amx_fp16", "avx_ifma", "avx_ne_convert"})
+# Levels a mask emulates, each with a description: what it hides is decided by hidden()
+MASK_LEVELS = {
+    "avx2": "AVX2 and FMA, no AVX-512 and no VNNI (e.g. Zen 2/3, Haswell to Comet Lake)",
+    "avx512": "AVX-512 F/BW/VL/DQ/CD without VNNI (e.g. Skylake-SP)",
+}
+_AVX512_BASE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"})
+
+
+def mask() -> str | None:
+    """The level a CPUID mask emulates for this process (``JRC_CPUID_MASK``), or None."""
+    level = os.environ.get(MASK_ENV, "").strip()
+    return level if level in MASK_LEVELS else None
+
+
+def hidden(level: str | None, flags: set[str]) -> set[str]:
+    """Which of ``flags`` a mask of ``level`` hides."""
+    if level == "avx2":
+        return {f for f in flags if f.startswith(("avx512", "amx")) or f in _VNNI_AND_LATER}
+    if level == "avx512":
+        return {f for f in flags if (f.startswith(("avx512", "amx")) and f not in _AVX512_BASE)
+                or f in _VNNI_AND_LATER}
+    return set()
+
+
+def listed_flags(cpuinfo: str = CPUINFO) -> set[str]:
+    """Every flag /proc/cpuinfo lists for the first CPU ("flags" on x86, "Features" on ARM)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            return set(line.split(":", 1)[-1].split())
+    return set()
+
+
+def flags(cpuinfo: str = CPUINFO) -> set[str]:
+    """The flags this process sees: those listed, less any a CPUID mask hides."""
+    have = listed_flags(cpuinfo)
+    return have - hidden(mask(), have)
+
+
+def has_vnni(cpuinfo: str = CPUINFO) -> bool:
+    """True when the CPU has an 8-bit dot-product instruction (AVX512-VNNI or AVX-VNNI)."""
+    return bool(flags(cpuinfo) & {"avx512_vnni", "avx_vnni"})
+
+
+def name(cpuinfo: str = CPUINFO) -> str:
+    """The CPU model (``lscpu``'s "Model name"), or the board on a Jetson."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        return Path("/proc/device-tree/model").read_text(errors="replace").strip("\x00\n ")
+    except OSError:
+        return platform.processor() or platform.machine()
