@@ -22,11 +22,26 @@ from runtime.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "runtime" / "assets" / "jrc_edge_detect.onnx"
-REASON = cpu_mask.unsupported_reason()
-try:
-    cpu_mask.compiler()
-except UserError as e:
-    REASON = REASON or str(e)
+
+
+def _why_not() -> str | None:
+    """Why the mask cannot run on this machine (no CPUID faulting, no compiler, a kernel that refuses)."""
+    import tempfile
+
+    reason = cpu_mask.unsupported_reason()
+    if reason:
+        return reason
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            lib = cpu_mask.build(Path(tmp))
+        except UserError as e:
+            return str(e)
+        r = subprocess.run([sys.executable, "-c", "pass"], env=cpu_mask.environment(lib, "avx2"),
+                           capture_output=True, text=True, timeout=60)
+    return None if r.returncode == 0 else (r.stderr.strip() or f"exit {r.returncode}")
+
+
+REASON = _why_not()
 needs_mask = pytest.mark.skipif(REASON is not None, reason=f"no CPUID mask here: {REASON}")
 
 # what numpy's CPUID probe found, what this project reports, and a model's output (fp32, ONNX Runtime)
