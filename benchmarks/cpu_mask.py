@@ -55,7 +55,7 @@ def build(out_dir: Path) -> Path:
     """The mask as a shared library in ``out_dir``."""
     lib = out_dir / "cpuid_mask.so"
     cc = compiler()
-    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(SOURCE)], capture_output=True, text=True)
+    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(SOURCE), "-ldl"], capture_output=True, text=True)
     if r.returncode != 0:
         first = next((line for line in r.stderr.splitlines() if "error" in line), r.stderr.strip()[:200])
         raise UserError(f"{SOURCE}: {cc} could not compile the CPUID mask ({first}); check the compiler")
@@ -63,12 +63,10 @@ def build(out_dir: Path) -> Path:
 
 
 def environment(lib: Path, level: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The command's environment: the mask preloaded, its level named; Python's fault handler off
-    (it would take the SIGSEGV by which the mask answers CPUID)."""
+    """The command's environment: the mask preloaded, its level named."""
     env = dict(os.environ if base is None else base)
     env["LD_PRELOAD"] = " ".join(p for p in (str(lib), env.get("LD_PRELOAD", "")) if p)
     env[cpu.MASK_ENV] = level
-    env.pop("PYTHONFAULTHANDLER", None)
     return env
 
 
@@ -99,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"the CPUID mask did not start ({why}); measure on a CPU without VNNI instead")
         print(f"{PROG}: CPUID reports {cpu.MASK_LEVELS[a.level]}; this CPU's cores run that CPU's code path "
               f"({cpu.MASK_ENV}={a.level})", file=sys.stderr, flush=True)
-        return subprocess.run(cmd, env=env).returncode
+        code = subprocess.run(cmd, env=env).returncode
+        return 128 - code if code < 0 else code  # killed by a signal: a shell's 128 + its number
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@
  *   avx512  hide VNNI (AVX-512 and AVX forms), BF16/FP16, AMX and the later AVX-512 subsets:
  *           AVX-512 F/CD/BW/DQ/VL without VNNI
  *
+ * A program that installs its own SIGSEGV handler (Python's -X faulthandler, pytest) would take the
+ * faults by which the mask answers CPUID: sigaction() and signal() for SIGSEGV are interposed, so the
+ * mask's handler stays in place and hands every fault that is not a CPUID to the program's handler.
+ *
  * Leaf 7 bits as Intel's SDM vol. 2A (CPUID) and AMD's APM vol. 3 number them.
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
 #include <cpuid.h>
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +41,17 @@
 #define L7S1_EDX_LATER (BIT(4) | BIT(5) | BIT(10))  /* AVX-VNNI-INT8, AVX-NE-CONVERT, AVX-VNNI-INT16 */
 
 static int level; /* 1: avx2, 2: avx512 */
+static int installed;
+static struct sigaction program_handler; /* what the program asked SIGSEGV to do (SIG_DFL at start) */
+
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+
+static int real_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    static sigaction_fn next;
+    if (next == NULL)
+        next = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+    return next(sig, act, old);
+}
 
 static void set_faulting(int on) { syscall(SYS_arch_prctl, ARCH_SET_CPUID, on ? 0 : 1); }
 
@@ -53,13 +69,27 @@ static void masked_cpuid(unsigned leaf, unsigned sub, unsigned r[4]) {
     }
 }
 
+/* A fault that is not a CPUID: what the program asked for, or the default (the process dies). */
+static void pass_on(int sig, siginfo_t *info, void *context) {
+    struct sigaction h = program_handler;
+    if (h.sa_flags & SA_SIGINFO) {
+        h.sa_sigaction(sig, info, context);
+    } else if (h.sa_handler != SIG_DFL && h.sa_handler != SIG_IGN) {
+        h.sa_handler(sig);
+    } else {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        real_sigaction(sig, &dfl, NULL); /* returning re-runs the faulting instruction, which now kills */
+    }
+}
+
 static void on_fault(int sig, siginfo_t *info, void *context) {
-    (void)info;
     ucontext_t *uc = context;
     greg_t *g = uc->uc_mcontext.gregs;
     const unsigned char *ip = (const unsigned char *)g[REG_RIP];
-    if (ip[0] != 0x0f || ip[1] != 0xa2) { /* not CPUID: a real fault, let it crash as it would */
-        signal(sig, SIG_DFL);
+    if (info->si_code <= 0 || ip[0] != 0x0f || ip[1] != 0xa2) { /* sent by a process, or not CPUID */
+        pass_on(sig, info, context);
         return;
     }
     unsigned r[4];
@@ -69,6 +99,28 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
     g[REG_RCX] = r[2];
     g[REG_RDX] = r[3];
     g[REG_RIP] += 2;
+}
+
+/* The program's SIGSEGV handler is kept aside; the mask's stays installed. */
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    if (sig != SIGSEGV || !installed)
+        return real_sigaction(sig, act, old);
+    if (old != NULL)
+        *old = program_handler;
+    if (act != NULL)
+        program_handler = *act;
+    return 0;
+}
+
+sighandler_t signal(int sig, sighandler_t handler) {
+    struct sigaction act, old;
+    memset(&act, 0, sizeof act);
+    act.sa_handler = handler;
+    act.sa_flags = SA_RESTART;
+    sigemptyset(&act.sa_mask);
+    if (sigaction(sig, &act, &old) != 0)
+        return SIG_ERR;
+    return old.sa_handler;
 }
 
 __attribute__((constructor)) static void install(void) {
@@ -83,8 +135,10 @@ __attribute__((constructor)) static void install(void) {
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, NULL) != 0 || syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0) {
+    program_handler.sa_handler = SIG_DFL;
+    if (real_sigaction(SIGSEGV, &sa, NULL) != 0 || syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0) {
         fprintf(stderr, "cpuid mask: this CPU or kernel offers no CPUID faulting (arch_prctl ARCH_SET_CPUID)\n");
         _exit(3);
     }
+    installed = 1;
 }

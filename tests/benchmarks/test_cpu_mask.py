@@ -108,6 +108,20 @@ def test_the_command_exit_status_passes_through() -> None:
 
 
 @needs_mask
+def test_a_program_with_its_own_fault_handler_still_sees_the_mask_and_its_faults() -> None:
+    """Python's fault handler (pytest turns it on) installs a SIGSEGV handler after the mask: the mask
+    keeps answering CPUID, and a real fault still reaches the program's handler, then kills."""
+    code = ("import faulthandler, numpy as np, ctypes; assert faulthandler.is_enabled(); "
+            "print('AVX512F', bool(np._core._multiarray_umath.__cpu_features__['AVX512F']), flush=True); "
+            "ctypes.string_at(0)")
+    r = subprocess.run([sys.executable, "-m", "benchmarks.cpu_mask", "--", sys.executable, "-X", "faulthandler",
+                        "-c", code], capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=60)
+    assert r.stdout.split() == ["AVX512F", "False"]
+    assert "Fatal Python error: Segmentation fault" in r.stderr and "string_at" in r.stderr
+    assert r.returncode == 128 + 11  # killed by SIGSEGV, reported as a shell does
+
+
+@needs_mask
 def test_the_library_refuses_an_unknown_level(tmp_path: Path) -> None:
     lib = cpu_mask.build(tmp_path)
     env = {**cpu_mask.environment(lib, "avx2", _env()), cpu.MASK_ENV: "avx3"}
