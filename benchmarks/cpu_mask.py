@@ -6,9 +6,12 @@ ONNX Runtime picks its int8 and float kernels from what CPUID reports (VNNI dot 
 AVX2). To measure what a CPU without VNNI gets from an INT8 model on a machine that has it, this
 compiles ``benchmarks/cpuid_mask.c`` with the system's C compiler and preloads it into the command:
 CPUID then reports the real CPU less AVX-512 and VNNI (``avx2``, the default: Zen 2/3, Intel client
-cores before Alder Lake) or less VNNI alone (``avx512``: Skylake-SP). Every library in the command
-and its children sees the masked CPU, and so do this project's reports (``runtime.cpu``: the flags,
-the VNNI check that picks 7-bit weights, the ``cpuid_mask`` field of every JSON).
+cores Haswell to Comet Lake) or less VNNI and the later AVX-512 subsets (``avx512``: Skylake-SP).
+Libraries in the command and its children that ask CPUID when they load (ONNX Runtime, numpy, OpenCV)
+see the masked CPU (glibc's own choices and static programs do not), and so do this project's reports
+(``runtime.cpu``: the flags, the VNNI check that picks 7-bit weights, ``"cpuid_mask"`` in the JSON).
+Before the command starts, a probe checks that the loader really mapped the library (it only warns
+when it cannot, e.g. from a folder mounted noexec).
 
 What it measures is the masked CPU's code path on this CPU's cores, not another CPU: cores with
 narrower vector units (Zen 1 splits 256-bit instructions in two) or other cache sizes give other
@@ -19,19 +22,23 @@ flag: Intel since Ivy Bridge, recent AMD) and a C compiler (``cc``, or ``$CC``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from runtime import cpu
 from runtime.errors import UserError, run_cli
 
 PROG = "benchmarks.cpu_mask"
 SOURCE = Path(__file__).with_name("cpuid_mask.c")
+ROOT = SOURCE.parents[1]  # the probe imports runtime.cpu from here
 
 
 def unsupported_reason() -> str | None:
@@ -43,22 +50,25 @@ def unsupported_reason() -> str | None:
     return None
 
 
-def compiler() -> str:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc or not shutil.which(cc):
-        raise UserError(f"no C compiler ({os.environ.get('CC') or 'cc'} not found): the CPUID mask is compiled "
-                        "from benchmarks/cpuid_mask.c; install one (apt-get install gcc) or set CC")
+def compiler() -> list[str]:
+    """The C compiler's command (``$CC`` may carry arguments: ``ccache gcc``)."""
+    cc = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or "cc"]
+    if shutil.which(cc[0]) is None:
+        raise UserError(f"no C compiler ({cc[0]} not found): the CPUID mask is compiled from "
+                        "benchmarks/cpuid_mask.c; install one (apt-get install gcc) or set CC")
     return cc
 
 
 def build(out_dir: Path) -> Path:
     """The mask as a shared library in ``out_dir``."""
-    lib = out_dir / "cpuid_mask.so"
+    lib = out_dir / cpu.MASK_LIBRARY
     cc = compiler()
-    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(SOURCE), "-ldl"], capture_output=True, text=True)
+    r = subprocess.run([*cc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(SOURCE), "-ldl"],
+                       capture_output=True, text=True)
     if r.returncode != 0:
-        first = next((line for line in r.stderr.splitlines() if "error" in line), r.stderr.strip()[:200])
-        raise UserError(f"{SOURCE}: {cc} could not compile the CPUID mask ({first}); check the compiler")
+        lines = r.stderr.strip().splitlines()
+        first = next((line for line in lines if "error" in line), lines[0] if lines else f"exit {r.returncode}")
+        raise UserError(f"{SOURCE}: {' '.join(cc)} could not compile the CPUID mask ({first}); check the compiler")
     return lib
 
 
@@ -68,6 +78,39 @@ def environment(lib: Path, level: str, base: dict[str, str] | None = None) -> di
     env["LD_PRELOAD"] = " ".join(p for p in (str(lib), env.get("LD_PRELOAD", "")) if p)
     env[cpu.MASK_ENV] = level
     return env
+
+
+# run under the mask, it says whether the loader mapped the library (it only warns when it cannot)
+PROBE = "import sys; from runtime import cpu; sys.exit(0 if cpu.mask_loaded() else 4)"
+
+
+def _folders() -> Iterator[Path]:
+    """Where the library may be built: the temporary folder, then shared memory, then the user's
+    cache. LD_PRELOAD splits on spaces and colons, and a folder mounted noexec cannot map it."""
+    yield Path(tempfile.gettempdir())
+    yield Path("/dev/shm")
+    yield Path.home() / ".cache"
+
+
+@contextlib.contextmanager
+def masked_environment(level: str) -> Iterator[dict[str, str]]:
+    """An environment whose processes run under the mask, checked by starting one; the library is
+    deleted on exit."""
+    reasons = []
+    for folder in _folders():
+        if any(c in str(folder) for c in " \t:") or not folder.is_dir():
+            continue
+        with tempfile.TemporaryDirectory(prefix="jrc-cpuid-", dir=folder) as tmp:
+            env = environment(build(Path(tmp)), level)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+            probe = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True)
+            if probe.returncode == 0:
+                yield environment(Path(tmp) / cpu.MASK_LIBRARY, level)
+                return
+            lines = probe.stderr.strip().splitlines()
+            reasons.append(f"{folder}: {lines[-1] if lines else f'exit {probe.returncode}'}")
+    raise UserError(f"the CPUID mask did not start ({'; '.join(reasons) or 'no folder to build it in'}); "
+                    "measure on a CPU without VNNI instead")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,12 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     reason = unsupported_reason()
     if reason:
         raise UserError(f"{reason}; measure on a CPU without VNNI instead")
-    with tempfile.TemporaryDirectory(prefix="jrc-cpuid-") as tmp:
-        env = environment(build(Path(tmp)), a.level)
-        probe = subprocess.run([sys.executable, "-c", "pass"], env=env, capture_output=True, text=True)
-        if probe.returncode != 0:
-            why = (probe.stderr.strip().splitlines() or [f"exit {probe.returncode}"])[-1]
-            raise UserError(f"the CPUID mask did not start ({why}); measure on a CPU without VNNI instead")
+    with masked_environment(a.level) as env:
         print(f"{PROG}: CPUID reports {cpu.MASK_LEVELS[a.level]}; this CPU's cores run that CPU's code path "
               f"({cpu.MASK_ENV}={a.level})", file=sys.stderr, flush=True)
         code = subprocess.run(cmd, env=env).returncode

@@ -24,19 +24,9 @@ def artifact_labels(paths: Sequence[str | Path]) -> dict[str, str]:
     return {str(p): (f"{Path(p).parent.name}/{n}" if names.count(n) > 1 else n) for p, n in zip(paths, names)}
 
 
-SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp")
-
-
-def cpu_flags() -> list[str]:
-    """The vector-instruction flags that decide inference speed (AVX2, AVX-512, VNNI; NEON's asimd on
-    ARM), as this process sees them (a CPUID mask hides some: :mod:`runtime.cpu`)."""
-    have = cpu.flags()
-    return [f for f in SIMD_FLAGS if f in have]
-
-
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (the same dict goes into every JSON report)."""
-    d: dict[str, Any] = {"cpu": cpu.name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+    d: dict[str, Any] = {"cpu": cpu.name(), "cpu_flags": cpu.simd_flags(), "cores": os.cpu_count(),
                          "usable_cores": usable_cores(), "arch": platform.machine(), "os": platform.platform(),
                          "python": platform.python_version()}
     if cpu.mask():

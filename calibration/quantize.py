@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runtime import cpu
 from runtime.errors import UserError, missing_dependency, run_cli
 
 PROG = "calibration.quantize"
@@ -437,7 +438,8 @@ def _report(a: argparse.Namespace, targets: list[str], outs: dict[str, Path], ca
                "eval": {"source": evalset.source, **evalset.cache_key()},
                "rows": [r.to_dict() for r in rows], "max_auc_drop": a.max_auc_drop, "passed": not bad,
                "rejected": rejected, "speed": timing, "sensitivity": [r.to_dict() for r in done.sensitivity],
-               "cpu_plan": done.plan, "trt_plan": done.trt_plan, "max_dprob": a.max_dprob}
+               "cpu_plan": done.plan, "trt_plan": done.trt_plan, "max_dprob": a.max_dprob,
+               "machine": cpu.describe()}  # the CPU that timed the cpu plan and chose the weight bits
     print(f"report: {report.write_json(outs['report'], payload)}")
     if bad:
         moved = ", ".join(f"{Path(p).name}" for p in rejected.values())

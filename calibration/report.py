@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from runtime import cpu
 from runtime.errors import UserError, run_cli
 
 
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     if args.json:
         write_json(Path(args.json), {"eval": {"source": evalset.source, "samples": len(evalset),
-                                              **evalset.cache_key()}, "rows": [r.to_dict() for r in rows]})
+                                              **evalset.cache_key()}, "rows": [r.to_dict() for r in rows],
+                                     "machine": cpu.describe()})
     if args.max_auc_drop is not None:
         bad = violations(rows, args.max_auc_drop, args.max_dprob)
         if bad:

@@ -8,9 +8,11 @@ choice of weight bits and cache keys must see it too.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 CPUINFO = "/proc/cpuinfo"
 MASK_ENV = "JRC_CPUID_MASK"
@@ -25,20 +27,34 @@ MASK_LEVELS = {
     "avx512": "AVX-512 F/BW/VL/DQ/CD without VNNI (e.g. Skylake-SP)",
 }
 _AVX512_BASE = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"})
+MASK_LIBRARY = "cpuid_mask.so"  # the file name benchmarks.cpu_mask builds and preloads
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp")
+
+
+@functools.lru_cache(maxsize=1)
+def mask_loaded() -> bool:
+    """Whether the CPUID mask's library is mapped into this process (a preload the loader refused,
+    or the variable set by hand, is no mask)."""
+    try:
+        maps = Path("/proc/self/maps").read_text(errors="replace")
+    except OSError:
+        return False
+    # its code mapped executable: a loader that fails half-way (a noexec folder) leaves a read-only map
+    return any(line.endswith("/" + MASK_LIBRARY) and "x" in line.split()[1] for line in maps.splitlines())
 
 
 def mask() -> str | None:
-    """The level a CPUID mask emulates for this process (``JRC_CPUID_MASK``), or None."""
+    """The level a CPUID mask emulates for this process (``JRC_CPUID_MASK`` with the mask loaded), or None."""
     level = os.environ.get(MASK_ENV, "").strip()
-    return level if level in MASK_LEVELS else None
+    return level if level in MASK_LEVELS and mask_loaded() else None
 
 
 def hidden(level: str | None, flags: set[str]) -> set[str]:
     """Which of ``flags`` a mask of ``level`` hides."""
     if level == "avx2":
-        return {f for f in flags if f.startswith(("avx512", "amx")) or f in _VNNI_AND_LATER}
+        return {f for f in flags if f.startswith(("avx512", "avx10", "amx")) or f in _VNNI_AND_LATER}
     if level == "avx512":
-        return {f for f in flags if (f.startswith(("avx512", "amx")) and f not in _AVX512_BASE)
+        return {f for f in flags if (f.startswith(("avx512", "avx10", "amx")) and f not in _AVX512_BASE)
                 or f in _VNNI_AND_LATER}
     return set()
 
@@ -59,6 +75,18 @@ def flags(cpuinfo: str = CPUINFO) -> set[str]:
     """The flags this process sees: those listed, less any a CPUID mask hides."""
     have = listed_flags(cpuinfo)
     return have - hidden(mask(), have)
+
+
+def simd_flags() -> list[str]:
+    """The vector-instruction flags that decide inference speed (AVX2, AVX-512, VNNI; NEON's asimd on
+    ARM), as this process sees them."""
+    have = flags()
+    return [f for f in SIMD_FLAGS if f in have]
+
+
+def describe() -> dict[str, Any]:
+    """What a report says of the CPU its numbers came from."""
+    return {"cpu": name(), "cpu_flags": simd_flags(), "vnni": has_vnni(), "cpuid_mask": mask()}
 
 
 def has_vnni(cpuinfo: str = CPUINFO) -> bool:

@@ -15,6 +15,7 @@ EPYC = "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse2 avx2 fm
 @pytest.fixture
 def epyc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.delenv(cpu.MASK_ENV, raising=False)
+    monkeypatch.setattr(cpu, "mask_loaded", lambda: True)  # as under benchmarks.cpu_mask
     p = tmp_path / "cpuinfo"
     p.write_text(EPYC)
     return str(p)
@@ -52,3 +53,15 @@ def test_a_mask_hides_what_its_level_lacks(epyc: str, monkeypatch: pytest.Monkey
 def test_an_unknown_mask_level_is_no_mask(epyc: str, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv(cpu.MASK_ENV, value)
     assert cpu.mask() is None and cpu.has_vnni(epyc)
+
+
+def test_the_variable_without_the_mask_library_is_no_mask(epyc: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preload the loader refused (or the variable set by hand) leaves the real CPU: say so."""
+    monkeypatch.setenv(cpu.MASK_ENV, "avx2")
+    monkeypatch.setattr(cpu, "mask_loaded", lambda: False)
+    assert cpu.mask() is None and cpu.has_vnni(epyc)
+
+
+def test_this_process_has_no_mask_library() -> None:
+    cpu.mask_loaded.cache_clear()
+    assert cpu.mask_loaded() is False  # the test run itself is not masked
