@@ -26,11 +26,9 @@ def artifact_labels(paths: Sequence[str | Path]) -> dict[str, str]:
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on (the same dict goes into every JSON report)."""
-    d: dict[str, Any] = {"cpu": cpu.name(), "cpu_flags": cpu.simd_flags(), "cores": os.cpu_count(),
-                         "usable_cores": usable_cores(), "arch": platform.machine(), "os": platform.platform(),
-                         "python": platform.python_version()}
-    if cpu.mask():
-        d["cpuid_mask"] = cpu.mask()  # the flags are the masked CPU's: benchmarks.cpu_mask
+    # name, SIMD flags, VNNI and the CPUID mask (benchmarks.cpu_mask) as this process sees them
+    d: dict[str, Any] = {**cpu.describe(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
+                         "arch": platform.machine(), "os": platform.platform(), "python": platform.python_version()}
     try:
         d["loadavg_1m"] = round(os.getloadavg()[0], 2)
     except OSError:

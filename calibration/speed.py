@@ -62,7 +62,7 @@ def compare(artifacts: Sequence[tuple[str, str | Path]], input_name: str, size: 
     sessions = [(name, _session(path, threads)) for name, path in artifacts]
     rng = np.random.default_rng(seed)
     ref = artifacts[0][0]
-    result: dict[str, Any] = {"cpu": cpu.name(), "vnni": cpu.has_vnni(), "cpuid_mask": cpu.mask(), "rounds": rounds, "threads": threads or "default",
+    result: dict[str, Any] = {**cpu.describe(), "rounds": rounds, "threads": threads or "default",
                               "reference": ref, "batches": {}}
     for b in batches:
         x = rng.standard_normal((b, 3, size, size)).astype(np.float32)

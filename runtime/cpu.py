@@ -17,10 +17,10 @@ from typing import Any
 CPUINFO = "/proc/cpuinfo"
 MASK_ENV = "JRC_CPUID_MASK"
 
-# Linux's names for the 8-bit dot-product and matrix extensions a CPU without VNNI lacks
-_VNNI_AND_LATER = frozenset({"avx512_vnni", "avx_vnni", "avx_vnni_int8", "avx_vnni_int16", "avx512_bf16",
-                             "avx512_fp16", "avx512_vp2intersect", "amx_bf16", "amx_int8", "amx_tile",
-                             "amx_fp16", "avx_ifma", "avx_ne_convert"})
+# a mask hides the flags of these families (AVX-512 subsets, AVX10, AMX) ...
+_HIDDEN_PREFIXES = ("avx512", "avx10", "amx")
+# ... and the VEX-encoded dot-product extensions a CPU without VNNI lacks, which those prefixes miss
+_AVX_VNNI_AND_LATER = frozenset({"avx_vnni", "avx_vnni_int8", "avx_vnni_int16", "avx_ifma", "avx_ne_convert"})
 # Levels a mask emulates, each with a description: what it hides is decided by hidden()
 MASK_LEVELS = {
     "avx2": "AVX2 and FMA, no AVX-512 and no VNNI (e.g. Zen 2/3, Haswell to Comet Lake)",
@@ -50,13 +50,11 @@ def mask() -> str | None:
 
 
 def hidden(level: str | None, flags: set[str]) -> set[str]:
-    """Which of ``flags`` a mask of ``level`` hides."""
-    if level == "avx2":
-        return {f for f in flags if f.startswith(("avx512", "avx10", "amx")) or f in _VNNI_AND_LATER}
-    if level == "avx512":
-        return {f for f in flags if (f.startswith(("avx512", "avx10", "amx")) and f not in _AVX512_BASE)
-                or f in _VNNI_AND_LATER}
-    return set()
+    """Which of ``flags`` a mask of ``level`` hides (``avx512`` keeps Skylake-SP's AVX-512 subsets)."""
+    if level not in MASK_LEVELS:
+        return set()
+    kept = _AVX512_BASE if level == "avx512" else frozenset()
+    return {f for f in flags if (f.startswith(_HIDDEN_PREFIXES) and f not in kept) or f in _AVX_VNNI_AND_LATER}
 
 
 def listed_flags(cpuinfo: str = CPUINFO) -> set[str]:
