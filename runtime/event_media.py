@@ -9,12 +9,16 @@ and counted. The codec is one browsers play where it can be written (:mod:`runti
 H.264 .mp4 (PyAV), else VP8 .webm (the pip OpenCV); else MPEG-4 part 2 .mp4, which browsers do not
 play (a note says so once). A clip is written as ``<id>.writing.<suffix>`` and renamed when whole,
 so a file under its final name always plays. The folder is kept within ``budget_bytes``: after each
-file is written, the oldest files (of any event, never one still being written) are deleted until it fits.
+file is written, the oldest event files are deleted until it fits. Only files this box writes count and
+are ever deleted (``<camera>/<camera>-<time>-<track>`` with one of the suffixes above, of this run or
+an earlier one): whatever else lies in the folder is left alone. Never deleted: a clip being written,
+and the files of the event just written (a budget smaller than one event is warned about once).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from collections import deque
@@ -32,6 +36,9 @@ CLIP_WIDTH = 640
 CLIP_BUFFER = 256  # frames waiting for the encoder; past it frames are dropped (counted)
 MEDIA_SUFFIXES = (".jpg", ".mp4", ".webm")
 WRITING = ".writing"  # a clip being written is <id>.writing.<suffix>, renamed to <id>.<suffix> when whole
+# an event's file: <camera>/<event id><kind><suffix>, the id as runtime.events makes it (camera-time-track)
+OWN_FILE = re.compile(r"(?P<camera>[A-Za-z][A-Za-z0-9_-]{0,63})-\d{8}T\d{9}-\d+(\.face|\.writing)?"
+                      r"\.(jpg|mp4|webm)")
 
 
 def _small(image: np.ndarray) -> np.ndarray:
@@ -87,6 +94,7 @@ class EventMedia:
         self.fps = {k: (v if v and v > 0 else 25.0) for k, v in (fps or {}).items()}
         self.dropped_frames = 0
         self.deleted = 0
+        self._warned_budget = False
         self.codec, self.suffix = "", ""
         self._pre: dict[str, deque[np.ndarray]] = {}
         self._clips: dict[str, list[_Clip]] = {}  # open clips per camera
@@ -119,16 +127,16 @@ class EventMedia:
         if self.folder is None:
             return
         folder = self.folder / ev.camera
-        folder.mkdir(exist_ok=True)
         shot, crop = folder / f"{ev.id}.jpg", folder / f"{ev.id}.face.jpg"
         try:
+            folder.mkdir(exist_ok=True)
             shot.write_bytes(ev.jpeg)
             crop.write_bytes(crop_jpeg(s.peak_image, s.peak_box))
         except OSError as e:
             print(f"jrc-detect: warning: {shot}: could not be written ({e.strerror or e})", file=sys.stderr)
             return
         ev.snapshot, ev.crop = str(shot), str(crop)
-        self._enforce_budget()
+        self._enforce_budget(keep={shot, crop})
 
     # --- clips --------------------------------------------------------------------------
     def feed(self, camera: str, r: Any) -> None:
@@ -153,7 +161,11 @@ class EventMedia:
             return
         fps = self.fps.get(ev.camera, 25.0)
         folder = self.folder / ev.camera
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            print(f"jrc-detect: warning: {folder}: no clip for event {ev.id} ({e.strerror or e})", file=sys.stderr)
+            return
         clip = _Clip(ev.id, folder / f"{ev.id}{self.suffix}", fps, int(self.clip_max_s * fps))
         self._busy.add(clip.partial)
         self._clips.setdefault(ev.camera, []).append(clip)
@@ -222,7 +234,7 @@ class EventMedia:
             if not clip.failed:
                 os.replace(clip.partial, clip.path)
         self._discard(clip)
-        self._enforce_budget()
+        self._enforce_budget(keep={clip.path})
 
     def _discard(self, clip: _Clip) -> None:
         if clip.failed:
@@ -245,27 +257,54 @@ class EventMedia:
             self._thread = None
 
     # --- the disk budget ----------------------------------------------------------------
-    def _enforce_budget(self) -> None:
+    def _own_files(self) -> list[Path]:
+        """The event files in the folder, this run's and earlier runs' (nothing else is ever touched)."""
+        found: list[Path] = []
+        try:
+            cameras = [d for d in self.folder.iterdir() if d.is_dir()] if self.folder is not None else []
+        except OSError:
+            return found
+        for d in cameras:
+            try:
+                names = os.listdir(d)
+            except OSError:
+                continue
+            for name in names:
+                m = OWN_FILE.fullmatch(name)
+                if m and m["camera"] == d.name:
+                    found.append(d / name)
+        return found
+
+    def _enforce_budget(self, keep: frozenset[Path] | set[Path] = frozenset()) -> None:
+        """Delete the oldest event files until the folder's event files fit the budget, but never one
+        being written or one in ``keep`` (the event just written)."""
         if self.folder is None:
             return
         files = []
-        for p in self.folder.rglob("*"):
-            if p.suffix in MEDIA_SUFFIXES and p.is_file() and p not in self._busy:
-                try:
-                    st = p.stat()
-                except OSError:
-                    continue
-                files.append((st.st_mtime, st.st_size, p))
+        for p in self._own_files():
+            if p in self._busy:
+                continue
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, p))
         total = sum(size for _, size, _ in files) + sum(_size(p) for p in self._busy)
         for _, size, p in sorted(files):
             if total <= self.budget:
                 break
+            if p in keep:
+                continue
             try:
                 os.unlink(p)
                 total -= size
                 self.deleted += 1
             except OSError:
                 pass
+        if total > self.budget and not self._warned_budget:
+            self._warned_budget = True
+            print(f"jrc-detect: warning: --event-media {self.folder}: one event's files take more than the budget "
+                  f"of {self.budget / 2**20:.1f} MB; the newest event is kept, raise --event-budget", file=sys.stderr)
 
     def report(self) -> dict[str, Any]:
         return {"folder": str(self.folder) if self.folder else None, "codec": self.codec or None,

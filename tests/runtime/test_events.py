@@ -4,6 +4,7 @@ snapshot, face crop and clip on disk, and the disk budget (oldest first)."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -100,19 +101,43 @@ def test_snapshot_crop_and_clip_are_written_and_the_message_stays_json(tmp_path)
     # a VP8 encoder may hold back its last frame
     assert 13 <= n <= 14
     assert e["clip"].endswith((".webm", ".mp4"))
+    from runtime.event_media import OWN_FILE
+
+    for path in (e["snapshot"], e["crop"], e["clip"]):  # what the disk budget counts as the box's own
+        m = OWN_FILE.fullmatch(Path(path).name)
+        assert m and m["camera"] == "door" == Path(path).parent.name, path
 
 
-def test_the_media_folder_stays_within_its_budget_oldest_first(tmp_path):
+def _aged(p, age_s: float, size: int = 10_000):
+    import os
+
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"x" * size)
+    t = time.time() - age_s
+    os.utime(p, (t, t))
+    return p
+
+
+def test_the_media_folder_stays_within_its_budget_oldest_first_and_touches_only_event_files(tmp_path):
+    """Only the box's own event files count and go; a user's videos and photos in the folder (even
+    named .jpg/.mp4, even in a camera's folder, even older) are never deleted."""
     media = EventMedia(str(tmp_path), budget_bytes=30_000)
-    old = []
-    for k in range(5):
-        p = tmp_path / "door" / f"e{k}.jpg"
-        p.parent.mkdir(exist_ok=True)
-        p.write_bytes(b"x" * 10_000)
-        t = time.time() - 100 + k
-        import os
-
-        os.utime(p, (t, t))
-        old.append(p)
+    old = [_aged(tmp_path / "door" / f"door-20261208T0000{k:02d}000-{k}{kind}", 100 - k)
+           for k, kind in enumerate([".jpg", ".face.jpg", ".mp4", ".webm", ".jpg"])]
+    others = [_aged(tmp_path / "astronaut_1.mp4", 500), _aged(tmp_path / "photos" / "holiday.jpg", 500),
+              _aged(tmp_path / "door" / "holiday.jpg", 500), _aged(tmp_path / "lobby" / "door-20261208T000000000-1.jpg", 500),
+              _aged(tmp_path / "door" / "door-20261208T000000000-1.jpg.bak", 500)]
     media._enforce_budget()
     assert [p.exists() for p in old] == [False, False, True, True, True] and media.deleted == 2
+    assert all(p.exists() for p in others)
+
+
+def test_a_budget_smaller_than_one_event_keeps_the_newest_event_and_says_so(tmp_path, capsys):
+    media = EventMedia(str(tmp_path), budget_bytes=5_000)
+    older = _aged(tmp_path / "door" / "door-20261208T000000000-1.jpg", 50)
+    new = [_aged(tmp_path / "door" / f"door-20261208T000100000-2{kind}", 1) for kind in (".jpg", ".face.jpg")]
+    media._enforce_budget(keep=set(new))
+    assert not older.exists() and all(p.exists() for p in new)
+    assert "raise --event-budget" in capsys.readouterr().err
+    media._enforce_budget(keep=set(new))
+    assert capsys.readouterr().err == ""  # said once
