@@ -88,6 +88,7 @@ class PyAvWriter:
                 self._out.close()
             raise OSError(f"H.264 writer: {e}") from None
         self._n = 0
+        self._broken = False
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoWriter's name
         return self._out is not None
@@ -98,10 +99,13 @@ class PyAvWriter:
         frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
         frame.pts = self._n
         self._n += 1
+        if self._broken:
+            raise OSError("H.264 writer: an earlier frame could not be written")
         try:
             for packet in self._stream.encode(frame):
                 self._out.mux(packet)
-        except self._av.error.FFmpegError as e:
+        except (self._av.error.FFmpegError, OSError) as e:
+            self._broken = True  # the encoder and the muxer disagree now: never flush or encode again
             raise OSError(f"H.264 writer: {e}") from None
 
     def release(self) -> None:
@@ -109,12 +113,18 @@ class PyAvWriter:
             return
         out, self._out = self._out, None
         try:
-            for packet in self._stream.encode():
-                out.mux(packet)
-        except self._av.error.FFmpegError as e:
+            if not self._broken:  # flushing an encoder whose packets could not be written crashes libav
+                for packet in self._stream.encode():
+                    out.mux(packet)
+        except (self._av.error.FFmpegError, OSError) as e:
+            self._broken = True
             raise OSError(f"H.264 writer: {e}") from None
         finally:
-            out.close()
+            try:
+                out.close()
+            except (self._av.error.FFmpegError, OSError) as e:
+                if not self._broken:
+                    raise OSError(f"H.264 writer: {e}") from None
 
 
 def open_writer(path: str | Path, codec: str, fps: float, size: tuple[int, int]) -> Any:
