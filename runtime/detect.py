@@ -162,6 +162,8 @@ def _check_outputs(a: argparse.Namespace, sources: list[str]) -> None:
         from runtime.save import check_save
 
         check_save(a.save, sources[0])
+    if a.event_media:  # a folder of event files: made now, and writable, or the run does not start
+        check_writable(a.event_media, "--event-media", folder=True)
     for flag, path in outputs:
         check_writable(path, flag, folder=flag == "--save" and save_kind(path) == "folder")
         if flag in ("--jsonl", "--events") and (a.rotate_size or a.rotate_every) and is_special(path):
@@ -487,7 +489,7 @@ class Run:
             if self.source.live and self.source.stats.dropped:  # a live source is one item: its verdict says it
                 for s in d["sources"]:
                     s["dropped"] = self.source.stats.dropped
-            loop = time.perf_counter() - self.loop.started
+            loop = time.perf_counter() - self.loop.started if self.loop.started is not None else 0.0
             d["fps"] = round(agg.frames / loop, 3) if loop > 0 and agg.frames else None
             d["timing_ms_per_frame"] = pipeline.times.per_frame_ms(agg.frames)
             d["latency_ms"] = self.loop.cameras[0].latency.summary()
@@ -506,7 +508,7 @@ class Run:
         for key in ("decoded", "dropped", "damaged", "missing", "reconnects"):
             d[key] = sum(c[key] for c in d["cameras"])
         d.update(merged_summary([c.agg for c in cams], [c.name for c in cams]))
-        loop = now - self.loop.started
+        loop = now - self.loop.started if self.loop.started is not None else 0.0  # None: failed while starting
         d["fps"] = round(d["frames"] / loop, 3) if loop > 0 and d["frames"] else None
         batcher = self.loop.batcher
         d["inference"] = {"batches": batcher.batches, "faces": batcher.faces,

@@ -146,6 +146,7 @@ def test_save_onto_a_special_file_is_refused_before_the_run(model, tmp_path, cap
 # a missing folder is created (every tool's rule); a --save folder holds one annotated file per input
 BAD_PATHS = [(flag, what, rel) for flag in ("--summary", "--jsonl", "--save")
              for what, rel in (("a folder", "adir"), ("below a file", "afile/x")) if (flag, what) != ("--save", "a folder")]
+BAD_PATHS.append(("--event-media", "below a file", "afile/x"))  # a folder of event files, made before the run
 
 
 @pytest.mark.parametrize("flag, what, rel", BAD_PATHS, ids=[f"{b[1]}-{b[0]}" for b in BAD_PATHS])
@@ -159,6 +160,29 @@ def test_bad_output_path_is_one_line_before_the_first_frame(model, tmp_path, cap
     assert _run(model, clip, flag, path) == 1
     _one_error(capsys.readouterr().err, flag, path)
     assert frames == []  # checked before any frame
+
+
+@pytest.mark.parametrize("cameras", [1, 2])
+def test_a_failure_while_the_loop_starts_still_writes_the_summary(model, tmp_path, capsys, monkeypatch, cameras):
+    """Set-up that fails after the cameras' pipelines exist but before frames flow (here the event
+    files' folder) is one line, and the summary is still written (it once crashed on the unset start time)."""
+    import runtime.event_media as em
+    from runtime.errors import UserError
+
+    def refuse(self, *a, **k):
+        raise UserError("--event-media: refused by the test")
+
+    monkeypatch.setattr(em.EventMedia, "__init__", refuse)
+    clip = _clip(tmp_path / "c.avi")
+    sources = [f"cam{i}={clip}" for i in range(cameras)] if cameras > 1 else [str(clip)]
+    args = ["--engine", str(model), "--faces", "none", "--quiet", "--event-media", tmp_path / "media",
+            "--summary", tmp_path / "s.json"]
+    for src in sources:
+        args += ["--source", src]
+    assert main(list(map(str, args))) == 1
+    _one_error(capsys.readouterr().err, "refused by the test")
+    s = load_strict(tmp_path / "s.json")
+    assert s["status"] == "error" and "refused by the test" in s["error"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
