@@ -122,9 +122,16 @@ class Rotation:
     keep: int = 10
 
 
+def _ends_with_newline(path: str) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 class JsonlSink:
-    """One JSON object per line, flushed per line; the file is created at the first line, and
-    rotated by size or age when ``rotate`` says so."""
+    """One JSON object per line, flushed per line; the file is created at the first line (an
+    existing ``--events`` or rotated file is continued, see :meth:`_open`), and rotated by size or
+    age when ``rotate`` says so."""
 
     def __init__(self, path: str, flag: str = "--jsonl", rotate: Rotation | None = None) -> None:
         self.path = path
@@ -133,6 +140,7 @@ class JsonlSink:
         self._f: TextIO | None = None
         self._size = 0
         self._opened = 0.0
+        self._opened_once = False
         self.rotations = 0
 
     def write(self, record: dict[str, Any]) -> None:
@@ -141,13 +149,27 @@ class JsonlSink:
             if self._f is not None and self._due(len(line.encode("utf-8"))):
                 self._rotate()
             if self._f is None:
-                self._f = open(self.path, "w", encoding="utf-8")
-                self._size, self._opened = 0, time.monotonic()
+                self._open()
             self._f.write(line)
             self._f.flush()
             self._size += len(line.encode("utf-8"))
         except OSError as e:
             raise write_failed(self.flag, self.path, e) from None
+
+    def _open(self) -> None:
+        """A new file, or at the run's start the existing one continued: an event log (``--events``)
+        and a rotated output are a box's history, which a restart must not wipe; a plain ``--jsonl``
+        is one run's frames and starts empty."""
+        keep = not self._opened_once and (self.flag == "--events" or self.rotate is not None)
+        size = 0
+        if keep and os.path.isfile(self.path):
+            size = os.path.getsize(self.path)
+        self._f = open(self.path, "a" if size else "w", encoding="utf-8")
+        if size and not _ends_with_newline(self.path):  # a line cut short by a crash stays its own line
+            self._f.write("\n")
+            size += 1
+        self._opened_once = True
+        self._size, self._opened = size, time.monotonic()
 
     def _due(self, incoming: int) -> bool:
         r = self.rotate

@@ -194,3 +194,24 @@ def test_jsonl_rotation_keeps_n_files_each_within_the_size(tmp_path):
     assert all(p.stat().st_size <= 1000 for p in files)
     newest = lines(path)
     assert newest[-1]["frame"] == 199 and lines(tmp_path / "f.jsonl.1")[-1]["frame"] == newest[0]["frame"] - 1
+
+
+@pytest.mark.parametrize("flag, rotate, continued", [("--events", None, True), ("--jsonl", Rotation(max_bytes=1000), True),
+                                                     ("--jsonl", None, False)])
+def test_a_restart_continues_the_event_log_and_rotated_files(tmp_path, flag, rotate, continued):
+    """A box restarted by systemd must not wipe its history: ``--events`` and rotated outputs are
+    continued (a line cut short by a crash stays its own line, rotation counts the existing size);
+    a plain ``--jsonl`` is one run's frames and starts empty."""
+    path = tmp_path / "f.jsonl"
+    path.write_text('{"frame": 0}\n{"frame": 1, "cut sho')
+    sink = JsonlSink(str(path), flag, rotate=rotate)
+    for i in range(2, 30):
+        sink.write({"frame": i, "pad": "x" * 40})
+    sink.close()
+    text = path.read_text() if not (tmp_path / "f.jsonl.1").exists() else (tmp_path / "f.jsonl.1").read_text()
+    if continued:
+        assert text.startswith('{"frame": 0}\n{"frame": 1, "cut sho\n{"frame":2')
+        if rotate is not None:
+            assert (tmp_path / "f.jsonl.1").stat().st_size <= 1000 and lines(path)[-1]["frame"] == 29
+    else:
+        assert [r["frame"] for r in lines(path)] == list(range(2, 30))
