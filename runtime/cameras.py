@@ -28,8 +28,8 @@ from typing import Any
 
 from runtime.errors import EXIT_USAGE, UserError
 
-NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")  # safe in MQTT topics, metric labels and file names
-_NAMED = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,63})=(.+)$")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")  # safe in MQTT topics, metric labels and file names (fullmatch)
+_NAMED = re.compile(r"([A-Za-z][A-Za-z0-9_-]{0,63})=(.+)", re.DOTALL)  # fullmatch: nothing after the name's end
 FOREVER = 10**9  # --max-reconnects forever: a reconnect every 10 s at most, for as long as the box runs
 
 # per-camera keys: (type, check, the message's expectation)
@@ -81,16 +81,31 @@ def reconnects(text: str) -> int:
 def split_name(spec: str) -> tuple[str | None, str]:
     """``door=rtsp://…`` → ("door", "rtsp://…"); a string that is an existing path, or whose part
     before ``=`` is not a name (URLs, pipelines: ``v4l2src device=…``), has no name."""
-    m = _NAMED.match(spec.strip())
+    m = _NAMED.fullmatch(spec.strip())
     if m is None or os.path.exists(spec):
         return None, spec
     return m.group(1), m.group(2)
+
+
+def _check_unnamed(raw: str, name: str | None) -> None:
+    """``--source 'a b=x.jpg'``: no such file, and the part before ``=`` is no camera name; say both
+    (a bare "no such file" would hide the name the user meant)."""
+    from runtime.source_specs import live_kind
+
+    head = raw.split("=", 1)[0].strip()
+    if name is not None or "=" not in raw or not head or os.path.exists(raw) or live_kind(raw) is not None:
+        return
+    if not NAME.fullmatch(head):
+        raise UserError(f"--source {raw}: no such file, and {head!r} is not a camera name (a letter, then letters, "
+                        "digits, '_' or '-', at most 64); name the camera like door=SRC", EXIT_USAGE)
 
 
 def from_sources(sources: list[str], taken: set[str] = frozenset()) -> list[CameraSpec]:  # type: ignore[assignment]
     """Cameras of ``--source`` strings; an unnamed one is ``cam<its position>`` (the next free
     number when that name is taken)."""
     named = [split_name(raw) for raw in sources]
+    for raw, (name, _) in zip(sources, named):
+        _check_unnamed(raw, name)
     used = set(taken) | {n for n, _ in named if n}
     out = []
     for i, (raw, (name, spec)) in enumerate(zip(sources, named), 1):
@@ -143,7 +158,7 @@ def from_toml(path: str) -> list[CameraSpec]:
     out = []
     for name, table in cams.items():
         where = f"--cameras {path}: camera {name!r}"
-        if not NAME.match(name):
+        if not NAME.fullmatch(name):
             raise UserError(f"{where}: a name is a letter, then letters, digits, '_' or '-' (at most 64)", EXIT_USAGE)
         if not isinstance(table, dict):
             raise UserError(f"{where}: expected a table ([cameras.{name}]) with a source", EXIT_USAGE)
@@ -159,8 +174,8 @@ def from_toml(path: str) -> list[CameraSpec]:
             raise UserError(f"{where}: no source; add source = \"rtsp://…\" (or a camera index, file, URL, pipeline)",
                             EXIT_USAGE)
         source = opts.pop("source").strip()
-        if live_kind(source) is None and not os.path.isabs(source) and not os.path.exists(source):
-            source = str(folder / source)  # a file, folder or glob: relative to the TOML file
+        if live_kind(source) is None and not os.path.isabs(source):
+            source = str(folder / source)  # a file, folder or glob: relative to the TOML file, never to the cwd
         if opts.get("max_reconnects") == "forever":
             opts["max_reconnects"] = FOREVER
         if "face_model" in opts and not os.path.isabs(opts["face_model"]):

@@ -42,6 +42,7 @@ def test_toml_cameras_with_options_relative_paths_and_forever(tmp_path):
     ('[cameras.door]\nsource = "0"\nlive = true\n', "live = True: expected one of auto, yes, no"),
     ('[cameras.door]\nstride = 2\n', "no source"),
     ('[cameras."1door"]\nsource = "0"\n', "a name is a letter"),
+    ('[cameras."door\\n"]\nsource = "0"\n', "a name is a letter"),  # a trailing newline is no name
     ('[camera.door]\nsource = "0"\n', "unknown top-level key"),
     ('cameras = 3\n', "no cameras"),
     ('[cameras.door\nsource = "0"\n', "not valid TOML"),
@@ -67,3 +68,25 @@ def test_without_tomllib_or_tomli_the_error_names_the_install_command(tmp_path, 
     monkeypatch.setattr(builtins, "__import__", no_toml)
     with pytest.raises(UserError, match=r"pip install tomli"):
         from_toml(str(cfg))
+
+
+def test_a_relative_toml_source_is_the_tomls_even_when_the_cwd_has_one_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "x.jpg").write_bytes(b"the toml's")
+    (tmp_path / "x.jpg").write_bytes(b"a decoy in the cwd")
+    cfg = tmp_path / "cfg" / "c.toml"
+    cfg.write_text('[cameras.a]\nsource = "x.jpg"\n')
+    monkeypatch.chdir(tmp_path)
+    (cam,) = from_toml(str(cfg))
+    assert cam.source == str(tmp_path / "cfg" / "x.jpg")
+
+
+@pytest.mark.parametrize("raw", ["a b=x.jpg", "\u00e9=x.jpg", "a/b=x.jpg"])
+def test_a_source_whose_name_is_no_camera_name_says_so(tmp_path, monkeypatch, raw):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="is not a camera name") as e:
+        camera_specs([raw, "door=y.jpg"], None)
+    assert e.value.exit_code == EXIT_USAGE and raw in str(e.value)
+    if "/" not in raw:  # a file of that whole name is that file, no camera name needed
+        (tmp_path / raw).write_bytes(b"")
+        assert camera_specs([raw], None)[0].source == raw
