@@ -33,6 +33,8 @@ from runtime.errors import (
 
 PROG = "jrc-detect"
 ONNX_ONLY = ("provider", "threads", "input_size", "mean", "std", "color")
+PATH_OPTIONS = ("engine", "jsonl", "summary", "save", "events", "event_media", "cameras", "face_model")
+MAX_THREADS_PER_CORE = 4  # --threads above this many per usable core only make ONNX Runtime's threads wait
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the detector every Nth "
                    "frame and track faces in between (default 5; 1 = every frame)")
     f.add_argument("--detect-width", type=int, default=640, metavar="PX", help="detect on frames downscaled to "
-                   "this width (default 640)")
+                   "this width (default 640; 0: at full size)")
     f.add_argument("--min-face", type=int, default=24, metavar="PX", help="smallest face, in downscaled pixels")
     f.add_argument("--max-faces", type=int, default=10, metavar="N", help="largest N faces per frame (default 10)")
     f.add_argument("--scan-every", type=int, default=16, metavar="N", help="while faces are tracked, scan the "
@@ -129,6 +131,16 @@ def _check_args(a: argparse.Namespace) -> None:
         v = getattr(a, name)
         if v is not None and v < low:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}", EXIT_USAGE)
+    from runtime.pipeline import usable_cores
+
+    if a.threads is not None and a.threads > MAX_THREADS_PER_CORE * usable_cores():
+        most = MAX_THREADS_PER_CORE * usable_cores()
+        raise UserError(f"--threads {a.threads}: more than {MAX_THREADS_PER_CORE}x the {usable_cores()} cores this "
+                        f"process may use; the threads would only wait for each other, give at most {most} (or "
+                        "leave it out: the default suits the cores)", EXIT_USAGE)
+    if a.live == "yes" and a.stride > 1:
+        raise UserError(f"--stride {a.stride} with --live yes: a live source drops stale frames instead of "
+                        "skipping every Nth; drop one of them", EXIT_USAGE)
     if a.threshold is not None and not 0.0 <= a.threshold <= 1.0:
         raise UserError(f"--threshold {a.threshold}: must be a probability between 0 and 1", EXIT_USAGE)
     if a.window is not None and not (math.isfinite(a.window) and a.window >= 0):
@@ -145,6 +157,19 @@ def _check_args(a: argparse.Namespace) -> None:
         raise UserError(f"--face-model with --faces {a.faces}: pick one", EXIT_USAGE)
     if a.face_threshold is not None and not 0.0 <= a.face_threshold <= 1.0:
         raise UserError(f"--face-threshold {a.face_threshold}: must be a probability between 0 and 1", EXIT_USAGE)
+
+
+def _check_empty_paths(a: argparse.Namespace) -> None:
+    """``--jsonl ''`` and the like (exit code 2): an empty path would be dropped as if not given, or
+    taken as the current folder."""
+    for name in PATH_OPTIONS:
+        v = getattr(a, name, None)
+        if v is not None and not str(v).strip():
+            flag = "--" + name.replace("_", "-")
+            raise UserError(f"{flag} {v!r}: an empty path; give a path or drop {flag}", EXIT_USAGE)
+    if a.source and any(not str(s).strip() for s in a.source):
+        raise UserError("--source '': an empty source; give a camera index, file, folder, glob, URL or pipeline",
+                        EXIT_USAGE)
 
 
 def _check_outputs(a: argparse.Namespace, sources: list[str]) -> None:
@@ -346,6 +371,7 @@ class Run:
         from runtime.loop import FrameLoop
 
         a = self.args
+        _check_empty_paths(a)
         if self.box:
             self.cameras = camera_specs(a.source, a.cameras)
             if len(self.cameras) > 1 and (a.save or a.show):
@@ -411,6 +437,19 @@ class Run:
         if self.loop.agg.frames == 0 and skipped:
             raise UserError(f"{self.spec}: none of its {len(skipped)} files could be decoded")
 
+    def _summary_writable(self) -> bool:
+        """The ``--summary`` path's own checks, for a run interrupted before they ran: an early Ctrl-C
+        still leaves its summary, but never over an input or through a bad path."""
+        from runtime.sinks import check_writable
+        from runtime.source_specs import reads
+
+        path = self.args.summary
+        try:
+            check_writable(path, "--summary")
+        except UserError:
+            return False
+        return not any(reads(src, path) for src in (self.args.source or []))
+
     def _finish(self, status: str, code: int, error: str | None) -> None:
         """Close everything and write the summary. A summary that cannot be written is the run's
         error when it had none; after another error or an interrupt it is a warning (the first
@@ -440,6 +479,8 @@ class Run:
             print_cameras(summary)
         elif summary.get("frames"):
             print_verdicts(summary)
+        if self.args.summary and not self.outputs_checked and status == "interrupted":
+            self.outputs_checked = self._summary_writable()  # interrupted before the outputs' checks
         if self.args.summary and self.outputs_checked:
             try:
                 write_summary(self.args.summary, summary)
@@ -504,6 +545,9 @@ class Run:
         now = time.perf_counter()
         cams = self.loop.cameras
         d["cameras"] = [camera_summary(c, now) for c in cams]
+        for c in d["cameras"]:  # a camera still going when the run ended was stopped by it, not running
+            if c["status"] == "running":
+                c["status"] = "interrupted" if d["status"] == "interrupted" else "stopped"
         d["cameras_failed"] = [c.name for c in cams if c.error is not None]
         for key in ("decoded", "dropped", "damaged", "missing", "reconnects"):
             d[key] = sum(c[key] for c in d["cameras"])

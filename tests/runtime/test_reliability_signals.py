@@ -195,3 +195,44 @@ def test_second_signal_during_shutdown_exits_130_quietly_with_complete_outputs(s
         for proc, *_ in runs:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_an_interrupt_before_the_outputs_checks_still_writes_the_summary(setup, tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the first moments (here: while the outputs are being checked) still leaves the
+    summary the README promises, but never over an input."""
+    import runtime.detect as detect
+
+    def interrupted(*a):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(detect, "_check_outputs", interrupted)
+    summary = tmp_path / "s.json"
+    args = ["--engine", str(setup["model"]), "--source", str(setup["clip"]), "--faces", "none", "--quiet"]
+    assert main([*args, "--summary", str(summary)]) == 130
+    s = json.loads(summary.read_text())
+    assert s["status"] == "interrupted" and s["exit_code"] == 130
+    before = setup["clip"].read_bytes()[:64]
+    assert main([*args, "--summary", str(setup["clip"])]) == 130
+    assert setup["clip"].read_bytes()[:64] == before  # the input was not overwritten
+    capsys.readouterr()
+
+
+def test_an_interrupted_box_says_its_cameras_were_interrupted(setup, tmp_path):
+    jsonl, summary = tmp_path / "o.jsonl", tmp_path / "s.json"
+    proc = detect_process("--engine", str(setup["model"]), "--source", f"door={setup['clip']}", "--source",
+                          f"lobby={setup['clip']}", "--faces", "none", "--jsonl", str(jsonl), "--summary", str(summary),
+                          "--quiet")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and (
+                not jsonl.exists() or jsonl.read_bytes().count(b"\n") < 20):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    s = json.loads(summary.read_text())
+    assert s["status"] == "interrupted"
+    assert [(c["camera"], c["status"]) for c in s["cameras"]] == [("door", "interrupted"), ("lobby", "interrupted")]
