@@ -23,13 +23,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks import report, stats
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.accuracy"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--engine", action="append", required=True, metavar="PATH", help="artifact (repeatable)")
     p.add_argument("--data", required=True, metavar="SPEC",
                    help="labelled faces: folder with real/ and fake/, CSV manifest, videos, or synthetic[:N] "

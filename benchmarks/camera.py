@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import report
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.camera"
 
@@ -40,7 +40,7 @@ def conditions() -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--ckpt", nargs="+", default=[], metavar="PATH", help="checkpoints (.pt) to score")
     p.add_argument("--engine", nargs="+", default=[], metavar="PATH", help="runtime models (.onnx, .engine) to score")
     p.add_argument("--data", default="pool", help="real faces: pool (its test people) or selfblend:FOLDER")

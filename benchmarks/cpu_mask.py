@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Iterator
 
 from runtime import cpu
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.cpu_mask"
 SOURCE = Path(__file__).with_name("cpuid_mask.c")
@@ -114,7 +114,7 @@ def masked_environment(level: str) -> Iterator[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=f"python -m {PROG}",
+    ap = Parser(prog=f"python -m {PROG}",
                                  description="run a command as a CPU without VNNI (or without AVX-512) would",
                                  epilog="example: python -m benchmarks.cpu_mask -- python -m benchmarks.latency "
                                         "--engine runs/edge224/detect.onnx --threads 1")

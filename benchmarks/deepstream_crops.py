@@ -16,13 +16,12 @@ does), each with the runtime's own face detector; no generated content.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.deepstream_crops"
 DEFAULT_ONNX = Path(__file__).resolve().parent.parent / "runtime" / "assets" / "jrc_edge_detect.onnx"
@@ -112,7 +111,7 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description="Measure how far nvinfer's secondary-classifier crops "
+    ap = Parser(prog=PROG, description="Measure how far nvinfer's secondary-classifier crops "
                                  "are from the training crops, with the model itself, on real faces.")
     ap.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="detect ONNX (default: the bundled model)")
     ap.add_argument("--lfw", type=int, default=100, help="LFW faces to use besides the astronaut (0..100)")

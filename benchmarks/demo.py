@@ -14,7 +14,6 @@ With ``--out DIR`` the clip stays as ``DIR/clip.mp4`` (a source for ``runtime.de
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.errors import UserError, missing_dependency, run_cli
+from runtime.errors import Parser, UserError, missing_dependency, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "runtime" / "assets" / "jrc_edge_detect.onnx"
@@ -129,7 +128,7 @@ def segment_scores(jsonl: Path, segments: list[dict[str, Any]], threshold: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description="Generate the demo clip (a real and a manipulated "
+    p = Parser(prog=PROG, description="Generate the demo clip (a real and a manipulated "
                                 "segment) and run runtime.detect on it, printing the score of each segment.")
     p.add_argument("--engine", default=str(BUNDLED), help="model to run (default: the bundled "
                    "runtime/assets/jrc_edge_detect.onnx)")

@@ -26,7 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.faces"
 DETECTORS = ("mtcnn", "haar")
@@ -199,7 +199,7 @@ def end_to_end(folder: Path, frames: int, rounds: int, threads: int) -> dict[str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description="MTCNN vs Haar: quality, CPU cost, "
+    p = Parser(prog=f"python -m {PROG}", description="MTCNN vs Haar: quality, CPU cost, "
                                 "verdicts and end-to-end frames/s, in one run.")
     p.add_argument("--only", nargs="+", choices=("quality", "cost", "verdicts", "e2e"),
                    default=["quality", "cost", "verdicts", "e2e"], help="parts to run (default: all four)")

@@ -37,13 +37,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmarks import report
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.families"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--families", default="all", help="families in the protocol (comma-separated or 'all')")
     p.add_argument("--data", default="synthetic", metavar="BASE",
                    help="real faces the forgeries are made of: synthetic (the offline sample faces), pool (the "

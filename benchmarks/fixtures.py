@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtime.errors import Parser
+
 TINY = {"width": 0.25, "encoder_channels": 16, "latent_channels": 8, "hidden": 8,
         "decoder_channels": [8, 8, 8, 8, 8]}
 TINY_SIZE = 64
@@ -76,12 +78,11 @@ def make_speed_artifacts(folder: str | Path, input_size: int = 224, encoder: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
     from runtime.errors import UserError, run_cli
     from runtime.meta import ENCODERS
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.fixtures", description="An untrained, full-width "
+    p = Parser(prog="python -m benchmarks.fixtures", description="An untrained, full-width "
                                 "JRC checkpoint and its ONNX graphs, for speed measurements (the scores mean nothing).")
     p.add_argument("--out", required=True, help="folder to write model.pt and detect.onnx (and full.onnx) into")
     p.add_argument("--input-size", type=int, default=224, help="input side in px (default 224)")

@@ -25,7 +25,6 @@ it exits 1 when a line fails. Without TensorRT, or without a GPU, it exits 1 wit
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 
 from runtime.backends import trt_compat
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.gpu_check"
 DEFAULT_ONNX = Path(__file__).resolve().parent.parent / "runtime" / "assets" / "jrc_edge_detect.onnx"
@@ -515,7 +514,7 @@ def environment(setup: Setup) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description="Check the TensorRT path on this GPU: builds, "
+    ap = Parser(prog=PROG, description="Check the TensorRT path on this GPU: builds, "
                                  "partial batches, leaks, caches, version-compatible plans, DLA.")
     ap.add_argument("--onnx", type=Path, default=DEFAULT_ONNX, help="detect ONNX (default: the bundled model)")
     ap.add_argument("--out", type=Path, default=Path("runs/gpu_check"), help="folder for engines and the report")

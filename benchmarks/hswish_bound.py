@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks import report, stats
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.hswish_bound"
 VARIANTS = ("fp32", "int8", "int8, one-pass hard-swish", "int8, free hard-swish")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--fp32", required=True, metavar="PATH", help="the float model (.onnx)")
     p.add_argument("--int8", required=True, metavar="PATH",
                    help="its INT8 model for the CPU (.int8-cpu.onnx from calibration.quantize --target cpu)")

@@ -31,14 +31,14 @@ import numpy as np
 
 from benchmarks import report, stats
 from benchmarks.runners import Runner, Spec, make_input, open_runner
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.latency"
 OVERHEAD_TARGET = 1.03  # the runtime's backend may add at most 3 % to bare onnxruntime's latency
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--engine", action="append", required=True, metavar="PATH",
                    help=".onnx or TensorRT .engine/.plan (repeat for several artifacts)")
     p.add_argument("--batch", default="1,8", help="batch sizes, comma-separated (default 1,8)")

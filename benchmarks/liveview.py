@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import report
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.liveview"
 RATIO_TARGET = 0.9
@@ -243,7 +243,7 @@ def summarize(windows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--engine", required=True, metavar="PATH", help=".onnx or TensorRT .engine/.plan")
     p.add_argument("--cameras", type=int, default=2, help="cameras in the box (default 2)")
     p.add_argument("--viewers", type=int, default=2, help="viewers attached in the viewers' windows (default 2)")

@@ -11,7 +11,6 @@ staged but the footage (and the threshold, when given).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import report
 from benchmarks.liveview import free_port
-from runtime.errors import UserError, missing_dependency, run_cli
+from runtime.errors import Parser, UserError, missing_dependency, run_cli
 
 PROG = "benchmarks.liveview_screenshot"
 
@@ -51,7 +50,7 @@ def _driver(size: tuple[int, int]):  # noqa: ANN202 - selenium's WebDriver
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.demo import BUNDLED, make_clip, make_videos
 
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--out", required=True, metavar="PNG", help="where the picture goes")
     p.add_argument("--engine", default=str(BUNDLED), metavar="PATH", help="the model (default: the bundled one)")
     p.add_argument("--size", default="1400x860", metavar="WxH", help="the browser window (default 1400x860)")

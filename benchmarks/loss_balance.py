@@ -20,13 +20,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmarks import report
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.loss_balance"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--encoder", help="encoder of the fresh networks: edge (default), xception or plain")
     p.add_argument("--input-size", type=int, default=None, help="crop size (default: the encoder's)")
     p.add_argument("--downsample", choices=("stride", "max"), default=None,

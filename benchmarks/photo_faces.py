@@ -21,6 +21,8 @@ from typing import Iterator
 
 import numpy as np
 
+from runtime.errors import Parser
+
 PHOTOS = ("hopper", "astronaut", "camera")
 
 
@@ -92,9 +94,8 @@ def write_folder(folder: str | Path, per_photo: int = 64, size: int = 224, margi
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.photo_faces", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m benchmarks.photo_faces", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="folder for the crops (created)")
     p.add_argument("--per-photo", type=int, default=64, help="variants of each photo (64)")
     p.add_argument("--size", type=int, default=224, help="crop side in pixels (224)")

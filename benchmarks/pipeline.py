@@ -43,7 +43,7 @@ import numpy as np
 
 from benchmarks import report, stats
 from runtime.detect import default_threads as runtime_threads
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.pipeline import STAGES
 
 PROG = "benchmarks.pipeline"
@@ -51,7 +51,7 @@ FRACTION_TARGET, SPEEDUP_TARGET = 0.8, 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--engine", required=True, metavar="PATH", help=".onnx or TensorRT .engine/.plan")
     p.add_argument("--source", metavar="FILE", help="video (or image folder); default: a generated 720p clip")
     p.add_argument("--frames", type=int, default=300, help="frames per run (and of the generated clip; default 300)")

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.quant_stability"
 BUILTIN = ("synthetic", "photos", "mix")
@@ -38,7 +38,7 @@ SUFFIX = {"cpu": ".int8-cpu.onnx", "trt": ".int8.onnx"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--onnx", action="append", required=True, metavar="PATH", help="fp32 detect ONNX (repeatable)")
     p.add_argument("--calib", default="synthetic,photos,mix",
                    help="calibration sets, comma-separated: synthetic, photos, mix or data specs (default all three)")

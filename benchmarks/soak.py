@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from benchmarks import report
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.sources import Frame, LiveSource, Source
 
 PROG = "benchmarks.soak"
@@ -290,7 +290,7 @@ def soak(engine: str, frames: int, warmup: int, interval: int, size: tuple[int, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--engine", required=True, metavar="MODEL", help=".onnx or TensorRT .engine/.plan")
     p.add_argument("--frames", type=int, default=50_000, help="measured frames after the warm-up (default 50000)")
     p.add_argument("--warmup", type=int, default=2_000, help="frames before the first measurement (default 2000)")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import report, stats
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "benchmarks.streams"
 RATIO_TARGET = 1.2  # one process at N = 4 on 2 cores: at least this × the N processes' total
@@ -171,7 +171,7 @@ def summarize(n: int, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--engine", required=True, metavar="PATH", help=".onnx or TensorRT .engine/.plan")
     p.add_argument("--cameras", default="1,2,4,8", help="camera counts N (default 1,2,4,8)")
     p.add_argument("--frames", type=int, default=150, help="frames of the generated clip each camera reads (default 150)")

@@ -33,7 +33,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.people import Clip, cut_clip, edited_clip, pair_clip, read_clip
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.tracking import iou
 
 PROG = "benchmarks.tracking"
@@ -124,7 +124,7 @@ def score(clip: Clip, truth: list[list[tuple[str, Any]]], records: list[dict[str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--clip", action="append", default=[], metavar="FILE",
                    help="a video to measure besides the built clips (repeatable)")
     p.add_argument("--cuts", metavar="N,N", help="with one --clip: the frames that start a new shot")

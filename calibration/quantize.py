@@ -27,14 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from runtime import cpu
-from runtime.errors import UserError, missing_dependency, run_cli
+from runtime.errors import Parser, UserError, missing_dependency, run_cli
 
 PROG = "calibration.quantize"
 SUFFIX = {"trt": ".int8.onnx", "cpu": ".int8-cpu.onnx", "fp16": ".fp16.onnx", "report": ".quant.json"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0])
     p.add_argument("--onnx", required=True, type=Path, help="fp32 ONNX from python -m export.onnx")
     p.add_argument("--data", required=True,
                    help="calibration faces: crops folder (real/, fake/ or any images), CSV manifest, "

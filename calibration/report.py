@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from runtime import cpu
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 
 @dataclass
@@ -138,7 +138,7 @@ def write_json(path: Path, payload: dict[str, Any]) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m calibration.report", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m calibration.report", description=__doc__.split("\n\n")[0])
     p.add_argument("--fp32", required=True, help="the fp32 ONNX (the reference)")
     p.add_argument("--artifact", action="append", default=[], metavar="NAME=PATH",
                    help="an artifact to compare (.onnx or .engine), e.g. int8-trt=detect.int8.onnx; repeatable")

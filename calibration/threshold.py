@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "calibration.threshold"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = Parser(prog=f"python -m {PROG}", description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("--onnx", required=True, help="the model (detect or full graph, with jrc_meta)")
     p.add_argument("--data", required=True, help="real faces like the camera's (crops folder, manifest or synthetic[:N])")
     p.add_argument("--fpr", type=float, default=0.01, help="target false-alarm rate on those real faces (default 0.01)")

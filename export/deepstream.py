@@ -39,12 +39,11 @@ Landmark-aligned models (``face_align: landmarks``) need a warp nvinfer cannot d
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.fileio import write_atomic
 from runtime.meta import Meta, read_sidecar
 
@@ -236,7 +235,7 @@ def export_config(engine: str | Path, out: str | Path | None = None, batch: int 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description="Write a DeepStream nvinfer config for an engine "
+    ap = Parser(prog=PROG, description="Write a DeepStream nvinfer config for an engine "
                                  "built by export.engine, or fold the per-channel std into an ONNX.")
     ap.add_argument("--engine", type=Path, help="detect.<precision>.engine (with its .json sidecar)")
     ap.add_argument("--out", type=Path, help="config file (default: <engine stem>.nvinfer.txt) or, with "

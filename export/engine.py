@@ -18,7 +18,6 @@ built), it exits 1 with one line saying what is missing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 from contextlib import contextmanager
@@ -37,7 +36,7 @@ from export.trt_build import (
     resolve_profile,
 )
 from runtime.backends import trt_compat
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.fileio import replacing, write_atomic
 from runtime.meta import FACE_KEY, FACE_NETS, Meta, face_meta_from_json, sha256_file, write_sidecar
 
@@ -261,7 +260,7 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description="Build a TensorRT engine (plan + JSON sidecar) "
+    ap = Parser(prog=PROG, description="Build a TensorRT engine (plan + JSON sidecar) "
                                  "from an ONNX written by export.onnx (or a Q/DQ ONNX from calibration).")
     ap.add_argument("--onnx", required=True, type=Path, help="detect.onnx, full.onnx or a Q/DQ detect.int8.onnx; "
                     "or a face-detector folder from export.faces (runtime/assets/mtcnn): its three networks are "

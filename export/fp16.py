@@ -17,14 +17,13 @@ typed INT8 builds (``high_precision_dtype`` fp16). fp16 Q/DQ scales need opset 1
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from export.onnx_io import import_onnx, load_onnx, read_meta, save_onnx, set_meta
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 
 PROG = "export.fp16"
 FP16_MAX = 65504.0
@@ -147,7 +146,7 @@ def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iter
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description="Write an FP16 copy of an ONNX model with fp32 "
+    ap = Parser(prog=PROG, description="Write an FP16 copy of an ONNX model with fp32 "
                                  "inputs/outputs (for strongly typed TensorRT builds).")
     ap.add_argument("--onnx", required=True, type=Path, help="fp32 ONNX (e.g. detect.onnx)")
     ap.add_argument("--out", type=Path, help="output (default: <stem>.fp16.onnx beside the input)")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.fileio import write_atomic
 from runtime.meta import Meta
 
@@ -283,7 +283,7 @@ def _probabilities(onnx_path: Path, x: np.ndarray) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m {PROG}", description="Convert MesoNet's Keras weights (Afchar et "
+    p = Parser(prog=f"python -m {PROG}", description="Convert MesoNet's Keras weights (Afchar et "
                                 "al. 2018, Apache-2.0) to ONNX peers the runtime runs (logit of fake, 256 px RGB / 255) "
                                 "and PyTorch state_dicts for training.train --backbone-weights.")
     src = p.add_mutually_exclusive_group(required=True)

@@ -16,7 +16,6 @@ Writes ``detect.onnx`` (backbone + encoder + classifier: what edge devices run) 
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from export.onnx_io import import_onnx, save_onnx, set_meta
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.meta import OUTPUTS, Meta, sha256_file
 
 PROG = "export.onnx"
@@ -145,7 +144,7 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, graphs: tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description="Export a JRC checkpoint to ONNX (detect and/or "
+    ap = Parser(prog=PROG, description="Export a JRC checkpoint to ONNX (detect and/or "
                                  "full graph) with its metadata, checked against PyTorch.")
     ap.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by training.train")
     ap.add_argument("--out", required=True, type=Path, help="output folder (detect.onnx, full.onnx)")

@@ -20,13 +20,12 @@ engine's tensors (``benchmarks.gpu_check`` runs it on a real engine; the tests o
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from export.triton_check import TRT_TO_TRITON, parse_config
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.fileio import replacing, write_atomic
 from runtime.meta import ENGINE_SUFFIXES, Meta, missing_engine, read_sidecar
 
@@ -186,7 +185,7 @@ def engine_notes(model: Path, dynamic: bool) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=PROG, description="Write a Triton model repository entry for a "
+    ap = Parser(prog=PROG, description="Write a Triton model repository entry for a "
                                  "detect/full ONNX or TensorRT engine.")
     ap.add_argument("--model", required=True, type=Path, help="detect.onnx or detect.<precision>.engine")
     ap.add_argument("--out", required=True, type=Path, help="model repository folder")

@@ -27,6 +27,7 @@ from runtime.errors import (
     EXIT_SOURCE,
     EXIT_USAGE,
     EXIT_USER,
+    Parser,
     UserError,
     run_cli,
 )
@@ -40,7 +41,7 @@ MAX_THREADS_PER_CORE = 4  # --threads above this many per usable core only make 
 def build_parser() -> argparse.ArgumentParser:
     from runtime.cameras import reconnects
 
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=PROG, description="Detect deepfaked faces in a camera stream, video, image, folder or glob "
         "with a JRC model (.onnx via ONNX Runtime, .engine/.plan via TensorRT).",
         epilog="Exit codes: 0 done (also when no face was found), 1 bad input/model, 2 bad command line, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable, NoReturn
 
@@ -19,6 +20,14 @@ class UserError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_USER) -> None:
         super().__init__(" ".join(str(message).split()))
         self.exit_code = exit_code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line like every other user error (argparse prints its
+    whole usage block first): the flag, what was wrong, where to look; exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 # The optional-dependency groups of pyproject.toml ([project.optional-dependencies]); a test keeps

@@ -95,3 +95,23 @@ def test_every_option_of_every_tool_says_what_it_does():
         block = text[text.index("\n  " + flag + " ") + 3:]
         block = block[: block.find("\n  -")]  # this option's lines only
         assert f"(default: {default})" in " ".join(block.split()), (flag, block)
+
+
+def test_every_tools_command_line_mistakes_are_one_line(capsys):
+    """argparse's own errors (a bad value, an unknown flag, a missing argument) are one line naming
+    the flag and pointing to --help, exit code 2, like every other user error; not its usage block."""
+    from runtime.errors import EXIT_USAGE, Parser
+
+    direct = [str(p.relative_to(ROOT)) for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))
+              if "argparse.ArgumentParser(" in p.read_text(encoding="utf-8")]
+    assert direct == []  # every tool builds runtime.errors.Parser, the tools without build_parser() too
+    parsers = _parsers()
+    assert len(parsers) > 20
+    for name, parser in parsers.items():
+        assert isinstance(parser, Parser), name
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(["--no-such-flag-here"])
+        err = capsys.readouterr().err
+        assert e.value.code == EXIT_USAGE, name
+        lines = [x for x in err.splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].count("error:") == 1 and "--help" in lines[0], (name, err)

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.faces import DEFAULT_DETECTOR
 from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
 from runtime.fileio import replacing, write_atomic
@@ -285,7 +285,7 @@ def extract_listing(listing: Listing, out_root: Path, s: Settings, workers: int 
 # --- CLI -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     meta = Meta()
-    p = argparse.ArgumentParser(prog="python -m training.datasets", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m training.datasets", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--root", required=True, type=Path, help="folder holding the datasets in their official layouts")
     p.add_argument("--out", type=Path, help="output folder: one subfolder per dataset (not needed with --list)")

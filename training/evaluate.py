@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from training.checkpoint import checkpoint_file
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", required=True, help="checkpoint written by python -m training.train")
     p.add_argument("--data", nargs="+", metavar="SPEC",

@@ -30,7 +30,7 @@ from typing import Any, Iterator, TextIO
 import cv2
 import numpy as np
 
-from runtime.errors import UserError, missing_dependency, run_cli
+from runtime.errors import Parser, UserError, missing_dependency, run_cli
 from runtime.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
 from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS
@@ -244,7 +244,7 @@ def _tqdm():
 
 def build_parser() -> argparse.ArgumentParser:
     meta = Meta()
-    p = argparse.ArgumentParser(prog="python -m training.extract", description="Sample frames of every video, crop the faces as the runtime does, write PNG "
+    p = Parser(prog="python -m training.extract", description="Sample frames of every video, crop the faces as the runtime does, write PNG "
                                 "crops and a manifest.csv for training.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--videos", required=True, type=Path, help="folder of videos and photos (with real/ and fake/, or "

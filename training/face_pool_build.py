@@ -43,7 +43,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.media import read_image
 from training.face_pool import CONTEXT
 
@@ -241,7 +241,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m training.face_pool_build", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m training.face_pool_build", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--webmorph", required=True, metavar="DIR", help=f"a checkout of {WEBMORPH_REPO}")
     p.add_argument("--interfaces", required=True, metavar="DIR", help=f"a checkout of {INTERFACES_REPO}")

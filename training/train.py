@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError, run_cli
+from runtime.errors import Parser, UserError, run_cli
 from runtime.meta import ENCODERS, FACE_ALIGNS
 from training.dataspec import is_synthetic, parse_synthetic, synthetic_spec
 from training.run import (
@@ -48,7 +48,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
+    p = Parser(prog="python -m training.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=_Help)
     src = p.add_argument_group("data")
     src.add_argument("--data", help="training set: folder with real/ and fake/, a CSV manifest (path,label,video), "
