@@ -13,7 +13,8 @@
 
 Every answer carries a Content-Security-Policy that allows this origin only, ``nosniff``, no
 framing and no referrer. Files of events are looked up from the event's own record: nothing in a
-request is ever part of a path.
+request is ever part of a path. A query parameter that is malformed, out of range or given twice is
+a 400 that says which.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 DEFAULT_FPS = 5.0
 DEFAULT_VIEWERS = 4
+MAX_NUMBER = 2 ** 53 - 1  # the largest whole number the page's JavaScript holds exactly
+MAX_EVENTS = 500  # the most events one answer lists
 
 
 def _import() -> Any:
@@ -233,13 +236,10 @@ class WebView:
         return self._json({"cameras": out})
 
     async def _events(self, request: Any) -> Any:
-        since = self._since(request.query.get("since", "0"))
-        try:
-            limit = max(1, min(500, int(request.query.get("limit", "100"))))
-        except ValueError:
-            raise self.web.HTTPBadRequest(text="400: limit must be a whole number\n") from None
+        since = self._since(self._param(request, "since", "0"))
+        limit = self._whole(request, "limit", 100, low=1, high=MAX_EVENTS)
         self._announce_clips()
-        events = self.state.events(0 if isinstance(since, float) else since, limit=500) if self.state else []
+        events = self.state.events(0 if isinstance(since, float) else since, limit=MAX_EVENTS) if self.state else []
         if isinstance(since, float):
             events = [e for e in events if _changed_at(e) >= since]
         cursor = max([e["seq"] for e in events], default=since if isinstance(since, int) else 0)
@@ -260,16 +260,31 @@ class WebView:
 
     def _since(self, text: str) -> int | float:
         """``since``: a cursor (a whole number from an earlier answer) or an ISO 8601 time (→ epoch seconds)."""
-        try:
-            return max(0, int(text))
-        except ValueError:
-            pass
+        if text.isascii() and text.isdigit():
+            return self._number("since", text, 0, MAX_NUMBER)
         try:
             t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            return t.timestamp() if t.tzinfo is not None else t.astimezone().timestamp()
+        except (ValueError, OverflowError, OSError):  # not a time, or one beyond what this machine converts
             raise self.web.HTTPBadRequest(text="400: since must be a cursor (a whole number) or an ISO 8601 "
-                                               "time\n") from None
-        return t.timestamp() if t.tzinfo is not None else t.astimezone().timestamp()
+                                               "time (years 2 to 9998)\n") from None
+
+    # --- query parameters ----------------------------------------------------------------
+    def _param(self, request: Any, name: str, default: str) -> str:
+        """The query's one value of ``name`` (``default`` when absent); given twice is a 400."""
+        values = request.query.getall(name, [])
+        if len(values) > 1:
+            raise self.web.HTTPBadRequest(text=f"400: {name} is given more than once\n")
+        return values[0] if values else default
+
+    def _whole(self, request: Any, name: str, default: int, low: int = 0, high: int = MAX_NUMBER) -> int:
+        return self._number(name, self._param(request, name, str(default)), low, high)
+
+    def _number(self, name: str, text: str, low: int, high: int) -> int:
+        """``text`` as a whole number from ``low`` to ``high`` (plain digits only), else a 400."""
+        if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)) or not low <= int(text) <= high:
+            raise self.web.HTTPBadRequest(text=f"400: {name} must be a whole number from {low} to {high}\n")
+        return int(text)
 
     def _public_event(self, e: dict[str, Any]) -> dict[str, Any]:
         """An event as the page sees it: its pictures as URLs of this server (None when there is none)."""
@@ -331,10 +346,7 @@ class WebView:
         web = self.web
         name = request.match_info["name"]
         feed = self._feed(name)
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError:
-            raise web.HTTPBadRequest(text="400: after must be a whole number\n") from None
+        after = self._whole(request, "after", 0)
         try:
             with feed.viewer():
                 got = await self._until_closing(feed.next(after))
