@@ -5,9 +5,9 @@
 | ``/`` and ``/static/NAME`` | the page (``runtime/web/static/``: HTML, CSS, JavaScript; no CDN) |
 | ``/api/cameras`` | per camera: up, status, frames, faces, dropped, fps, threshold, viewers |
 | ``/api/tracks`` | per camera: its live tracks, each with p(fake) over the last minute |
-| ``/api/events?since=SEQ`` | the recent events changed after ``SEQ`` (or an ISO 8601 time), newest first, and ``cursor`` |
+| ``/api/events?since=SEQ&run=RUN`` | the recent events changed after ``SEQ`` (or an ISO 8601 time), newest first, and ``cursor`` |
 | ``/api/events/ID/snapshot.jpg``, ``crop.jpg``, ``clip`` | an event's pictures, by its id only |
-| ``/api/cameras/NAME/frame.jpg?after=SEQ`` | the camera's next annotated frame newer than ``SEQ`` (204: none within 10 s) |
+| ``/api/cameras/NAME/frame.jpg?after=SEQ&run=RUN`` | the camera's next annotated frame newer than ``SEQ`` (204: none within 10 s) |
 | ``/stream/NAME.mjpg`` | the camera's annotated frames as MJPEG (``multipart/x-mixed-replace``), for other players |
 | ``/metrics`` | Prometheus metrics, where ``--metrics`` is on |
 
@@ -15,6 +15,11 @@ Every answer carries a Content-Security-Policy that allows this origin only, ``n
 framing and no referrer. Files of events are looked up from the event's own record: nothing in a
 request is ever part of a path. A query parameter that is malformed, out of range or given twice is
 a 400 that says which.
+
+Cursors and frame numbers start again at 0 when the box starts again, so every JSON answer names
+the server's ``run`` (made at random when it starts; ``X-Run`` on frames). A reader that gives
+``run=RUN`` with its ``since`` or ``after`` is answered from 0 when ``RUN`` is another run's, and
+the page clears what it showed when the run changes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import logging
 import mimetypes
 import os
+import secrets
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +82,7 @@ class WebView:
         self.access = Access(read_token(token_file) if token_file else None)
         self.fps, self.max_viewers, self.quality, self.max_width = fps, viewers, quality, max_width
         self.write_timeout = write_timeout
+        self.run = secrets.token_hex(8)  # this run's cursors and frame numbers are its own
         self.state: Any = None
         self.metrics: Any = None
         self.feeds: dict[str, Feed] = {}
@@ -226,24 +233,27 @@ class WebView:
             d["frame_url"] = f"/api/cameras/{quote(c.name)}/frame.jpg"
             d["stream_url"] = f"/stream/{quote(c.name)}.mjpg"
             out.append(d)
-        return self._json({"cameras": out, "web_fps": self.fps, "max_viewers": self.max_viewers})
+        return self._json({"cameras": out, "web_fps": self.fps, "max_viewers": self.max_viewers, "run": self.run})
 
     async def _tracks(self, request: Any) -> Any:
         out = []
         for c in self._states():
             d = c.counters()
             out.append({"camera": c.name, "threshold": d["threshold"], "tracks": c.tracks()})
-        return self._json({"cameras": out})
+        return self._json({"cameras": out, "run": self.run})
 
     async def _events(self, request: Any) -> Any:
         since = self._since(self._param(request, "since", "0"))
         limit = self._whole(request, "limit", 100, low=1, high=MAX_EVENTS)
+        if isinstance(since, int) and not self._this_run(request):
+            since = 0  # another run's cursor
         self._announce_clips()
         events = self.state.events(0 if isinstance(since, float) else since, limit=MAX_EVENTS) if self.state else []
         if isinstance(since, float):
             events = [e for e in events if _changed_at(e) >= since]
         cursor = max([e["seq"] for e in events], default=since if isinstance(since, int) else 0)
-        return self._json({"events": [self._public_event(e) for e in events[:limit]], "cursor": cursor})
+        return self._json({"events": [self._public_event(e) for e in events[:limit]], "cursor": cursor,
+                           "run": self.run})
 
     def _announce_clips(self) -> None:
         """A clip is whole some seconds after its event closed (the frames after it): an event
@@ -285,6 +295,10 @@ class WebView:
         if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)) or not low <= int(text) <= high:
             raise self.web.HTTPBadRequest(text=f"400: {name} must be a whole number from {low} to {high}\n")
         return int(text)
+
+    def _this_run(self, request: Any) -> bool:
+        """Whether the numbers in the request are this run's (they are unless ``run`` names another)."""
+        return self._param(request, "run", self.run) == self.run
 
     def _public_event(self, e: dict[str, Any]) -> dict[str, Any]:
         """An event as the page sees it: its pictures as URLs of this server (None when there is none)."""
@@ -347,15 +361,18 @@ class WebView:
         name = request.match_info["name"]
         feed = self._feed(name)
         after = self._whole(request, "after", 0)
+        if not self._this_run(request):
+            after = 0  # another run's frame number
         try:
             with feed.viewer():
                 got = await self._until_closing(feed.next(after))
         except Full:
             raise self._busy(name) from None
         if got is None:
-            return web.Response(status=204)
+            return web.Response(status=204, headers={"X-Run": self.run})
         seq, jpeg = got
-        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg", "X-Frame-Seq": str(seq), **HEADERS})
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg", "X-Frame-Seq": str(seq), "X-Run": self.run,
+                                           **HEADERS})
         resp.content_length = len(jpeg)
         await resp.prepare(request)
         if not await self._send(request, resp, feed, jpeg):
