@@ -5,15 +5,21 @@
 | ``/`` and ``/static/NAME`` | the page (``runtime/web/static/``: HTML, CSS, JavaScript; no CDN) |
 | ``/api/cameras`` | per camera: up, status, frames, faces, dropped, fps, threshold, viewers |
 | ``/api/tracks`` | per camera: its live tracks, each with p(fake) over the last minute |
-| ``/api/events?since=SEQ`` | the recent events changed after ``SEQ`` (or an ISO 8601 time), newest first, and ``cursor`` |
+| ``/api/events?since=SEQ&run=RUN`` | the recent events changed after ``SEQ`` (or an ISO 8601 time), newest first, and ``cursor`` |
 | ``/api/events/ID/snapshot.jpg``, ``crop.jpg``, ``clip`` | an event's pictures, by its id only |
-| ``/api/cameras/NAME/frame.jpg?after=SEQ`` | the camera's next annotated frame newer than ``SEQ`` (204: none within 10 s) |
+| ``/api/cameras/NAME/frame.jpg?after=SEQ&run=RUN`` | the camera's next annotated frame newer than ``SEQ`` (204: none within 10 s) |
 | ``/stream/NAME.mjpg`` | the camera's annotated frames as MJPEG (``multipart/x-mixed-replace``), for other players |
 | ``/metrics`` | Prometheus metrics, where ``--metrics`` is on |
 
 Every answer carries a Content-Security-Policy that allows this origin only, ``nosniff``, no
 framing and no referrer. Files of events are looked up from the event's own record: nothing in a
-request is ever part of a path.
+request is ever part of a path. A query parameter that is malformed, out of range or given twice is
+a 400 that says which.
+
+Cursors and frame numbers start again at 0 when the box starts again, so every JSON answer names
+the server's ``run`` (made at random when it starts; ``X-Run`` on frames). A reader that gives
+``run=RUN`` with its ``since`` or ``after`` is answered from 0 when ``RUN`` is another run's, and
+the page clears what it showed when the run changes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import logging
 import mimetypes
 import os
+import secrets
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +52,8 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 DEFAULT_FPS = 5.0
 DEFAULT_VIEWERS = 4
+MAX_NUMBER = 2 ** 53 - 1  # the largest whole number the page's JavaScript holds exactly
+MAX_EVENTS = 500  # the most events one answer lists
 
 
 def _import() -> Any:
@@ -73,6 +82,7 @@ class WebView:
         self.access = Access(read_token(token_file) if token_file else None)
         self.fps, self.max_viewers, self.quality, self.max_width = fps, viewers, quality, max_width
         self.write_timeout = write_timeout
+        self.run = secrets.token_hex(8)  # this run's cursors and frame numbers are its own
         self.state: Any = None
         self.metrics: Any = None
         self.feeds: dict[str, Feed] = {}
@@ -223,27 +233,27 @@ class WebView:
             d["frame_url"] = f"/api/cameras/{quote(c.name)}/frame.jpg"
             d["stream_url"] = f"/stream/{quote(c.name)}.mjpg"
             out.append(d)
-        return self._json({"cameras": out, "web_fps": self.fps, "max_viewers": self.max_viewers})
+        return self._json({"cameras": out, "web_fps": self.fps, "max_viewers": self.max_viewers, "run": self.run})
 
     async def _tracks(self, request: Any) -> Any:
         out = []
         for c in self._states():
             d = c.counters()
             out.append({"camera": c.name, "threshold": d["threshold"], "tracks": c.tracks()})
-        return self._json({"cameras": out})
+        return self._json({"cameras": out, "run": self.run})
 
     async def _events(self, request: Any) -> Any:
-        since = self._since(request.query.get("since", "0"))
-        try:
-            limit = max(1, min(500, int(request.query.get("limit", "100"))))
-        except ValueError:
-            raise self.web.HTTPBadRequest(text="400: limit must be a whole number\n") from None
+        since = self._since(self._param(request, "since", "0"))
+        limit = self._whole(request, "limit", 100, low=1, high=MAX_EVENTS)
+        if isinstance(since, int) and not self._this_run(request):
+            since = 0  # another run's cursor
         self._announce_clips()
-        events = self.state.events(0 if isinstance(since, float) else since, limit=500) if self.state else []
+        events = self.state.events(0 if isinstance(since, float) else since, limit=MAX_EVENTS) if self.state else []
         if isinstance(since, float):
             events = [e for e in events if _changed_at(e) >= since]
         cursor = max([e["seq"] for e in events], default=since if isinstance(since, int) else 0)
-        return self._json({"events": [self._public_event(e) for e in events[:limit]], "cursor": cursor})
+        return self._json({"events": [self._public_event(e) for e in events[:limit]], "cursor": cursor,
+                           "run": self.run})
 
     def _announce_clips(self) -> None:
         """A clip is whole some seconds after its event closed (the frames after it): an event
@@ -260,16 +270,35 @@ class WebView:
 
     def _since(self, text: str) -> int | float:
         """``since``: a cursor (a whole number from an earlier answer) or an ISO 8601 time (→ epoch seconds)."""
-        try:
-            return max(0, int(text))
-        except ValueError:
-            pass
+        if text.isascii() and text.isdigit():
+            return self._number("since", text, 0, MAX_NUMBER)
         try:
             t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            return t.timestamp() if t.tzinfo is not None else t.astimezone().timestamp()
+        except (ValueError, OverflowError, OSError):  # not a time, or one beyond what this machine converts
             raise self.web.HTTPBadRequest(text="400: since must be a cursor (a whole number) or an ISO 8601 "
-                                               "time\n") from None
-        return t.timestamp() if t.tzinfo is not None else t.astimezone().timestamp()
+                                               "time (years 2 to 9998)\n") from None
+
+    # --- query parameters ----------------------------------------------------------------
+    def _param(self, request: Any, name: str, default: str) -> str:
+        """The query's one value of ``name`` (``default`` when absent); given twice is a 400."""
+        values = request.query.getall(name, [])
+        if len(values) > 1:
+            raise self.web.HTTPBadRequest(text=f"400: {name} is given more than once\n")
+        return values[0] if values else default
+
+    def _whole(self, request: Any, name: str, default: int, low: int = 0, high: int = MAX_NUMBER) -> int:
+        return self._number(name, self._param(request, name, str(default)), low, high)
+
+    def _number(self, name: str, text: str, low: int, high: int) -> int:
+        """``text`` as a whole number from ``low`` to ``high`` (plain digits only), else a 400."""
+        if not (text.isascii() and text.isdigit()) or len(text) > len(str(high)) or not low <= int(text) <= high:
+            raise self.web.HTTPBadRequest(text=f"400: {name} must be a whole number from {low} to {high}\n")
+        return int(text)
+
+    def _this_run(self, request: Any) -> bool:
+        """Whether the numbers in the request are this run's (they are unless ``run`` names another)."""
+        return self._param(request, "run", self.run) == self.run
 
     def _public_event(self, e: dict[str, Any]) -> dict[str, Any]:
         """An event as the page sees it: its pictures as URLs of this server (None when there is none)."""
@@ -331,19 +360,19 @@ class WebView:
         web = self.web
         name = request.match_info["name"]
         feed = self._feed(name)
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError:
-            raise web.HTTPBadRequest(text="400: after must be a whole number\n") from None
+        after = self._whole(request, "after", 0)
+        if not self._this_run(request):
+            after = 0  # another run's frame number
         try:
             with feed.viewer():
                 got = await self._until_closing(feed.next(after))
         except Full:
             raise self._busy(name) from None
         if got is None:
-            return web.Response(status=204)
+            return web.Response(status=204, headers={"X-Run": self.run})
         seq, jpeg = got
-        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg", "X-Frame-Seq": str(seq), **HEADERS})
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg", "X-Frame-Seq": str(seq), "X-Run": self.run,
+                                           **HEADERS})
         resp.content_length = len(jpeg)
         await resp.prepare(request)
         if not await self._send(request, resp, feed, jpeg):

@@ -6,6 +6,7 @@ event pictures by id only, the events cursor, /metrics."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -292,6 +293,72 @@ def test_events_their_pictures_by_id_only_the_cursor_and_metrics(box, view, tmp_
     code, body, _ = get(f"{v.url}metrics")
     assert code == 200 and b"jrc_inference_batch_size" in body
     metrics.close()
+
+
+def test_malformed_or_out_of_range_query_parameters_are_a_400_that_says_which(box, view):
+    v = view()
+    with Camera(box):
+        bad = {"api/events?since=0001-01-01T00:00:00": "since",  # local time of year 1: year 0 in UTC
+               "api/events?since=9999-12-31T23:59:59": "since",  # year 10000 in UTC, west of it
+               "api/events?since=-1": "since", "api/events?since=nan": "since", "api/events?since=5_0": "since",
+               "api/events?since=%EF%BC%95": "since",  # a full-width digit
+               "api/events?since=%ff": "since", "api/events?since=": "since",
+               "api/events?since=" + "9" * 17: "since", "api/events?since=" + "9" * 5000: "since",
+               "api/events?since=1&since=2": "since", "api/events?run=a&run=b": "run",
+               "api/events?limit=0": "limit", "api/events?limit=501": "limit", "api/events?limit=-1": "limit",
+               "api/events?limit=nan": "limit", "api/events?limit=1e3": "limit", "api/events?limit=" + "9" * 5000: "limit",
+               "api/events?limit=5&limit=5": "limit",
+               "api/cameras/door/frame.jpg?after=-1": "after", "api/cameras/door/frame.jpg?after=inf": "after",
+               "api/cameras/door/frame.jpg?after=" + "9" * 17: "after",
+               "api/cameras/door/frame.jpg?after=1&after=1": "after", "api/cameras/door/frame.jpg?run=a&run=a": "run"}
+        zone = os.environ.get("TZ")
+        os.environ["TZ"] = "America/Los_Angeles"  # where 9999-12-31T23:59:59 local is past year 9999 in UTC
+        time.tzset()
+        try:
+            for route, name in bad.items():
+                code, body, headers = get(v.url + route)
+                assert code == 400 and body.startswith(f"400: {name} ".encode()), (route, code, body)
+                assert len(body) < 120 and b"Traceback" not in body and "Content-Security-Policy" in headers, route
+        finally:
+            if zone is None:
+                del os.environ["TZ"]
+            else:
+                os.environ["TZ"] = zone
+            time.tzset()
+        for route in ("api/events?since=0", "api/events?since=9007199254740991", "api/events?limit=1",
+                      "api/events?limit=500", "api/events?since=0002-01-01T00:00:00Z",
+                      "api/events?since=2026-01-01T10:00:04", "api/cameras/door/frame.jpg?after=0"):
+            assert get(v.url + route)[0] == 200, route
+
+
+def test_every_answer_names_its_run_and_another_runs_numbers_count_from_0(box, view):
+    a, b = view(), view()
+    cam = Camera(box)
+    for i in range(3):
+        cam.state.event({"schema": 1, "type": "open", "event": {
+            "id": f"e{i}", "camera": "door", "track": i, "active": True, "start": "2026-01-01T10:00:00.000+00:00",
+            "end": None, "peak_prob": 0.9, "snapshot": None, "crop": None, "clip": None}})
+    assert len(a.run) >= 16 and a.run != b.run  # a server started again has another run
+    for route in ("api/cameras", "api/tracks", "api/events"):
+        assert json.loads(get(a.url + route)[1])["run"] == a.run, route
+    listing = json.loads(get(f"{a.url}api/events")[1])
+    cursor = listing["cursor"]
+    assert json.loads(get(f"{a.url}api/events?since={cursor}&run={a.run}")[1])["events"] == []
+    # a page that read run b's cursor asks run a: a's events are all new to it
+    again = json.loads(get(f"{a.url}api/events?since={cursor + 1000}&run={b.run}")[1])
+    assert [e["id"] for e in again["events"]] == ["e2", "e1", "e0"] and again["cursor"] == cursor
+    assert again["run"] == a.run
+    with cam:
+        code, _, headers = get(f"{a.url}api/cameras/door/frame.jpg?after=0")
+        assert code == 200 and headers["X-Run"] == a.run
+        seq = int(headers["X-Frame-Seq"])
+        code, _, headers = get(f"{a.url}api/cameras/door/frame.jpg?after={seq}&run={a.run}")
+        assert code == 200 and int(headers["X-Frame-Seq"]) > seq
+        # another run's frame number, far ahead of this run's: the latest frame at once, not 10 s of waiting
+        started = time.monotonic()
+        code, body, headers = get(f"{a.url}api/cameras/door/frame.jpg?after={seq + 100000}&run={b.run}")
+        assert code == 200 and body[:2] == b"\xff\xd8" and headers["X-Run"] == a.run
+        assert time.monotonic() - started < 5
 
 
 def test_a_track_timeline_keeps_a_minute_one_point_a_step_with_its_highest_score():

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +16,7 @@ import urllib.request
 import numpy as np
 
 from runtime.sinks import VideoSink
-from tests.helpers import detect_process
+from tests.helpers import ROOT, detect_process
 from tests.helpers.browser import chromium_or_skip, console_errors, headless_chromium
 from tests.helpers.media import segment_video
 from tests.helpers.models import make_onnx
@@ -57,6 +59,58 @@ for (let x = 0; x < w; x++) {
   if (d[i + 3] > 0 && d[i] > 150 && d[i + 1] < 120) red++;
 }
 return {points: Number(canvas.dataset.points || 0), painted, red, w, h};
+"""
+
+
+# a box as the live view sees it, in a process of its own: python -c BOX PORT CAMERAS EVENTS COLOUR FPS. Its
+# cameras show one colour; the first has EVENTS closed events, ids COLOUR-0, COLOUR-1, ...
+BOX = """
+import sys, time
+import numpy as np
+from runtime.camera_state import BoxState, CameraState
+from runtime.pipeline import Result
+from runtime.sources import Frame
+from runtime.web.server import WebView
+
+port, names, events, colour, fps = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+box = BoxState()
+cams = [CameraState(name, name + ".mp4") for name in names]
+for c in cams:
+    box.add(c)
+for i in range(events):
+    cams[0].event({"schema": 1, "type": "close", "event": {
+        "id": f"{colour}-{i}", "camera": names[0], "track": i, "active": False, "peak_prob": 0.9, "mean_prob": 0.8,
+        "frames": 10,
+        "start": "2026-01-01T10:00:00.000+00:00", "end": "2026-01-01T10:00:01.000+00:00",
+        "snapshot": None, "crop": None, "clip": None}})
+view = WebView(port, fps=float(fps))
+view.attach(box)
+print("serving", flush=True)
+img = np.full((90, 120, 3), {"red": (0, 0, 220), "blue": (220, 0, 0)}[colour], np.uint8)
+i = 0
+while True:
+    for c in cams:
+        c.update(Result(Frame(img, i, i / 25, "cam.mp4", 0), [], [], camera=c.name), [], 0, 0.5, keep_frame=True)
+    i += 1
+    time.sleep(0.02)
+"""
+
+# what the page shows: its events' ids, and each tile's frame as its seq and its centre pixel's RGB
+PAGE = """
+const out = {events: [...document.querySelectorAll('#events .event')].map((li) => li.dataset.id), tiles: {}};
+for (const t of document.querySelectorAll('.tile')) {
+  const img = t.querySelector('img.frame');
+  let rgb = null;
+  if (img.complete && img.naturalWidth) {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth; c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    rgb = [...ctx.getImageData(c.width >> 1, c.height >> 1, 1, 1).data.slice(0, 3)];
+  }
+  out.tiles[t.dataset.camera] = {seq: Number(img.dataset.seq || 0), rgb};
+}
+return out;
 """
 
 
@@ -206,3 +260,47 @@ def test_the_live_view_in_chromium(tmp_path):
     assert web["token"] is True and web["frames_encoded"] > 0 and web["requests_refused"] >= 18
     files = sorted(p.name for p in (tmp_path / "media" / "door").iterdir())
     assert [f for f in files if f.endswith((".mp4", ".webm"))] == [f"{event_id}{s['events']['media']['codec'] == 'h264' and '.mp4' or '.webm'}"]
+
+
+def test_the_page_starts_over_when_the_box_starts_again_on_its_port():
+    chromium_or_skip()
+    port = free_port()
+    boxes: list[subprocess.Popen] = []
+
+    def start(cameras: str, events: int, colour: str, fps: float) -> None:
+        proc = subprocess.Popen([sys.executable, "-c", BOX, str(port), cameras, str(events), colour, str(fps)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        boxes.append(proc)
+        assert proc.stdout.readline().strip() == "serving", proc.communicate(timeout=30)[1]
+
+    def showing(cameras: set, events: set, colour: str, min_seq: int = 1):
+        lit, dark = (0, 2) if colour == "red" else (2, 0)  # the frames' channel (RGB) and the one they lack
+
+        def check():
+            page = driver.execute_script(PAGE)
+            tiles = page["tiles"]
+            return set(page["events"]) == events and set(tiles) == cameras and all(
+                t["seq"] >= min_seq and t["rgb"] and t["rgb"][lit] > 150 and t["rgb"][dark] < 80
+                for t in tiles.values())
+        return check
+
+    try:
+        start("door,hall", 30, "red", 20)  # box A: its cursor reaches 30, its frames 60 and more
+        with headless_chromium() as driver:
+            driver.get(f"http://127.0.0.1:{port}/")
+            _wait(showing({"door", "hall"}, {f"red-{i}" for i in range(30)}, "red", min_seq=60), 20,
+                  "box A's events and frames")
+            assert console_errors(driver) == []
+            boxes[0].send_signal(signal.SIGTERM)
+            boxes[0].communicate(timeout=10)
+            # box B on the same port numbers from 0 again: 3 events, 2 frames a second (far below A's)
+            start("door,lobby", 3, "blue", 2)
+            _wait(showing({"door", "lobby"}, {"blue-0", "blue-1", "blue-2"}, "blue"), 12,
+                  "the page to show box B's events and frames, and its cameras only")
+            # while the box was away the page's requests failed; nothing else went wrong
+            assert all("ERR_CONNECTION" in m or "Failed to fetch" in m for m in console_errors(driver))
+    finally:
+        for proc in boxes:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()

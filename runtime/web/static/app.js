@@ -1,7 +1,8 @@
 // jrc-edge live view: tiles of live frames, per-track timelines, recent events. Plain JavaScript, no
 // library: it polls the JSON routes once a second and asks each camera for its next frame as soon as
 // the last one has arrived (the server sends at most --web-fps a second). Frames are asked for only
-// while the page is visible, so a hidden tab costs the box nothing.
+// while the page is visible, so a hidden tab costs the box nothing. A box started again (on the same
+// port) numbers its events and frames from 0 again under a new run id: the page then starts over.
 "use strict";
 
 const POLL_MS = 1000;
@@ -9,6 +10,7 @@ const TIMELINE_S = 60;
 const tiles = new Map(); // camera name -> {el, img, stats, state, note, timelines, canvases}
 const events = new Map(); // event id -> event (latest state)
 let cursor = 0;
+let run = ""; // the server's run id: cursor and each tile's seq are numbers of this run
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -35,11 +37,11 @@ function tileFor(cam) {
   const el = $("#tile-template").content.firstElementChild.cloneNode(true);
   el.dataset.camera = cam.camera;
   $(".name", el).textContent = cam.camera;
-  $(".name", el).title = cam.source;
   const img = $(".frame", el);
   img.alt = `camera ${cam.camera}, live`;
   t = { el, img, stats: $(".stats", el), state: $(".state", el), note: $(".frame-note", el),
-        timelines: $(".timelines", el), canvases: new Map(), seq: 0, url: cam.frame_url };
+        timelines: $(".timelines", el), canvases: new Map(), seq: 0, run: "", name: cam.camera,
+        url: cam.frame_url };
   $("#tiles").append(el);
   tiles.set(cam.camera, t);
   pump(t);
@@ -48,6 +50,7 @@ function tileFor(cam) {
 
 function showCamera(cam) {
   const t = tileFor(cam);
+  $(".name", t.el).title = cam.source;
   const ended = cam.status !== "running";
   t.state.textContent = cam.up ? "up" : ended ? (cam.status === "ok" ? "ended" : cam.status.replace("_", " ")) : "down";
   t.state.className = `state ${cam.up ? "up" : "down"}`;
@@ -57,13 +60,15 @@ function showCamera(cam) {
 }
 
 async function pump(t) {
-  // one frame after another, each newer than the last; the server paces them
-  for (;;) {
+  // one frame after another, each newer than the last; the server paces them. The run goes with the
+  // seq: a box started again answers with its latest frame at once, whatever this run's seq was.
+  while (tiles.get(t.name) === t) {
     if (document.hidden) { await sleep(500); continue; }
     try {
-      const r = await fetch(`${t.url}?after=${t.seq}`, { cache: "no-store" });
+      const r = await fetch(`${t.url}?after=${t.seq}&run=${encodeURIComponent(t.run)}`, { cache: "no-store" });
       if (r.status === 200) {
         const seq = Number(r.headers.get("X-Frame-Seq")) || t.seq + 1;
+        t.run = r.headers.get("X-Run") || "";
         const blob = await r.blob();
         const url = URL.createObjectURL(blob);
         const old = t.img.src;
@@ -82,6 +87,13 @@ async function pump(t) {
       t.note.textContent = "the box does not answer; retrying…";
       await sleep(2000);
     }
+  }
+}
+
+function dropTiles(listed) {
+  // a camera the box no longer has (it started again with others): its tile goes, its pump ends
+  for (const [name, t] of tiles) {
+    if (!listed.has(name)) { t.el.remove(); tiles.delete(name); }
   }
 }
 
@@ -265,9 +277,18 @@ async function poll() {
   for (;;) {
     try {
       const [cams, tracks, news] = await Promise.all([
-        getJSON("/api/cameras"), getJSON("/api/tracks"), getJSON(`/api/events?since=${cursor}`)]);
+        getJSON("/api/cameras"), getJSON("/api/tracks"),
+        getJSON(`/api/events?since=${cursor}&run=${encodeURIComponent(run)}`)]);
       for (const cam of cams.cameras) showCamera(cam);
+      dropTiles(new Set(cams.cameras.map((c) => c.camera)));
       for (const cam of tracks.cameras) showTracks(cam);
+      if (news.run !== run) {
+        // another run (the box started again): this answer has all its events (our cursor was not its)
+        events.clear();
+        eventItems.clear();
+        cursor = 0;
+        run = news.run;
+      }
       for (const e of news.events) events.set(e.id, e);
       cursor = Math.max(cursor, news.cursor);
       showEvents();
