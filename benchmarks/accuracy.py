@@ -263,7 +263,8 @@ def plot(result: dict[str, Any], path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     report.check_positive(runs=a.runs, threads=a.threads, limit=a.limit)
-    report.check_paths(a.engine, a.reference, a.json, a.png)
+    data = a.data.split(":", 1)[1] if a.data.startswith("selfblend:") else a.data  # a folder or manifest it reads
+    report.check_paths(a.engine, a.reference, a.json, a.png, [("--data", data)])
     a.threads = a.threads or report.default_threads()
     settings = {"runs": a.runs, "warmup": a.warmup, "threads": a.threads, "provider": a.provider,
                 "limit": a.limit, "split": a.split}

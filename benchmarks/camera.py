@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.ckpt and not a.engine:
         raise UserError("name at least one model: --ckpt PATH or --engine PATH")
     report.check_positive(items=a.items, boot=a.boot)
+    report.check_writable(a.json, "--json", [("--ckpt", p) for p in a.ckpt] + [("--engine", p) for p in a.engine])
     from benchmarks.families import fold_metrics, open_model
     from runtime.backends import artifact_file
     from training.checkpoint import checkpoint_file

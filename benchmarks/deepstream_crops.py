@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lfw", type=int, default=100, help="LFW faces to use besides the astronaut (0..100)")
     ap.add_argument("--json", help="write the result here")
     a = ap.parse_args(argv)
+    from benchmarks.report import check_writable
+
+    check_writable(a.json, "--json", [("--onnx", str(a.onnx))])
     if not 0 <= a.lfw <= 100:
         raise UserError(f"--lfw {a.lfw}: expected 0..100")
     if not a.onnx.is_file():

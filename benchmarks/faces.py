@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
 
     a = build_parser().parse_args(argv)
     check_positive(frames=a.frames, rounds=a.rounds, cost_rounds=a.cost_rounds, threads=a.threads, lfw=a.lfw)
+    from benchmarks.report import check_writable
+
+    check_writable(a.json, "--json")
     if a.lfw > 100:
         raise UserError(f"--lfw {a.lfw}: LFW's subset has 100 faces and 100 non-faces; pass 1-100")
     result: dict[str, Any] = {"machine": machine()}

@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         train_on = parse_families(a.train_on) if a.train_on else None
     except ValueError as e:
         raise UserError(str(e)) from None
+    report.check_writable(a.json, "--json", [("--ckpt", p) for p in a.ckpt or []] + [("--engine", p) for p in a.engine or []])
     if a.ckpt or a.engine:
         return score_models(a, argv, families)
     seeds = report.parse_list(a.seeds, int, "--seeds")

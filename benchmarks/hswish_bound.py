@@ -183,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     report.check_positive(runs=a.runs, threads=a.threads)
     if a.warmup < 0:
         raise UserError(f"--warmup {a.warmup}: must be 0 or more")
-    report.check_files([a.fp32], "--fp32")
-    report.check_files([a.int8], "--int8")
-    report.check_writable(a.json, "--json")
+    from runtime.onnx_proto import check_external_data
+
+    for flag, path in (("--fp32", a.fp32), ("--int8", a.int8)):
+        report.check_files([path], flag)
+        check_external_data(path)  # the one check before ONNX Runtime reads a model
+    report.check_writable(a.json, "--json", [("--fp32", a.fp32), ("--int8", a.int8)])
     settings = {"batches": batches, "runs": a.runs, "warmup": a.warmup, "threads": a.threads, "seed": a.seed,
                 "fp32": a.fp32, "int8": a.int8}
     result = {**report.envelope(PROG, argv, settings), **run(a, batches)}

@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--window and --web-fps must be above 0 (--web-fps at most 60), --warmup 0 or more")
     w, h = report.parse_size(a.size)
     report.check_files([a.engine], "--engine")
-    report.check_writable(a.json, "--json")
+    report.check_writable(a.json, "--json", [("--engine", a.engine)])
     from benchmarks.demo import make_clip
 
     with tempfile.TemporaryDirectory(prefix="jrc-liveview-clips-") as tmp:

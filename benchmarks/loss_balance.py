@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = report.parse_list(a.seeds, int, "--seeds")
     lambdas = report.parse_list(a.lambdas, float, "--lambdas")
     report.check_positive(batches=a.batches, batch_size=a.batch_size, threads=a.threads)
-    report.check_writable(a.json, "--json")
+    report.check_writable(a.json, "--json", [("--ckpt", a.ckpt), ("--data", a.data)])
     if a.ckpt:
         given = [flag for flag, v in (("--encoder", a.encoder), ("--input-size", a.input_size),
                                       ("--downsample", a.downsample)) if v is not None]

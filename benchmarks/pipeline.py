@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     report.check_positive(frames=a.frames, detect_every=a.detect_every, repeats=a.repeats, runs=a.runs,
                           threads=a.threads, detect_width=a.detect_width, min_face=a.min_face)
-    report.check_paths([a.engine], a.reference, a.json, a.png)
+    report.check_paths([a.engine], a.reference, a.json, a.png, [("--source", a.source)])
     report.check_files(a.compare, "--compare")
     if a.source and not Path(a.source).exists():
         raise UserError(f"--source {a.source}: no such file or folder")

@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in a.onnx:
         if not Path(path).is_file():
             raise UserError(f"--onnx {path}: file not found; export one with python -m export.onnx")
+    report.check_writable(a.json, "--json", [("--onnx", p) for p in a.onnx])
     names = [s.strip() for s in a.calib.split(",") if s.strip()]
     methods = [m.strip() for m in a.method.split(",") if m.strip()]
     anchors = [x.strip() for x in a.anchor.split(",") if x.strip()]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from runtime import cpu
-from runtime.errors import UserError
+from runtime.errors import EXIT_USAGE, UserError
 from runtime.fileio import write_atomic
 from runtime.pipeline import usable_cores
 
@@ -62,6 +62,9 @@ def default_threads() -> int:
     return usable_cores()
 
 
+MAX_BATCH = 1024  # a larger --batch only runs the machine out of memory
+
+
 def parse_batches(text: str) -> list[int]:
     try:
         out = [int(t) for t in text.split(",") if t.strip()]
@@ -69,6 +72,9 @@ def parse_batches(text: str) -> list[int]:
         raise UserError(f"--batch {text!r}: expected comma-separated positive integers, e.g. 1,8") from None
     if not out or any(b < 1 for b in out):
         raise UserError(f"--batch {text!r}: expected comma-separated positive integers, e.g. 1,8")
+    if max(out) > MAX_BATCH:
+        raise UserError(f"--batch {text!r}: at most {MAX_BATCH} faces a batch (a batch of 224 px faces takes "
+                        "0.6 MB each before the model's own activations); measure smaller batches", EXIT_USAGE)
     return sorted(set(out))
 
 
@@ -106,21 +112,37 @@ def check_files(paths: Sequence[str], flag: str) -> None:
             raise UserError(f"{flag} {p}: no such file")
 
 
-def check_writable(path: str | None, flag: str) -> None:
-    """An output's folder is created when missing (the rule of every tool); a file in the way is an error."""
-    if path:
-        from runtime.fileio import make_folder
+def check_writable(path: str | None, flag: str, inputs: Sequence[tuple[str, str | None]] = ()) -> None:
+    """An output's folder is created when missing (the rule of every tool); a file in the way, a
+    folder at the path, or an input at it (``inputs``: (flag, path) of what the tool reads; a folder
+    input holds what it reads) is a one-line error before any work."""
+    if not path:
+        return
+    from runtime.fileio import make_folder, same_file
 
-        make_folder(Path(path).expanduser().parent, flag, path)
+    out = Path(path).expanduser()
+    if out.is_dir() or str(path).endswith(os.sep):
+        raise UserError(f"{flag} {path}: is a folder; pass a file name")
+    for in_flag, in_path in inputs:
+        if not in_path or not os.path.exists(in_path):
+            continue
+        if same_file(out, in_path) or (os.path.isdir(in_path) and Path(in_path).resolve() in out.resolve().parents):
+            raise UserError(f"{flag} {path}: {'inside' if os.path.isdir(in_path) else 'the same file as'} {in_flag} "
+                            f"{in_path}, an input; writing it would destroy or change what is read, choose another path",
+                            EXIT_USAGE)
+    make_folder(out.parent, flag, path)
 
 
-def check_paths(engines: Sequence[str], reference: str | None, json_out: str | None, png_out: str | None) -> None:
-    """The checks every benchmark CLI runs first: its models exist and its outputs can be written."""
+def check_paths(engines: Sequence[str], reference: str | None, json_out: str | None, png_out: str | None,
+                inputs: Sequence[tuple[str, str | None]] = ()) -> None:
+    """The checks every benchmark CLI runs first: its models exist, and its outputs can be written and
+    are none of its inputs (``inputs``: what else it reads, besides the engines and the reference)."""
     check_files(engines, "--engine")
     if reference:
         check_files([reference], "--reference")
-    check_writable(json_out, "--json")
-    check_writable(png_out, "--png")
+    read = [("--engine", e) for e in engines] + [("--reference", reference)] + list(inputs)
+    check_writable(json_out, "--json", read)
+    check_writable(png_out, "--png", read + [("--json", json_out)])
 
 
 # --- text -----------------------------------------------------------------------------------

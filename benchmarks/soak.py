@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (64 <= w <= 4096 and 64 <= h <= 4096):
         raise UserError(f"--size {a.size}: each side must be 64..4096")
     report.check_files([a.engine], "--engine")
-    report.check_writable(a.json, "--json")
+    report.check_writable(a.json, "--json", [("--engine", a.engine)])
     if a.workdir and not Path(a.workdir).is_dir():
         raise UserError(f"--workdir {a.workdir}: no such folder")
     res = soak(a.engine, a.frames, a.warmup, a.interval, (w, h), a.detect_every, a.workdir, ["--faces", a.faces],

@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--pace and --batch-wait must be 0 or more")
     w, h = report.parse_size(a.size)
     report.check_files([a.engine], "--engine")
-    report.check_writable(a.json, "--json")
+    report.check_writable(a.json, "--json", [("--engine", a.engine), ("--clip", a.clip)])
     from benchmarks.demo import make_clip
 
     with tempfile.TemporaryDirectory(prefix="jrc-streams-") as tmp:

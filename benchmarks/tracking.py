@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--cuts: give exactly one --clip")
     if a.splice is not None and a.splice < 2:
         raise UserError(f"--splice {a.splice}: must be at least 2 frames a shot")
-    report.check_writable(a.json, "--json")
+    report.check_writable(a.json, "--json", [("--engine", a.engine)] + [("--clip", c) for c in a.clip])
     rows = []
     with tempfile.TemporaryDirectory(prefix="jrc-tracking-") as tmp:
         for clip in clips(a):

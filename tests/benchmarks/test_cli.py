@@ -14,8 +14,8 @@ import pytest
 from tests.helpers import ROOT, load_strict, run_in_process, run_module
 
 
-def _one_line_error(p, prog: str, *needles: str) -> None:
-    assert p.returncode == 1, p.stderr
+def _one_line_error(p, prog: str, *needles: str, code: int = 1) -> None:
+    assert p.returncode == code, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{prog}: error:"), p.stderr
     assert "Traceback" not in p.stderr
@@ -122,10 +122,16 @@ def test_latency_with_the_extras_switched_off(tiny, tmp_path):
     (["--engine", "{detect}", "--batch", "0,x"], ["--batch", "positive integers"]),
     (["--engine", "{detect}", "--runs", "0"], ["--runs 0"]),
     (["--engine", "{detect}", "--json", "{detect}/x.json"], ["--json", "is a file, not a folder"]),
+    (["--engine", "{detect}", "--json", "{detect}"], ["--json", "the same file as --engine", "an input"]),
+    (["--engine", "{detect}", "--png", "{detect}"], ["--png", "the same file as --engine", "an input"]),
+    (["--engine", "{detect}", "--json", "{folder}"], ["--json", "is a folder"]),
 ])
 def test_latency_bad_input_is_one_line(tiny, args, needles):
-    args = [a.format(detect=tiny["detect"]) for a in args]
-    _one_line_error(run_module("benchmarks.latency", *args, "--no-memory"), "benchmarks.latency", *needles)
+    before = Path(tiny["detect"]).read_bytes()
+    args = [a.format(detect=tiny["detect"], folder=Path(tiny["detect"]).parent) for a in args]
+    code = 2 if "an input" in needles else 1  # an output over an input is a bad command line, as in runtime.detect
+    _one_line_error(run_module("benchmarks.latency", *args, "--no-memory"), "benchmarks.latency", *needles, code=code)
+    assert Path(tiny["detect"]).read_bytes() == before  # the model is never written over
 
 
 def test_accuracy_table_json_png(tiny, tmp_path):

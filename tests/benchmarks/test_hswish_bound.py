@@ -74,7 +74,10 @@ def test_cli_reports_every_variant_and_refuses_a_model_without_hard_swish(work: 
     assert all(row["over_fp32"]["rounds"] == 3 and row["p50_ms"] > 0 for row in r["rows"])
     assert "free hard-swish" in p.stdout and r["machine"]["cpu_flags"] is not None
     for args, says in ((("--int8", work["src"]), "no hard-swish found"),
-                       (("--int8", work["root"] / "m.pt"), "ONNX Runtime cannot load it"),
-                       (("--int8", tmp_path / "none.onnx"), "no such file")):
+                       (("--int8", work["root"] / "m.pt"), "not a valid ONNX model"),
+                       (("--int8", tmp_path / "none.onnx"), "no such file"),
+                       (("--int8", work["int8"], "--json", work["int8"]), "an input"),  # never written over
+                       (("--int8", work["int8"], "--json", tmp_path), "is a folder"),
+                       (("--int8", work["int8"], "--batch", "100000"), "at most")):
         bad = run_module("benchmarks.hswish_bound", "--fp32", work["src"], *args, "--runs", "2")
         assert bad.returncode != 0 and says in bad.stderr and bad.stderr.strip().count("\n") == 0, bad.stderr
