@@ -297,10 +297,12 @@ def check_external_data(model_path: str | Path) -> list[Path]:
         if loc is None:
             continue
         if loc not in files:
-            target = (folder / loc).resolve()
-            if not loc or Path(loc).is_absolute() or (folder not in target.parents):
+            plain = bool(loc) and "\0" not in loc and not Path(loc).is_absolute() and ".." not in Path(loc).parts
+            target = (folder / loc).resolve() if plain else folder
+            if folder not in target.parents:  # a NUL, an absolute path, a '..' part, or a link leading out
                 raise UserError(f"{path}: refused, its external data {loc!r} lies outside the model's folder "
-                                f"{folder}; keep the data file beside the model (or re-export a single file)")
+                                f"{folder} (or is no plain path in it); keep the data file beside the model (or "
+                                "re-export a single file)")
             if not target.is_file():
                 raise UserError(f"{path}: its external data file {loc!r} is missing; copy it beside the model")
             files[loc] = target

@@ -124,6 +124,10 @@ def hostile(tmp_path_factory):
         "huge-dim": _external(d / "dim", lambda t: _dims(t, [2**40]) if t.name == "k" else None),
         "repeated-location": _external(d / "repeat", lambda t: t.external_data.add(key="location",
                                                                                    value="../secret.bin")),
+        "nul-location": _external(d / "nul", lambda t: [setattr(e, "value", e.value + "\0../../secret.bin")
+                                                         for e in t.external_data if e.key == "location"]),
+        "out-and-back": _external(d / "back", lambda t: [setattr(e, "value", f"sub/../../back/{e.value}")
+                                                         for e in t.external_data if e.key == "location"]),
     }
     inline = onnx.load(str(make_onnx(d / "inline.onnx")))
     for t in inline.graph.initializer:
@@ -143,7 +147,7 @@ def hostile(tmp_path_factory):
 
 
 HOSTILE = ["outside", "huge-offset", "offset-past-end", "huge-length", "negative-length", "huge-dim",
-           "repeated-location", "inline-huge-dim", "input-huge-dim", "input-negative-dim", "truncated"]
+           "repeated-location", "nul-location", "out-and-back", "inline-huge-dim", "input-huge-dim", "input-negative-dim", "truncated"]
 
 
 @pytest.mark.parametrize("case", HOSTILE)
@@ -174,7 +178,7 @@ TOOLS = ["runtime.detect", "calibration.quantize", "calibration.report", "export
          "export.triton"]
 
 
-@pytest.mark.parametrize("case", ["outside", "huge-offset", "huge-dim", "truncated"])
+@pytest.mark.parametrize("case", ["outside", "huge-offset", "huge-dim", "truncated", "nul-location", "out-and-back"])
 @pytest.mark.parametrize("tool", TOOLS)
 def test_every_tool_refuses_in_one_line(hostile, tmp_path, capsys, tool, case):
     path = hostile[case]
@@ -186,7 +190,7 @@ def test_every_tool_refuses_in_one_line(hostile, tmp_path, capsys, tool, case):
         assert code == 1
         msg = capsys.readouterr().err.strip()
     assert path.name in msg and "\n" not in msg, msg
-    if case == "outside":
+    if case in ("outside", "nul-location", "out-and-back"):
         assert "outside the model's folder" in msg
     assert not (tmp_path / "x.fp16.onnx").exists() and not (tmp_path / "repo").exists()
 
