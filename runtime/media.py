@@ -54,7 +54,16 @@ def check_content_matches_name(path: str) -> None:
 
 def read_image(path: str) -> np.ndarray | None:
     """An image file as uint8 BGR, or None if undecodable: the one image reader (runtime sources,
-    training crops, extraction, calibration).
+    training crops, extraction, calibration). :func:`decode_image` says why."""
+    try:
+        return decode_image(path)
+    except UserError:
+        return None
+
+
+def decode_image(path: str) -> np.ndarray:
+    """An image file as uint8 BGR; a UserError naming the file and why when it cannot be decoded
+    (unreadable, empty, damaged, refused by OpenCV: too many pixels, a codec left out of its build).
 
     Decoded as OpenCV's ``imread`` does by default in one respect that matters: the EXIF
     orientation is applied (a phone photo tagged "rotate 90°" comes out upright). Any depth and
@@ -64,15 +73,32 @@ def read_image(path: str) -> np.ndarray | None:
     """
     try:
         data = np.fromfile(path, np.uint8)
-    except OSError:
-        return None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror or e}); check the path and permissions") from None
+    if not data.size:
+        raise UserError(f"{path}: the file is empty (0 bytes); nothing to decode")
     # IMREAD_UNCHANGED would ignore the EXIF orientation; ANYDEPTH | ANYCOLOR keeps 16-bit and
     # float pixels and gray or colour, and rotates as the orientation tag says
-    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error as e:
+        raise UserError(f"{path}: not a decodable image: {decoder_refusal(e)}") from None
     if img is None or img.size == 0:
-        return None
+        raise UserError(f"{path}: not a decodable image (unsupported format, damaged, or not an image); "
+                        "convert it to PNG or JPEG")
     if img.dtype.kind == "f" and not np.isfinite(img).all():
         finite = img[np.isfinite(img)]
         top = float(finite.max()) if finite.size else 0.0
         img = np.nan_to_num(img, nan=0.0, posinf=top, neginf=min(0.0, top))
     return as_bgr8(img)
+
+
+def decoder_refusal(e: cv2.error) -> str:
+    """Why OpenCV's decoder refused a file and what to do, for a one-line error (OpenCV raises
+    where a corrupt file only fails: a header declaring too many pixels, a codec disabled)."""
+    said = str(getattr(e, "err", "") or e).strip()
+    if "CV_IO_MAX_IMAGE_PIXELS" in said:
+        return ("its header declares more pixels than OpenCV decodes (2^30, about 1.07 gigapixels): damaged, "
+                "or too large; check the file or resize it")
+    lines = said.splitlines()
+    return f"OpenCV refused it ({lines[-1] if lines else type(e).__name__}); check the file or re-encode it"

@@ -30,7 +30,15 @@ import numpy as np
 
 from runtime.capture import bounded, capture_opener, has_gstreamer, timeouts
 from runtime.errors import EXIT_SOURCE, UserError
-from runtime.media import IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, check_content_matches_name, read_image
+from runtime.media import (
+    IMAGE_EXTS,
+    MEDIA_EXTS,
+    VIDEO_EXTS,
+    check_content_matches_name,
+    decode_image,
+    decoder_refusal,
+    read_image,
+)
 from runtime.preprocess import as_bgr8
 from runtime.source_specs import folder_media, is_glob, is_url, live_kind, media_files
 
@@ -100,9 +108,12 @@ class FileSource(Source):
     def _probe_fps(self) -> float | None:
         for p in self.paths[:1]:
             if Path(p).suffix.lower() in VIDEO_EXTS:
-                cap = cv2.VideoCapture(p, cv2.CAP_FFMPEG)
-                fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-                cap.release()
+                try:
+                    cap = cv2.VideoCapture(p, cv2.CAP_FFMPEG)
+                    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+                    cap.release()
+                except cv2.error:
+                    return None  # reading the file says what is wrong with it
                 return fps / self.stride if fps and 0 < fps < 1000 else None
         return None
 
@@ -117,10 +128,7 @@ class FileSource(Source):
             if self._stop.is_set():
                 return
             try:
-                if Path(path).suffix.lower() in IMAGE_EXTS:
-                    yield from self._image(path, item)
-                else:
-                    yield from self._video(path, item)
+                yield from self._item(path, item)
             except UserError as e:
                 if not self.skip_bad:
                     raise
@@ -131,13 +139,20 @@ class FileSource(Source):
         prop = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV >= 4.6
         return [prop, self.decode_threads] if prop is not None and self.decode_threads else []
 
+    def _item(self, path: str, item: int) -> Iterator[Frame]:
+        """One file's frames. OpenCV raises on some files where a damaged one only fails to decode
+        (a header declaring too many pixels, a codec disabled): the same one-line error here."""
+        try:
+            if Path(path).suffix.lower() in IMAGE_EXTS:
+                yield from self._image(path, item)
+            else:
+                yield from self._video(path, item)
+        except cv2.error as e:
+            raise UserError(f"{path}: cannot be decoded: {decoder_refusal(e)}") from None
+
     def _image(self, path: str, item: int) -> Iterator[Frame]:
         check_content_matches_name(path)
-        img = read_image(path)
-        if img is None:
-            raise UserError(f"{path}: not a decodable image (unsupported format, damaged, or not an image); "
-                            "convert it to PNG or JPEG")
-        yield Frame(img, 0, 0.0, path, item)
+        yield Frame(decode_image(path), 0, 0.0, path, item)
 
     def _video(self, path: str, item: int) -> Iterator[Frame]:
         cap = self._capture(path)
@@ -293,6 +308,10 @@ class LiveSource(Source):
                 index += 1
                 if self.pace:
                     time.sleep(max(0.0, start + index / self.pace - time.monotonic()))
+        except cv2.error as e:  # a dead grabber would leave the run waiting for the stall watchdog
+            self._reading_since = None
+            lost = UserError if self.kind == "file" else SourceLost
+            self._finish(lost(f"{self.spec}: a read failed: {decoder_refusal(e)}; results so far are written"))
         finally:
             if cap is not None:
                 cap.release()

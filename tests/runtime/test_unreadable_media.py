@@ -1,0 +1,90 @@
+"""Files the decoders refuse or cannot read whole, on real files through the CLI: each is one line
+naming the file (no traceback), skipped and counted in a folder with the others still read, a
+failing camera alone in a box; formats OpenCV reads are read in a folder as they are alone."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.media import read_image
+from tests.helpers import run_module
+from tests.helpers.media import head
+from tests.helpers.models import make_onnx
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_onnx(tmp_path_factory.mktemp("m") / "m.onnx")
+
+
+def _detect(model: Path, tmp: Path, *sources: str, extra: tuple[str, ...] = ()):
+    """Run the CLI in a subprocess (a traceback or a crash shows there as it would to a user)."""
+    src = [a for s in sources for a in ("--source", str(s))]
+    res = run_module("runtime.detect", "--engine", model, *src, "--faces", "none", "--quiet",
+                     "--jsonl", tmp / "o.jsonl", "--summary", tmp / "s.json", *extra, timeout=180)
+    jsonl = tmp / "o.jsonl"
+    recs = [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    summary = json.loads((tmp / "s.json").read_text()) if (tmp / "s.json").exists() else {}
+    return res, recs, summary
+
+
+def _lines(stderr: str) -> list[str]:
+    return [x for x in stderr.splitlines() if x.strip()]
+
+
+def huge_png(path: Path, side: int = 50000) -> Path:
+    """A small valid PNG whose header (IHDR, its CRC fixed) declares side × side pixels: over
+    OpenCV's pixel limit, so ``imdecode`` raises instead of returning None."""
+    data = bytearray(cv2.imencode(".png", np.full((8, 8, 3), 90, np.uint8))[1].tobytes())
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", side, side)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_image_over_the_pixel_limit_alone_is_one_line(model, tmp_path):
+    big = huge_png(tmp_path / "big.png")
+    res, _, s = _detect(model, tmp_path, big)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    err = _lines(res.stderr)
+    assert len(err) == 1 and "big.png" in err[0] and "pixels" in err[0], res.stderr
+    assert s["status"] == "error" and "internal error" not in s["error"]
+    assert read_image(str(big)) is None  # what training and extraction ask: undecodable, not an exception
+
+
+def test_an_image_over_the_pixel_limit_in_a_folder_is_skipped_and_the_others_read(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_good.jpg"), np.full((64, 64, 3), 120, np.uint8))
+    huge_png(folder / "b_big.png")
+    cv2.imwrite(str(folder / "c_good.png"), np.full((64, 64, 3), 200, np.uint8))
+    res, recs, s = _detect(model, tmp_path, folder)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    warn = [x for x in _lines(res.stderr) if "b_big.png" in x]
+    assert len(warn) == 1 and "skipped" in warn[0]
+    assert s["status"] == "ok" and s["sources_total"] == 2 and s["skipped"] == [str(folder / "b_big.png")]
+    assert sorted(Path(r["source"]).name for r in recs) == ["a_good.jpg", "c_good.png"]
+
+
+def test_an_image_over_the_pixel_limit_fails_its_camera_alone(model, tmp_path):
+    clip = tmp_path / "clip.avi"
+    out = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+    for _ in range(20):
+        out.write(cv2.resize(head(120), (160, 120)))
+    out.release()
+    big = huge_png(tmp_path / "big.png")
+    res, recs, s = _detect(model, tmp_path, f"good={clip}", f"bad={big}")
+    assert res.returncode == 3 and "Traceback" not in res.stderr, res.stderr
+    assert any("camera bad" in x and "big.png" in x for x in _lines(res.stderr))
+    cams = {c["camera"]: c for c in s["cameras"]}
+    assert cams["bad"]["status"] == "error" and "pixels" in cams["bad"]["error"]
+    assert cams["good"]["status"] == "ok" and cams["good"]["frames"] == 20
+    assert len([r for r in recs if r.get("camera") == "good"]) == 20
