@@ -15,15 +15,21 @@ import numpy as np
 from runtime.errors import UserError
 from runtime.preprocess import as_bgr8
 
-IMAGE_EXTS = (".bmp", ".jp2", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+# what OpenCV's image decoders read (a format its build left out is a file skipped with a reason)
+IMAGE_EXTS = (".avif", ".bmp", ".dib", ".exr", ".hdr", ".jp2", ".jpe", ".jpeg", ".jpg", ".pbm", ".pfm", ".pgm",
+              ".png", ".pnm", ".ppm", ".ras", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".3gp", ".avi", ".flv", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".webm", ".wmv")
-MEDIA_EXTS = IMAGE_EXTS + VIDEO_EXTS
+# images that may hold several frames, read as a video (every frame of an animation; one for a
+# still), by the image decoder when FFmpeg cannot open them
+ANIMATION_EXTS = (".gif",)
+MEDIA_EXTS = IMAGE_EXTS + VIDEO_EXTS + ANIMATION_EXTS
 
 # Leading bytes of common formats: (offset, bytes, kind, name). Enough to tell an image from a video.
 _SIGNATURES = [
     (0, b"\x89PNG\r\n\x1a\n", "image", "PNG"), (0, b"\xff\xd8\xff", "image", "JPEG"),
     (0, b"GIF8", "image", "GIF"), (0, b"II*\x00", "image", "TIFF"), (0, b"MM\x00*", "image", "TIFF"),
-    (8, b"WEBP", "image", "WebP"), (4, b"ftyp", "video", "MP4/MOV"), (8, b"AVI ", "video", "AVI"),
+    (8, b"WEBP", "image", "WebP"), (8, b"avif", "image", "AVIF"), (8, b"avis", "image", "AVIF"),
+    (4, b"ftyp", "video", "MP4/MOV"), (8, b"AVI ", "video", "AVI"),
     (0, b"\x1a\x45\xdf\xa3", "video", "Matroska/WebM"), (0, b"FLV", "video", "FLV"),
     (0, b"\x30\x26\xb2\x75", "video", "ASF/WMV"), (0, b"\x00\x00\x01\xba", "video", "MPEG-PS"),
 ]

@@ -40,7 +40,7 @@ from runtime.media import (
     read_image,
 )
 from runtime.preprocess import as_bgr8
-from runtime.source_specs import folder_media, is_glob, is_url, live_kind, media_files
+from runtime.source_specs import folder_files, is_glob, is_url, live_kind, media_files, not_media
 
 MAX_DAMAGED_RUN = 25  # consecutive undecodable frames before a file is considered ended
 BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0  # live reconnects: first wait, doubled per failure up to the max
@@ -71,6 +71,7 @@ class SourceStats:
     missing: int = 0  # frames a file's header announced but that were never there (truncated)
     reconnects: int = 0
     skipped: list[str] = field(default_factory=list)  # items of a folder/glob that could not be read
+    not_media: list[str] = field(default_factory=list)  # files of a folder/glob not read: not images or videos
 
 
 class Source:
@@ -442,23 +443,37 @@ def _url_source(spec: str, stride: int, max_reconnects: int, open_timeout: float
     return LiveSource(spec, "url", max_reconnects, open_timeout, read_timeout, opener=opener)
 
 
+def _warn_not_media(spec: str, others: list[str]) -> None:
+    """One line for the files of a folder or glob that are not read, counted by suffix."""
+    counts: dict[str, int] = {}
+    for f in others:
+        suffix = Path(f).suffix.lower() or "no suffix"
+        counts[suffix] = counts.get(suffix, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"{k} ×{n}" for k, n in top[:6]) + (", …" if len(top) > 6 else "")
+    print(f"jrc-detect: warning: {spec}: {len(others)} file(s) are not images or videos and were not read "
+          f"({listed})", file=sys.stderr)
+
+
 def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_timeout: float,
                  read_timeout: float, decode_threads: int = 0) -> Source:
     p = Path(spec)
     if live == "yes" and (p.is_dir() or is_glob(spec)):
         raise UserError(f"{spec}: --live yes plays one video file, URL or camera like a camera; a "
                         f"{'folder' if p.is_dir() else 'glob'} is read file by file, every frame: drop --live yes")
-    if p.is_dir():
-        paths = folder_media(spec)
-        if not paths:
+    if p.is_dir() or is_glob(spec):
+        found = folder_files(spec) if p.is_dir() else sorted(glob.glob(spec, recursive=True))
+        paths, others = media_files(found), not_media(found)
+        if not paths and p.is_dir():
             raise UserError(f"{spec}: the folder (and its sub-folders) holds no images or videos "
                             f"({', '.join(sorted(MEDIA_EXTS))})")
-        return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
-    if is_glob(spec):
-        paths = media_files(sorted(glob.glob(spec, recursive=True)))
         if not paths:
             raise UserError(f"{spec}: the pattern matches no image or video files")
-        return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
+        if others:
+            _warn_not_media(spec, others)
+        src = FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
+        src.stats.not_media = others
+        return src
     if not p.exists():
         raise UserError(f"{spec}: no such file or folder (nor a camera index, URL or pipeline)")
     if not p.is_file() or not os.access(spec, os.R_OK):

@@ -12,8 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from runtime.media import read_image
+from runtime.sources import open_source
 from tests.helpers import run_module
 from tests.helpers.media import head
 from tests.helpers.models import make_onnx
@@ -88,3 +90,34 @@ def test_an_image_over_the_pixel_limit_fails_its_camera_alone(model, tmp_path):
     assert cams["bad"]["status"] == "error" and "pixels" in cams["bad"]["error"]
     assert cams["good"]["status"] == "ok" and cams["good"]["frames"] == 20
     assert len([r for r in recs if r.get("camera") == "good"]) == 20
+
+
+def test_a_folder_reads_every_format_read_alone_and_names_the_files_it_does_not_read(model, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.jpg"), np.full((64, 64, 3), 100, np.uint8))
+    frames = [Image.fromarray(np.full((48, 64, 3), 40 * i, np.uint8)) for i in range(5)]
+    frames[0].save(folder / "b.gif", save_all=True, append_images=frames[1:], duration=40)
+    (folder / "c.jpe").write_bytes(cv2.imencode(".jpg", np.full((64, 64, 3), 150, np.uint8))[1].tobytes())
+    expected = {"a.jpg": 1, "b.gif": 5, "c.jpe": 1}
+    try:
+        if cv2.imwrite(str(folder / "d.avif"), np.full((64, 64, 3), 200, np.uint8)):
+            expected["d.avif"] = 1  # an ISO-BMFF image: not to be refused as a video named .avif
+    except cv2.error:  # this OpenCV was built without AVIF
+        pass
+    for name in ("notes.txt", "todo.txt", "meta.json", ".DS_Store"):
+        (folder / name).write_text("not media")
+    (tmp_path / "alone").mkdir()
+    res, recs, _ = _detect(model, tmp_path / "alone", folder / "b.gif")
+    assert res.returncode == 0 and len(recs) == 5  # alone: every frame of the animation
+    for source in (str(folder), str(folder / "*")):
+        res, recs, s = _detect(model, tmp_path, source)
+        assert res.returncode == 0 and s["status"] == "ok" and s["skipped"] == [], res.stderr
+        got: dict[str, int] = {}
+        for r in recs:
+            got[Path(r["source"]).name] = got.get(Path(r["source"]).name, 0) + 1
+        assert got == expected and s["sources_total"] == len(expected)
+        err = _lines(res.stderr)  # one line for the three files left out; the hidden file unmentioned
+        assert len(err) == 1 and source in err[0] and "3 file(s)" in err[0] and ".txt ×2, .json ×1" in err[0]
+    src = open_source(str(folder))  # what the summary can report: the files not read
+    assert sorted(Path(f).name for f in src.stats.not_media) == ["meta.json", "notes.txt", "todo.txt"]
