@@ -93,6 +93,14 @@ class Source:
 
 
 # --- files ----------------------------------------------------------------------------------
+def _undecodable_video(path: str) -> str:
+    return f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); check the file or re-encode it"
+
+
+def _no_frame(path: str) -> str:
+    return f"{path}: no frame could be decoded (damaged, truncated, or not a video); check the file or re-encode it"
+
+
 class FileSource(Source):
     """One or more files (an image, a video, a folder's or a glob's images and videos), in order."""
 
@@ -162,8 +170,7 @@ class FileSource(Source):
                 if not is_url(path) and Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
                     yield from self._image(path, item)
                     return
-                raise UserError(f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); "
-                                "check the file or re-encode it")
+                raise UserError(_undecodable_video(path))
             total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
             index, bad_run, produced = 0, 0, 0
@@ -190,8 +197,7 @@ class FileSource(Source):
                 print(f"jrc-detect: warning: {path}: {total - read} of the {total} frames its header announces "
                       "could not be read (truncated?)", file=sys.stderr)
             if produced == 0 and not self._stop.is_set():
-                raise UserError(f"{path}: no frame could be decoded (damaged, truncated, or not a video); "
-                                "check the file or re-encode it")
+                raise UserError(_no_frame(path))
         finally:
             cap.release()
 
@@ -293,7 +299,7 @@ class LiveSource(Source):
                     cap.release()
                     if self.kind == "file" or at_end:
                         cap = None
-                        self._finish(True)
+                        self._finish(UserError(_no_frame(self.spec)) if self.kind == "file" and not index else True)
                         return
                     cap = self._reconnect(failures)
                     failures += 1
@@ -443,6 +449,22 @@ def _url_source(spec: str, stride: int, max_reconnects: int, open_timeout: float
     return LiveSource(spec, "url", max_reconnects, open_timeout, read_timeout, opener=opener)
 
 
+def _live_file(spec: str, open_timeout: float, read_timeout: float) -> LiveSource:
+    """A video file played like a camera (``--live yes``), checked and opened as a file is: an
+    empty, damaged or non-video file says so, not that a stream could not be reached."""
+    src = FileSource(spec, [spec])
+    cap = src._capture(spec)  # the empty-file and content checks
+    if not cap.isOpened():
+        cap.release()
+        raise UserError(_undecodable_video(spec))
+    opened = [cap]
+
+    def opener() -> cv2.VideoCapture:  # the capture checked here; a file is never reopened
+        return opened.pop() if opened else cv2.VideoCapture()
+
+    return LiveSource(spec, "file", 0, open_timeout, read_timeout, pace=src.fps or 25.0, opener=opener)
+
+
 def _warn_not_media(spec: str, others: list[str]) -> None:
     """One line for the files of a folder or glob that are not read, counted by suffix."""
     counts: dict[str, int] = {}
@@ -481,7 +503,5 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
     if live == "yes":
         if p.suffix.lower() in IMAGE_EXTS:
             raise UserError(f"{spec}: an image cannot be a live source; drop --live yes")
-        check_content_matches_name(spec)
-        src = FileSource(spec, [spec])
-        return LiveSource(spec, "file", 0, open_timeout, read_timeout, pace=src.fps or 25.0)
+        return _live_file(spec, open_timeout, read_timeout)
     return FileSource(spec, [spec], stride, decode_threads=decode_threads)

@@ -121,3 +121,46 @@ def test_a_folder_reads_every_format_read_alone_and_names_the_files_it_does_not_
         assert len(err) == 1 and source in err[0] and "3 file(s)" in err[0] and ".txt ×2, .json ×1" in err[0]
     src = open_source(str(folder))  # what the summary can report: the files not read
     assert sorted(Path(f).name for f in src.stats.not_media) == ["meta.json", "notes.txt", "todo.txt"]
+
+
+def mp4_clip(path: Path, frames: int = 60) -> Path:
+    """An MPEG-4 part 2 .mp4 as OpenCV writes it: ftyp, free, mdat (the frames), then moov (the index)."""
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 48))
+    for i in range(frames):
+        out.write(np.random.default_rng(i).integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    out.release()
+    return path
+
+
+def top_boxes(data: bytes) -> dict[bytes, tuple[int, int]]:
+    """The top-level boxes of an ISO-BMFF file: type → (offset, size)."""
+    boxes, pos = {}, 0
+    while pos + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[pos: pos + 8])
+        boxes[kind] = (pos, size)
+        pos += size
+    return boxes
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "truncated", "frames zeroed"])
+def test_a_bad_video_file_played_live_gets_the_files_message(model, tmp_path, kind):
+    data = mp4_clip(tmp_path / "clip.mp4").read_bytes()
+    bad = tmp_path / f"{kind.replace(' ', '_')}.mp4"
+    if kind == "empty":
+        bad.write_bytes(b"")
+    elif kind == "text":
+        bad.write_text("not a video\n" * 20)
+    elif kind == "truncated":
+        bad.write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: it cannot be opened
+    else:
+        at, size = top_boxes(data)[b"mdat"]
+        bad.write_bytes(data[: at + 8] + bytes(size - 8) + data[at + size:])  # opens, no frame decodes
+    lines = []
+    for live in ("auto", "yes"):
+        (tmp_path / live).mkdir()
+        res, recs, _ = _detect(model, tmp_path / live, bad, extra=("--live", live))
+        assert res.returncode == 1 and "Traceback" not in res.stderr and recs == []
+        err = _lines(res.stderr)
+        assert len(err) == 1 and str(bad) in err[0] and "stream" not in err[0], res.stderr
+        lines.append(err[0])
+    assert lines[0] == lines[1]  # the file's own message, whatever --live says
