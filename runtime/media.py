@@ -7,7 +7,9 @@ so training, calibration and evaluation decode crops as the runtime decodes imag
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -108,3 +110,47 @@ def decoder_refusal(e: cv2.error) -> str:
                 "or too large; check the file or resize it")
     lines = said.splitlines()
     return f"OpenCV refused it ({lines[-1] if lines else type(e).__name__}); check the file or re-encode it"
+
+
+def container_complete(path: str) -> bool | None:
+    """Whether a video file holds all its container says it holds: True when the top-level boxes
+    (MP4/MOV) or RIFF chunks (AVI) end exactly at the file's end, False when they declare more
+    than the file has (truncated), None when the format or the layout does not tell."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[4:8] == b"ftyp":
+                return _chunks_end(f, size, big_endian=True)
+            if head[:4] == b"RIFF":
+                return _chunks_end(f, size, big_endian=False)
+    except OSError:
+        return None
+    return None
+
+
+def _chunks_end(f: BinaryIO, size: int, big_endian: bool) -> bool | None:
+    """Walk the top-level chunks from the start: ISO-BMFF boxes (32-bit big-endian size including
+    the header, 1: a 64-bit size follows, 0: to the end of the file) or RIFF chunks (little-endian
+    size of the payload, padded to even)."""
+    pos = 0
+    for _ in range(100_000):
+        if pos == size:
+            return True
+        if pos + 8 > size:
+            return False if pos > size else None
+        f.seek(pos)
+        header = f.read(16)
+        if big_endian:
+            n = int.from_bytes(header[:4], "big")
+            if n == 0:
+                return True
+            if n == 1:
+                n = int.from_bytes(header[8:16], "big")
+            if n < 8:
+                return None
+        else:
+            n = 8 + int.from_bytes(header[4:8], "little")
+            n += n % 2
+        pos += n
+    return None

@@ -35,6 +35,7 @@ from runtime.media import (
     MEDIA_EXTS,
     VIDEO_EXTS,
     check_content_matches_name,
+    container_complete,
     decode_image,
     decoder_refusal,
     read_image,
@@ -67,8 +68,8 @@ class Frame:
 @dataclass
 class SourceStats:
     dropped: int = 0  # live frames replaced by a newer one before they were taken
-    damaged: int = 0  # frames a file could not decode, skipped (good frames followed)
-    missing: int = 0  # frames a file's header announced but that were never there (truncated)
+    damaged: int = 0  # frames a file could not decode, skipped (good frames followed, or the file is complete)
+    missing: int = 0  # frames a file's header announced that were not there (truncated, or not told from damaged)
     reconnects: int = 0
     skipped: list[str] = field(default_factory=list)  # items of a folder/glob that could not be read
     not_media: list[str] = field(default_factory=list)  # files of a folder/glob not read: not images or videos
@@ -193,13 +194,27 @@ class FileSource(Source):
                 index += 1
             read = index - bad_run
             if total and read < total and produced and not self._stop.is_set():
-                self.stats.missing += total - read
-                print(f"jrc-detect: warning: {path}: {total - read} of the {total} frames its header announces "
-                      "could not be read (truncated?)", file=sys.stderr)
+                self._unread(path, total, total - read)
             if produced == 0 and not self._stop.is_set():
                 raise UserError(_no_frame(path))
         finally:
             cap.release()
+
+
+    def _unread(self, path: str, total: int, unread: int) -> None:
+        """Frames the header announces that were never read: damaged in a file that is complete (its
+        container's sizes end at the file's end), missing from a truncated one or when that cannot
+        be told."""
+        complete = None if is_url(path) else container_complete(path)
+        if complete:
+            self.stats.damaged += unread
+            why = "damaged: the file is complete, the frames are there but do not decode"
+        else:
+            self.stats.missing += unread
+            why = ("truncated: the file ends before the size its container declares" if complete is False
+                   else "damaged or truncated")
+        print(f"jrc-detect: warning: {path}: {unread} of the {total} frames its header announces could not be "
+              f"read ({why})", file=sys.stderr)
 
 
 class UrlFileSource(FileSource):

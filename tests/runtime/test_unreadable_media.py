@@ -164,3 +164,30 @@ def test_a_bad_video_file_played_live_gets_the_files_message(model, tmp_path, ki
         assert len(err) == 1 and str(bad) in err[0] and "stream" not in err[0], res.stderr
         lines.append(err[0])
     assert lines[0] == lines[1]  # the file's own message, whatever --live says
+
+
+@pytest.mark.parametrize("kind", ["damaged", "truncated"])
+def test_frames_not_read_are_told_damaged_in_a_complete_file_and_missing_in_a_truncated_one(model, tmp_path, kind):
+    if kind == "damaged":  # complete: a run of zeros over a quarter of the frames' bytes, the index intact
+        data = bytearray(mp4_clip(tmp_path / "clip.mp4", 100).read_bytes())
+        at, size = top_boxes(bytes(data))[b"mdat"]
+        data[at + size // 3: at + size // 3 + size // 4] = bytes(size // 4)
+        bad = tmp_path / "damaged.mp4"
+    else:  # an AVI cut in the middle (its index, at the end, is gone; the frames before the cut play)
+        out = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+        for i in range(100):
+            out.write(np.full((48, 64, 3), 2 * i, np.uint8))
+        out.release()
+        data = bytearray((tmp_path / "clip.avi").read_bytes()[: (tmp_path / "clip.avi").stat().st_size // 2])
+        bad = tmp_path / "truncated.avi"
+    bad.write_bytes(bytes(data))
+    res, recs, s = _detect(model, tmp_path, bad)
+    assert res.returncode == 0 and s["status"] == "ok" and 0 < len(recs) < 100, res.stderr
+    err = _lines(res.stderr)
+    assert len(err) == 1 and str(bad) in err[0] and "warning" in err[0], res.stderr
+    assert s["frames"] + s["damaged"] + s["missing"] == 100
+    if kind == "damaged":
+        assert "(damaged: the file is complete" in err[0] and "truncated" not in err[0]
+        assert s["missing"] == 0 and s["damaged"] > 0
+    else:
+        assert "(truncated: " in err[0] and s["damaged"] == 0 and s["missing"] > 0
