@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Callable
+from typing import Any, Callable
 
 import cv2
 
 from runtime.errors import UserError
+from runtime.media import decoder_refusal
 
 
 def quiet_video_logs() -> None:
@@ -33,10 +34,19 @@ def timeouts(open_s: float, read_s: float) -> list[int]:
 
 def bounded(fn: Callable[[], cv2.VideoCapture], what: str, seconds: float) -> cv2.VideoCapture:
     """Run a capture opener in a helper thread so an unresponsive device cannot hang the run."""
-    box: dict[str, cv2.VideoCapture] = {}
-    t = threading.Thread(target=lambda: box.setdefault("cap", fn()), daemon=True, name="source-open")
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["cap"] = fn()
+        except cv2.error as e:  # OpenCV refusing the address or file: said as such, not as a timeout
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True, name="source-open")
     t.start()
     t.join(seconds)
+    if "error" in box:
+        raise UserError(f"{what}: could not be opened: {decoder_refusal(box['error'])}")
     if t.is_alive() or "cap" not in box:
         raise UserError(f"{what}: did not open within {seconds:g} s; check that it is reachable "
                         "(address, network, camera connected)")

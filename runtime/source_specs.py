@@ -34,15 +34,27 @@ def media_files(paths: list[str]) -> list[str]:
     return out
 
 
-def folder_media(folder: str) -> list[str]:
-    """The image and video files below ``folder`` at any depth, in path order (sub-folders are read
-    as ``training.extract`` writes them: ``crops/real/<video>/0001.png``). Symlinked folders are not
+def folder_files(folder: str) -> list[str]:
+    """Every file name below ``folder`` at any depth, in path order (sub-folders are read as
+    ``training.extract`` writes them: ``crops/real/<video>/0001.png``). Symlinked folders are not
     entered, so a link loop cannot repeat files."""
     found = []
     for root, dirs, files in os.walk(folder):
         dirs.sort()
         found += [os.path.join(root, f) for f in sorted(files)]
-    return media_files(found)
+    return found
+
+
+def folder_media(folder: str) -> list[str]:
+    """The image and video files below ``folder`` at any depth, in path order (:func:`folder_files`)."""
+    return media_files(folder_files(folder))
+
+
+def not_media(paths: list[str]) -> list[str]:
+    """The files among ``paths`` that a folder or glob source does not read for their suffix;
+    hidden files (``.DS_Store``, editors' ``.swp``) are left out, as listings leave them out."""
+    return [p for p in paths if Path(p).suffix.lower() not in MEDIA_EXTS and not Path(p).name.startswith(".")
+            and os.path.isfile(p)]
 
 
 def inside(path: str, folder: str) -> bool:

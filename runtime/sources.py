@@ -30,9 +30,18 @@ import numpy as np
 
 from runtime.capture import bounded, capture_opener, has_gstreamer, timeouts
 from runtime.errors import EXIT_SOURCE, UserError
-from runtime.media import IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, check_content_matches_name, read_image
+from runtime.media import (
+    IMAGE_EXTS,
+    MEDIA_EXTS,
+    VIDEO_EXTS,
+    check_content_matches_name,
+    container_complete,
+    decode_image,
+    decoder_refusal,
+    read_image,
+)
 from runtime.preprocess import as_bgr8
-from runtime.source_specs import folder_media, is_glob, is_url, live_kind, media_files
+from runtime.source_specs import folder_files, is_glob, is_url, live_kind, media_files, not_media
 
 MAX_DAMAGED_RUN = 25  # consecutive undecodable frames before a file is considered ended
 BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0  # live reconnects: first wait, doubled per failure up to the max
@@ -59,10 +68,11 @@ class Frame:
 @dataclass
 class SourceStats:
     dropped: int = 0  # live frames replaced by a newer one before they were taken
-    damaged: int = 0  # frames a file could not decode, skipped (good frames followed)
-    missing: int = 0  # frames a file's header announced but that were never there (truncated)
+    damaged: int = 0  # frames a file could not decode, skipped (good frames followed, or the file is complete)
+    missing: int = 0  # frames a file's header announced that were not there (truncated, or not told from damaged)
     reconnects: int = 0
     skipped: list[str] = field(default_factory=list)  # items of a folder/glob that could not be read
+    not_media: list[str] = field(default_factory=list)  # files of a folder/glob not read: not images or videos
 
 
 class Source:
@@ -84,6 +94,14 @@ class Source:
 
 
 # --- files ----------------------------------------------------------------------------------
+def _undecodable_video(path: str) -> str:
+    return f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); check the file or re-encode it"
+
+
+def _no_frame(path: str) -> str:
+    return f"{path}: no frame could be decoded (damaged, truncated, or not a video); check the file or re-encode it"
+
+
 class FileSource(Source):
     """One or more files (an image, a video, a folder's or a glob's images and videos), in order."""
 
@@ -100,9 +118,12 @@ class FileSource(Source):
     def _probe_fps(self) -> float | None:
         for p in self.paths[:1]:
             if Path(p).suffix.lower() in VIDEO_EXTS:
-                cap = cv2.VideoCapture(p, cv2.CAP_FFMPEG)
-                fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
-                cap.release()
+                try:
+                    cap = cv2.VideoCapture(p, cv2.CAP_FFMPEG)
+                    fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+                    cap.release()
+                except cv2.error:
+                    return None  # reading the file says what is wrong with it
                 return fps / self.stride if fps and 0 < fps < 1000 else None
         return None
 
@@ -117,10 +138,7 @@ class FileSource(Source):
             if self._stop.is_set():
                 return
             try:
-                if Path(path).suffix.lower() in IMAGE_EXTS:
-                    yield from self._image(path, item)
-                else:
-                    yield from self._video(path, item)
+                yield from self._item(path, item)
             except UserError as e:
                 if not self.skip_bad:
                     raise
@@ -131,13 +149,20 @@ class FileSource(Source):
         prop = getattr(cv2, "CAP_PROP_N_THREADS", None)  # OpenCV >= 4.6
         return [prop, self.decode_threads] if prop is not None and self.decode_threads else []
 
+    def _item(self, path: str, item: int) -> Iterator[Frame]:
+        """One file's frames. OpenCV raises on some files where a damaged one only fails to decode
+        (a header declaring too many pixels, a codec disabled): the same one-line error here."""
+        try:
+            if Path(path).suffix.lower() in IMAGE_EXTS:
+                yield from self._image(path, item)
+            else:
+                yield from self._video(path, item)
+        except cv2.error as e:
+            raise UserError(f"{path}: cannot be decoded: {decoder_refusal(e)}") from None
+
     def _image(self, path: str, item: int) -> Iterator[Frame]:
         check_content_matches_name(path)
-        img = read_image(path)
-        if img is None:
-            raise UserError(f"{path}: not a decodable image (unsupported format, damaged, or not an image); "
-                            "convert it to PNG or JPEG")
-        yield Frame(img, 0, 0.0, path, item)
+        yield Frame(decode_image(path), 0, 0.0, path, item)
 
     def _video(self, path: str, item: int) -> Iterator[Frame]:
         cap = self._capture(path)
@@ -146,8 +171,7 @@ class FileSource(Source):
                 if not is_url(path) and Path(path).suffix.lower() not in VIDEO_EXTS and read_image(path) is not None:
                     yield from self._image(path, item)
                     return
-                raise UserError(f"{path}: cannot be decoded as a video (damaged, truncated, or not a video); "
-                                "check the file or re-encode it")
+                raise UserError(_undecodable_video(path))
             total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
             index, bad_run, produced = 0, 0, 0
@@ -170,14 +194,27 @@ class FileSource(Source):
                 index += 1
             read = index - bad_run
             if total and read < total and produced and not self._stop.is_set():
-                self.stats.missing += total - read
-                print(f"jrc-detect: warning: {path}: {total - read} of the {total} frames its header announces "
-                      "could not be read (truncated?)", file=sys.stderr)
+                self._unread(path, total, total - read)
             if produced == 0 and not self._stop.is_set():
-                raise UserError(f"{path}: no frame could be decoded (damaged, truncated, or not a video); "
-                                "check the file or re-encode it")
+                raise UserError(_no_frame(path))
         finally:
             cap.release()
+
+
+    def _unread(self, path: str, total: int, unread: int) -> None:
+        """Frames the header announces that were never read: damaged in a file that is complete (its
+        container's sizes end at the file's end), missing from a truncated one or when that cannot
+        be told."""
+        complete = None if is_url(path) else container_complete(path)
+        if complete:
+            self.stats.damaged += unread
+            why = "damaged: the file is complete, the frames are there but do not decode"
+        else:
+            self.stats.missing += unread
+            why = ("truncated: the file ends before the size its container declares" if complete is False
+                   else "damaged or truncated")
+        print(f"jrc-detect: warning: {path}: {unread} of the {total} frames its header announces could not be "
+              f"read ({why})", file=sys.stderr)
 
 
 class UrlFileSource(FileSource):
@@ -277,7 +314,7 @@ class LiveSource(Source):
                     cap.release()
                     if self.kind == "file" or at_end:
                         cap = None
-                        self._finish(True)
+                        self._finish(UserError(_no_frame(self.spec)) if self.kind == "file" and not index else True)
                         return
                     cap = self._reconnect(failures)
                     failures += 1
@@ -293,6 +330,10 @@ class LiveSource(Source):
                 index += 1
                 if self.pace:
                     time.sleep(max(0.0, start + index / self.pace - time.monotonic()))
+        except cv2.error as e:  # a dead grabber would leave the run waiting for the stall watchdog
+            self._reading_since = None
+            lost = UserError if self.kind == "file" else SourceLost
+            self._finish(lost(f"{self.spec}: a read failed: {decoder_refusal(e)}; results so far are written"))
         finally:
             if cap is not None:
                 cap.release()
@@ -423,23 +464,53 @@ def _url_source(spec: str, stride: int, max_reconnects: int, open_timeout: float
     return LiveSource(spec, "url", max_reconnects, open_timeout, read_timeout, opener=opener)
 
 
+def _live_file(spec: str, open_timeout: float, read_timeout: float) -> LiveSource:
+    """A video file played like a camera (``--live yes``), checked and opened as a file is: an
+    empty, damaged or non-video file says so, not that a stream could not be reached."""
+    src = FileSource(spec, [spec])
+    cap = src._capture(spec)  # the empty-file and content checks
+    if not cap.isOpened():
+        cap.release()
+        raise UserError(_undecodable_video(spec))
+    opened = [cap]
+
+    def opener() -> cv2.VideoCapture:  # the capture checked here; a file is never reopened
+        return opened.pop() if opened else cv2.VideoCapture()
+
+    return LiveSource(spec, "file", 0, open_timeout, read_timeout, pace=src.fps or 25.0, opener=opener)
+
+
+def _warn_not_media(spec: str, others: list[str]) -> None:
+    """One line for the files of a folder or glob that are not read, counted by suffix."""
+    counts: dict[str, int] = {}
+    for f in others:
+        suffix = Path(f).suffix.lower() or "no suffix"
+        counts[suffix] = counts.get(suffix, 0) + 1
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    listed = ", ".join(f"{k} ×{n}" for k, n in top[:6]) + (", …" if len(top) > 6 else "")
+    print(f"jrc-detect: warning: {spec}: {len(others)} file(s) are not images or videos and were not read "
+          f"({listed})", file=sys.stderr)
+
+
 def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_timeout: float,
                  read_timeout: float, decode_threads: int = 0) -> Source:
     p = Path(spec)
     if live == "yes" and (p.is_dir() or is_glob(spec)):
         raise UserError(f"{spec}: --live yes plays one video file, URL or camera like a camera; a "
                         f"{'folder' if p.is_dir() else 'glob'} is read file by file, every frame: drop --live yes")
-    if p.is_dir():
-        paths = folder_media(spec)
-        if not paths:
+    if p.is_dir() or is_glob(spec):
+        found = folder_files(spec) if p.is_dir() else sorted(glob.glob(spec, recursive=True))
+        paths, others = media_files(found), not_media(found)
+        if not paths and p.is_dir():
             raise UserError(f"{spec}: the folder (and its sub-folders) holds no images or videos "
                             f"({', '.join(sorted(MEDIA_EXTS))})")
-        return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
-    if is_glob(spec):
-        paths = media_files(sorted(glob.glob(spec, recursive=True)))
         if not paths:
             raise UserError(f"{spec}: the pattern matches no image or video files")
-        return FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
+        if others:
+            _warn_not_media(spec, others)
+        src = FileSource(spec, paths, stride, skip_bad=True, decode_threads=decode_threads)
+        src.stats.not_media = others
+        return src
     if not p.exists():
         raise UserError(f"{spec}: no such file or folder (nor a camera index, URL or pipeline)")
     if not p.is_file() or not os.access(spec, os.R_OK):
@@ -447,7 +518,5 @@ def _file_source(spec: str, stride: int, live: str, max_reconnects: int, open_ti
     if live == "yes":
         if p.suffix.lower() in IMAGE_EXTS:
             raise UserError(f"{spec}: an image cannot be a live source; drop --live yes")
-        check_content_matches_name(spec)
-        src = FileSource(spec, [spec])
-        return LiveSource(spec, "file", 0, open_timeout, read_timeout, pace=src.fps or 25.0)
+        return _live_file(spec, open_timeout, read_timeout)
     return FileSource(spec, [spec], stride, decode_threads=decode_threads)
