@@ -521,7 +521,8 @@ class Run:
         if self.source is not None:
             st = self.source.stats
             d.update({"live": self.source.live, "dropped": st.dropped, "damaged": st.damaged,
-                      "missing": st.missing, "reconnects": st.reconnects, "skipped": st.skipped})
+                      "missing": st.missing, "reconnects": st.reconnects, "skipped": st.skipped,
+                      "not_media": st.not_media})
         if self.box and self.loop is not None and self.loop.cameras:
             self._box_summary(d)
         elif self.loop is not None and self.loop.pipeline is not None:  # frames started flowing

@@ -441,7 +441,7 @@ def camera_summary(cam: CameraRun, now: float | None = None) -> dict[str, Any]:
                          "error": str(cam.error) if cam.error is not None else None,
                          "live": cam.source.live, "decoded": cam.pipeline.decoded if cam.pipeline else 0,
                          "dropped": st.dropped, "damaged": st.damaged, "missing": st.missing,
-                         "reconnects": st.reconnects, "skipped": st.skipped}
+                         "reconnects": st.reconnects, "skipped": st.skipped, "not_media": st.not_media}
     d.update(cam.agg.summary())
     elapsed = (now or time.perf_counter()) - cam.started if cam.started is not None else 0.0
     d["fps"] = round(cam.agg.frames / elapsed, 3) if elapsed > 0 and cam.agg.frames else None

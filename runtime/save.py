@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import UserError
-from runtime.media import IMAGE_EXTS, VIDEO_EXTS
+from runtime.media import ANIMATION_EXTS, IMAGE_EXTS, VIDEO_EXTS
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -67,14 +67,14 @@ def _base(spec: str) -> str | None:
 
 def targets(spec: str, folder: str, files: list[str]) -> dict[str, str]:
     """Input file → the annotated file written for it in ``folder`` (images keep their format where
-    OpenCV writes it, videos become ``.mp4``); names that would collide get ``-<n>``."""
+    OpenCV writes it, videos and animated GIFs become ``.mp4``); names that would collide get ``-<n>``."""
     base = _base(spec)
     out: dict[str, str] = {}
     used: set[str] = set()
     for n, f in enumerate(files):
         rel = Path(os.path.relpath(f, base)) if base else Path(Path(f).name)
         suffix = rel.suffix.lower()
-        if suffix in VIDEO_EXTS:
+        if suffix in VIDEO_EXTS or suffix in ANIMATION_EXTS:  # frame after frame: a video, not one image
             rel = rel.with_suffix(".mp4")
         elif suffix not in IMAGE_SUFFIXES:
             rel = rel.with_suffix(".png")

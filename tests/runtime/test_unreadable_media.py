@@ -117,6 +117,7 @@ def test_a_folder_reads_every_format_read_alone_and_names_the_files_it_does_not_
         for r in recs:
             got[Path(r["source"]).name] = got.get(Path(r["source"]).name, 0) + 1
         assert got == expected and s["sources_total"] == len(expected)
+        assert sorted(Path(f).name for f in s["not_media"]) == ["meta.json", "notes.txt", "todo.txt"]  # the summary says
         err = _lines(res.stderr)  # one line for the three files left out; the hidden file unmentioned
         assert len(err) == 1 and source in err[0] and "3 file(s)" in err[0] and ".txt ×2, .json ×1" in err[0]
     src = open_source(str(folder))  # what the summary can report: the files not read
