@@ -13,7 +13,11 @@
    starts a new track; a track no detection joins is missed.
 2. *A scene cut ends every track*: a frame whose small layout does not continue the previous
    frame's (:class:`runtime.appearance.CutDetector`) ends all live tracks, and that frame is scanned
-   afresh. A track never spans a cut, and whoever is in the next shot gets a new id.
+   afresh. A track never spans a cut, and whoever is in the next shot gets a new id. The layout
+   check is measured one frame apart; frames further apart (a stride, dropped frames) a large face
+   moving on shifts and grows more than it allows, so there a changed layout is a cut only when no
+   live face continues into the frame (re-found by the detector within rule 1's motion gate,
+   looking like itself).
 3. *A box is scored only while the detector confirms a face in it, on that frame*. On every
    detection round, each live track is re-found from its predicted box by the detector: MTCNN
    re-fits it with O-Net alone (one 48 px crop, all tracks in one batch; confirmed when O-Net's
@@ -238,7 +242,11 @@ class FaceTracker:
         self._count += 1
         h, w = frame.shape[:2]
         ended: list[int] = []
-        if self._cuts is not None and self._cuts.is_cut(frame):
+        # frames apart, a face moving on as faces do changes the layout more than a cut check one
+        # frame apart allows (a face and its shoulders shift and grow): there a changed layout is a
+        # cut only when no live face continues into this frame (rule 2)
+        if self._cuts is not None and self._cuts.is_cut(frame) and not (
+                self._last_n is not None and n - self._last_n > 1 and self._continues(frame, n)):
             self.scene_cuts += 1
             ended = [t.id for t in self._tracks]  # rule 2: nobody crosses a cut
             self._tracks, self._round, self._rounds = [], None, 0
@@ -254,6 +262,30 @@ class FaceTracker:
                  for t in self._tracks if t.missed == 0]
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces, ended
+
+    def _continues(self, frame: np.ndarray, n: int) -> bool:
+        """Whether some live track's face is in this frame where its motion since it was last seen
+        allows, looking like it (rule 1's motion gate): the detector re-fits it from its predicted
+        box, or finds it in the windows around it. Changes no track."""
+        refine = getattr(self.detector, "refine", None)
+        batch = getattr(self.detector, "refine_all", None)
+        windows = getattr(self.detector, "supports_roi", False)
+        if batch is None and refine is None and not windows:
+            return False  # boxes given per frame: nothing to look with but the next frame's boxes
+        tracks = sorted(self._tracks, key=lambda t: t.anchor[2] * t.anchor[3], reverse=True)
+        refits = batch(frame, [t.box_at(n) for t in tracks]) if batch is not None and tracks else None
+        for k, t in enumerate(tracks):
+            box = t.box_at(n)
+            found = [] if refits is None or refits[k] is None else [refits[k]]
+            if refits is None and refine is not None:
+                found = refine(frame, box)
+            if windows and not any(_within_motion(box, b, n - t.last_seen) for b in found):
+                found = self._search(frame, box, *ROI_NEAR) or self._search(frame, box, *ROI_WIDE)
+            for b in found:
+                if (iou(box, b) >= self.iou_threshold or _within_motion(box, b, n - t.last_seen)) \
+                        and t.looks_like(signature(frame, b)):
+                    return True
+        return False
 
     # --- confirmation: every frame, each track re-found where it is predicted ------------------
     def _still(self, frame: np.ndarray, n: int, tracks: list[Track]) -> list[Track]:
