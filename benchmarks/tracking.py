@@ -113,7 +113,7 @@ def score(clip: Clip, truth: list[list[tuple[str, Any]]], records: list[dict[str
             last_person[f["track"]] = person
             ids_of.setdefault((clip.shot(i), best[0]), set()).add(f["track"])
     frames = len(records)
-    real = sum(len(t) for t in truth[:frames])
+    real = sum(len(truth[r["frame"]]) for r in records)  # the frames processed (every Nth with --stride)
     per_k = 1000.0 / frames if frames else 0.0
     return {"frames": frames, "real_faces": real, "scored_tracks": len(shots_of),
             "identity_switches": switches, "switches_per_1000_frames": round(switches * per_k, 2),

@@ -5,12 +5,19 @@
 1. *A detection joins a track only when overlap and appearance agree*: its box overlaps the
    track's predicted box (IoU ≥ 0.3) and its appearance signature (:mod:`runtime.appearance`: a
    grayscale thumbnail and a colour histogram of the face) agrees with the track's running one;
-   or, for a face that moved further (a fast move, a window search's late re-find), its centre is
-   within the area a window round searches and its appearance agrees by a stricter margin. Any
-   other detection starts a new track; a track no detection joins is missed.
+   or, frames apart (a stride, dropped frames, a track lost a few frames), its centre is within the
+   distance a face moves in that gap (:data:`MOTION`: 0.1 face side per frame position since the
+   track was last seen, up to the wide window's reach) and its appearance agrees; or, for a face
+   that moved further still (a jump, a window search's late re-find), its centre is within the area
+   a window round searches and its appearance agrees by a stricter margin. Any other detection
+   starts a new track; a track no detection joins is missed.
 2. *A scene cut ends every track*: a frame whose small layout does not continue the previous
    frame's (:class:`runtime.appearance.CutDetector`) ends all live tracks, and that frame is scanned
-   afresh. A track never spans a cut, and whoever is in the next shot gets a new id.
+   afresh. A track never spans a cut, and whoever is in the next shot gets a new id. The layout
+   check is measured one frame apart; frames further apart (a stride, dropped frames) a large face
+   moving on shifts and grows more than it allows, so there a changed layout is a cut only when no
+   live face continues into the frame (re-found by the detector within rule 1's motion gate,
+   looking like itself).
 3. *A box is scored only while the detector confirms a face in it, on that frame*. On every
    detection round, each live track is re-found from its predicted box by the detector: MTCNN
    re-fits it with O-Net alone (one 48 px crop, all tracks in one batch; confirmed when O-Net's
@@ -69,6 +76,10 @@ from runtime.detection import Box, Detection
 ROI_NEAR = (2.5, 32, (0.8, 1.25))  # first, and almost always enough
 ROI_WIDE = (3.5, 40, (0.7, 1.4))  # only when the first finds nothing (fast motion, zoom)
 MAX_SPEED = 0.25  # face sides per frame position: a faster move is a jump, not motion
+# face sides per frame position that a face is expected to cover between two sightings (2.5 sides a
+# second at 25 fps, a brisk walk across the view): the radius of the motion gate grows by it with
+# every frame since the track was last seen, up to the area a window round searches
+MOTION = 0.1
 
 
 def shrink(image: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -146,6 +157,17 @@ def _within_reach(track_box: Sequence[float], box: Sequence[float]) -> bool:
             and lo * side <= max(box[2], box[3]) <= hi * side)
 
 
+def _within_motion(track_box: Sequence[float], box: Sequence[float], frames: int) -> bool:
+    """Whether ``box`` is where the face in ``track_box`` may have moved in ``frames`` frame
+    positions: centre within ``MOTION`` face sides per frame (at most the wide window's reach), size
+    within the wide window's range. With a gap of a few frames (a stride, dropped live frames, a
+    face re-found at a detection round) a face moves further than the overlap rule allows."""
+    side = max(track_box[2], track_box[3])
+    lo, hi = ROI_WIDE[2]
+    radius = side * min(MOTION * max(1, frames), ROI_WIDE[0] / 2)
+    return _centre_distance(track_box, box) <= radius and lo * side <= max(box[2], box[3]) <= hi * side
+
+
 def _within_head(box: Sequence[float], face: Sequence[float]) -> bool:
     """Whether ``box`` is a part of the head of a face at least twice its size (an ear, a hand on the
     cheek a detector mistook for a face): its centre within that face's box widened 1.5×."""
@@ -220,7 +242,11 @@ class FaceTracker:
         self._count += 1
         h, w = frame.shape[:2]
         ended: list[int] = []
-        if self._cuts is not None and self._cuts.is_cut(frame):
+        # frames apart, a face moving on as faces do changes the layout more than a cut check one
+        # frame apart allows (a face and its shoulders shift and grow): there a changed layout is a
+        # cut only when no live face continues into this frame (rule 2)
+        if self._cuts is not None and self._cuts.is_cut(frame) and not (
+                self._last_n is not None and n - self._last_n > 1 and self._continues(frame, n)):
             self.scene_cuts += 1
             ended = [t.id for t in self._tracks]  # rule 2: nobody crosses a cut
             self._tracks, self._round, self._rounds = [], None, 0
@@ -236,6 +262,30 @@ class FaceTracker:
                  for t in self._tracks if t.missed == 0]
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         return faces, ended
+
+    def _continues(self, frame: np.ndarray, n: int) -> bool:
+        """Whether some live track's face is in this frame where its motion since it was last seen
+        allows, looking like it (rule 1's motion gate): the detector re-fits it from its predicted
+        box, or finds it in the windows around it. Changes no track."""
+        refine = getattr(self.detector, "refine", None)
+        batch = getattr(self.detector, "refine_all", None)
+        windows = getattr(self.detector, "supports_roi", False)
+        if batch is None and refine is None and not windows:
+            return False  # boxes given per frame: nothing to look with but the next frame's boxes
+        tracks = sorted(self._tracks, key=lambda t: t.anchor[2] * t.anchor[3], reverse=True)
+        refits = batch(frame, [t.box_at(n) for t in tracks]) if batch is not None and tracks else None
+        for k, t in enumerate(tracks):
+            box = t.box_at(n)
+            found = [] if refits is None or refits[k] is None else [refits[k]]
+            if refits is None and refine is not None:
+                found = refine(frame, box)
+            if windows and not any(_within_motion(box, b, n - t.last_seen) for b in found):
+                found = self._search(frame, box, *ROI_NEAR) or self._search(frame, box, *ROI_WIDE)
+            for b in found:
+                if (iou(box, b) >= self.iou_threshold or _within_motion(box, b, n - t.last_seen)) \
+                        and t.looks_like(signature(frame, b)):
+                    return True
+        return False
 
     # --- confirmation: every frame, each track re-found where it is predicted ------------------
     def _still(self, frame: np.ndarray, n: int, tracks: list[Track]) -> list[Track]:
@@ -337,9 +387,21 @@ class FaceTracker:
                 used_t.add(i)
                 used_b.add(j)
                 self._match(lost[i], cands[j].box, n, cands[j].sig)
-        # a face that moved further than predicted (the first frames of a track, a long gap)
-        # overlaps too little: within the area a window round searches, a box that looks like the
-        # track by the stricter margin is still that face (and its move is a jump, not motion)
+        # frames apart (a stride, dropped frames, a track lost a few frames) a face moves further
+        # than the overlap rule allows: a box within the distance its motion covers in that gap,
+        # nearest first, that looks like the track is that face, moved (rule 1)
+        moved = sorted((_centre_distance(predicted[id(t)], c.box) / max(t.anchor[2], t.anchor[3]), i, j)
+                       for i, t in enumerate(lost) if i not in used_t
+                       for j, c in enumerate(cands) if j not in used_b
+                       and _within_motion(predicted[id(t)], c.box, n - t.last_seen))
+        for _, i, j in moved:
+            if i not in used_t and j not in used_b and lost[i].looks_like(cands[j].sig):
+                used_t.add(i)
+                used_b.add(j)
+                self._match(lost[i], cands[j].box, n, cands[j].sig)
+        # a face that moved further still (a jump, a late re-find) overlaps too little: within the
+        # area a window round searches, a box that looks like the track by the stricter margin is
+        # still that face (and its move is a jump, not motion)
         far = sorted((_centre_distance(predicted[id(t)], c.box), i, j) for i, t in enumerate(lost) if i not in used_t
                      for j, c in enumerate(cands) if j not in used_b and _within_reach(predicted[id(t)], c.box))
         for _, i, j in far:

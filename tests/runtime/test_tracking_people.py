@@ -40,29 +40,31 @@ def same_place():
     return cut_clip(same_background=True)
 
 
-def _follow(clip, tracker):
-    """Per frame: the faces the tracker confirmed, each with the real face it overlaps most."""
+def _follow(clip, tracker, stride=1):
+    """Per processed frame (every ``stride``-th, at its position in the clip, as ``--stride`` runs):
+    its index and the faces the tracker confirmed, each with the real face it overlaps most."""
     out = []
-    for i, frame in enumerate(clip.frames):
-        faces, _ = tracker.update(frame, i)
-        out.append([(f, max(clip.truth[i], key=lambda t: iou(t[1], f.box), default=None))
-                    for f in faces if f.detected])
+    for i in range(0, len(clip.frames), stride):
+        faces, _ = tracker.update(clip.frames[i], i)
+        out.append((i, [(f, max(clip.truth[i], key=lambda t: iou(t[1], f.box), default=None))
+                        for f in faces if f.detected]))
     return out
 
 
 def _check_one_person_per_track(clip, followed, min_cover=0.6):
     shots, ids, seen = {}, {}, {}
-    for i, faces in enumerate(followed):
+    for i, faces in followed:
         for f, real in faces:
             assert real is not None and iou(real[1], f.box) >= 0.5, (i, f.box, real)  # never off a face
             shots.setdefault(f.track, set()).add((clip.shot(i), real[0]))
             ids.setdefault((clip.shot(i), real[0]), set()).add(f.track)
             seen[(clip.shot(i), real[0])] = seen.get((clip.shot(i), real[0]), 0) + 1
     assert all(len(s) == 1 for s in shots.values()), shots  # a track: one person, in one shot
-    present = {(clip.shot(i), p) for i, t in enumerate(clip.truth) for p, _ in t}
+    processed = [i for i, _ in followed]
+    present = {(clip.shot(i), p) for i in processed for p, _ in clip.truth[i]}
     assert set(ids) == present and all(len(v) == 1 for v in ids.values()), ids  # each person: one id
     for key, n in seen.items():  # ... while visible (most of the shot: a new shot may wait for a round)
-        frames = sum(1 for i, t in enumerate(clip.truth) if clip.shot(i) == key[0] and any(p == key[1] for p, _ in t))
+        frames = sum(1 for i in processed if clip.shot(i) == key[0] and any(p == key[1] for p, _ in clip.truth[i]))
         assert n >= min_cover * frames, (key, n, frames)
 
 
@@ -77,7 +79,7 @@ def test_no_track_crosses_a_cut_and_no_box_off_a_face_is_scored(mtcnn, cuts, sam
     followed = _follow(clip, tracker)
     _check_one_person_per_track(clip, followed)
     empty = [i for i, t in enumerate(clip.truth) if not t]
-    assert empty and not any(followed[i] for i in empty)  # the shot with nobody: nothing scored
+    assert empty and not any(followed[i][1] for i in empty)  # the shot with nobody: nothing scored
     assert tracker.scene_cuts == (len(clip.cuts) if scene_cuts and background != "same" else 0)
 
 
@@ -89,6 +91,72 @@ def test_two_people_side_by_side_keep_their_ids(mtcnn):
     followed = _follow(clip, tracker)
     _check_one_person_per_track(clip, followed, min_cover=0.9)
     assert tracker.still > 0 and tracker.refits > 0  # both kinds of confirmation were used, never off a face
+
+
+STRIDES = range(1, 13)
+
+
+@pytest.fixture(scope="module")
+def demo_clip(tmp_path_factory):
+    """The demo clip (benchmarks.demo: the astronaut panning and zooming over a gradient, 100 frames,
+    720p), as written to mp4 and read back."""
+    from benchmarks.demo import make_clip
+    from benchmarks.people import read_clip
+
+    path = tmp_path_factory.mktemp("demo") / "clip.mp4"
+    make_clip(path)
+    return path, read_clip(path).frames
+
+
+@pytest.mark.parametrize("kind", ["mtcnn", "haar"])
+def test_a_moving_face_is_one_track_at_every_stride(demo_clip, kind):
+    """Frames apart (``--stride``), the face moves further than the overlap rule allows and the
+    layout changes more than a cut check one frame apart allows: it is still one face, in one track,
+    confirmed on (almost: Haar's window misses a few frames) every processed frame, and no cut is seen."""
+    from runtime.faces import make_detector
+
+    det = make_detector(kind)
+    frames = demo_clip[1]
+    for stride in STRIDES:
+        tracker = FaceTracker(det, detect_every=5)
+        per_frame = [tracker.update(frames[i], i)[0] for i in range(0, len(frames), stride)]
+        assert {f.track for faces in per_frame for f in faces} == {1}, (stride, per_frame)
+        confirmed = sum(len(faces) == 1 and faces[0].detected for faces in per_frame)
+        assert confirmed >= 0.95 * len(per_frame), (stride, confirmed, len(per_frame))
+        assert tracker.scene_cuts == 0, stride
+
+
+@pytest.mark.parametrize("face", [80, 140], ids=["apart", "close"])
+def test_two_people_keep_their_ids_at_every_stride(mtcnn, face):
+    """Two people drifting side by side (their centres 2-3 face sides apart, or 1.2-1.9 with larger
+    faces, within the reach a long gap allows): at every stride each keeps one id, and no track ever
+    holds the other."""
+    from benchmarks.people import pair_clip
+
+    clip = pair_clip(frames=60, face=face)
+    for stride in STRIDES:
+        _check_one_person_per_track(clip, _follow(clip, FaceTracker(mtcnn, detect_every=5), stride), min_cover=0.9)
+
+
+@pytest.mark.parametrize("stride", [2, 5, 7, 12])
+def test_cuts_end_tracks_at_a_stride(mtcnn, cuts, same_place, stride):
+    """Frames apart, a cut to another person at the same place is still a cut (the next person does
+    not continue the last one's face), and appearance keeps them apart where the layout hides it."""
+    tracker = FaceTracker(mtcnn, detect_every=5)
+    _check_one_person_per_track(cuts, _follow(cuts, tracker, stride))
+    assert tracker.scene_cuts == len(cuts.cuts)
+    _check_one_person_per_track(same_place, _follow(same_place, FaceTracker(mtcnn, detect_every=5), stride))
+
+
+def test_detect_at_a_stride_reports_one_track_for_one_face(tmp_path, demo_clip):
+    """``runtime.detect --stride 10`` on the demo clip: one track, every processed frame scored."""
+    from runtime.detect import main
+
+    model = make_onnx(tmp_path / "m.onnx")
+    assert main(["--engine", str(model), "--source", str(demo_clip[0]), "--quiet", "--stride", "10",
+                 "--summary", str(tmp_path / "s.json")]) == 0
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert [(t["frames"], t["scored_frames"]) for t in s["tracks"]] == [(10, 10)], s["tracks"]
 
 
 def test_a_jump_is_not_motion():
