@@ -31,6 +31,7 @@ from runtime.errors import (
     UserError,
     run_cli,
 )
+from runtime.redact import shown
 
 PROG = "jrc-detect"
 ONNX_ONLY = ("provider", "threads", "input_size", "mean", "std", "color")
@@ -504,7 +505,7 @@ class Run:
         a = self.args
         d: dict[str, Any] = {
             "schema": 1, "status": status, "exit_code": code, "error": error, "engine": a.engine,
-            "source": self.spec if not self.box else [c.source for c in self.cameras], "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
+            "source": shown(self.spec) if not self.box else [shown(c.source) for c in self.cameras], "started": datetime.fromtimestamp(self.started, timezone.utc).isoformat(),
             "elapsed_s": round(elapsed, 3), "version": __version__,
             "options": {k: getattr(a, k) for k in ("faces", "face_model", "face_threshold", "detect_every",
                                                   "stride", "live",

@@ -15,10 +15,13 @@ EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
-    """An error the user can fix. Its message is one line: input, what was wrong, what to do."""
+    """An error the user can fix. Its message is one line: input, what was wrong, what to do; a
+    camera's credentials in it are hidden (:func:`runtime.redact.shown`)."""
 
     def __init__(self, message: str, exit_code: int = EXIT_USER) -> None:
-        super().__init__(" ".join(str(message).split()))
+        from runtime.redact import shown
+
+        super().__init__(shown(" ".join(str(message).split())))
         self.exit_code = exit_code
 
 

@@ -41,6 +41,7 @@ from runtime.media import (
     read_image,
 )
 from runtime.preprocess import as_bgr8
+from runtime.redact import shown
 from runtime.source_specs import folder_files, is_glob, is_url, live_kind, media_files, not_media
 
 MAX_DAMAGED_RUN = 25  # consecutive undecodable frames before a file is considered ended
@@ -82,7 +83,7 @@ class Source:
     fps: float | None = None
 
     def __init__(self, spec: str) -> None:
-        self.spec = spec
+        self.spec = shown(spec)  # what every output shows; the real address opens it (never shown)
         self.stats = SourceStats()
         self._stop = threading.Event()
 
@@ -142,7 +143,7 @@ class FileSource(Source):
             except UserError as e:
                 if not self.skip_bad:
                     raise
-                self.stats.skipped.append(path)
+                self.stats.skipped.append(shown(path))
                 print(f"jrc-detect: warning: skipped {e}", file=sys.stderr)
 
     def capture_params(self) -> list[int]:
@@ -162,7 +163,7 @@ class FileSource(Source):
 
     def _image(self, path: str, item: int) -> Iterator[Frame]:
         check_content_matches_name(path)
-        yield Frame(decode_image(path), 0, 0.0, path, item)
+        yield Frame(decode_image(path), 0, 0.0, shown(path), item)
 
     def _video(self, path: str, item: int) -> Iterator[Frame]:
         cap = self._capture(path)
@@ -188,7 +189,7 @@ class FileSource(Source):
                     ok, img = cap.retrieve()
                     if ok and img is not None:
                         produced += 1
-                        yield Frame(as_bgr8(img), index, index / fps if fps else float(index), path, item)
+                        yield Frame(as_bgr8(img), index, index / fps if fps else float(index), shown(path), item)
                     else:
                         self.stats.damaged += 1
                 index += 1
@@ -213,7 +214,7 @@ class FileSource(Source):
             self.stats.missing += unread
             why = ("truncated: the file ends before the size its container declares" if complete is False
                    else "damaged or truncated")
-        print(f"jrc-detect: warning: {path}: {unread} of the {total} frames its header announces could not be "
+        print(f"jrc-detect: warning: {shown(path)}: {unread} of the {total} frames its header announces could not be "
               f"read ({why})", file=sys.stderr)
 
 
@@ -227,7 +228,7 @@ class UrlFileSource(FileSource):
         super().__init__(spec, [spec], stride, decode_threads=decode_threads)
 
     def _probe_fps(self) -> float | None:
-        self._first = self._capture(self.spec)  # opened once: the first read uses it
+        self._first = self._capture(self.paths[0])  # opened once (the real address): the first read uses it
         if not self._first.isOpened():
             self._first.release()
             raise UserError(f"{self.spec}: the stream could not be opened (unreachable, or an unsupported "
