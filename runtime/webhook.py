@@ -2,7 +2,9 @@
 
 Each POST has ``--webhook-timeout`` seconds. A 2xx answer is delivered; 408, 429 and 5xx answers,
 timeouts and connection errors are retried with backoff (0.5 s doubling to 30 s) up to ``retries``
-times, then counted as failed; other answers (a 4xx: the request is wrong) fail at once. The queue
+times, then counted as failed; other answers (a 4xx: the request is wrong) fail at once. A redirect (3xx)
+is never followed (it would carry the token, or lose the body, to another address): it fails at
+once, naming where it pointed, so ``--webhook`` can be given the final URL. The queue
 (:class:`runtime.outbox.Outbox`) never blocks the frame loop; the summary reports what was sent
 and what was not. A token for the ``Authorization`` header comes from the environment
 (``JRC_WEBHOOK_TOKEN``), never the command line; user:password in the URL is refused for the same reason.
@@ -26,6 +28,13 @@ class _Retry(Exception):
     pass
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer comes back as an HTTPError instead of being followed."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
 def check_url(url: str) -> str:
     receiver_url(url, "--webhook", ("http", "https"), "an http:// or https:// URL with a host",
                  f"a token in the environment variable {TOKEN_ENV}")
@@ -42,6 +51,7 @@ class WebhookSink(Outbox):
         self.timeout = timeout
         self.retries_per_message = max(0, int(retries))
         self._tries = 0
+        self._opener = urllib.request.build_opener(_NoRedirect)
         self._headers = {"Content-Type": "application/json", "User-Agent": f"jrc-edge/{__version__}"}
         token = os.environ.get(TOKEN_ENV)
         if token:
@@ -57,11 +67,16 @@ class WebhookSink(Outbox):
     def deliver(self, body: bytes) -> bool:
         req = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - http(s) checked
+            with self._opener.open(req, timeout=self.timeout) as resp:
                 resp.read(65536)
             self._tries = 0
             return True
         except urllib.error.HTTPError as e:
+            if 300 <= e.code < 400:  # given up at once: the same URL would be redirected again
+                self._tries = 0
+                where = (e.headers.get("Location") or "(no Location)")[:200]
+                self.last_error = f"HTTP {e.code}: redirected to {where}; point --webhook at the final URL"
+                return False
             retry = e.code >= 500 or e.code in RETRY_STATUS
             self.last_error = f"HTTP {e.code}"
             if not retry:

@@ -166,6 +166,18 @@ def test_a_run_publishes_events_state_snapshot_and_availability_over_mqtt(setup,
     assert json.loads((tmp_path / "s.json").read_text())["sinks"]["mqtt"]["undelivered"] == 0
 
 
+def test_a_webhook_that_redirects_is_one_warning_line_and_undelivered(setup, tmp_path, capsys):
+    with WebhookServer() as other, WebhookServer([(302, other.url)] * 10) as hook:
+        code = main(["--engine", str(setup["model"]), "--source", str(setup["clip"]), "--faces", "none",
+                     "--threshold", "0", "--event-frames", "3", "--quiet", "--webhook", hook.url,
+                     "--summary", str(tmp_path / "s.json")])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert code == 0 and other.requests == 0 and hook.requests == 2, err  # open and close, neither followed
+    warnings = [x for x in err if x.startswith("jrc-detect: warning: webhook:")]
+    assert len(warnings) == 1 and f"redirected to {other.url}; point --webhook at the final URL" in warnings[0], err
+    assert json.loads((tmp_path / "s.json").read_text())["sinks"]["webhook"]["undelivered"] == 2
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--source", "a.mp4", "--source", "b.mp4", "--save", "x.mp4"], "--save and --show take one camera"),
     ([], "no input: give --source"),

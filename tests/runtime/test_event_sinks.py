@@ -66,6 +66,21 @@ def test_webhook_4xx_fails_at_once_and_credentials_in_the_url_are_refused():
         WebhookSink("http://user:pw@127.0.0.1:1/x")
 
 
+@pytest.mark.parametrize("status", [302, 307])
+def test_webhook_never_follows_a_redirect_and_counts_the_event_undelivered(monkeypatch, status):
+    monkeypatch.setenv("JRC_WEBHOOK_TOKEN", "s3cret")
+    with WebhookServer() as other, WebhookServer([(status, other.url), (status, "ftp://127.0.0.1/x")]) as server:
+        sink = WebhookSink(server.url, timeout=2, backoff=0.05)
+        sink.publish(message(1))
+        sink.publish(message(2))
+        sink.close()
+    r = sink.report()
+    assert other.requests == 0 and other.headers == []  # neither the token nor the event went elsewhere
+    assert server.requests == 2 and (r["sent"], r["failed"], r["retries"], r["undelivered"]) == (0, 2, 0, 2)
+    assert r["last_error"] == (f"HTTP {status}: redirected to ftp://127.0.0.1/x; point --webhook at the final "
+                               "URL")
+
+
 # --- MQTT ------------------------------------------------------------------------------------
 @needs_broker
 def test_mqtt_events_wait_for_a_broker_absent_at_the_start_and_one_killed_mid_run(tmp_path):
