@@ -26,11 +26,12 @@ import time
 from typing import Any
 
 from runtime.errors import EXIT_USAGE, UserError, missing_dependency
-from runtime.outbox import Outbox, receiver_url
+from runtime.outbox import Drain, Outbox, receiver_url
 
 USER_ENV, PASSWORD_ENV = "JRC_MQTT_USERNAME", "JRC_MQTT_PASSWORD"
 DEFAULT_PREFIX = "jrc"
 ACK_TIMEOUT_S = 10.0  # connected but no PUBACK for this long: publish again
+GOODBYE_S = 0.5  # at close, past the drain's deadline: the most for "offline" and for paho's thread to end
 
 
 class _NotYet(Exception):
@@ -69,8 +70,8 @@ class MqttSink(Outbox):
     name = "mqtt"
 
     def __init__(self, url: str, auth_file: str | None = None, maxlen: int = 1000, drain_s: float = 5.0,
-                 client_id: str | None = None) -> None:
-        super().__init__(maxlen=maxlen, backoff=0.2, max_backoff=1.0, drain_s=drain_s)
+                 client_id: str | None = None, drain: Drain | None = None) -> None:
+        super().__init__(maxlen=maxlen, backoff=0.2, max_backoff=1.0, drain_s=drain_s, drain=drain)
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -150,16 +151,22 @@ class MqttSink(Outbox):
                 raise _NotYet(f"no acknowledgement within {ACK_TIMEOUT_S:g} s")
         return True
 
-    def close(self) -> None:
-        super().close()
+    def close(self, deadline: float | None = None) -> None:
+        """The queue until the drain's deadline, then ``offline`` and the disconnect, each given what
+        is left of it but at least ``GOODBYE_S`` (paho's thread may be in a connect that hangs: it
+        is left to end with the process)."""
+        deadline = self.drain.start(deadline)
+        super().close(deadline)
         if self.connected.is_set():
             info = self._client.publish(self.available, "offline", qos=1, retain=True)
             try:
-                info.wait_for_publish(2.0)
+                info.wait_for_publish(min(2.0, max(GOODBYE_S, deadline - time.monotonic())))
             except (RuntimeError, ValueError):
                 pass
         self._client.disconnect()
-        self._client.loop_stop()
+        stopper = threading.Thread(target=self._client.loop_stop, name="jrc-mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(max(GOODBYE_S, deadline - time.monotonic()))
 
     def report(self) -> dict[str, Any]:
         return {"url": self.url, "prefix": self.prefix, "connects": self.connects, **super().report()}

@@ -5,9 +5,10 @@ timeouts and connection errors are retried with backoff (0.5 s doubling to 30 s)
 times, then counted as failed; other answers (a 4xx: the request is wrong) fail at once. A redirect (3xx)
 is never followed (it would carry the token, or lose the body, to another address): it fails at
 once, naming where it pointed, so ``--webhook`` can be given the final URL. The queue
-(:class:`runtime.outbox.Outbox`) never blocks the frame loop; the summary reports what was sent
-and what was not. A token for the ``Authorization`` header comes from the environment
-(``JRC_WEBHOOK_TOKEN``), never the command line; user:password in the URL is refused for the same reason.
+(:class:`runtime.outbox.Outbox`) never blocks the frame loop, and at the end waits at most its
+drain's deadline for a receiver that hangs; the summary reports what was sent and what was not. A
+token for the ``Authorization`` header comes from the environment (``JRC_WEBHOOK_TOKEN``), never
+the command line; user:password in the URL is refused for the same reason.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import urllib.request
 from typing import Any
 
 from runtime import __version__
-from runtime.outbox import Outbox, receiver_url
+from runtime.outbox import DRAIN_S, Drain, Outbox, receiver_url
 
 TOKEN_ENV = "JRC_WEBHOOK_TOKEN"
 RETRY_STATUS = (408, 429)
@@ -45,8 +46,8 @@ class WebhookSink(Outbox):
     name = "webhook"
 
     def __init__(self, url: str, timeout: float = 5.0, retries: int = 3, maxlen: int = 1000,
-                 backoff: float = 0.5) -> None:
-        super().__init__(maxlen=maxlen, backoff=backoff, drain_s=max(1.0, 2 * timeout))
+                 backoff: float = 0.5, drain: Drain | None = None) -> None:
+        super().__init__(maxlen=maxlen, backoff=backoff, drain_s=min(DRAIN_S, max(1.0, 2 * timeout)), drain=drain)
         self.url = check_url(url)
         self.timeout = timeout
         self.retries_per_message = max(0, int(retries))

@@ -139,6 +139,36 @@ def test_sigterm_flushes_every_camera_and_metrics_are_served_meanwhile(setup, tm
     assert {e["end_reason"] for e in closed.values()} == {"shutdown"}
 
 
+@pytest.mark.slow
+def test_sigterm_with_a_hanging_webhook_and_an_absent_broker_ends_within_the_drain(setup, tmp_path):
+    from runtime.mqtt import GOODBYE_S
+    from runtime.outbox import DRAIN_S
+
+    long = face_video(tmp_path / "long.mp4", frames=300, size=(160, 120))
+    with WebhookServer(["hang"] * 10) as hook:
+        proc = detect_process("--engine", setup["model"], "--source", f"a={long}", "--live", "yes", "--faces",
+                              "none", "--threshold", "0", "--event-frames", "3", "--quiet", "--webhook", hook.url,
+                              "--webhook-timeout", "20", "--mqtt", f"mqtt://127.0.0.1:{free_port()}/t",
+                              "--summary", tmp_path / "s.json")
+        try:
+            deadline = time.monotonic() + 60
+            while hook.requests == 0 and time.monotonic() < deadline:  # the event's POST hangs
+                time.sleep(0.1)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=90)
+            stop_s = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert hook.requests >= 1 and proc.returncode == 130, stderr
+    assert stop_s < DRAIN_S + 2 * GOODBYE_S + 4, stop_s  # well within a service manager's 30 s
+    assert DRAIN_S <= 10
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["status"] == "interrupted"
+    assert s["sinks"]["webhook"]["left"] >= 1 and s["sinks"]["mqtt"]["left"] >= 1  # counted, not lost
+
+
 def _value(text: str, name: str, labels: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + ("{" + labels + "}" if labels else " ")):

@@ -54,6 +54,28 @@ def test_webhook_that_hangs_never_blocks_the_caller_and_counts_what_was_lost():
     assert "timed out" in r["last_error"] or "Timeout" in r["last_error"]
 
 
+@needs_broker
+def test_closing_a_hanging_webhook_and_an_absent_broker_together_shares_one_short_deadline():
+    from runtime.mqtt import GOODBYE_S, MqttSink
+    from runtime.outbox import Drain
+
+    drain = Drain(1.5)
+    with WebhookServer(["hang"] * 5) as server:
+        hook = WebhookSink(server.url, timeout=20, drain=drain)
+        mqtt = MqttSink(f"mqtt://127.0.0.1:{free_port()}/t", drain=drain)  # nothing listens there
+        hook.publish(message(1))
+        mqtt.publish(message(1))
+        time.sleep(0.3)  # the POST is under way: its receiver does not answer
+        t0 = time.monotonic()
+        hook.close()  # one after the other, as the frame loop closes its sinks
+        mqtt.close()
+        close_s = time.monotonic() - t0
+    assert close_s < 1.5 + 2 * GOODBYE_S + 0.5, close_s  # one deadline for both, not 2 x 20 s + 5 s + 5 s
+    assert (hook.report()["left"], hook.report()["sent"]) == (1, 0)  # the POST in flight counts as left
+    assert mqtt.report()["undelivered"] == 2 and mqtt.report()["sent"] == 0  # the event and its snapshot
+    assert hook.report()["last_error"]
+
+
 def test_webhook_4xx_fails_at_once_and_credentials_in_the_url_are_refused():
     with WebhookServer([404]) as server:
         sink = WebhookSink(server.url, timeout=2, backoff=0.05)
