@@ -42,10 +42,7 @@ def parse_url(url: str) -> tuple[str, int, bool, str]:
     """host, port, TLS, topic prefix of an ``mqtt://`` or ``mqtts://`` URL."""
     u = receiver_url(url, "--mqtt", ("mqtt", "mqtts"), "mqtt://HOST[:PORT][/PREFIX] (or mqtts:// for TLS)",
                      f"--mqtt-auth FILE or the environment ({USER_ENV}, {PASSWORD_ENV})")
-    try:
-        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise UserError(f"--mqtt {url}: the port is not a number from 1 to 65535", EXIT_USAGE) from None
+    port = u.port or (8883 if u.scheme == "mqtts" else 1883)  # receiver_url refused 0 and non-numbers
     prefix = u.path.strip("/") or DEFAULT_PREFIX
     if any(c in prefix for c in "+#") or "//" in prefix:
         raise UserError(f"--mqtt {url}: the topic prefix {prefix!r} may not hold '+', '#' or empty levels",

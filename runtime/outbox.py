@@ -26,11 +26,26 @@ DRAIN_S = 8.0  # closing the network sinks of a run, all together
 
 
 def receiver_url(url: str, flag: str, schemes: tuple[str, ...], expected: str, secrets: str) -> urllib.parse.SplitResult:
-    """A sink's URL, checked: one of ``schemes`` with a host, and no user:password in it (a command
-    line is visible to every user of the machine; ``secrets`` says where they go instead)."""
-    u = urllib.parse.urlsplit(url)
+    """A sink's URL, checked: one of ``schemes`` with a host, a port (if any) from 1 to 65535, no space
+    or control character, and no user:password in it (a command line is visible to every user of the
+    machine; ``secrets`` says where they go instead). Refused at the start, not at every send."""
+    bad = next((c for c in url if c.isspace() or ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise UserError(f"{flag} {url!r}: a URL may not hold {bad!r}; remove it or percent-encode it "
+                        f"(a space is %20)", EXIT_USAGE)
+    try:
+        u = urllib.parse.urlsplit(url)
+    except ValueError as e:
+        raise UserError(f"{flag} {url}: not a URL ({e}); expected {expected}", EXIT_USAGE) from None
     if u.scheme not in schemes or not u.hostname:
         raise UserError(f"{flag} {url}: expected {expected}", EXIT_USAGE)
+    try:
+        port = u.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise UserError(f"{flag} {url}: the port is not a number from 1 to 65535; give one, or leave it out "
+                        "for the scheme's default", EXIT_USAGE)
     if u.username or u.password:
         raise UserError(f"{flag} {url}: credentials on the command line are visible to every user (ps); drop them "
                         f"from the URL and use {secrets}", EXIT_USAGE)

@@ -19,6 +19,7 @@ import urllib.request
 from typing import Any
 
 from runtime import __version__
+from runtime.errors import EXIT_USAGE, UserError
 from runtime.outbox import DRAIN_S, Drain, Outbox, receiver_url
 
 TOKEN_ENV = "JRC_WEBHOOK_TOKEN"
@@ -39,6 +40,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def check_url(url: str) -> str:
     receiver_url(url, "--webhook", ("http", "https"), "an http:// or https:// URL with a host",
                  f"a token in the environment variable {TOKEN_ENV}")
+    if not url.isascii():  # http.client sends ASCII only: every POST would fail
+        raise UserError(f"--webhook {url}: holds characters beyond ASCII; percent-encode them in the path and "
+                        "query, and give a host name in its xn-- form", EXIT_USAGE)
     return url
 
 

@@ -215,6 +215,15 @@ def test_a_webhook_that_redirects_is_one_warning_line_and_undelivered(setup, tmp
     (["--source", "a.mp4", "--metrics", "x:y"], "--metrics x:y: expected [HOST:]PORT"),
     (["--source", "a.mp4", "--mqtt", "mqtt://u:p@host"], "credentials on the command line"),
     (["--source", "a.mp4", "--jsonl-frames", "events"], "needs events"),
+    (["--source", "a.mp4", "--webhook", "http://[::1"], "--webhook http://[::1: not a URL (Invalid IPv6 URL)"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://[::1"], "--mqtt mqtt://[::1: not a URL (Invalid IPv6 URL)"),
+    (["--source", "a.mp4", "--webhook", "http://host:abc/"], "the port is not a number from 1 to 65535"),
+    (["--source", "a.mp4", "--webhook", "http://host:99999/"], "the port is not a number from 1 to 65535"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host:0"], "--mqtt mqtt://host:0: the port is not a number"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host:65536/t"], "the port is not a number from 1 to 65535"),
+    (["--source", "a.mp4", "--webhook", "http://host/a b"], "--webhook 'http://host/a b': a URL may not hold ' '"),
+    (["--source", "a.mp4", "--webhook", "http://host/a\nb"], "may not hold '\\n'"),
+    (["--source", "a.mp4", "--webhook", "http://host/caf\u00e9"], "holds characters beyond ASCII"),
 ])
 def test_box_usage_errors_are_one_line_exit_2(setup, tmp_path, monkeypatch, capsys, args, needle):
     monkeypatch.chdir(tmp_path)
