@@ -53,9 +53,13 @@ def parse_url(url: str) -> tuple[str, int, bool, str]:
 def credentials(auth_file: str | None) -> tuple[str | None, str | None]:
     if auth_file:
         try:
-            lines = open(auth_file, encoding="utf-8").read().splitlines()
+            with open(auth_file, encoding="utf-8") as f:
+                lines = f.read().splitlines()
         except OSError as e:
             raise UserError(f"--mqtt-auth {auth_file}: cannot be read ({e.strerror or e})", EXIT_USAGE) from None
+        except UnicodeDecodeError:
+            raise UserError(f"--mqtt-auth {auth_file}: is not UTF-8 text; write the user name on the first line "
+                            "and the password on the second, as UTF-8", EXIT_USAGE) from None
         if not lines or not lines[0].strip():
             raise UserError(f"--mqtt-auth {auth_file}: expected the user name on the first line and the password "
                             "on the second", EXIT_USAGE)

@@ -174,3 +174,7 @@ def test_mqtt_credentials_never_from_the_command_line(tmp_path):
     auth = tmp_path / "auth"
     auth.write_text("box\npa ss\n")
     assert credentials(str(auth)) == ("box", "pa ss")
+    auth.write_bytes(b"box\npa\xffss\n")  # not UTF-8: one line naming the file, no traceback
+    with pytest.raises(UserError, match=r"^--mqtt-auth .*auth: is not UTF-8 text; write the user name") as e:
+        credentials(str(auth))
+    assert e.value.exit_code == 2
