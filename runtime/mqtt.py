@@ -43,11 +43,25 @@ def parse_url(url: str) -> tuple[str, int, bool, str]:
     u = receiver_url(url, "--mqtt", ("mqtt", "mqtts"), "mqtt://HOST[:PORT][/PREFIX] (or mqtts:// for TLS)",
                      f"--mqtt-auth FILE or the environment ({USER_ENV}, {PASSWORD_ENV})")
     port = u.port or (8883 if u.scheme == "mqtts" else 1883)  # receiver_url refused 0 and non-numbers
-    prefix = u.path.strip("/") or DEFAULT_PREFIX
-    if any(c in prefix for c in "+#") or "//" in prefix:
-        raise UserError(f"--mqtt {url}: the topic prefix {prefix!r} may not hold '+', '#' or empty levels",
-                        EXIT_USAGE)
-    return u.hostname, port, u.scheme == "mqtts", prefix
+    return u.hostname, port, u.scheme == "mqtts", topic_prefix(url, u.path)
+
+
+def topic_prefix(url: str, path: str) -> str:
+    """The topics' first levels: the URL's path without its leading and trailing '/'. Wildcards,
+    empty levels and a leading '$' (the broker's own topics, such as $SYS: it drops what clients
+    publish there) are refused, as is what urlsplit would hide from the path ('#...', '?...');
+    NUL and other control characters were refused with the URL."""
+    prefix = path[1:] if path.startswith("/") else path
+    prefix = prefix[:-1] if prefix.endswith("/") else prefix
+    wrong = ("holds '+' or '#' (wildcards are for subscribers)" if any(c in url for c in "+#") else
+             "holds '?'" if "?" in url else
+             "has an empty level ('//')" if prefix and "" in prefix.split("/") else
+             "starts with '$' (topics beginning with '$' are the broker's own, such as $SYS; it drops what "
+             "clients publish there)" if prefix.startswith("$") else None)
+    if wrong:
+        raise UserError(f"--mqtt {url}: the topic prefix {wrong}; give one such as mqtt://HOST/{DEFAULT_PREFIX} "
+                        f"or mqtt://HOST/site/{DEFAULT_PREFIX}", EXIT_USAGE)
+    return prefix or DEFAULT_PREFIX
 
 
 def credentials(auth_file: str | None) -> tuple[str | None, str | None]:

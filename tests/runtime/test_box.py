@@ -224,6 +224,12 @@ def test_a_webhook_that_redirects_is_one_warning_line_and_undelivered(setup, tmp
     (["--source", "a.mp4", "--webhook", "http://host/a b"], "--webhook 'http://host/a b': a URL may not hold ' '"),
     (["--source", "a.mp4", "--webhook", "http://host/a\nb"], "may not hold '\\n'"),
     (["--source", "a.mp4", "--webhook", "http://host/caf\u00e9"], "holds characters beyond ASCII"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/$SYS/jrc"], "the topic prefix starts with '$'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/jrc/#"], "the topic prefix holds '+' or '#'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/a/+/b"], "the topic prefix holds '+' or '#'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host//jrc"], "the topic prefix has an empty level"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/jrc?qos=1"], "the topic prefix holds '?'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/j\x00rc"], "may not hold '\\x00'"),
 ])
 def test_box_usage_errors_are_one_line_exit_2(setup, tmp_path, monkeypatch, capsys, args, needle):
     monkeypatch.chdir(tmp_path)

@@ -171,6 +171,7 @@ def test_mqtt_credentials_never_from_the_command_line(tmp_path):
     with pytest.raises(UserError, match="--mqtt-auth FILE"):
         parse_url("mqtt://user:pw@127.0.0.1:1883")
     assert parse_url(f"mqtt://127.0.0.1:{free_port()}")[3] == "jrc"
+    assert parse_url("mqtt://127.0.0.1/site/jrc/")[3] == "site/jrc" and parse_url("mqtt://h/a$b")[3] == "a$b"
     auth = tmp_path / "auth"
     auth.write_text("box\npa ss\n")
     assert credentials(str(auth)) == ("box", "pa ss")
