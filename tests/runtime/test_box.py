@@ -230,6 +230,10 @@ def test_a_webhook_that_redirects_is_one_warning_line_and_undelivered(setup, tmp
     (["--source", "a.mp4", "--mqtt", "mqtt://host//jrc"], "the topic prefix has an empty level"),
     (["--source", "a.mp4", "--mqtt", "mqtt://host/jrc?qos=1"], "the topic prefix holds '?'"),
     (["--source", "a.mp4", "--mqtt", "mqtt://host/j\x00rc"], "may not hold '\\x00'"),
+    (["--source", "a.mp4", "--metrics", "[::1"], "--metrics [::1: the address is malformed"),
+    (["--source", "a.mp4", "--metrics", "a b:9100"], "--metrics a b:9100: the address is malformed"),
+    (["--source", "a.mp4", "--web", "[::1"], "--web [::1: the address is malformed"),
+    (["--source", "a.mp4", "--web", "[::1]x:8090"], "--web [::1]x:8090: the address is malformed"),
 ])
 def test_box_usage_errors_are_one_line_exit_2(setup, tmp_path, monkeypatch, capsys, args, needle):
     monkeypatch.chdir(tmp_path)
@@ -238,6 +242,31 @@ def test_box_usage_errors_are_one_line_exit_2(setup, tmp_path, monkeypatch, caps
     code = main(["--engine", str(setup["model"]), "--quiet", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_listen_errors_say_what_went_wrong_and_a_loopback_tunnel_reaches_the_address_listened_on():
+    import socket
+
+    from runtime.errors import UserError
+    from runtime.metrics import Metrics, parse_address
+    from runtime.web.access import tunnel
+
+    with pytest.raises(UserError, match=r"^--metrics nohost\.invalid:\d+: the host name nohost\.invalid cannot be "
+                       r"resolved \(.+\); give an address of this machine"):
+        Metrics(f"nohost.invalid:{free_port()}")
+    with pytest.raises(UserError, match=r"^--metrics 192\.0\.2\.1:\d+: 192\.0\.2\.1 is not an address of this "
+                       r"machine"):  # TEST-NET-1: documentation only
+        Metrics(f"192.0.2.1:{free_port()}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = rf"^--metrics {port}: cannot listen on 127\.0\.0\.1:{port} .*choose a free port"
+        with pytest.raises(UserError, match=in_use):
+            Metrics(str(port))
+    assert parse_address("[::1]:18094", "--web") == ("::1", 18094)
+    assert tunnel("::1", 18094) == "ssh -L 18094:[::1]:18094 USER@THIS-HOST, then open http://localhost:18094/"
+    assert tunnel("127.0.0.1", 8090).startswith("ssh -L 8090:127.0.0.1:8090 ")
 
 
 def test_jsonl_rotation_keeps_n_files_each_within_the_size(tmp_path):
