@@ -195,14 +195,18 @@ def open_sinks(a: argparse.Namespace) -> tuple[list[Any], Any]:
     try:
         if a.events:
             out.append(EventsFile(a.events, rotate=rotation(a)))
+        if a.webhook or a.mqtt:
+            from runtime.outbox import Drain
+
+            drain = Drain()  # closing one starts both drains: together they take at most DRAIN_S
         if a.webhook:
             from runtime.webhook import WebhookSink
 
-            out.append(WebhookSink(a.webhook, timeout=a.webhook_timeout, maxlen=a.queue))
+            out.append(WebhookSink(a.webhook, timeout=a.webhook_timeout, maxlen=a.queue, drain=drain))
         if a.mqtt:
             from runtime.mqtt import MqttSink
 
-            out.append(MqttSink(a.mqtt, a.mqtt_auth, maxlen=a.queue))
+            out.append(MqttSink(a.mqtt, a.mqtt_auth, maxlen=a.queue, drain=drain))
     except BaseException:
         for s in out:
             s.close()

@@ -12,26 +12,58 @@ pays nothing per frame for them; the histograms are observed once per inference 
 
 from __future__ import annotations
 
+import errno
+import ipaddress
+import re
+import socket
 from typing import Any, Iterator
 
 from runtime.errors import EXIT_USAGE, UserError, missing_dependency
 
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]*)(\.[A-Za-z0-9_-]+)*\.?$")  # a host name's labels
 
 
 def parse_address(text: str, flag: str = "--metrics", example: int = 9100) -> tuple[str, int]:
-    """``9100`` → 127.0.0.1:9100; ``0.0.0.0:9100``, ``[::1]:9100`` (``--metrics``, ``--web``)."""
+    """``9100`` → 127.0.0.1:9100; ``0.0.0.0:9100``, ``[::1]:9100`` (``--metrics``, ``--web``). A host
+    that is neither a name nor an address (``[::1``, ``a b``) is malformed: an error before anything
+    tries to listen there."""
     host, sep, port = str(text).rpartition(":")
-    host = host.strip("[]") if sep else "127.0.0.1"
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host if sep else "127.0.0.1"
+    if sep and not _host_ok(host, bracketed):
+        raise UserError(f"{flag} {text}: the address is malformed; expected [HOST:]PORT with HOST a name, an IPv4 "
+                        f"address or an IPv6 address in brackets (e.g. 0.0.0.0:{example}, [::1]:{example})",
+                        EXIT_USAGE)
     try:
         n = int(port)
     except ValueError:
         n = -1
-    if not 0 < n < 65536 or (sep and not host):
+    if not 0 < n < 65536:
         raise UserError(f"{flag} {text}: expected [HOST:]PORT with a port from 1 to 65535 (e.g. {example}, or "
                         f"0.0.0.0:{example} to listen beyond this machine)", EXIT_USAGE)
     return host, n
+
+
+def _host_ok(host: str, bracketed: bool) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # fe80::1%eth0: a scope Python 3.8 cannot parse
+    except ValueError:
+        return not bracketed and _NAME.match(host) is not None
+    return address.version == 6 or not bracketed
+
+
+def listen_error(flag: str, address: str, host: str, port: int, error: BaseException) -> UserError:
+    """Why ``host:port`` cannot be listened on, and what to do, in one line (``--metrics``, ``--web``)."""
+    why = error.strerror if isinstance(error, OSError) and error.strerror else str(error) or type(error).__name__
+    if isinstance(error, socket.gaierror):
+        return UserError(f"{flag} {address}: the host name {host} cannot be resolved ({why}); give an address of "
+                         f"this machine (127.0.0.1, or 0.0.0.0 to listen beyond it) or a name it resolves")
+    if getattr(error, "errno", None) == errno.EADDRNOTAVAIL:
+        return UserError(f"{flag} {address}: {host} is not an address of this machine ({why}); give one of its "
+                         "addresses (127.0.0.1, or 0.0.0.0 to listen on every one)")
+    return UserError(f"{flag} {address}: cannot listen on {host}:{port} ({why}); choose a free port")
 
 
 def _import() -> Any:
@@ -62,8 +94,7 @@ class Metrics:
         try:
             self.server, self.thread = pc.start_http_server(self.port, addr=self.host, registry=self.registry)
         except OSError as e:
-            raise UserError(f"--metrics {address}: cannot listen on {self.host}:{self.port} ({e.strerror or e}); "
-                            "choose a free port") from None
+            raise listen_error("--metrics", address, self.host, self.port, e) from None
 
     def attach(self, loop: Any, sinks: list[Any]) -> None:
         self.loop, self.sinks = loop, sinks

@@ -26,11 +26,12 @@ import time
 from typing import Any
 
 from runtime.errors import EXIT_USAGE, UserError, missing_dependency
-from runtime.outbox import Outbox, receiver_url
+from runtime.outbox import Drain, Outbox, receiver_url
 
 USER_ENV, PASSWORD_ENV = "JRC_MQTT_USERNAME", "JRC_MQTT_PASSWORD"
 DEFAULT_PREFIX = "jrc"
 ACK_TIMEOUT_S = 10.0  # connected but no PUBACK for this long: publish again
+GOODBYE_S = 0.5  # at close, past the drain's deadline: the most for "offline" and for paho's thread to end
 
 
 class _NotYet(Exception):
@@ -41,23 +42,38 @@ def parse_url(url: str) -> tuple[str, int, bool, str]:
     """host, port, TLS, topic prefix of an ``mqtt://`` or ``mqtts://`` URL."""
     u = receiver_url(url, "--mqtt", ("mqtt", "mqtts"), "mqtt://HOST[:PORT][/PREFIX] (or mqtts:// for TLS)",
                      f"--mqtt-auth FILE or the environment ({USER_ENV}, {PASSWORD_ENV})")
-    try:
-        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
-    except ValueError:
-        raise UserError(f"--mqtt {url}: the port is not a number from 1 to 65535", EXIT_USAGE) from None
-    prefix = u.path.strip("/") or DEFAULT_PREFIX
-    if any(c in prefix for c in "+#") or "//" in prefix:
-        raise UserError(f"--mqtt {url}: the topic prefix {prefix!r} may not hold '+', '#' or empty levels",
-                        EXIT_USAGE)
-    return u.hostname, port, u.scheme == "mqtts", prefix
+    port = u.port or (8883 if u.scheme == "mqtts" else 1883)  # receiver_url refused 0 and non-numbers
+    return u.hostname, port, u.scheme == "mqtts", topic_prefix(url, u.path)
+
+
+def topic_prefix(url: str, path: str) -> str:
+    """The topics' first levels: the URL's path without its leading and trailing '/'. Wildcards,
+    empty levels and a leading '$' (the broker's own topics, such as $SYS: it drops what clients
+    publish there) are refused, as is what urlsplit would hide from the path ('#...', '?...');
+    NUL and other control characters were refused with the URL."""
+    prefix = path[1:] if path.startswith("/") else path
+    prefix = prefix[:-1] if prefix.endswith("/") else prefix
+    wrong = ("holds '+' or '#' (wildcards are for subscribers)" if any(c in url for c in "+#") else
+             "holds '?'" if "?" in url else
+             "has an empty level ('//')" if prefix and "" in prefix.split("/") else
+             "starts with '$' (topics beginning with '$' are the broker's own, such as $SYS; it drops what "
+             "clients publish there)" if prefix.startswith("$") else None)
+    if wrong:
+        raise UserError(f"--mqtt {url}: the topic prefix {wrong}; give one such as mqtt://HOST/{DEFAULT_PREFIX} "
+                        f"or mqtt://HOST/site/{DEFAULT_PREFIX}", EXIT_USAGE)
+    return prefix or DEFAULT_PREFIX
 
 
 def credentials(auth_file: str | None) -> tuple[str | None, str | None]:
     if auth_file:
         try:
-            lines = open(auth_file, encoding="utf-8").read().splitlines()
+            with open(auth_file, encoding="utf-8") as f:
+                lines = f.read().splitlines()
         except OSError as e:
             raise UserError(f"--mqtt-auth {auth_file}: cannot be read ({e.strerror or e})", EXIT_USAGE) from None
+        except UnicodeDecodeError:
+            raise UserError(f"--mqtt-auth {auth_file}: is not UTF-8 text; write the user name on the first line "
+                            "and the password on the second, as UTF-8", EXIT_USAGE) from None
         if not lines or not lines[0].strip():
             raise UserError(f"--mqtt-auth {auth_file}: expected the user name on the first line and the password "
                             "on the second", EXIT_USAGE)
@@ -69,8 +85,8 @@ class MqttSink(Outbox):
     name = "mqtt"
 
     def __init__(self, url: str, auth_file: str | None = None, maxlen: int = 1000, drain_s: float = 5.0,
-                 client_id: str | None = None) -> None:
-        super().__init__(maxlen=maxlen, backoff=0.2, max_backoff=1.0, drain_s=drain_s)
+                 client_id: str | None = None, drain: Drain | None = None) -> None:
+        super().__init__(maxlen=maxlen, backoff=0.2, max_backoff=1.0, drain_s=drain_s, drain=drain)
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -150,16 +166,22 @@ class MqttSink(Outbox):
                 raise _NotYet(f"no acknowledgement within {ACK_TIMEOUT_S:g} s")
         return True
 
-    def close(self) -> None:
-        super().close()
+    def close(self, deadline: float | None = None) -> None:
+        """The queue until the drain's deadline, then ``offline`` and the disconnect, each given what
+        is left of it but at least ``GOODBYE_S`` (paho's thread may be in a connect that hangs: it
+        is left to end with the process)."""
+        deadline = self.drain.start(deadline)
+        super().close(deadline)
         if self.connected.is_set():
             info = self._client.publish(self.available, "offline", qos=1, retain=True)
             try:
-                info.wait_for_publish(2.0)
+                info.wait_for_publish(min(2.0, max(GOODBYE_S, deadline - time.monotonic())))
             except (RuntimeError, ValueError):
                 pass
         self._client.disconnect()
-        self._client.loop_stop()
+        stopper = threading.Thread(target=self._client.loop_stop, name="jrc-mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(max(GOODBYE_S, deadline - time.monotonic()))
 
     def report(self) -> dict[str, Any]:
         return {"url": self.url, "prefix": self.prefix, "connects": self.connects, **super().report()}

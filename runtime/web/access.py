@@ -40,6 +40,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def tunnel(host: str, port: int) -> str:
+    """How another machine reaches a view that listens on loopback ``host`` only: an SSH tunnel to
+    that very address (``[::1]`` for IPv6: a tunnel to 127.0.0.1 finds nothing there)."""
+    target = f"[{host}]" if ":" in host else host
+    return f"ssh -L {port}:{target}:{port} USER@THIS-HOST, then open http://localhost:{port}/"
+
+
 def host_name(header: str | None) -> str:
     """The name in a ``Host`` header (``127.0.0.1:8090`` → ``127.0.0.1``, ``[::1]:8090`` → ``::1``)."""
     h = (header or "").strip()

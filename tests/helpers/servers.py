@@ -93,12 +93,15 @@ class MjpegServer:
 
 
 class WebhookServer:
-    """Receives POSTs. ``script`` says what request k gets: an HTTP status, or ``"hang"`` (no answer
-    until the server stops); requests past the script get 200. ``bodies`` holds what was answered 200."""
+    """Receives POSTs (and counts any other request). ``script`` says what request k gets: an HTTP
+    status, ``(status, location)`` (a redirect), or ``"hang"`` (no answer until the server stops);
+    requests past the script get 200. ``bodies`` holds what was answered 200, ``methods`` every
+    request's method."""
 
-    def __init__(self, script: list[int | str] | None = None) -> None:
+    def __init__(self, script: list[int | str | tuple[int, str]] | None = None) -> None:
         self.script = list(script or [])
         self.requests = 0
+        self.methods: list[str] = []
         self.bodies: list[dict] = []
         self.headers: list[dict] = []
         self._stop = threading.Event()
@@ -108,16 +111,22 @@ class WebhookServer:
             def do_POST(self):  # noqa: N802 - http.server's name
                 k = outer.requests
                 outer.requests += 1
+                outer.methods.append(self.command)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 what = outer.script[k] if k < len(outer.script) else 200
                 if what == "hang":
                     outer._stop.wait(30)
                     return
-                self.send_response(int(what))
+                status, location = what if isinstance(what, tuple) else (what, None)
+                self.send_response(int(status))
+                if location:
+                    self.send_header("Location", location)
                 self.end_headers()
-                if what == 200:
+                if status == 200 and self.command == "POST":
                     outer.bodies.append(json.loads(body))
                     outer.headers.append(dict(self.headers))
+
+            do_GET = do_PUT = do_HEAD = do_POST  # noqa: N815 - http.server's names
 
             def log_message(self, *args):
                 pass

@@ -139,6 +139,36 @@ def test_sigterm_flushes_every_camera_and_metrics_are_served_meanwhile(setup, tm
     assert {e["end_reason"] for e in closed.values()} == {"shutdown"}
 
 
+@pytest.mark.slow
+def test_sigterm_with_a_hanging_webhook_and_an_absent_broker_ends_within_the_drain(setup, tmp_path):
+    from runtime.mqtt import GOODBYE_S
+    from runtime.outbox import DRAIN_S
+
+    long = face_video(tmp_path / "long.mp4", frames=300, size=(160, 120))
+    with WebhookServer(["hang"] * 10) as hook:
+        proc = detect_process("--engine", setup["model"], "--source", f"a={long}", "--live", "yes", "--faces",
+                              "none", "--threshold", "0", "--event-frames", "3", "--quiet", "--webhook", hook.url,
+                              "--webhook-timeout", "20", "--mqtt", f"mqtt://127.0.0.1:{free_port()}/t",
+                              "--summary", tmp_path / "s.json")
+        try:
+            deadline = time.monotonic() + 60
+            while hook.requests == 0 and time.monotonic() < deadline:  # the event's POST hangs
+                time.sleep(0.1)
+            t0 = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=90)
+            stop_s = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert hook.requests >= 1 and proc.returncode == 130, stderr
+    assert stop_s < DRAIN_S + 2 * GOODBYE_S + 4, stop_s  # well within a service manager's 30 s
+    assert DRAIN_S <= 10
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["status"] == "interrupted"
+    assert s["sinks"]["webhook"]["left"] >= 1 and s["sinks"]["mqtt"]["left"] >= 1  # counted, not lost
+
+
 def _value(text: str, name: str, labels: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + ("{" + labels + "}" if labels else " ")):
@@ -166,6 +196,18 @@ def test_a_run_publishes_events_state_snapshot_and_availability_over_mqtt(setup,
     assert json.loads((tmp_path / "s.json").read_text())["sinks"]["mqtt"]["undelivered"] == 0
 
 
+def test_a_webhook_that_redirects_is_one_warning_line_and_undelivered(setup, tmp_path, capsys):
+    with WebhookServer() as other, WebhookServer([(302, other.url)] * 10) as hook:
+        code = main(["--engine", str(setup["model"]), "--source", str(setup["clip"]), "--faces", "none",
+                     "--threshold", "0", "--event-frames", "3", "--quiet", "--webhook", hook.url,
+                     "--summary", str(tmp_path / "s.json")])
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert code == 0 and other.requests == 0 and hook.requests == 2, err  # open and close, neither followed
+    warnings = [x for x in err if x.startswith("jrc-detect: warning: webhook:")]
+    assert len(warnings) == 1 and f"redirected to {other.url}; point --webhook at the final URL" in warnings[0], err
+    assert json.loads((tmp_path / "s.json").read_text())["sinks"]["webhook"]["undelivered"] == 2
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--source", "a.mp4", "--source", "b.mp4", "--save", "x.mp4"], "--save and --show take one camera"),
     ([], "no input: give --source"),
@@ -173,6 +215,25 @@ def test_a_run_publishes_events_state_snapshot_and_availability_over_mqtt(setup,
     (["--source", "a.mp4", "--metrics", "x:y"], "--metrics x:y: expected [HOST:]PORT"),
     (["--source", "a.mp4", "--mqtt", "mqtt://u:p@host"], "credentials on the command line"),
     (["--source", "a.mp4", "--jsonl-frames", "events"], "needs events"),
+    (["--source", "a.mp4", "--webhook", "http://[::1"], "--webhook http://[::1: not a URL (Invalid IPv6 URL)"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://[::1"], "--mqtt mqtt://[::1: not a URL (Invalid IPv6 URL)"),
+    (["--source", "a.mp4", "--webhook", "http://host:abc/"], "the port is not a number from 1 to 65535"),
+    (["--source", "a.mp4", "--webhook", "http://host:99999/"], "the port is not a number from 1 to 65535"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host:0"], "--mqtt mqtt://host:0: the port is not a number"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host:65536/t"], "the port is not a number from 1 to 65535"),
+    (["--source", "a.mp4", "--webhook", "http://host/a b"], "--webhook 'http://host/a b': a URL may not hold ' '"),
+    (["--source", "a.mp4", "--webhook", "http://host/a\nb"], "may not hold '\\n'"),
+    (["--source", "a.mp4", "--webhook", "http://host/caf\u00e9"], "holds characters beyond ASCII"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/$SYS/jrc"], "the topic prefix starts with '$'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/jrc/#"], "the topic prefix holds '+' or '#'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/a/+/b"], "the topic prefix holds '+' or '#'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host//jrc"], "the topic prefix has an empty level"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/jrc?qos=1"], "the topic prefix holds '?'"),
+    (["--source", "a.mp4", "--mqtt", "mqtt://host/j\x00rc"], "may not hold '\\x00'"),
+    (["--source", "a.mp4", "--metrics", "[::1"], "--metrics [::1: the address is malformed"),
+    (["--source", "a.mp4", "--metrics", "a b:9100"], "--metrics a b:9100: the address is malformed"),
+    (["--source", "a.mp4", "--web", "[::1"], "--web [::1: the address is malformed"),
+    (["--source", "a.mp4", "--web", "[::1]x:8090"], "--web [::1]x:8090: the address is malformed"),
 ])
 def test_box_usage_errors_are_one_line_exit_2(setup, tmp_path, monkeypatch, capsys, args, needle):
     monkeypatch.chdir(tmp_path)
@@ -181,6 +242,31 @@ def test_box_usage_errors_are_one_line_exit_2(setup, tmp_path, monkeypatch, caps
     code = main(["--engine", str(setup["model"]), "--quiet", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_listen_errors_say_what_went_wrong_and_a_loopback_tunnel_reaches_the_address_listened_on():
+    import socket
+
+    from runtime.errors import UserError
+    from runtime.metrics import Metrics, parse_address
+    from runtime.web.access import tunnel
+
+    with pytest.raises(UserError, match=r"^--metrics nohost\.invalid:\d+: the host name nohost\.invalid cannot be "
+                       r"resolved \(.+\); give an address of this machine"):
+        Metrics(f"nohost.invalid:{free_port()}")
+    with pytest.raises(UserError, match=r"^--metrics 192\.0\.2\.1:\d+: 192\.0\.2\.1 is not an address of this "
+                       r"machine"):  # TEST-NET-1: documentation only
+        Metrics(f"192.0.2.1:{free_port()}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        in_use = rf"^--metrics {port}: cannot listen on 127\.0\.0\.1:{port} .*choose a free port"
+        with pytest.raises(UserError, match=in_use):
+            Metrics(str(port))
+    assert parse_address("[::1]:18094", "--web") == ("::1", 18094)
+    assert tunnel("::1", 18094) == "ssh -L 18094:[::1]:18094 USER@THIS-HOST, then open http://localhost:18094/"
+    assert tunnel("127.0.0.1", 8090).startswith("ssh -L 8090:127.0.0.1:8090 ")
 
 
 def test_jsonl_rotation_keeps_n_files_each_within_the_size(tmp_path):

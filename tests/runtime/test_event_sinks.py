@@ -54,6 +54,28 @@ def test_webhook_that_hangs_never_blocks_the_caller_and_counts_what_was_lost():
     assert "timed out" in r["last_error"] or "Timeout" in r["last_error"]
 
 
+@needs_broker
+def test_closing_a_hanging_webhook_and_an_absent_broker_together_shares_one_short_deadline():
+    from runtime.mqtt import GOODBYE_S, MqttSink
+    from runtime.outbox import Drain
+
+    drain = Drain(1.5)
+    with WebhookServer(["hang"] * 5) as server:
+        hook = WebhookSink(server.url, timeout=20, drain=drain)
+        mqtt = MqttSink(f"mqtt://127.0.0.1:{free_port()}/t", drain=drain)  # nothing listens there
+        hook.publish(message(1))
+        mqtt.publish(message(1))
+        time.sleep(0.3)  # the POST is under way: its receiver does not answer
+        t0 = time.monotonic()
+        hook.close()  # one after the other, as the frame loop closes its sinks
+        mqtt.close()
+        close_s = time.monotonic() - t0
+    assert close_s < 1.5 + 2 * GOODBYE_S + 0.5, close_s  # one deadline for both, not 2 x 20 s + 5 s + 5 s
+    assert (hook.report()["left"], hook.report()["sent"]) == (1, 0)  # the POST in flight counts as left
+    assert mqtt.report()["undelivered"] == 2 and mqtt.report()["sent"] == 0  # the event and its snapshot
+    assert hook.report()["last_error"]
+
+
 def test_webhook_4xx_fails_at_once_and_credentials_in_the_url_are_refused():
     with WebhookServer([404]) as server:
         sink = WebhookSink(server.url, timeout=2, backoff=0.05)
@@ -64,6 +86,21 @@ def test_webhook_4xx_fails_at_once_and_credentials_in_the_url_are_refused():
 
     with pytest.raises(UserError, match="JRC_WEBHOOK_TOKEN"):
         WebhookSink("http://user:pw@127.0.0.1:1/x")
+
+
+@pytest.mark.parametrize("status", [302, 307])
+def test_webhook_never_follows_a_redirect_and_counts_the_event_undelivered(monkeypatch, status):
+    monkeypatch.setenv("JRC_WEBHOOK_TOKEN", "s3cret")
+    with WebhookServer() as other, WebhookServer([(status, other.url), (status, "ftp://127.0.0.1/x")]) as server:
+        sink = WebhookSink(server.url, timeout=2, backoff=0.05)
+        sink.publish(message(1))
+        sink.publish(message(2))
+        sink.close()
+    r = sink.report()
+    assert other.requests == 0 and other.headers == []  # neither the token nor the event went elsewhere
+    assert server.requests == 2 and (r["sent"], r["failed"], r["retries"], r["undelivered"]) == (0, 2, 0, 2)
+    assert r["last_error"] == (f"HTTP {status}: redirected to ftp://127.0.0.1/x; point --webhook at the final "
+                               "URL")
 
 
 # --- MQTT ------------------------------------------------------------------------------------
@@ -134,6 +171,11 @@ def test_mqtt_credentials_never_from_the_command_line(tmp_path):
     with pytest.raises(UserError, match="--mqtt-auth FILE"):
         parse_url("mqtt://user:pw@127.0.0.1:1883")
     assert parse_url(f"mqtt://127.0.0.1:{free_port()}")[3] == "jrc"
+    assert parse_url("mqtt://127.0.0.1/site/jrc/")[3] == "site/jrc" and parse_url("mqtt://h/a$b")[3] == "a$b"
     auth = tmp_path / "auth"
     auth.write_text("box\npa ss\n")
     assert credentials(str(auth)) == ("box", "pa ss")
+    auth.write_bytes(b"box\npa\xffss\n")  # not UTF-8: one line naming the file, no traceback
+    with pytest.raises(UserError, match=r"^--mqtt-auth .*auth: is not UTF-8 text; write the user name") as e:
+        credentials(str(auth))
+    assert e.value.exit_code == 2
