@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import quote
 
-from runtime.errors import UserError, missing_dependency
+from runtime.errors import missing_dependency
 from runtime.web.access import COOKIE, Access, check_bind, is_loopback, read_token
 from runtime.web.feeds import Feed, Full
 
@@ -101,10 +101,9 @@ class WebView:
         self._started.wait(30.0)
         if self._error is not None:
             self._encoder.shutdown(wait=False)
-            e = self._error
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise UserError(f"--web {address}: cannot listen on {self.host}:{self.port} ({why}); choose a free "
-                            "port") from None
+            from runtime.metrics import listen_error
+
+            raise listen_error("--web", address, self.host, self.port, self._error) from None
 
     @property
     def url(self) -> str:
@@ -458,6 +457,7 @@ def _changed_at(e: dict[str, Any]) -> float:
 def serve_address(view: WebView) -> str:
     """What to open: the URL, and for a loopback view how to reach it from another machine."""
     if is_loopback(view.host):
-        return (f"{view.url} (this machine only; from another: ssh -L {view.port}:127.0.0.1:{view.port} "
-                f"USER@THIS-HOST, then open http://localhost:{view.port}/)")
+        from runtime.web.access import tunnel
+
+        return f"{view.url} (this machine only; from another: {tunnel(view.host, view.port)})"
     return f"{view.url} (open /?token=TOKEN once; the token is in --web-token-file)"

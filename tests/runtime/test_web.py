@@ -402,3 +402,24 @@ def test_a_port_in_use_is_one_line(box):
         with pytest.raises(UserError, match=r"cannot listen on 127\.0\.0\.1:\d+ .*choose a free port"):
             WebView(str(s.getsockname()[1]))
 
+
+
+def test_a_host_that_does_not_resolve_says_so_and_an_ipv6_view_gets_its_own_tunnel(box, tmp_path):
+    from runtime.errors import UserError
+    from runtime.web.server import serve_address
+
+    token = tmp_path / "t"
+    token.write_text("x" * 32)
+    with pytest.raises(UserError, match=r"host name nohost\.invalid cannot be resolved"):
+        WebView("nohost.invalid:18093", str(token))
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = s.getsockname()[1]
+    except OSError as e:  # a machine without IPv6 loopback
+        pytest.skip(f"no ::1 here: {e}")
+    v6 = WebView(f"[::1]:{port}")
+    try:
+        assert f"ssh -L {v6.port}:[::1]:{v6.port} " in serve_address(v6)
+    finally:
+        v6.close()
