@@ -30,7 +30,8 @@ class Parser(argparse.ArgumentParser):
     whole usage block first): the flag, what was wrong, where to look; exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+        name = self.prog.removeprefix("python -m ")  # the prefix of the tool's other errors (run_cli's)
+        self.exit(EXIT_USAGE, f"{name}: error: {message}; see {self.prog} --help\n")
 
 
 # The optional-dependency groups of pyproject.toml ([project.optional-dependencies]); a test keeps
