@@ -252,7 +252,7 @@ class Pipeline:
         yield _ABORT if self._abort.is_set() else _END
 
     def _faces(self) -> None:
-        meta, item = self.meta, -1
+        meta, item, received = self.meta, -1, 0
         for frame in self._frames:
             if frame is _ABORT:
                 return
@@ -262,10 +262,12 @@ class Pipeline:
             t0 = time.perf_counter()
             ended = self.tracker.reset() if frame.item != item else []
             item = frame.item
-            # a file's frame index (it grows by the stride): detection cadence and motion are in
-            # the source's frames; a live source's index jumps by the frames it dropped, so
-            # there the tracker counts the frames it is given (a loaded box does not detect more)
-            tracked, gone = self.tracker.update(frame.image, None if self.source.live else frame.index)
+            # motion is in the source's frames (a file's index grows by the stride, a live source's
+            # by the frames it dropped: a face moves on meanwhile); a live source's detection
+            # cadence counts the frames it was given (a loaded box that drops frames does not detect more)
+            received += 1
+            tracked, gone = self.tracker.update(frame.image, frame.index,
+                                                cadence=received if self.source.live else None)
             t1 = time.perf_counter()
             # only a face the detector confirmed in this frame is cropped and scored (runtime.tracking)
             faces = [Face(f.track, f.box, f.detected, face_score=f.score, landmarks=f.landmarks, scored=f.detected)

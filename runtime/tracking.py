@@ -230,15 +230,21 @@ class FaceTracker:
             self._cuts.reset()
         return ended
 
-    def update(self, frame: np.ndarray, position: int | None = None) -> tuple[list[TrackedFace], list[int]]:
+    def update(self, frame: np.ndarray, position: int | None = None,
+               cadence: int | None = None) -> tuple[list[TrackedFace], list[int]]:
         """Faces in this frame (largest first) and the ids of tracks that ended here.
 
         ``position``: the frame's number in its source (a file's frame index; it grows by the
-        stride), default the count of frames processed since the last reset. A detection round
-        runs on the first frame of each block of ``detect_every`` positions that is processed,
+        stride; a live source's grows by the frames it dropped), default the count of frames
+        processed since the last reset: motion is measured in it. A detection round runs on the
+        first frame of each block of ``detect_every`` of ``cadence`` (default ``position``; a live
+        source passes the frames it received, so a loaded box that drops frames does not detect
+        more often) that is processed, on every frame at least ``detect_every`` positions after the
+        one before (as at such a stride: never more rounds per second of the source than unloaded),
         and on the first frame of a new shot.
         """
         n = self._count if position is None else int(position)
+        rounds_at = n if cadence is None else int(cadence)
         self._count += 1
         h, w = frame.shape[:2]
         ended: list[int] = []
@@ -250,8 +256,12 @@ class FaceTracker:
             self.scene_cuts += 1
             ended = [t.id for t in self._tracks]  # rule 2: nobody crosses a cut
             self._tracks, self._round, self._rounds = [], None, 0
-        block = n // self.detect_every
-        if self._round is None or block != self._round:
+        block = rounds_at // self.detect_every
+        # frames at least detect_every positions apart (a stride, a live source dropping most of its
+        # frames) each get a round, as a file read at that stride does: never more rounds per second
+        # of the source than every detect_every-th frame of it would take
+        far = self._last_n is not None and n - self._last_n >= self.detect_every
+        if self._round is None or block != self._round or far:
             self._round = block
             ended += self._detection_round(frame, n)
         else:

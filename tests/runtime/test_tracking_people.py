@@ -209,3 +209,23 @@ def test_faces_not_confirmed_are_listed_unscored_and_never_counted(tmp_path, sam
         probs = [f["prob"] for r, f in scored if f["track"] == t["track"]]
         assert t["scored_frames"] == len(probs)
         assert (t["prob"] is None) if not probs else math.isclose(t["prob"], np.mean(probs), rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("step", [3, 8, 12])
+def test_a_live_source_that_drops_frames_keeps_one_track_and_its_detection_cadence(demo_clip, step):
+    """A loaded live source hands the tracker every ``step``-th frame (the rest dropped): motion is
+    measured in the source's frames (one track, as at a stride; measured in frames received, the face
+    split into 6 tracks at step 8), and detection rounds never come more often than one per
+    ``detect_every`` frames received or ``detect_every`` positions of the source, whichever is rarer
+    per second of the source (a loaded box does not detect more than an unloaded one)."""
+    from runtime.faces import make_detector
+
+    frames = demo_clip[1]
+    tracker = FaceTracker(make_detector("mtcnn"), detect_every=5)
+    taken = list(range(0, len(frames), step))
+    per_frame = [tracker.update(frames[i], i, cadence=k)[0] for k, i in enumerate(taken)]
+    assert {f.track for faces in per_frame for f in faces} == {1}, step
+    assert tracker.scene_cuts == 0
+    assert tracker._rounds <= taken[-1] // 5 + 1, (tracker._rounds, taken[-1])  # at most the unloaded rate
+    if step < 5:
+        assert tracker._rounds <= len(taken) // 5 + 1  # and one in detect_every frames received
