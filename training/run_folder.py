@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError
-from runtime.fileio import make_folder, replacing, same_file, write_atomic
+from runtime.fileio import replacing, same_file, write_atomic
 
 LOCK_NAME = ".train.lock"
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # what a run leaves in its folder
@@ -33,9 +33,9 @@ RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # what a run leaves in its 
 
 def prepare(out: Path) -> None:
     """Create ``out`` (``--out``) or say in one line why it cannot hold a run."""
-    make_folder(out, "--out")
-    if not out.is_dir() or not os.access(out, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: the folder cannot be written (permissions); choose another --out")
+    from training.outputs import writable_folder
+
+    writable_folder(out, "--out")
 
 
 def lock(out: Path) -> int | None:
