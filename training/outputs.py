@@ -2,9 +2,9 @@
 a traceback because the result cannot be written), and the note a tool prints when it replaces an
 earlier result.
 
-``runtime.fileio.make_folder`` creates a missing folder; :func:`writable_folder` also proves it can
-be written by creating (and removing) a file in it: permissions alone do not tell (root, read-only
-mounts, ``/proc``).
+:func:`writable_folder` applies ``runtime.fileio.make_folder``'s rule (a file in the way is an error)
+without creating anything, and proves the folder takes files by creating (and removing) one there:
+permissions alone do not tell (root, read-only mounts, ``/proc``). The writers create missing folders.
 """
 
 from __future__ import annotations
@@ -15,18 +15,23 @@ import tempfile
 from pathlib import Path
 
 from runtime.errors import UserError
-from runtime.fileio import make_folder
 
 
 def writable_folder(folder: str | Path, flag: str, path: str | Path | None = None) -> None:
-    """Create ``folder`` for the output ``path`` given with ``flag`` and check that files can be written in it."""
+    """Check, creating nothing, that ``folder`` (for the output ``path`` given with ``flag``) is a folder
+    files can be written in, or can be made one (its writer creates it): a file in the way, or an
+    existing folder above it that takes no files, is one line."""
     folder = Path(folder) if str(folder) else Path(".")
-    make_folder(folder, flag, path)
+    shown = f"{flag} {path if path is not None else folder}"
+    chain = [folder, *folder.parents]
+    blocker = next((a for a in chain if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{shown}: {blocker} is a file, not a folder; pass a path in a folder")
+    existing = next(a for a in chain if a.exists())
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check-")
     except OSError as e:
-        shown = f"{flag} {path if path is not None else folder}"
-        raise UserError(f"{shown}: nothing can be written in {folder} ({e.strerror or e}); check the permissions "
+        raise UserError(f"{shown}: nothing can be written in {existing} ({e.strerror or e}); check the permissions "
                         "or choose another path") from None
     os.close(fd)
     os.unlink(probe)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError
-from runtime.fileio import replacing, same_file, write_atomic
+from runtime.fileio import make_folder, replacing, same_file, write_atomic
 
 LOCK_NAME = ".train.lock"
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # what a run leaves in its folder
@@ -36,6 +36,7 @@ def prepare(out: Path) -> None:
     from training.outputs import writable_folder
 
     writable_folder(out, "--out")
+    make_folder(out, "--out")
 
 
 def lock(out: Path) -> int | None:
