@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 
 PROG = "calibration.threshold"
+RESOLVING_ITEMS = 10  # real items per false alarm the target allows, for a threshold that is not one face's score
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,17 +63,30 @@ def choose(probs: np.ndarray, labels: np.ndarray | None, fpr: float) -> dict[str
             "auc": roc_auc(probs, y) if fake.size else None}
 
 
+def warn_too_few(real_items: int, fpr: float) -> None:
+    """Warn when the real items are too few to resolve ``fpr``: with fewer than about 10 / fpr of them the
+    threshold rests on the one or two highest-scoring faces, and the rate on new footage can be far off."""
+    need = math.ceil(RESOLVING_ITEMS / fpr) if fpr > 0 else 0
+    if real_items < need:
+        print(f"{PROG}: warning: {real_items} real items cannot resolve a false-alarm rate of {fpr:g} (one item is "
+              f"{1 / real_items:.2%} of them); the threshold rests on a few faces: use at least {need} real items",
+              file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if not (math.isfinite(a.fpr) and 0.0 <= a.fpr < 1.0):
-        raise UserError(f"--fpr {a.fpr}: expected a false-alarm rate in [0, 1), e.g. 0.01")
+        raise UserError(f"--fpr {a.fpr}: expected a false-alarm rate in [0, 1), e.g. 0.01", EXIT_USAGE)
     if a.size is not None and a.size < 1:
-        raise UserError(f"--size {a.size}: must be at least 1")
+        raise UserError(f"--size {a.size}: must be at least 1", EXIT_USAGE)
+    if a.threads < 1:
+        raise UserError(f"--threads {a.threads}: must be at least 1", EXIT_USAGE)
     from calibration.report import predict, write_json
     from export.onnx_io import load_onnx, read_quant, require_meta, save_onnx, set_meta
-    from runtime.fileio import make_folder, same_file
+    from runtime.fileio import same_file
     from training.calibration_set import load
     from training.dataspec import is_synthetic
+    from training.outputs import note_replacing, output_file
 
     model_path = Path(a.onnx)
     out = Path(a.out) if a.out else default_out(model_path, a.fpr)
@@ -81,9 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         if same_file(path, model_path) or (flag == "--json" and same_file(path, out)):
             raise UserError(f"{flag} {path}: would overwrite {'the model' if same_file(path, model_path) else '--out'}; "
                             "choose another path (the model is never changed in place)")
-        if Path(path).is_dir():
-            raise UserError(f"{flag} {path}: is a folder; name a file")
-        make_folder(Path(path).expanduser().parent, flag, path)  # the rule of every tool: created when missing
+        output_file(path, flag)  # its folder is created when missing and must take files, before any scoring
+        note_replacing(PROG, path, " (an earlier result)")
     model = load_onnx(model_path)
     meta = require_meta(model, str(model_path))
     synthetic = is_synthetic(str(a.data))
@@ -116,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if found["detection_rate"] is not None:
         line += f"; {found['detection_rate']:.2%} of its {found['fake_items']} fakes are called fake (AUC {found['auc']:.3f})"
     print(line)
+    warn_too_few(found["real_items"], a.fpr)
     if a.json:
         write_json(Path(a.json), {"tool": PROG, "model": str(model_path), "out": str(out), "rule": rule, **found})
     print(f"wrote {out}")

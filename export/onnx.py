@@ -16,14 +16,15 @@ Writes ``detect.onnx`` (backbone + encoder + classifier: what edge devices run) 
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from export.onnx_io import import_onnx, save_onnx, set_meta
-from runtime.errors import Parser, UserError, run_cli
+from export.onnx_io import import_onnx, load_onnx, read_meta, save_onnx, set_meta
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from runtime.meta import OUTPUTS, Meta, sha256_file
 
 PROG = "export.onnx"
@@ -127,6 +128,7 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, graphs: tuple[str, 
     results = {}
     for graph in graphs:
         gmeta = meta.for_graph(graph).with_(source_sha256=digest, precision="fp32")
+        note_stale(out_dir / f"{graph}.onnx", digest)
         path, how = torch_to_onnx(model, gmeta, graph, out_dir / f"{graph}.onnx", batch, opset)
         worst = check_parity(model, graph, path, gmeta, batches)
         figures = ", ".join(f"max |Δ{k}| = {v:.2e}" for k, v in worst.items())
@@ -143,6 +145,35 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, graphs: tuple[str, 
     return results
 
 
+def check_outputs(out_dir: Path, graphs: tuple[str, ...]) -> None:
+    """Before the export: ``out_dir`` can be written and no graph's file is a folder."""
+    from training.outputs import writable_folder
+
+    writable_folder(out_dir, "--out")
+    for graph in graphs:
+        if (out_dir / f"{graph}.onnx").is_dir():
+            raise UserError(f"--out {out_dir}: {out_dir / f'{graph}.onnx'} is a folder; remove it or choose another --out")
+
+
+def note_stale(path: Path, digest: str) -> None:
+    """Replacing ``path``, exported from another checkpoint than the one of sha256 ``digest``, is said on
+    stderr, naming the files made from the old one beside it (INT8, FP16, engines, a chosen threshold):
+    they are now stale."""
+    if not path.is_file():
+        return
+    try:
+        old = read_meta(load_onnx(path), str(path))
+    except UserError:
+        old = None
+    if old is not None and old.source_sha256 == digest:
+        return  # the same checkpoint again: what was made from it still matches
+    graph = path.name[:-len(".onnx")]
+    made = sorted(p.name for p in path.parent.glob(f"{graph}.*") if p.name != path.name and p.is_file()
+                  and not p.name.startswith("."))
+    stale = f"; made from the old one and now stale: {', '.join(made)}" if made else ""
+    print(f"{PROG}: note: replacing {path}, exported from another checkpoint{stale}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = Parser(prog=PROG, description="Export a JRC checkpoint to ONNX (detect and/or "
                                  "full graph) with its metadata, checked against PyTorch.")
@@ -155,10 +186,11 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"ONNX opset (default {DEFAULT_OPSET}, the newest TensorRT 8.5 parses)")
     a = ap.parse_args(argv)
     if a.batch is not None and not 1 <= a.batch <= 1024:
-        raise UserError(f"--batch {a.batch}: expected 1..1024 (or leave it out for a dynamic batch)")
+        raise UserError(f"--batch {a.batch}: expected 1..1024 (or leave it out for a dynamic batch)", EXIT_USAGE)
     if not 13 <= a.opset <= 20:
-        raise UserError(f"--opset {a.opset}: expected 13..20 (17 recommended)")
+        raise UserError(f"--opset {a.opset}: expected 13..20 (17 recommended)", EXIT_USAGE)
     graphs = ("detect", "full") if a.graph == "both" else (a.graph,)
+    check_outputs(a.out, graphs)
     export_checkpoint(a.ckpt, a.out, graphs, a.batch, a.opset)
     return 0
 

@@ -64,6 +64,11 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     import warnings
 
     p = checkpoint_file(path)
+    with open(p, "rb") as f:
+        head = f.read(2)
+    if not (head == b"PK" or (head[:1] == b"\x80" and head[1:] in (b"\x02", b"\x03", b"\x04", b"\x05"))):
+        raise UserError(f"{p}: not a PyTorch checkpoint (neither the zip archive torch.save writes nor a pickle: "
+                        "damaged, or another kind of file); pass the .pt written by python -m training.train")
 
     import torch
 
@@ -73,9 +78,11 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
             blob = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         detail = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(e))  # torch's own line is advice
-        first = re.split(r"\.\s", detail.group(1))[0] if detail else _first_line(e)
+        found = re.search(r"GLOBAL (\S+)", detail.group(1)) if detail else None
+        what = (f"GLOBAL {found.group(1)}" if found else  # the object's name, not torch's advice after it
+                detail.group(1).split(". ")[0].strip().rstrip(".") if detail else _first_line(e))
         raise UserError(f"{p}: refused, the checkpoint holds pickled objects that weights-only loading "
-                        f"does not allow ({first[:160]}); use a checkpoint written by training.train") from None
+                        f"does not allow ({what[:160]}); use a checkpoint written by python -m training.train") from None
     except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError, AttributeError,
             RecursionError, MemoryError) as e:  # torch's readers fail in many ways on damaged files
         raise UserError(f"{p}: not a readable PyTorch checkpoint ({_first_line(e)}); check the file or re-run training") from None

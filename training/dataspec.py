@@ -368,8 +368,10 @@ def read_manifest_columns(csv_path: Path) -> tuple[list[Path], list[int], list[s
             raise UserError(f"{csv_path}: is not UTF-8 text; save the manifest as UTF-8 CSV") from None
     if missing:
         line, raw = missing[0]
+        p = Path(raw) if Path(raw).is_absolute() else base / raw
+        what = "is a folder, not a crop file" if p.is_dir() else "is not a regular file" if p.exists() else "does not exist"
         more = f" ({len(missing) - 1} more rows name missing files)" if len(missing) > 1 else ""
-        raise UserError(f"{csv_path}:{line}: {raw} does not exist{more}; fix the path (relative paths are "
+        raise UserError(f"{csv_path}:{line}: {raw} {what}{more}; fix the path (relative paths are "
                         f"resolved against {base})")
     if not rows:
         raise UserError(f"{csv_path}: has no rows; list crops as path,label,video")

@@ -21,8 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from training.checkpoint import checkpoint_file
+from training.outputs import note_replacing, writable_folder
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,10 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         args.split = args.split or "test"
         args.by_method = True
     if args.threshold is not None and not 0 <= args.threshold <= 1:
-        raise UserError(f"--threshold {args.threshold}: expected a probability in 0..1")
+        raise UserError(f"--threshold {args.threshold}: expected a probability in 0..1", EXIT_USAGE)
     if args.batch_size < 1 or args.workers < 0 or args.threads < 0:
-        raise UserError("--batch-size must be at least 1, --workers and --threads at least 0")
+        raise UserError("--batch-size must be at least 1, --workers and --threads at least 0", EXIT_USAGE)
     checkpoint_file(args.ckpt)  # a missing or empty file is refused before PyTorch's import
+    out = Path(args.out) if args.out else Path(args.ckpt).resolve().parent / "eval"
+    writable_folder(out, "--out")  # before the scoring, not after it
+    note_replacing("training.evaluate", out / "metrics.json", " (an earlier evaluation) and its ROC plots")
     if args.threads:
         import torch
 
@@ -237,7 +241,6 @@ def main(argv: list[str] | None = None) -> int:
         for note in s["notes"]:
             if not note.startswith("video level: no video ids"):
                 print(f"note ({name}): {note}")
-    out = Path(args.out) if args.out else Path(args.ckpt).resolve().parent / "eval"
     files = write_outputs(result, out)
     print(f"wrote {', '.join(str(f) for f in files)}")
     return 0

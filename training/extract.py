@@ -38,6 +38,7 @@ from runtime.meta import FACE_ALIGNS, Meta
 from runtime.preprocess import as_bgr8, face_crop
 from training.video_frames import sample_frames
 
+PROG = "training.extract"
 LABELS = ("real", "fake")
 
 
@@ -169,6 +170,33 @@ class Manifest:
         self._f.close()
 
 
+def remove_earlier(out: Path, manifest_path: Path) -> int:
+    """``--overwrite``: remove the crops an earlier extraction wrote, as its manifest lists them, so the
+    folder (itself a valid ``--data``) and the new manifest agree. Only files the manifest names inside
+    ``out`` are touched, never another file; folders left empty by it are removed. Returns how many."""
+    root = out.resolve()
+    try:
+        with open(manifest_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{manifest_path}: cannot be read to remove the crops it lists ({e}); remove the folder "
+                        "yourself or choose another --out") from None
+    removed = 0
+    for row in rows[1:]:
+        if not row:
+            continue
+        crop = (out / row[0]).resolve()
+        if crop.suffix.lower() != ".png" or root not in crop.parents or not crop.is_file():
+            continue
+        crop.unlink()
+        removed += 1
+        for folder in crop.parents:
+            if folder == root or next(folder.iterdir(), None) is not None:
+                break
+            folder.rmdir()
+    return removed
+
+
 def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Manifest, detector, frames: int,
                   size: int, margin: float, all_faces: bool, align: str = "box") -> tuple[int, int]:
     """Crops of one video; returns (crops written, sampled frames without a face)."""
@@ -181,7 +209,7 @@ def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Ma
         crops += 1
     manifest.sync()
     if stats.get("read", 0) < stats.get("wanted", 0):
-        _tqdm().write(f"extract: {path}: only {stats['read']} of {stats['wanted']} sampled frames could be decoded "
+        _tqdm().write(f"{PROG}: {path}: only {stats['read']} of {stats['wanted']} sampled frames could be decoded "
                       "(truncated?); kept their crops", file=sys.stderr)
     return crops, stats["no_face"]
 
@@ -214,7 +242,7 @@ def _each(items: list[tuple[Any, ...]], bar: Any, work: Any) -> list[Any]:
         except OutputError:
             raise
         except UserError as e:
-            bar.write(f"extract: skipped {item[0]}: {e}", file=sys.stderr)
+            bar.write(f"{PROG}: skipped {item[0]}: {e}", file=sys.stderr)
         finally:
             bar.update()
         bar.set_postfix(done=len(results), skipped=bar.n - len(results))
@@ -259,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_detector_options(p)
     p.add_argument("--align", choices=FACE_ALIGNS, default="box", help="crop around the box, or align by the "
                    "detector's five landmarks (mtcnn); train with the same --face-align")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv and remove the "
+                   "crops it lists (only those)")
     return p
 
 
@@ -288,8 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our one line per bad video replaces FFmpeg's noise
     tqdm = _tqdm()
 
+    if args.overwrite and manifest_path.is_file():
+        removed = remove_earlier(args.out, manifest_path)
+        print(f"{PROG}: --overwrite: removed {removed} crops of the earlier extraction ({manifest_path})",
+              file=sys.stderr)
     if ignored or ignored_photos:
-        print(f"extract: ignoring {ignored} videos and {ignored_photos} photos outside real/ and fake/", file=sys.stderr)
+        print(f"{PROG}: ignoring {ignored} videos and {ignored_photos} photos outside real/ and fake/", file=sys.stderr)
     manifest = Manifest(manifest_path)
     try:
         bar = tqdm(total=len(videos) + len(photos), desc="extract", unit="file", file=sys.stderr, dynamic_ncols=True)
@@ -304,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     processed, skipped = len(done), len(videos) - len(done)
     crops, no_face = sum(c for c, _ in done) + sum(shots), sum(nf for _, nf in done)
     read, photo_skipped, photo_no_face = len(shots), len(photos) - len(shots), sum(c == 0 for c in shots)
-    print(f"extract: {processed} videos processed, {skipped} skipped, {crops} crops written, "
+    print(f"{PROG}: {processed} videos processed, {skipped} skipped, {crops} crops written, "
           f"{no_face} sampled frames without a face; {read} photos read, {photo_no_face} without a face, "
           f"{photo_skipped} skipped -> {manifest_path}")
     if processed == 0 and read == 0:
@@ -314,4 +347,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main, "extract")
+    run_cli(main, PROG)

@@ -26,9 +26,14 @@ def seed_all(seed: int) -> None:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader workers: numpy/python seeds derived from torch's per-worker seed."""
+    """DataLoader workers: numpy/python seeds derived from torch's per-worker seed. SIGTERM to the
+    whole process group (systemd, ``kill -- -PGID``) is the main process's to act on: it stops at a
+    safe point and shuts its workers down; a worker killed first would turn the stop into an error."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
@@ -97,7 +102,7 @@ def train_one_epoch(model: Any, loader: Iterable, optimizer: Any, scheduler: Any
         logit, recon = out if isinstance(out, (tuple, list)) else (out, None)
         loss, bce, rec = jrc_loss(logit, recon, x, y, lam, recon_kind, real_only)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} (try a lower --lr)")
+            raise FloatingPointError(f"loss became {loss.item()}")  # the caller says what to do
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip > 0:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import UserError
+from runtime.fileio import same_file
 from training.dataspec import is_synthetic, parse_synthetic, synthetic_spec
 
 SYNTHETIC_VAL = "synthetic:200"  # default validation for synthetic runs: 20 held-out faces, 5 forgeries each
@@ -68,9 +69,22 @@ def _datasets(a: argparse.Namespace, meta: Any) -> tuple[Any, Any]:
     val_split = split_for(val_spec, "validate") if a.val else "val"
     augment = None if a.augment else False
     train = open_dataset(a.data, meta, train=True, split=train_split, seed=a.seed, augment=augment)
+    _check_training_classes(a, train.labels)
     val = open_dataset(val_spec, meta, train=False, split=val_split, seed=0)  # one fixed val set
     _check_both_classes(a, val.labels)
     return train, val
+
+
+def _check_training_classes(a: argparse.Namespace, labels: list[int]) -> None:
+    """Refuse, before any epoch, training data without real or without fake faces: a classifier
+    trained on one class learns nothing about the other."""
+    n_real, n_fake = labels.count(0), labels.count(1)
+    if n_real and n_fake:
+        return
+    split = f" (its {a.split} split)" if a.split else ""
+    raise UserError(f"--data {a.data}{split}: the training set holds {n_real} real and {n_fake} fake items; a "
+                    "classifier needs both: add the missing class (a real/ or fake/ folder, or manifest rows "
+                    "labelled 0 or 1)")
 
 
 def _check_both_classes(a: argparse.Namespace, labels: list[int]) -> None:
@@ -269,15 +283,29 @@ class _Run:
     best: float = math.nan
     best_epoch: int = 0
     rule: Any = None  # how the stored threshold was chosen (--threshold fpr:X)
+    lock: Any = None  # the descriptor holding OUT/.train.lock (rank 0)
+    rewind_from: int | None = None  # --rewind: the epoch of the later OUT/last.pt it discards
+    saved_epoch: int | None = None  # the epoch OUT/last.pt holds
+    best_file: Path | None = None  # where the best epoch's checkpoint is
 
     @property
     def main_proc(self) -> bool:
         return self.rank == 0
 
+    def close(self) -> None:
+        """Let another run write OUT (the kernel also does when the process ends)."""
+        from training.run_folder import unlock
+
+        unlock(self.lock)
+        self.lock = None
+
 
 def _start(args: argparse.Namespace, blob: dict[str, Any] | None) -> _Run:
-    """Threads, DDP place and device, AMP availability; refuses to overwrite an earlier run."""
+    """Threads, DDP place and device, AMP availability; OUT made, locked (rank 0) and checked
+    (``training.run_folder``: never another run's files, never a later state of this one)."""
     import torch
+
+    from training import run_folder
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -287,10 +315,19 @@ def _start(args: argparse.Namespace, blob: dict[str, Any] | None) -> _Run:
         print("training: warning: --amp needs CUDA; training in fp32 on the CPU", file=sys.stderr)
         amp = False
     out = Path(args.out)
-    if blob is None and (out / "last.pt").exists():
-        raise UserError(f"--out {out}: holds last.pt from an earlier run; continue it with --resume "
-                        f"{out / 'last.pt'} or choose another --out")
-    return _Run(args, out, rank, world, device, amp)
+    run = _Run(args, out, rank, world, device, amp)
+    try:
+        check = (lambda: run_folder.check_new(out)) if blob is None else (
+            lambda: run_folder.check_resume(out, args.resume, blob, args.rewind))
+        check()  # before anything is written there, another run's folder included
+        if run.main_proc:
+            run_folder.prepare(out)
+            run.lock = run_folder.lock(out)
+        run.rewind_from = check()  # again, holding the lock: a run may have ended in between
+    except BaseException:
+        run.close()
+        raise
+    return run
 
 
 def _build(run: _Run, blob: dict[str, Any] | None) -> None:
@@ -341,21 +378,33 @@ def _restore(run: _Run, blob: dict[str, Any] | None) -> None:
         raise UserError(f"--resume {run.args.resume}: its optimiser/schedule state does not fit this run ({detail}); "
                         "the checkpoint is damaged or from another version, start a new run") from None
     run.rule = ((blob.get("meta") or {}).get("training") or {}).get("threshold_rule")
+    home = Path(run.args.resume).resolve().parent  # the checkpoint's own run folder
+    if same_file(run.out, home):
+        run.saved_epoch = epoch
+    if run.best_epoch and (home / "best.pt").is_file():
+        run.best_file = home / "best.pt"
 
 
 def _announce(run: _Run, fresh: bool) -> None:
     if not run.main_proc:
         return
-    run.out.mkdir(parents=True, exist_ok=True)
     if fresh:
         (run.out / "metrics.jsonl").write_text("")
+    if run.rewind_from is not None:
+        from training.run_folder import rewind
+
+        rewind(run.out, run.args.resume, run.start - 1)
+        later = f"epochs {run.start}..{run.rewind_from}" if run.rewind_from > 0 else "its unreadable last.pt"
+        print(f"training: --rewind: {later} of {run.out} discarded; continuing from epoch {run.start - 1}",
+              file=sys.stderr)
     print(f"training: {run.meta.encoder} at {run.meta.input_size}px on {run.device} x{run.world}; "
           f"{len(run.train_ds)} train / {len(run.val_ds)} val items; epochs {run.start}..{run.args.epochs}; "
           f"out {run.out}", file=sys.stderr)
 
 
-def _epoch(run: _Run, epoch: int) -> None:
-    """Train one epoch; on rank 0 also validate, checkpoint and log it."""
+def _epoch(run: _Run, epoch: int, signals: Any = None) -> None:
+    """Train one epoch; on rank 0 also validate, checkpoint and log it. ``signals``
+    (``runtime.detect.StopSignals``): a stop asked for while the epoch is written waits until it is."""
     from tqdm import tqdm
 
     from training.loop import seed_all, train_one_epoch
@@ -368,9 +417,13 @@ def _epoch(run: _Run, epoch: int) -> None:
         run.train_dl.sampler.set_epoch(epoch)
     with tqdm(total=len(run.train_dl), desc=f"epoch {epoch}/{a.epochs}", disable=not run.main_proc, leave=False,
               file=sys.stderr, dynamic_ncols=True) as bar:
-        parts = train_one_epoch(run.model, run.train_dl, run.optimizer, run.scheduler, run.scaler, device=run.device,
-                                lam=a.lam, recon_kind=a.recon_loss, real_only=a.recon_real_only, amp=run.amp,
-                                progress=bar)
+        try:
+            parts = train_one_epoch(run.model, run.train_dl, run.optimizer, run.scheduler, run.scaler,
+                                    device=run.device, lam=a.lam, recon_kind=a.recon_loss,
+                                    real_only=a.recon_real_only, amp=run.amp, progress=bar)
+        except FloatingPointError as e:
+            raise UserError(f"epoch {epoch}: the {e}, so training stopped; {_kept(run)}; lower --lr (it is "
+                            f"{a.lr:g}) or --lambda (it is {a.lam:g})") from None
     if run.world > 1:
         parts = _mean_over_ranks(parts, run.device)
     if not run.main_proc:
@@ -397,8 +450,19 @@ def _epoch(run: _Run, epoch: int) -> None:
                         "fake_items": run.val_ds.labels.count(1), "real_faces": real_faces, "epoch": epoch}
     if by_rule and (run.rule is None or run.rule.get("fallback")):
         _fallback(run, epoch)
+    if signals is not None:
+        signals.begin_frame()  # the checkpoints and the metrics line are written whole
     _save(run, epoch, improved)
     _emit(run.out, record)
+    if signals is not None:
+        signals.end_frame()
+
+
+def _kept(run: _Run) -> str:
+    """What OUT/last.pt holds now, for a run that stops early."""
+    if run.saved_epoch is None:
+        return "no epoch finished, so nothing was saved"
+    return f"{run.out / 'last.pt'} keeps epoch {run.saved_epoch}"
 
 
 def _fallback(run: _Run, epoch: int) -> None:
@@ -423,8 +487,10 @@ def _save(run: _Run, epoch: int, improved: bool) -> None:
              "scaler": run.scaler.state_dict() if run.amp else {}, "epoch": epoch, "best_auc": run.best,
              "best_epoch": run.best_epoch, "args": {k: getattr(a, k) for k in _ARG_KEYS}}
     save_checkpoint(run.out / "last.pt", run.net, ckpt_meta, **state)
+    run.saved_epoch = epoch
     if improved:
         save_checkpoint(run.out / "best.pt", run.net, ckpt_meta, **state)
+        run.best_file = run.out / "best.pt"
 
 
 def _finish(run: _Run) -> None:
@@ -434,8 +500,11 @@ def _finish(run: _Run) -> None:
         dist.barrier()
         dist.destroy_process_group()
     if run.main_proc and run.start <= run.args.epochs:
-        tail = (f"best val AUC {run.best:.4f} at epoch {run.best_epoch} -> {run.out / 'best.pt'}" if run.best_epoch
-                else "no validation AUC, so no best.pt")
+        if not run.best_epoch:
+            tail = "no validation AUC, so no best.pt"
+        else:
+            where = f"-> {run.best_file}" if run.best_file else f"(its checkpoint is not in {run.out})"
+            tail = f"best val AUC {run.best:.4f} at epoch {run.best_epoch} {where}"
         if run.rule and run.rule.get("fallback"):
             tail += f"; threshold {run.meta.threshold:g} is a fallback, not the {run.args.threshold} point"
         print(f"training: done; {tail}; last -> {run.out / 'last.pt'}", file=sys.stderr)

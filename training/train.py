@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import Parser, UserError, run_cli
-from runtime.meta import ENCODERS, FACE_ALIGNS
+from runtime.errors import EXIT_INTERRUPTED, EXIT_USAGE, Parser, UserError, run_cli
+from runtime.meta import ENCODERS, FACE_ALIGNS, MAX_INPUT_SIZE
 from training.dataspec import is_synthetic, parse_synthetic, synthetic_spec
 from training.run import (
     _ARG_KEYS,
@@ -115,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "cameras; the target, the rate achieved and the set are stored in the metadata's training)")
     r = p.add_argument_group("run")
     r.add_argument("--out", default="runs/jrc", help="output folder (default for --resume: the checkpoint's)")
-    r.add_argument("--resume", metavar="CKPT", help="continue from OUT/last.pt (stored settings are the defaults)")
+    r.add_argument("--resume", metavar="CKPT", help="continue from OUT/last.pt (stored settings are the defaults), "
+                   "in the checkpoint's folder unless --out names a folder without a run")
+    r.add_argument("--rewind", action="store_true", help="with --resume: allow a checkpoint older than OUT/last.pt "
+                   "(e.g. OUT/best.pt); the later epochs are discarded, their lines cut from OUT/metrics.jsonl")
     r.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation "
                    "(the bundled recipe: 1)")
     r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
@@ -142,7 +146,8 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any] |
         try:
             _check_args(args)
         except UserError as e:  # a stored setting may be the bad one: name the checkpoint
-            raise UserError(f"--resume {args.resume} (its stored settings are the defaults): {e}") from None
+            raise UserError(f"--resume {args.resume} (its stored settings are the defaults): {e}",
+                            e.exit_code) from None
         _check_epochs_left(args, blob)
         return args, blob
     if args.init and not args.resume:  # the starting checkpoint's network is the default
@@ -206,31 +211,39 @@ def _stored_args(parser: argparse.ArgumentParser, stored: Any, ckpt: str) -> dic
 
 
 def _check_args(a: argparse.Namespace) -> None:
+    """The command line's values (a bad one is a usage error, exit 2), before anything is read."""
     if (a.data and a.synthetic and not a.resume) or not (a.data or a.synthetic):
-        raise UserError("training data: give exactly one of --data SPEC or --synthetic")
+        raise UserError("training data: give exactly one of --data SPEC or --synthetic", EXIT_USAGE)
+    if a.rewind and not a.resume:
+        raise UserError("--rewind: only with --resume CKPT (it allows resuming from an older state)", EXIT_USAGE)
     if a.synthetic:
         a.data, a.synthetic = "synthetic", False
     if a.split is not None and a.split not in ("train", "val", "test"):
-        raise UserError(f"--split {a.split}: expected train, val or test")
+        raise UserError(f"--split {a.split}: expected train, val or test", EXIT_USAGE)
     if a.families:
         if not is_synthetic(a.data):
-            raise UserError(f"--families {a.families}: only synthetic data has forgery families; --data is {a.data}")
+            raise UserError(f"--families {a.families}: only synthetic data has forgery families; --data is {a.data}",
+                            EXIT_USAGE)
         from training.forgeries import parse_families
 
         try:
             fams = parse_families(a.families)
         except ValueError as e:
-            raise UserError(f"--families: {e}") from None
+            raise UserError(f"--families: {e}", EXIT_USAGE) from None
         a.data = synthetic_spec(parse_synthetic(a.data)[0], fams, like=a.data)
         a.families = ",".join(fams)
     for name, value, low in (("--epochs", a.epochs, 1), ("--batch-size", a.batch_size, 2), ("--workers", a.workers, 0),
                              ("--threads", a.threads, 0)):
         if value < low:
-            raise UserError(f"{name} {value}: must be at least {low}")
+            raise UserError(f"{name} {value}: must be at least {low}", EXIT_USAGE)
+    if a.input_size is not None and not 16 <= a.input_size <= MAX_INPUT_SIZE:
+        raise UserError(f"--input-size {a.input_size}: expected a crop side of 16..{MAX_INPUT_SIZE} pixels "
+                        "(or leave it out for the encoder's default)", EXIT_USAGE)
     if not (a.lr > 0 and math.isfinite(a.lr)):
-        raise UserError(f"--lr {a.lr}: must be a positive number")
-    if a.lam < 0 or a.weight_decay < 0 or a.warmup < 0:
-        raise UserError("--lambda, --weight-decay and --warmup must not be negative")
+        raise UserError(f"--lr {a.lr}: must be a positive finite number, e.g. 1e-3", EXIT_USAGE)
+    for name, value in (("--lambda", a.lam), ("--weight-decay", a.weight_decay), ("--warmup", a.warmup)):
+        if not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{name} {value}: must be a finite number, 0 or more", EXIT_USAGE)
     a.threshold = str(a.threshold).strip().lower()
     if a.threshold.startswith("fpr:"):
         try:
@@ -238,31 +251,62 @@ def _check_args(a: argparse.Namespace) -> None:
         except ValueError:
             target = math.nan
         if not 0 <= target < 1:
-            raise UserError(f"--threshold {a.threshold}: expected fpr:X with a false-alarm rate X in 0..1, e.g. fpr:0.01")
+            raise UserError(f"--threshold {a.threshold}: expected fpr:X with a false-alarm rate X in 0..1, e.g. fpr:0.01",
+                            EXIT_USAGE)
     elif a.threshold != "eer":
         try:
             p = float(a.threshold)
         except ValueError:
             p = math.nan
         if not 0 <= p <= 1:
-            raise UserError(f"--threshold {a.threshold}: expected a probability in 0..1, 'eer' or 'fpr:X'")
+            raise UserError(f"--threshold {a.threshold}: expected a probability in 0..1, 'eer' or 'fpr:X'", EXIT_USAGE)
     if a.backbone_weights and not Path(a.backbone_weights).is_file():
         raise UserError(f"--backbone-weights {a.backbone_weights}: file not found")
     for option, value in (("--downsample", a.downsample), ("--edge-style", a.edge_style)):
         if value is not None and a.encoder != "edge":
-            raise UserError(f"{option} {value}: only the edge encoder has this option (--encoder is {a.encoder})")
+            raise UserError(f"{option} {value}: only the edge encoder has this option (--encoder is {a.encoder})",
+                            EXIT_USAGE)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, blob = _parse(argv)
-    run = _start(args, blob)
-    _build(run, blob)
-    _restore(run, blob)
-    _announce(run, fresh=blob is None)
-    for epoch in range(run.start, args.epochs + 1):
-        _epoch(run, epoch)
-    _finish(run)
-    return 0
+    """The CLI. SIGINT and SIGTERM stop the run at a safe point (never while an epoch's checkpoints and
+    metrics line are written): OUT/last.pt keeps the last finished epoch, exit code 130."""
+    from runtime.detect import StopSignals
+
+    signals = StopSignals()  # restored after the run: main() also runs inside other processes (tests)
+    signals.install()
+    run = None
+    try:
+        args, blob = _parse(argv)
+        run = _start(args, blob)
+        _build(run, blob)
+        _restore(run, blob)
+        _announce(run, fresh=blob is None)
+        for epoch in range(run.start, args.epochs + 1):
+            _epoch(run, epoch, signals)
+        _finish(run)
+        return 0
+    except KeyboardInterrupt:
+        if run is None or run.main_proc:
+            print(f"training.train: {_interrupted(run)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signals.restore()
+        if run is not None:
+            run.close()
+
+
+def _interrupted(run: Any) -> str:
+    """The line of an interrupted run: what is kept and how to go on."""
+    if run is None:
+        return "interrupted before training started; nothing was written"
+    if run.saved_epoch is None and run.args.resume:
+        return (f"interrupted before an epoch finished in {run.out}; resume with --resume {run.args.resume} "
+                "as before")
+    if run.saved_epoch is None:
+        return "interrupted before the first epoch finished; nothing to resume, run the command again"
+    last = run.out / "last.pt"
+    return f"interrupted; {last} keeps epoch {run.saved_epoch}: resume with --resume {last}"
 
 
 if __name__ == "__main__":

@@ -61,6 +61,10 @@ def test_lowest_threshold_for_the_target_in_a_copy_with_the_same_graph(tmp_path)
     d = json.loads((tmp_path / "t.json").read_text())
     assert d["detection_rate"] == pytest.approx(caught) and d["fake_items"] == 25 and d["out"] == str(out)
     assert f"{caught:.2%} of its 25 fakes" in r.stdout
+    # 100 reals are 5 false alarms at 5 %: too few to trust, and said so (10 / 0.05 = 200 would do)
+    assert r.stderr.strip().splitlines() == [
+        "calibration.threshold: warning: 100 real items cannot resolve a false-alarm rate of 0.05 (one item is "
+        "1.00% of them); the threshold rests on a few faces: use at least 200 real items"]
     # the runtime applies it and its summary says how it was chosen
     from runtime.detect import main as detect
 
@@ -83,7 +87,11 @@ def test_an_unlabelled_folder_is_real_faces(tmp_path):
     assert r.returncode == 0, r.stderr
     meta = Meta.from_json({p.key: p.value for p in onnx.load(str(out)).metadata_props}[ONNX_KEY], source="out")
     assert meta.threshold > expected_prob(245) and meta.training["threshold_rule"]["real_items"] == 50
-    assert "fakes are called fake" not in r.stdout
+    assert "fakes are called fake" not in r.stdout and r.stderr == ""
+    # run again: the earlier result is replaced, and said so
+    r = run_module("calibration.threshold", "--onnx", model, "--data", data, "--fpr", "0", "--out", out, "--quiet")
+    assert r.returncode == 0 and r.stderr.strip().splitlines() == [
+        f"calibration.threshold: note: replacing {out} (an earlier result)"], r.stderr
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -95,6 +103,7 @@ def test_an_unlabelled_folder_is_real_faces(tmp_path):
     (["--out", "{model}/m.onnx"], "is a file, not a folder"),  # a missing folder is created; a file in the way is not
     (["--json", "{tmp}"], "is a folder"),
     (["--data", "{tmp}/fakes-only"], "no real faces"),
+    (["--out", "/proc/jrc-threshold.onnx"], "nothing can be written in /proc"),  # checked before any scoring
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
     model = make_onnx(tmp_path / "m.onnx")
@@ -107,7 +116,9 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, needle):
         argv[k] = v.format(model=model, tmp=tmp_path)
     r = run_module("calibration.threshold", *[x for kv in argv.items() for x in kv], "--quiet")
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("calibration.threshold: error:"), r.stderr
+    usage = args[0] in ("--fpr", "--size")  # a value out of range: a command-line error
+    assert r.returncode == (2 if usage else 1) and len(lines) == 1, r.stderr
+    assert lines[0].startswith("calibration.threshold: error:"), r.stderr
     assert needle in lines[0] and "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 

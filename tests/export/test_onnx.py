@@ -128,7 +128,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     p = run_module("export.onnx", "--ckpt", bad, "--out", tmp_path, "--opset", "9", timeout=120)
-    assert p.returncode == 1 and "--opset 9" in p.stderr
+    assert p.returncode == 2 and "--opset 9" in p.stderr  # a value out of range: a command-line error
 
 
 
@@ -142,3 +142,33 @@ def test_simplify_falls_back_without_onnxslim(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "onnx_graphsurgeon", None)
     out, how = export_onnx.simplify(model)
     assert how == "none" and out is model and "left as exported" in capsys.readouterr().out
+
+
+def test_outputs_are_checked_before_the_export(tmp_path: Path) -> None:
+    """An --out that cannot hold the files, or a value out of range, is one line before the checkpoint is read
+    (here a checkpoint that does not exist, which would be the error otherwise)."""
+    from tests.helpers import run_in_process
+
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub", "/proc/jrc-export"):
+        p = run_in_process("export.onnx", "--ckpt", tmp_path / "nope.pt", "--out", out)
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"export.onnx: error: --out {out}:"), p.stderr
+    p = run_in_process("export.onnx", "--ckpt", tmp_path / "nope.pt", "--out", tmp_path, "--batch", "0")
+    assert p.returncode == 2 and p.stderr.startswith("export.onnx: error: --batch 0:")
+
+
+def test_replacing_another_checkpoints_export_names_what_is_now_stale(edge: dict, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "detect.onnx").write_bytes((edge["dir"] / "detect.onnx").read_bytes())
+    (out / "detect.int8.onnx").write_bytes(b"made from the old model")
+    (out / "detect.fp16.engine").write_bytes(b"made from the old model")
+    export_onnx.note_stale(out / "detect.onnx", sha256_file(edge["ckpt"]))  # the same checkpoint: nothing to say
+    export_onnx.note_stale(out / "full.onnx", sha256_file(edge["ckpt"]))  # nothing to replace
+    assert capsys.readouterr().err == ""
+    other = make_checkpoint(tmp_path / "other.pt", "edge", seed=1)
+    export_onnx.note_stale(out / "detect.onnx", sha256_file(other))
+    assert capsys.readouterr().err.splitlines() == [
+        f"export.onnx: note: replacing {out / 'detect.onnx'}, exported from another checkpoint; made from the old "
+        "one and now stale: detect.fp16.engine, detect.int8.onnx"]

@@ -166,6 +166,9 @@ def test_missing_or_damaged_crops_are_errors_everywhere(crops_dir: Path) -> None
     manifest.write_text("path,label\n# comment\nreal/clip0/000.png,0\nfake/gone.png,1\n")
     with pytest.raises(UserError, match=r"list\.csv:4: fake/gone\.png does not exist"):
         calibration_set.load(manifest, META, None, progress=False)
+    manifest.write_text("path,label\nreal/clip0/000.png,0\nreal/clip0,0\n")  # a folder is not "missing"
+    with pytest.raises(UserError, match=r"list\.csv:3: real/clip0 is a folder, not a crop file; fix the path"):
+        calibration_set.load(manifest, META, None, progress=False)
     (crops_dir / "fake" / "d.png").write_bytes(b"not an image")
     with pytest.raises(UserError, match=r"d\.png: not a readable image"):
         calibration_set.load(crops_dir, META, None, progress=False)

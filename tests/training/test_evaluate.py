@@ -137,6 +137,11 @@ def test_threshold_override_and_one_class_data(ckpt, folder, tmp_path):
     assert frame["auc"] is None and frame["eer"] is None  # undefined with one class: null, and a note
     assert any("only real" in n for n in doc["datasets"]["onlyreal"]["notes"])
     assert "n/a" in r.stdout and (out / "roc_onlyreal.png").is_file()
+    assert "note: replacing" not in r.stderr
+    # evaluating again into the same folder replaces the earlier metrics, and says so
+    r = run_in_process("training.evaluate", "--ckpt", ckpt, "--data", only_real, "--out", out, "--workers", "0")
+    assert r.returncode == 0 and _strict_json((out / "metrics.json").read_text())["threshold"] == 0.5
+    assert f"training.evaluate: note: replacing {out / 'metrics.json'} (an earlier evaluation)" in r.stderr
 
 
 def test_user_errors_are_one_line(ckpt, tmp_path):
@@ -146,7 +151,13 @@ def test_user_errors_are_one_line(ckpt, tmp_path):
     r = run_in_process("training.evaluate", "--ckpt", ckpt, "--data", tmp_path / "nowhere")
     assert r.returncode == 1 and "no such folder" in r.stderr
     r = run_module("training.evaluate", "--ckpt", ckpt, "--data", "synthetic", "--threshold", "2")
-    assert r.returncode == 1 and "--threshold" in r.stderr
+    assert r.returncode == 2 and "--threshold" in r.stderr  # a value out of range: a command-line error
+    # an --out that cannot be written is refused before any data is read (here: data that does not exist)
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub", "/proc/jrc-eval"):
+        r = run_in_process("training.evaluate", "--ckpt", ckpt, "--data", tmp_path / "nowhere", "--out", out)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"training.evaluate: error: --out {out}:")
 
 
 def test_far_column_at_the_given_threshold_and_the_threshold_rule_line():

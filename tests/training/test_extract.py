@@ -182,3 +182,29 @@ def test_photos_are_read_one_crop_each_and_counted(tmp_path):
                           "fake/swap.png": ("fake", "swap")}
     by_dir = open_dataset(out, Meta(input_size=SIZE), train=False)
     assert {("real", "eileen"), ("fake", "swap")} <= {(["real", "fake"][y], v) for y, v in zip(by_dir.labels, by_dir.videos)}
+
+
+def test_overwrite_removes_the_earlier_crops_and_only_those(tmp_path):
+    """The folder is a --data too: after --overwrite it holds what the new manifest lists, and the
+    user's own files (and anything the old manifest names outside the folder) are left alone."""
+    videos = tmp_path / "videos"
+    write_video(videos / "real" / "clip1.avi")
+    out = tmp_path / "crops"
+    res = run_module("training.extract", "--videos", videos, "--out", out, "--frames", 6, "--size", SIZE)
+    assert res.returncode == 0, res.stderr
+    assert len(list(out.rglob("*.png"))) == 6
+    (out / "notes.txt").write_text("mine")
+    (out / "real" / "mine.png").write_bytes(b"my own picture")
+    (tmp_path / "outside.png").write_bytes(b"outside")
+    with open(out / "manifest.csv", "a", encoding="utf-8") as f:
+        f.write("../outside.png,real,x\n")
+    res = run_module("training.extract", "--videos", videos, "--out", out, "--frames", 2, "--size", SIZE,
+                     "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert "training.extract: --overwrite: removed 6 crops of the earlier extraction" in res.stderr
+    rows = list(csv.DictReader(open(out / "manifest.csv", encoding="utf-8")))
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == sorted([r["path"] for r in rows]
+                                                                                  + ["real/mine.png"])
+    assert len(rows) == 2 and (out / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "outside.png").read_bytes() == b"outside"
+    assert res.stdout.startswith("training.extract: 1 videos processed")

@@ -183,7 +183,7 @@ def test_edge_style_is_built_and_recorded(tmp_path):
     assert _meta_and_model(args, None)[0].model["style"] == "v3"
     r = run_in_process("training.train", "--synthetic", "--encoder", "xception", "--edge-style", "minimal",
                        "--out", tmp_path / "x")
-    assert r.returncode == 1 and "--edge-style minimal: only the edge encoder" in r.stderr
+    assert r.returncode == 2 and "--edge-style minimal: only the edge encoder" in r.stderr
 
 
 @pytest.mark.slow
@@ -212,16 +212,16 @@ def test_ddp_with_torchrun_on_cpu(tmp_path):
 
 def test_user_errors(tmp_path):
     r = run_module("training.train", "--synthetic", "--data", "x", "--out", tmp_path / "a")
-    assert r.returncode == 1 and r.stderr.startswith("training.train: error:") and "exactly one" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("training.train: error:") and "exactly one" in r.stderr
     r = run_module("training.train", "--synthetic", "--epochs", "0")
-    assert r.returncode == 1 and "--epochs" in r.stderr
+    assert r.returncode == 2 and "--epochs" in r.stderr
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "last.pt").write_bytes(b"")
     r = run_module("training.train", "--synthetic", "--out", tmp_path / "b")
     assert r.returncode == 1 and "--resume" in r.stderr
     for bad in ("1.5", "best"):
         r = run_module("training.train", "--synthetic", "--threshold", bad, "--out", tmp_path / "c")
-        assert r.returncode == 1 and "--threshold" in r.stderr and "eer" in r.stderr
+        assert r.returncode == 2 and "--threshold" in r.stderr and "eer" in r.stderr
     r = run_module("training.train", "--resume", tmp_path / "nothing.pt")
     assert r.returncode == 1 and "not found" in r.stderr
     assert all(line.count("\n") == 0 for line in (r.stderr.strip(),))

@@ -1,0 +1,52 @@
+"""Checks of a tool's output paths before its work starts (minutes of scoring or export must not end in
+a traceback because the result cannot be written), and the note a tool prints when it replaces an
+earlier result.
+
+:func:`writable_folder` applies ``runtime.fileio.make_folder``'s rule (a file in the way is an error)
+without creating anything, and proves the folder takes files by creating (and removing) one there:
+permissions alone do not tell (root, read-only mounts, ``/proc``). The writers create missing folders.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from runtime.errors import UserError
+
+
+def writable_folder(folder: str | Path, flag: str, path: str | Path | None = None) -> None:
+    """Check, creating nothing, that ``folder`` (for the output ``path`` given with ``flag``) is a folder
+    files can be written in, or can be made one (its writer creates it): a file in the way, or an
+    existing folder above it that takes no files, is one line."""
+    folder = Path(folder) if str(folder) else Path(".")
+    shown = f"{flag} {path if path is not None else folder}"
+    chain = [folder, *folder.parents]
+    blocker = next((a for a in chain if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{shown}: {blocker} is a file, not a folder; pass a path in a folder")
+    existing = next(a for a in chain if a.exists())
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".write-check-")
+    except OSError as e:
+        raise UserError(f"{shown}: nothing can be written in {existing} ({e.strerror or e}); check the permissions "
+                        "or choose another path") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def output_file(path: str | Path, flag: str) -> Path:
+    """A file output: not a folder, in a folder that can be written."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {p}: is a folder; name a file")
+    writable_folder(p.expanduser().parent, flag, p)
+    return p
+
+
+def note_replacing(prog: str, path: str | Path, what: str = "") -> None:
+    """Say on stderr that ``path`` (an earlier result) is about to be replaced; ``what`` adds why it matters."""
+    if Path(path).exists():
+        print(f"{prog}: note: replacing {path}{what}", file=sys.stderr)

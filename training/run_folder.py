@@ -1,0 +1,134 @@
+"""A training run's folder (``--out``): one run writes it at a time, and a run never replaces what
+another run, or a later state of its own run, left there.
+
+The rules (checked before any data is read):
+
+- The folder is created when missing; a file where it should be, or one that cannot be written, is
+  one line.
+- One process writes it: :func:`lock` takes an exclusive, non-blocking ``flock`` on ``OUT/.train.lock``
+  for the whole run. The kernel drops it when the process ends, however it ends, so a run that died
+  never blocks the next.
+- A new run needs a folder without a run in it (``last.pt``, ``best.pt``, ``metrics.jsonl``).
+- ``--resume CKPT`` continues in the checkpoint's own folder (the default ``--out``). Resuming into
+  another ``--out`` is allowed only when that folder holds no run: it then starts its own files.
+- In its own folder, a checkpoint older than ``OUT/last.pt`` (``--resume OUT/best.pt`` after later
+  epochs) would replace the later state; it is refused unless ``--rewind`` says so, and then the
+  later epochs' lines are cut from ``metrics.jsonl`` and ``last.pt`` becomes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import UserError
+from runtime.fileio import make_folder, replacing, same_file, write_atomic
+
+LOCK_NAME = ".train.lock"
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")  # what a run leaves in its folder
+
+
+def prepare(out: Path) -> None:
+    """Create ``out`` (``--out``) or say in one line why it cannot hold a run."""
+    from training.outputs import writable_folder
+
+    writable_folder(out, "--out")
+    make_folder(out, "--out")
+
+
+def lock(out: Path) -> int | None:
+    """Hold ``OUT/.train.lock`` exclusively for this process (returns its descriptor, for :func:`unlock`);
+    another run holding it is one line. None where ``flock`` does not exist (not POSIX)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    path = out / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create its lock file {path} ({e.strerror or e}); check the "
+                        "permissions or choose another --out") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        who = f" (pid {holder})" if holder.isdigit() else ""
+        raise UserError(f"--out {out}: another training run{who} is writing to this folder; wait for it to end "
+                        "or choose another --out") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the flock
+
+
+def holds_run(out: Path) -> list[str]:
+    """The run files in ``out`` (empty when it holds no run)."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def check_new(out: Path) -> None:
+    """A new run needs a folder without a run in it."""
+    found = holds_run(out)
+    if found:
+        raise UserError(f"--out {out}: holds {', '.join(found)} from an earlier run; continue it with --resume "
+                        f"{out / 'last.pt'} or choose another --out")
+
+
+def check_resume(out: Path, ckpt: str | Path, blob: dict[str, Any], rewind: bool) -> int | None:
+    """Whether ``--resume ckpt`` may write into ``out``. Returns the epoch of a later ``OUT/last.pt`` that
+    ``--rewind`` discards (None when nothing is discarded)."""
+    ckpt = Path(ckpt)
+    if not same_file(out, ckpt.resolve().parent):
+        found = holds_run(out)
+        if found:
+            raise UserError(f"--out {out}: holds another run ({', '.join(found)}), not the run of --resume {ckpt}; "
+                            f"leave --out out to continue in {ckpt.resolve().parent}, or choose an --out without a run")
+        return None
+    last = out / "last.pt"
+    if not last.exists() or same_file(last, ckpt):
+        return None
+    from training.checkpoint import read_checkpoint
+
+    try:
+        later = read_checkpoint(last).get("epoch")
+    except UserError as e:
+        if rewind:
+            return -1
+        raise UserError(f"--resume {ckpt}: {last} cannot be read to compare ({e}); pass --rewind to replace it "
+                        "with this checkpoint's state") from None
+    done = blob.get("epoch")
+    if not isinstance(later, int) or not isinstance(done, int) or later <= done:
+        return None
+    if not rewind:
+        raise UserError(f"--resume {ckpt}: it is at epoch {done}, but {last} is at epoch {later}; resuming would "
+                        f"replace epochs {done + 1}..{later}: continue with --resume {last}, or pass --rewind to "
+                        f"discard them")
+    return later
+
+
+def rewind(out: Path, ckpt: str | Path, epoch: int) -> None:
+    """Make ``out`` the state of ``ckpt`` (epoch ``epoch``): ``last.pt`` its copy, ``metrics.jsonl``
+    without the lines of later epochs."""
+    with replacing(out / "last.pt") as tmp:
+        shutil.copyfile(ckpt, tmp)
+    log = out / "metrics.jsonl"
+    if not log.is_file():
+        return
+    kept = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            e = json.loads(line).get("epoch")
+        except (ValueError, AttributeError):
+            e = None
+        if not (isinstance(e, int) and e > epoch):
+            kept.append(line + "\n")
+    write_atomic(log, "".join(kept))
