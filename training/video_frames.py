@@ -31,7 +31,18 @@ def _count_frames(path: Path) -> int:
 
 
 def sample_frames(path: Path, n: int, stats: dict | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """``n`` evenly spaced (frame index, BGR frame) pairs of a video; UserError if it is no video.
+    """``n`` evenly spaced (frame index, BGR frame) pairs of a video; UserError if it is no video
+    (also where OpenCV raises instead of failing to decode: :func:`runtime.media.decoder_refusal`)."""
+    try:
+        yield from _sample_frames(path, n, stats)
+    except cv2.error as e:
+        from runtime.media import decoder_refusal
+
+        raise UserError(f"cannot be decoded: {decoder_refusal(e)}") from None
+
+
+def _sample_frames(path: Path, n: int, stats: dict | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """The frames of :func:`sample_frames`.
 
     The file is decoded in order (``grab`` every frame, ``retrieve`` only the sampled ones), never
     by seeking: a seek lands on the wrong frame in variable-frame-rate and damaged files, and on a
