@@ -522,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-data", default="synthetic:64", help="INT8 calibration data (default synthetic:64)")
     ap.add_argument("--quick", action="store_true", help="one profile (1:4:8) instead of three")
     a = ap.parse_args(argv)
+    from benchmarks.report import check_writable
+
+    check_writable(str(a.json) if a.json else None, "--json", [("--onnx", str(a.onnx))])
     trt = trt_compat.import_tensorrt()  # one line and exit 1 without TensorRT
     device = trt_compat.probe_cuda_device(0)  # ... or without a usable GPU
     trt_compat.import_pycuda()

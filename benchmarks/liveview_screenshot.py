@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threshold", type=float, metavar="P", help="the threshold (default: the model's)")
     p.add_argument("--seconds", type=float, default=20.0, metavar="SEC", help="footage per camera (default 20)")
     a = p.parse_args(argv)
+    report.check_writable(a.out, "--out", [("--engine", a.engine)])
     w, h = report.parse_size(a.size)
     driver = _driver((w, h))
     port = free_port()

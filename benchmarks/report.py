@@ -114,11 +114,13 @@ def check_files(paths: Sequence[str], flag: str) -> None:
 
 def check_writable(path: str | None, flag: str, inputs: Sequence[tuple[str, str | None]] = ()) -> None:
     """An output's folder is created when missing (the rule of every tool); a file in the way, a
-    folder at the path, or an input at it (``inputs``: (flag, path) of what the tool reads; a folder
-    input holds what it reads) is a one-line error before any work."""
+    folder at the path, or an input at it (``inputs``: (flag, path) of what the tool reads; an
+    image or video written into a folder input would be read as one of its items) is a one-line
+    error before any work."""
     if not path:
         return
     from runtime.fileio import make_folder, same_file
+    from runtime.media import MEDIA_EXTS
 
     out = Path(path).expanduser()
     if out.is_dir() or str(path).endswith(os.sep):
@@ -126,7 +128,8 @@ def check_writable(path: str | None, flag: str, inputs: Sequence[tuple[str, str 
     for in_flag, in_path in inputs:
         if not in_path or not os.path.exists(in_path):
             continue
-        if same_file(out, in_path) or (os.path.isdir(in_path) and Path(in_path).resolve() in out.resolve().parents):
+        inside = os.path.isdir(in_path) and Path(in_path).resolve() in out.resolve().parents
+        if same_file(out, in_path) or (inside and out.suffix.lower() in MEDIA_EXTS):
             raise UserError(f"{flag} {path}: {'inside' if os.path.isdir(in_path) else 'the same file as'} {in_flag} "
                             f"{in_path}, an input; writing it would destroy or change what is read, choose another path",
                             EXIT_USAGE)

@@ -90,10 +90,12 @@ def split_name(spec: str) -> tuple[str | None, str]:
 def _check_unnamed(raw: str, name: str | None) -> None:
     """``--source 'a b=x.jpg'``: no such file, and the part before ``=`` is no camera name; say both
     (a bare "no such file" would hide the name the user meant)."""
-    from runtime.source_specs import live_kind
+    from runtime.source_specs import is_glob, live_kind
 
     head = raw.split("=", 1)[0].strip()
     if name is not None or "=" not in raw or not head or os.path.exists(raw) or live_kind(raw) is not None:
+        return
+    if "/" in head or os.sep in head or is_glob(raw):  # a path or pattern with '=' in it (date=2024-01-01/…)
         return
     if not NAME.fullmatch(head):
         raise UserError(f"--source {raw}: no such file, and {head!r} is not a camera name (a letter, then letters, "
@@ -152,7 +154,7 @@ def from_toml(path: str) -> list[CameraSpec]:
     cams = doc.get("cameras")
     if not isinstance(cams, dict) or not cams:
         raise UserError(f"--cameras {path}: no cameras; add a [cameras.NAME] table with a source", EXIT_USAGE)
-    from runtime.source_specs import live_kind
+    from runtime.source_specs import is_glob, live_kind
 
     folder = Path(path).resolve().parent
     out = []
@@ -175,7 +177,10 @@ def from_toml(path: str) -> list[CameraSpec]:
                             EXIT_USAGE)
         source = opts.pop("source").strip()
         if live_kind(source) is None and not os.path.isabs(source):
-            source = str(folder / source)  # a file, folder or glob: relative to the TOML file, never to the cwd
+            given, source = source, str(folder / source)  # a file, folder or glob: relative to the TOML file
+            if not os.path.exists(source) and not is_glob(source) and os.path.exists(given):
+                raise UserError(f"{where}: source {given!r} is read relative to {path}'s folder ({source}: no such "
+                                "file); the one in the current folder is not used, give its absolute path", EXIT_USAGE)
         if opts.get("max_reconnects") == "forever":
             opts["max_reconnects"] = FOREVER
         if "face_model" in opts and not os.path.isabs(opts["face_model"]):

@@ -35,7 +35,8 @@ from runtime.redact import shown
 
 PROG = "jrc-detect"
 ONNX_ONLY = ("provider", "threads", "input_size", "mean", "std", "color")
-PATH_OPTIONS = ("engine", "jsonl", "summary", "save", "events", "event_media", "cameras", "face_model")
+PATH_OPTIONS = ("engine", "jsonl", "summary", "save", "events", "event_media", "cameras", "face_model", "mqtt_auth",
+                "web_token_file")
 MAX_THREADS_PER_CORE = 4  # --threads above this many per usable core only make ONNX Runtime's threads wait
 
 
@@ -135,11 +136,12 @@ def _check_args(a: argparse.Namespace) -> None:
             raise UserError(f"--{name.replace('_', '-')} {v}: must be at least {low}", EXIT_USAGE)
     from runtime.pipeline import usable_cores
 
-    if a.threads is not None and a.threads > MAX_THREADS_PER_CORE * usable_cores():
-        most = MAX_THREADS_PER_CORE * usable_cores()
-        raise UserError(f"--threads {a.threads}: more than {MAX_THREADS_PER_CORE}x the {usable_cores()} cores this "
-                        f"process may use; the threads would only wait for each other, give at most {most} (or "
-                        "leave it out: the default suits the cores)", EXIT_USAGE)
+    most = MAX_THREADS_PER_CORE * usable_cores()
+    if a.threads is not None and a.threads > most:  # a unit file tuned on a bigger box still starts here
+        print(f"{PROG}: warning: --threads {a.threads} is more than {MAX_THREADS_PER_CORE}x the {usable_cores()} "
+              f"cores this process may use (the threads would only wait for each other); using {most}",
+              file=sys.stderr)
+        a.threads = most
     if a.live == "yes" and a.stride > 1:
         raise UserError(f"--stride {a.stride} with --live yes: a live source drops stale frames instead of "
                         "skipping every Nth; drop one of them", EXIT_USAGE)
@@ -442,15 +444,19 @@ class Run:
     def _summary_writable(self) -> bool:
         """The ``--summary`` path's own checks, for a run interrupted before they ran: an early Ctrl-C
         still leaves its summary, but never over an input or through a bad path."""
+        from runtime.fileio import same_file
         from runtime.sinks import check_writable
         from runtime.source_specs import reads
 
-        path = self.args.summary
+        a = self.args
+        path = a.summary
         try:
             check_writable(path, "--summary")
         except UserError:
             return False
-        return not any(reads(src, path) for src in (self.args.source or []))
+        others = [a.engine, a.face_model, a.jsonl, a.save, a.events, a.cameras]
+        return not (any(reads(src, path) for src in (a.source or []))
+                    or any(o and same_file(path, o) for o in others))
 
     def _finish(self, status: str, code: int, error: str | None) -> None:
         """Close everything and write the summary. A summary that cannot be written is the run's

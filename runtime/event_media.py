@@ -304,7 +304,7 @@ class EventMedia:
         if total > self.budget and not self._warned_budget:
             self._warned_budget = True
             print(f"jrc-detect: warning: --event-media {self.folder}: one event's files take more than the budget "
-                  f"of {self.budget / 2**20:.1f} MB; the newest event is kept, raise --event-budget", file=sys.stderr)
+                  f"of {self.budget / 2**20:.3g} MB; the newest event is kept, raise --event-budget", file=sys.stderr)
 
     def report(self) -> dict[str, Any]:
         return {"folder": str(self.folder) if self.folder else None, "codec": self.codec or None,

@@ -184,4 +184,6 @@ class MqttSink(Outbox):
         stopper.join(max(GOODBYE_S, deadline - time.monotonic()))
 
     def report(self) -> dict[str, Any]:
-        return {"url": self.url, "prefix": self.prefix, "connects": self.connects, **super().report()}
+        from runtime.redact import shown
+
+        return {"url": shown(self.url), "prefix": self.prefix, "connects": self.connects, **super().report()}

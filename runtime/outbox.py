@@ -168,6 +168,8 @@ class Outbox:
     def report(self) -> dict[str, Any]:
         """Counters for the summary: what was delivered and what was not (failed, dropped when the
         queue was full, left at the end)."""
+        from runtime.redact import shown
+
         return {"sent": self.sent, "failed": self.failed, "dropped": self.dropped, "left": self.left,
                 "undelivered": self.failed + self.dropped + self.left, "retries": self.retries,
-                "last_error": self.last_error}
+                "last_error": shown(self.last_error) if self.last_error else self.last_error}

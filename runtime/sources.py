@@ -76,6 +76,13 @@ class SourceStats:
     not_media: list[str] = field(default_factory=list)  # files of a folder/glob not read: not images or videos
 
 
+def named(spec: str) -> str:
+    """How outputs name a source or one of its files: a URL or pipeline with its credentials hidden
+    (:func:`runtime.redact.shown`), a local path as it is (``--save`` maps files by their path)."""
+    pipeline = "!" in spec and not os.path.exists(spec)
+    return shown(spec) if is_url(spec) or pipeline else spec
+
+
 class Source:
     """Iterate frames; ``close()`` stops reading (from any thread) and releases the device."""
 
@@ -83,7 +90,7 @@ class Source:
     fps: float | None = None
 
     def __init__(self, spec: str) -> None:
-        self.spec = shown(spec)  # what every output shows; the real address opens it (never shown)
+        self.spec = named(spec)  # what every output shows; the real address opens it (never shown)
         self.stats = SourceStats()
         self._stop = threading.Event()
 
@@ -143,7 +150,7 @@ class FileSource(Source):
             except UserError as e:
                 if not self.skip_bad:
                     raise
-                self.stats.skipped.append(shown(path))
+                self.stats.skipped.append(named(path))
                 print(f"jrc-detect: warning: skipped {e}", file=sys.stderr)
 
     def capture_params(self) -> list[int]:
@@ -163,7 +170,7 @@ class FileSource(Source):
 
     def _image(self, path: str, item: int) -> Iterator[Frame]:
         check_content_matches_name(path)
-        yield Frame(decode_image(path), 0, 0.0, shown(path), item)
+        yield Frame(decode_image(path), 0, 0.0, named(path), item)
 
     def _video(self, path: str, item: int) -> Iterator[Frame]:
         cap = self._capture(path)
@@ -189,7 +196,7 @@ class FileSource(Source):
                     ok, img = cap.retrieve()
                     if ok and img is not None:
                         produced += 1
-                        yield Frame(as_bgr8(img), index, index / fps if fps else float(index), shown(path), item)
+                        yield Frame(as_bgr8(img), index, index / fps if fps else float(index), named(path), item)
                     else:
                         self.stats.damaged += 1
                 index += 1
@@ -214,7 +221,7 @@ class FileSource(Source):
             self.stats.missing += unread
             why = ("truncated: the file ends before the size its container declares" if complete is False
                    else "damaged or truncated")
-        print(f"jrc-detect: warning: {shown(path)}: {unread} of the {total} frames its header announces could not be "
+        print(f"jrc-detect: warning: {named(path)}: {unread} of the {total} frames its header announces could not be "
               f"read ({why})", file=sys.stderr)
 
 

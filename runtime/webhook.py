@@ -102,4 +102,6 @@ class WebhookSink(Outbox):
         raise _Retry(why)
 
     def report(self) -> dict[str, Any]:
-        return {"url": self.url, **super().report()}
+        from runtime.redact import shown
+
+        return {"url": shown(self.url), **super().report()}

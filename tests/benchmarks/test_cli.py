@@ -395,3 +395,18 @@ def test_sizes_below_one_are_one_line_before_any_work(prog, args, needle, tmp_pa
     p = run_module(prog, *args, "--json", tmp_path / "r.json")
     _one_line_error(p, prog, needle, "at least 1")
     assert not (tmp_path / "r.json").exists()
+
+
+def test_an_output_in_a_data_folder_is_refused_only_where_it_would_be_read(tmp_path):
+    """A report (.json) beside the faces a folder input holds is fine; a picture (.png) there would
+    be read as one of its faces on the next run, and an output over an input file destroys it."""
+    from benchmarks.report import check_writable
+    from runtime.errors import UserError
+
+    data = tmp_path / "crops"
+    (data / "real").mkdir(parents=True)
+    (data / "real" / "a.png").write_bytes(b"x")
+    check_writable(str(data / "acc.json"), "--json", [("--data", str(data))])
+    for out, flag in ((data / "chart.png", "--png"), (data / "real" / "a.png", "--png"), (tmp_path, "--json")):
+        with pytest.raises(UserError):
+            check_writable(str(out), flag, [("--data", str(data))])

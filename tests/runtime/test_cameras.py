@@ -79,14 +79,24 @@ def test_a_relative_toml_source_is_the_tomls_even_when_the_cwd_has_one_of_that_n
     monkeypatch.chdir(tmp_path)
     (cam,) = from_toml(str(cfg))
     assert cam.source == str(tmp_path / "cfg" / "x.jpg")
+    (tmp_path / "cfg" / "x.jpg").unlink()  # only the cwd has one: say why it is not read
+    with pytest.raises(UserError, match="relative to .*c.toml's folder") as e:
+        from_toml(str(cfg))
+    assert e.value.exit_code == EXIT_USAGE
 
 
-@pytest.mark.parametrize("raw", ["a b=x.jpg", "\u00e9=x.jpg", "a/b=x.jpg"])
+@pytest.mark.parametrize("raw", ["a b=x.jpg", "\u00e9=x.jpg", "door cam=rtsp-less.mp4"])
 def test_a_source_whose_name_is_no_camera_name_says_so(tmp_path, monkeypatch, raw):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="is not a camera name") as e:
         camera_specs([raw, "door=y.jpg"], None)
     assert e.value.exit_code == EXIT_USAGE and raw in str(e.value)
-    if "/" not in raw:  # a file of that whole name is that file, no camera name needed
-        (tmp_path / raw).write_bytes(b"")
-        assert camera_specs([raw], None)[0].source == raw
+    (tmp_path / raw).write_bytes(b"")  # a file of that whole name is that file, no camera name needed
+    assert camera_specs([raw], None)[0].source == raw
+
+
+@pytest.mark.parametrize("raw", ["data/date=2024-01-01/*.mp4", "clips/date=2024-01-01/a.mp4", "runs/k=1/x.mp4"])
+def test_paths_and_patterns_with_equals_are_sources_not_names(tmp_path, monkeypatch, raw):
+    monkeypatch.chdir(tmp_path)
+    (cam,) = camera_specs([raw], None)  # a missing file is the source's own error later, not a name error
+    assert cam.source == raw and cam.name == "cam1"

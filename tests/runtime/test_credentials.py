@@ -14,6 +14,7 @@ import http.server
 import json
 import socket
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -36,6 +37,12 @@ SECRET_HTTP, SECRET_RTSP = "S3cretPW-http", "Secr3tPass-rtsp"
      "rtspsrc location=rtsp://h/x user-id=admin user-pw=*** ! decodebin ! appsink"),
     ("camera door: rtsp://a:b@h/x: could not be opened", "camera door: rtsp://a:***@h/x: could not be opened"),
     ("/data/clips/door.mp4", "/data/clips/door.mp4"),
+    ("/tmp/p1/a&key=1.mp4", "/tmp/p1/a&key=1.mp4"),  # a local path is never touched
+    ("/data/run&token=1/x.jpg", "/data/run&token=1/x.jpg"),
+    ("http://h/v?keyframe=1&monkey=2", "http://h/v?keyframe=1&monkey=2"),  # only parameters named so
+    ("rtsp://admin:pa/ss@h/x", "rtsp://admin:***@h/x"),  # a password holding '/'
+    ("souphttpsrc location=http://h/x proxy-pw=q ! jpegdec", "souphttpsrc location=http://h/x proxy-pw=*** ! jpegdec"),
+    ("--webhook http://h:0/h?token=X: the port", "--webhook http://h:0/h?token=***: the port"),
 ])
 def test_shown_hides_every_kind_of_secret_and_nothing_else(text, expected):
     assert shown(text) == expected
@@ -83,3 +90,22 @@ def test_no_output_log_or_event_repeats_a_cameras_password(tmp_path, served_clip
     for text in [p.stdout, p.stderr] + [f.read_text() for f in outs.values()]:
         assert SECRET_HTTP not in text and SECRET_RTSP not in text
     assert "***" in p.stderr  # the failed camera is still named, its password hidden
+
+
+def test_local_files_keep_their_names_in_every_output(tmp_path):
+    """Hiding credentials touches URLs only: two local videos whose names look like queries
+    (``a&key=1.mp4``) stay two sources, and ``--save DIR/`` writes one file for each."""
+    model = make_onnx(tmp_path / "m.onnx")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k in (1, 2):
+        out = cv2.VideoWriter(str(folder / f"a&key={k}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+        for _ in range(3):
+            out.write(np.full((48, 64, 3), 60 * k, np.uint8))
+        out.release()
+    p = run_module("runtime.detect", "--engine", model, "--source", folder, "--faces", "none", "--quiet",
+                   "--save", f"{tmp_path / 'saved'}/", "--summary", tmp_path / "s.json", timeout=120)
+    assert p.returncode == 0, p.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert sorted(Path(x["source"]).name for x in s["sources"]) == ["a&key=1.avi", "a&key=2.avi"]
+    assert sorted(f.name for f in (tmp_path / "saved").iterdir()) == ["a&key=1.mp4", "a&key=2.mp4"]
