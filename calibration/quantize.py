@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import cpu
-from runtime.errors import Parser, UserError, missing_dependency, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, missing_dependency, run_cli
 
 PROG = "calibration.quantize"
 SUFFIX = {"trt": ".int8.onnx", "cpu": ".int8-cpu.onnx", "fp16": ".fp16.onnx", "report": ".quant.json"}
@@ -109,22 +109,30 @@ def _targets(text: str) -> list[str]:
     items = ["trt", "cpu"] if text == "both" else [t.strip() for t in text.split(",") if t.strip()]
     bad = [t for t in items if t not in TARGETS]
     if bad or not items:
-        raise UserError(f"--target {text!r}: expected trt, cpu, trt,cpu or both")
+        raise UserError(f"--target {text!r}: expected trt, cpu, trt,cpu or both", EXIT_USAGE)
     return list(dict.fromkeys(items))
 
 
 def _outputs(a: argparse.Namespace, targets: list[str]) -> dict[str, Path]:
+    """Every output path; the ones this run writes are checked (calibration.outputs) before any face is read:
+    none is an input or another output, each can be written, and replacing an earlier one is said."""
+    from calibration.outputs import check_outputs
+
     stem = a.onnx.name[:-len(".onnx")] if a.onnx.name.endswith(".onnx") else a.onnx.stem
     folder = a.out_dir or a.onnx.parent
     outs = {k: folder / f"{stem}{s}" for k, s in SUFFIX.items()}
     if a.out:
         if len(targets) != 1:
-            raise UserError("--out names one file but --target has two; use --out-dir instead")
+            raise UserError("--out names one file but --target has two; use --out-dir instead", EXIT_USAGE)
         outs[targets[0]] = a.out
     if a.report:
         outs["report"] = a.report
-    if a.onnx.resolve() in {p.resolve() for p in outs.values()}:
-        raise UserError(f"{a.onnx}: an output would overwrite the input; choose --out/--out-dir")
+    default = "--out-dir" if a.out_dir else "output"
+    flag = {k: "--out" if a.out and k == targets[0] else "--report" if a.report and k == "report" else default
+            for k in outs}
+    written = [*targets, *(["fp16"] if a.fp16 else []), "report"]
+    inputs = [("--onnx", a.onnx), ("--data", a.data), ("--anchor", a.anchor), ("--eval-data", a.eval_data)]
+    check_outputs(PROG, [(flag[k], outs[k]) for k in written], inputs, [outs[t] for t in targets])
     return outs
 
 
@@ -135,15 +143,16 @@ def _check_args(a: argparse.Namespace) -> None:
                          ("--plan-candidates", a.plan_candidates, 1), ("--plan-rounds", a.plan_rounds, 1),
                          ("--anchor-size", a.anchor_size, 1)):
         if v < low:
-            raise UserError(f"{name} {v}: must be at least {low}")
+            raise UserError(f"{name} {v}: must be at least {low}", EXIT_USAGE)
     if not 0 <= a.max_auc_drop <= 1:
-        raise UserError(f"--max-auc-drop {a.max_auc_drop}: expected an AUC difference in 0..1")
+        raise UserError(f"--max-auc-drop {a.max_auc_drop}: expected an AUC difference in 0..1", EXIT_USAGE)
     if not 0 < a.max_dprob <= 1:
-        raise UserError(f"--max-dprob {a.max_dprob}: expected a probability difference in (0, 1]")
+        raise UserError(f"--max-dprob {a.max_dprob}: expected a probability difference in (0, 1]", EXIT_USAGE)
     if not 1 <= a.headroom <= 16:
-        raise UserError(f"--headroom {a.headroom}: expected a factor from 1 (the ranges as calibrated) to 16")
+        raise UserError(f"--headroom {a.headroom}: expected a factor from 1 (the ranges as calibrated) to 16",
+                        EXIT_USAGE)
     if not 50 < a.percentile <= 100:
-        raise UserError(f"--percentile {a.percentile}: expected a value in (50, 100]")
+        raise UserError(f"--percentile {a.percentile}: expected a value in (50, 100]", EXIT_USAGE)
 
 
 def _sensitivity(prep: Path, calib: Any, target: str, tensor_ranges: dict[str, Any], a: argparse.Namespace,

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from runtime import cpu
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 
 
 @dataclass
@@ -132,8 +132,11 @@ def failure_message(bad: Sequence[Row], rows: Sequence[Row], max_auc_drop: float
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """Written whole (a reader sees the old report or the new one); the folder is created when missing."""
+    from runtime.fileio import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 
@@ -155,18 +158,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _artifacts(fp32: str, items: list[str]) -> list[tuple[str, str]]:
+    """("fp32", --fp32) then each --artifact NAME=PATH, checked before any face is read."""
+    artifacts: list[tuple[str, str]] = [("fp32", fp32)]
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise UserError(f"--artifact {item!r}: expected NAME=PATH, e.g. int8-trt=detect.int8.onnx", EXIT_USAGE)
+        if name in dict(artifacts):
+            raise UserError(f"--artifact {item!r}: the name {name!r} is given twice; name each artifact once",
+                            EXIT_USAGE)
+        if not Path(path).is_file():
+            raise UserError(f"--artifact {item!r}: {path} not found; pass an .onnx or an .engine (with its sidecar)")
+        artifacts.append((name, path))
+    return artifacts
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.eval_size < 2:
+        raise UserError(f"--eval-size {args.eval_size}: must be at least 2 (an AUC needs both labels)", EXIT_USAGE)
+    if args.max_auc_drop is not None and not 0 <= args.max_auc_drop <= 1:
+        raise UserError(f"--max-auc-drop {args.max_auc_drop}: expected an AUC difference in 0..1", EXIT_USAGE)
+    if args.max_dprob is not None:
+        if not 0 < args.max_dprob <= 1:
+            raise UserError(f"--max-dprob {args.max_dprob}: expected a probability difference in (0, 1]", EXIT_USAGE)
+        if args.max_auc_drop is None:
+            raise UserError(f"--max-dprob {args.max_dprob}: only checked with --max-auc-drop; pass both "
+                            "(e.g. --max-auc-drop 0.005)", EXIT_USAGE)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _check_args(args)
+    from calibration.outputs import check_outputs
     from export.onnx_io import file_meta
     from training.calibration_set import load
 
     meta = file_meta(Path(args.fp32))
-    artifacts: list[tuple[str, str]] = [("fp32", args.fp32)]
-    for item in args.artifact:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UserError(f"--artifact {item!r}: expected NAME=PATH, e.g. int8-trt=detect.int8.onnx")
-        artifacts.append((name, path))
+    artifacts = _artifacts(args.fp32, args.artifact)
+    check_outputs("calibration.report", [("--json", args.json)],
+                  [("--fp32" if n == "fp32" else f"--artifact {n}", p) for n, p in artifacts]
+                  + [("--eval-data", args.eval_data)])
     evalset = load(args.eval_data, meta, args.eval_size, seed=args.seed, held_out=True, need_labels=True,
                    progress=not args.quiet)
     rows = evaluate(artifacts, evalset)

@@ -43,7 +43,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from runtime.fileio import write_atomic
 from runtime.meta import Meta, read_sidecar
 
@@ -223,15 +223,34 @@ def export_config(engine: str | Path, out: str | Path | None = None, batch: int 
     limit = int(prof.get("max") or 1)
     batch = batch or limit
     if not 1 <= batch <= limit:
-        raise UserError(f"--batch {batch}: the engine's profile allows 1..{limit}")
+        raise UserError(f"--batch {batch}: the engine's profile allows 1..{limit}", EXIT_USAGE)
+    if gpu_id < 0:
+        raise UserError(f"--gpu-id {gpu_id}: expected a GPU number (0 for the first)", EXIT_USAGE)
     path = Path(out) if out else engine.with_name(engine.stem + ".nvinfer.txt")
     onnx = source_onnx(engine, raw)
+    calib = calibration_file(engine, raw)
+    check_output(path, [("--engine", engine), ("--engine's sidecar", engine.with_name(engine.name + ".json")),
+                        ("the engine's ONNX", onnx), ("its calibration cache", calib)])
     dla = raw.get("dla_core")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, make_config(engine, meta, batch, gpu_id, onnx, dla if isinstance(dla, int) else None, path,
-                                   calibration_file(engine, raw), raw.get("int8_mode")))
+                                   calib, raw.get("int8_mode")))
     print(f"{PROG}: wrote {path}")
     return path
+
+
+def check_output(out: Path, inputs: list[tuple[str, Path | None]]) -> None:
+    """Before writing: ``out`` is none of ``inputs`` (exit 2: it would destroy one), can be written as a
+    file, and replacing an earlier one is said."""
+    from runtime.fileio import same_file
+    from training.outputs import note_replacing, output_file
+
+    for flag, given in inputs:
+        if given is not None and given.exists() and same_file(out, given):
+            raise UserError(f"--out {out}: the same file as {flag} {given}, an input; writing it would destroy "
+                            "it, choose another --out", EXIT_USAGE)
+    output_file(out, "--out")
+    note_replacing(PROG, out, " (an earlier result)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,10 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.fold_std:
         out = a.out or a.fold_std.with_name(a.fold_std.stem + ".ds.onnx")
+        check_output(out, [("--fold-std", a.fold_std)])
         print(f"{PROG}: wrote {fold_std(a.fold_std, out)}")
         return 0
     if not a.engine:
-        raise UserError("pass --engine ENGINE (or --fold-std ONNX)")
+        raise UserError("pass --engine ENGINE (or --fold-std ONNX)", EXIT_USAGE)
     export_config(a.engine, a.out, a.batch, a.gpu_id)
     return 0
 

@@ -24,6 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from export.engine_checks import (
+    check_face_folder,
+    check_option_values,
+    check_outputs,
+    check_request,
+)
 from export.onnx_io import inspect_onnx
 from export.trt_build import (
     Built,
@@ -36,7 +42,7 @@ from export.trt_build import (
     resolve_profile,
 )
 from runtime.backends import trt_compat
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from runtime.fileio import replacing, write_atomic
 from runtime.meta import FACE_KEY, FACE_NETS, Meta, face_meta_from_json, sha256_file, write_sidecar
 
@@ -53,7 +59,7 @@ def parse_batch(text: str) -> tuple[int, int, int]:
     if len(nums) == 1:
         nums *= 3
     if len(nums) != 3 or not 1 <= nums[0] <= nums[1] <= nums[2]:
-        raise UserError(f"--batch {text!r}: expected N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX")
+        raise UserError(f"--batch {text!r}: expected N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX", EXIT_USAGE)
     return nums[0], nums[1], nums[2]
 
 
@@ -148,6 +154,8 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
         raise UserError(f"{onnx}: a face-detector network builds in fp32 or fp16 on the GPU, with its own "
                         "input profile; drop --precision int8, --dla and --batch")
     info = inspect_onnx(onnx)
+    check_request(info, opts)
+    check_outputs(onnx, out, opts, None, fp16_onnx_path(onnx, out) if opts.precision == "fp16" else None)
     trt = trt_compat.import_tensorrt()
     plan = plan_build(trt, info, opts)
     shapes = FACE_PROFILES[face["net"]]
@@ -185,15 +193,17 @@ def faces_to_engines(folder: Path, out_dir: Path | None, opts: EngineOptions) ->
     """pnet/rnet/onet.onnx of a face-detector folder → ``<net>.engine`` (+ sidecars) in ``out_dir``
     (default: the same folder), where ``--face-model`` finds them."""
     dest = out_dir or folder
-    built = []
-    for net in FACE_NETS:
+    faces = {}
+    for net in FACE_NETS:  # all three read before the first is built
         onnx = folder / f"{net}.onnx"
         face = _face_meta(onnx) if onnx.is_file() else None
         if face is None or face["net"] != net:
             raise UserError(f"{folder}: {net}.onnx missing or not MTCNN's {net}; pass the folder python -m "
                             "export.faces wrote")
-        built.append(face_net_to_engine(onnx, face, dest / f"{net}.engine", opts))
-    return built
+        faces[net] = face
+    check_face_folder(dest, FACE_NETS)
+    return [face_net_to_engine(folder / f"{net}.onnx", face, dest / f"{net}.engine", opts)
+            for net, face in faces.items()]
 
 
 def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
@@ -211,9 +221,14 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
     if len(dims) != 3 or any(d is None for d in dims):
         raise UserError(f"{onnx}: input shape {info.input_shape}: expected N×3×H×W with fixed C, H, W")
     out = Path(out) if out else default_output(onnx, opts.precision)
+    check_request(info, opts)  # before TensorRT is imported: a wrong input is said first, on any machine
+    profile = resolve_profile(info, opts)
+    calibrates = opts.precision == "int8" and not info.has_qdq
+    converts = not info.is_fp16 and (opts.precision == "fp16" or (opts.precision == "int8" and info.has_qdq))
+    check_outputs(onnx, out, opts, (opts.calib_cache or out.with_suffix(".calib")) if calibrates else None,
+                  fp16_onnx_path(onnx, out) if converts else None)
     trt = trt_compat.import_tensorrt()
     plan = plan_build(trt, info, opts)
-    profile = resolve_profile(info, opts)
     device = trt_compat.probe_cuda_device(0)  # before any builder call: no device, no build
     check_device(opts, device, trt_compat.is_jetson())
     for note in (*plan.notes, *profile_notes(profile)):
@@ -287,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-size", type=int, default=512, metavar="N", help="calibration crops to use")
     ap.add_argument("--verbose", action="store_true", help="TensorRT's verbose log")
     a = ap.parse_args(argv)
-    if a.workspace is not None and a.workspace <= 0:
-        raise UserError(f"--workspace {a.workspace}: expected a positive number of MiB")
+    check_option_values(a.workspace, a.opt_level, a.dla, a.calib_batch, a.calib_size)
     opts = EngineOptions(
         precision=a.precision, batch=a.batch, workspace_mib=a.workspace, timing_cache=a.timing_cache,
         dla_core=a.dla, gpu_fallback=a.gpu_fallback, version_compatible=a.version_compatible,

@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import io
 import json
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -103,9 +104,27 @@ def export_net(net: str, blob: bytes, source: str, out: Path) -> dict[str, Any]:
     return meta
 
 
+def check_out(out: Path) -> None:
+    """Before any network is converted: ``out`` takes files and none of its ONNX names is a folder;
+    replacing earlier files is said, with the engines built from them."""
+    from training.outputs import writable_folder
+
+    writable_folder(out, "--out")
+    paths = [out / f"{net}.onnx" for net in FACE_NETS]
+    for p in paths:
+        if p.is_dir():
+            raise UserError(f"--out {out}: {p} is a folder; remove it or choose another --out")
+    earlier = [p.name for p in paths if p.is_file()]
+    if earlier:
+        engines = sorted(p.name for net in FACE_NETS for p in out.glob(f"{net}.*engine*") if p.is_file())
+        stale = f"; built from the earlier ones, rebuild them: {', '.join(engines)}" if engines else ""
+        print(f"{PROG}: note: replacing {', '.join(earlier)} in {out}{stale}", file=sys.stderr)
+
+
 def export_faces(out_dir: str | Path, wheel: str | Path | None = None) -> dict[str, dict[str, Any]]:
     blobs, source = read_weights(wheel)
     out = Path(out_dir)
+    check_out(out)
     return {net: export_net(net, blobs[net], source, out / f"{net}.onnx") for net in FACE_NETS}
 
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from export.onnx_io import import_onnx, load_onnx, read_meta, save_onnx, set_meta
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 
 PROG = "export.fp16"
 FP16_MAX = 65504.0
@@ -134,8 +134,7 @@ def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iter
     """Convert an ONNX file (metadata carried over with precision 'fp16'); returns the new path."""
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.stem + ".fp16.onnx")
-    if dst.resolve() == src.resolve():
-        raise UserError(f"{dst}: the output would overwrite the input; pass another --out")
+    check_output(src, dst)
     model = load_onnx(src)
     meta = read_meta(model, str(src))
     half = convert_model(model, keep_fp32, fp16_io)
@@ -143,6 +142,17 @@ def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iter
         qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in half.graph.node)
         set_meta(half, meta.with_(precision="int8" if qdq else "fp16"))
     return save_onnx(half, dst)
+
+
+def check_output(src: Path, dst: Path) -> None:
+    """Before converting: ``dst`` is not the input (exit 2) and can be written as a file."""
+    from runtime.fileio import same_file
+    from training.outputs import output_file
+
+    if same_file(dst, src):
+        raise UserError(f"--out {dst}: the same file as --onnx {src}, the input; writing it would destroy the "
+                        "model, pass another --out", EXIT_USAGE)
+    output_file(dst, "--out")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fp16-io", action="store_true", help="inputs and outputs in fp16 too (an engine built from "
                     "it has HALF bindings: half the copies; the runtime and Triton feed it fp16)")
     a = ap.parse_args(argv)
-    out = convert_file(a.onnx, a.out, a.keep_fp32, a.fp16_io)
+    from training.outputs import note_replacing
+
+    dst = a.out or a.onnx.with_name(a.onnx.stem + ".fp16.onnx")
+    check_output(a.onnx, dst)
+    note_replacing(PROG, dst, " (an earlier result)")
+    out = convert_file(a.onnx, dst, a.keep_fp32, a.fp16_io)
     print(f"{PROG}: wrote {out}")
     return 0
 

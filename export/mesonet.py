@@ -26,12 +26,13 @@ import argparse
 import hashlib
 import io
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from runtime.fileio import write_atomic
 from runtime.meta import Meta
 
@@ -248,6 +249,7 @@ def export_repository(repo_dir: str | Path, out_dir: str | Path, rev: str | None
     SHA256SUMS into ``out_dir`` (from revision ``rev`` of the repository, or its files as they are)."""
     repo = Repository(repo_dir, rev)
     out = Path(out_dir)
+    check_out(out, names)
     out.mkdir(parents=True, exist_ok=True)
     sources: dict[str, bytes] = {"NOTICE": repo.read("NOTICE"), "LICENSE": repo.read("LICENSE")}
     images: dict[str, bytes] = {}
@@ -282,6 +284,21 @@ def _probabilities(onnx_path: Path, x: np.ndarray) -> list[float]:
     return [float(v) for v in 1.0 / (1.0 + np.exp(-logits))]
 
 
+def check_out(out: Path, names: tuple[str, ...] | list[str]) -> None:
+    """Before any conversion: ``out`` takes files and no ``<name>.onnx``/``.pt`` in it is a folder;
+    replacing earlier conversions is said."""
+    from training.outputs import writable_folder
+
+    writable_folder(out, "--out")
+    paths = [out / f"{n}.{ext}" for n in names for ext in ("onnx", "pt")]
+    for p in paths:
+        if p.is_dir():
+            raise UserError(f"--out {out}: {p} is a folder; remove it or choose another --out")
+    earlier = [p.name for p in paths if p.is_file()]
+    if earlier:
+        print(f"{PROG}: note: replacing {', '.join(earlier)} in {out} (earlier conversions)", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=f"python -m {PROG}", description="Convert MesoNet's Keras weights (Afchar et "
                                 "al. 2018, Apache-2.0) to ONNX peers the runtime runs (logit of fake, 256 px RGB / 255) "
@@ -301,17 +318,22 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     out = Path(a.out)
     if a.rev and not a.repo:
-        raise UserError("--rev needs --repo (a git repository to read the revision from)")
+        raise UserError("--rev needs --repo (a git repository to read the revision from)", EXIT_USAGE)
     if a.repo:
         results = export_repository(a.repo, out, a.rev)
     else:
-        results = []
-        for f in a.h5:
+        paths = {}
+        for f in a.h5:  # every file checked before the first conversion
             path = Path(f).expanduser()
             if not path.is_file():
                 raise UserError(f"--h5 {f}: no such file; pass one of MesoNet's weights/*.h5")
-            out.mkdir(parents=True, exist_ok=True)
-            results.append(convert(path.read_bytes(), path.stem, out, label=str(path)))
+            if path.stem in paths:
+                raise UserError(f"--h5 {f}: its name {path.stem} is also {paths[path.stem]}'s, and both would be "
+                                f"written as {path.stem}.onnx; pass one of them, or rename one", EXIT_USAGE)
+            paths[path.stem] = path
+        check_out(out, list(paths))
+        out.mkdir(parents=True, exist_ok=True)
+        results = [convert(p.read_bytes(), stem, out, label=str(p)) for stem, p in paths.items()]
     for r in results:
         print(f"{PROG}: wrote {r['onnx']} and {r['pt']} ({r['arch']}); ONNX Runtime vs PyTorch: max relative "
               f"|Δlogit| {r['parity']:.1e}")

@@ -21,11 +21,12 @@ engine's tensors (``benchmarks.gpu_check`` runs it on a real engine; the tests o
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from export.triton_check import TRT_TO_TRITON, parse_config
-from runtime.errors import Parser, UserError, run_cli
+from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from runtime.fileio import replacing, write_atomic
 from runtime.meta import ENGINE_SUFFIXES, Meta, missing_engine, read_sidecar
 
@@ -131,10 +132,15 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
     if not model.is_file():
         raise UserError(f"{model}: not found; pass an .onnx from export.onnx or an .engine from export.engine")
     if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise UserError(f"--name {name!r}: expected a plain folder name such as jrc_detect")
-    if max_batch < 0 or instances < 1:
-        raise UserError("--max-batch must be ≥ 0 and --instances ≥ 1")
+        raise UserError(f"--name {name!r}: expected a plain folder name such as jrc_detect", EXIT_USAGE)
+    if max_batch < 0:
+        raise UserError(f"--max-batch {max_batch}: expected 0 (no batching) or more", EXIT_USAGE)
+    if instances < 1:
+        raise UserError(f"--instances {instances}: expected 1 or more", EXIT_USAGE)
     meta, platform, ins, outs, limit = model_io(model)
+    folder = out / name
+    target = folder / "1" / ("model.plan" if platform == "tensorrt_plan" else "model.onnx")
+    check_entry(model, out, folder, target)
     if platform == "tensorrt_plan" and kind not in (None, "KIND_GPU"):
         raise UserError(f"--kind {kind}: Triton's TensorRT backend runs plans on GPU instances only (\"TensorRT "
                         "backend supports only GPU device\"); drop --kind for the engine, or serve the ONNX with "
@@ -149,13 +155,10 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
         print(f"{PROG}: note: {model.name} has a fixed batch of {ins[0][2][0]}; Triton batching is off "
               "(export with a dynamic batch to enable it)")
     kind = kind or ("KIND_GPU" if platform == "tensorrt_plan" else "KIND_CPU")
-    folder = out / name
     text = make_config(name, meta, platform, ins, outs, batch, instances, kind,
                        int(dla_core) if isinstance(dla_core, int) else None)
     parse_config(text, str(folder / "config.pbtxt"))  # parsed as Triton parses it, before anything is written
-    version = folder / "1"
-    version.mkdir(parents=True, exist_ok=True)
-    target = version / ("model.plan" if platform == "tensorrt_plan" else "model.onnx")
+    target.parent.mkdir(parents=True, exist_ok=True)
     with replacing(target) as tmp:
         shutil.copyfile(model, tmp)
     write_atomic(folder / "config.pbtxt", text)
@@ -164,6 +167,28 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
     for note in notes:
         print(f"{PROG}: note: {note}")
     return folder
+
+
+def check_entry(model: Path, out: Path, folder: Path, target: Path) -> None:
+    """Before anything is written: the entry's files can be written, the model is not one of them (exit
+    2: the copy would read what it replaces), and replacing an earlier entry is said, naming the model
+    file it leaves behind when the platform changes."""
+    from runtime.fileio import same_file
+    from training.outputs import writable_folder
+
+    config = folder / "config.pbtxt"
+    for path in (target, config):
+        if same_file(path, model):
+            raise UserError(f"--out {out}: {path} is --model {model} itself; export into another repository "
+                            "(--out) or under another --name", EXIT_USAGE)
+    writable_folder(target.parent, "--out", out)
+    for path in (target, config):
+        if path.is_dir():
+            raise UserError(f"--out {out}: {path} is a folder; remove it or choose another --out or --name")
+    if config.exists():
+        other = target.with_name("model.onnx" if target.name == "model.plan" else "model.plan")
+        left = f"; {other} of the earlier entry stays beside it (Triton ignores it)" if other.exists() else ""
+        print(f"{PROG}: note: replacing the repository entry {folder}{left}", file=sys.stderr)
 
 
 VERSION_COMPATIBLE_FLAG = "--backend-config=tensorrt,version-compatible=true"

@@ -207,20 +207,21 @@ def test_ranges_methods_on_known_distributions() -> None:
 
 def test_cli_errors_are_one_line(work: dict) -> None:
     r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic", "--target", "gpu")
-    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [  # a bad command line
         "calibration.quantize: error: --target 'gpu': expected trt, cpu, trt,cpu or both"]
     r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic", "--target", "trt,cpu",
                    "--out", work["root"] / "x.onnx")
-    assert r.returncode == 1 and "use --out-dir" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "use --out-dir" in r.stderr and "Traceback" not in r.stderr
     r = run_module("calibration.quantize", "--onnx", work["root"] / "missing.onnx", "--data", "synthetic")
     assert r.returncode == 1 and "missing.onnx: no such ONNX file" in r.stderr
-    for flag, value, says in (("--headroom", "0.5", "--headroom 0.5: expected a factor from 1"),
-                              ("--headroom", "nan", "--headroom nan: expected a factor from 1"),
-                              ("--anchor-size", "0", "--anchor-size 0: must be at least 1"),
-                              ("--anchor", str(work["root"] / "nope"), f"--anchor: {work['root'] / 'nope'}: not found")):
+    for flag, value, says, code in (("--headroom", "0.5", "--headroom 0.5: expected a factor from 1", 2),
+                                    ("--headroom", "nan", "--headroom nan: expected a factor from 1", 2),
+                                    ("--anchor-size", "0", "--anchor-size 0: must be at least 1", 2),
+                                    ("--anchor", str(work["root"] / "nope"), f"--anchor: {work['root'] / 'nope'}: not found",
+                                     1)):
         r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", flag, value, "--quiet")
         lines = r.stderr.strip().splitlines()
-        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"calibration.quantize: error: {says}")
+        assert r.returncode == code and len(lines) == 1 and lines[0].startswith(f"calibration.quantize: error: {says}")
     r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", "--target", "trt",
                    "--trt-plan", "nope", "--out-dir", work["root"] / "bad-plan", "--quiet")
     lines = r.stderr.strip().splitlines()

@@ -92,7 +92,35 @@ def test_batch_limits_and_cli(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert _read(tmp_path / "cfg.txt")[0]["batch-size"] == "4"
     p = run_module("export.deepstream", timeout=60)
-    assert p.returncode == 1 and p.stderr.strip().startswith("export.deepstream: error: pass --engine")
+    assert p.returncode == 2 and p.stderr.strip().startswith("export.deepstream: error: pass --engine")
+
+
+def test_out_never_overwrites_an_input_and_is_checked(tmp_path: Path, capsys) -> None:
+    from export.deepstream import main
+
+    engine = _engine(tmp_path, **IMAGENET)
+    onnx = tiny_onnx(tmp_path / "detect.onnx")
+    sidecar = engine.with_name(engine.name + ".json")
+    before = engine.read_bytes(), sidecar.read_bytes(), onnx.read_bytes()
+    for argv, match in ((["--engine", engine, "--out", engine], "the same file as --engine"),
+                        (["--engine", engine, "--out", sidecar], "the same file as --engine's sidecar"),
+                        (["--engine", engine, "--out", onnx], "the same file as the engine's ONNX"),
+                        (["--fold-std", onnx, "--out", onnx], "the same file as --fold-std"),
+                        (["--engine", engine, "--gpu-id", "-1"], "--gpu-id -1"),
+                        (["--engine", engine, "--batch", "16"], "allows 1..8")):
+        with pytest.raises(UserError, match=match) as e:
+            main([str(a) for a in argv])
+        assert e.value.exit_code == 2
+    assert (engine.read_bytes(), sidecar.read_bytes(), onnx.read_bytes()) == before
+    (tmp_path / "cfg.txt").mkdir()
+    with pytest.raises(UserError, match="is a folder; name a file"):
+        export_config(engine, tmp_path / "cfg.txt")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        export_config(engine, onnx / "cfg.txt")
+    out = tmp_path / "detect.fp16.nvinfer.txt"
+    out.write_text("earlier")
+    export_config(engine)
+    assert f"note: replacing {out} (an earlier result)" in capsys.readouterr().err
 
 
 def test_dla_engine_enables_the_dla(tmp_path: Path) -> None:

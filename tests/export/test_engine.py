@@ -232,7 +232,67 @@ def test_cli_help_and_bad_input(tmp_path: Path) -> None:
     p = run_module("export.engine", "--onnx", tmp_path / "missing.onnx", timeout=60)
     assert "missing.onnx: ONNX model not found" in _one_line_error(p, "export.engine")
     p = run_module("export.engine", "--onnx", tmp_path / "x.onnx", "--batch", "8:4:2", timeout=60)
-    assert "--batch" in _one_line_error(p, "export.engine")
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "--batch '8:4:2'" in lines[0], p.stderr  # a bad command line
+
+
+def _no_tensorrt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import tensorrt raises ImportError
+
+
+def _refusal(argv: list, match: str, code: int = 1) -> None:
+    from export.engine import main
+
+    with pytest.raises(UserError, match=match) as e:
+        main([str(a) for a in argv])
+    assert e.value.exit_code == code, str(e.value)
+
+
+def test_inputs_are_refused_before_tensorrt_is_needed(onnx_files: dict, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without TensorRT a wrong input is said first, not 'tensorrt is not installed' (which, once it is
+    installed, would only then reveal the input was never usable)."""
+    _no_tensorrt(monkeypatch)
+    _refusal(["--onnx", onnx_files["qdq_cpu"], "--precision", "int8"], "quantized for ONNX Runtime on the CPU")
+    _refusal(["--onnx", onnx_files["plain"], "--precision", "int8"], "needs calibration crops")
+    _refusal(["--onnx", onnx_files["qdq"], "--precision", "fp16"], "Q/DQ .INT8. nodes")
+    _refusal(["--onnx", onnx_files["half"], "--precision", "fp32"], "this is an FP16 ONNX")
+    _refusal(["--onnx", onnx_files["plain"], "--precision", "fp32", "--dla", "0"], "DLA runs fp16 or int8", 2)
+    _refusal(["--onnx", onnx_files["plain"], "--gpu-fallback"], "only applies with --dla", 2)
+    _refusal(["--onnx", onnx_files["plain"], "--opt-level", "9"], "expected 0..5", 2)
+    _refusal(["--onnx", onnx_files["plain"], "--workspace", "0"], "positive number of MiB", 2)
+    _refusal(["--onnx", onnx_files["plain"], "--calib-size", "0"], "at least 1", 2)
+    _refusal(["--onnx", onnx_files["plain"]], "tensorrt is not installed")  # a good input: now TensorRT is missing
+
+
+def test_outputs_are_checked_before_tensorrt_and_never_overwrite_the_onnx(onnx_files: dict, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_tensorrt(monkeypatch)
+    src = tmp_path / "detect.onnx"
+    src.write_bytes(onnx_files["plain"].read_bytes())
+    before = src.read_bytes()
+    _refusal(["--onnx", src, "--out", src], "--out .*the same file as --onnx", 2)
+    _refusal(["--onnx", src, "--timing-cache", src], "--timing-cache .*the same file as --onnx", 2)
+    _refusal(["--onnx", src, "--precision", "int8", "--calib-data", "synthetic", "--calib-cache", src],
+             "--calib-cache .*the same file as --onnx", 2)
+    _refusal(["--onnx", src, "--out", tmp_path / "e.engine", "--timing-cache", tmp_path / "e.engine.json"],
+             "--timing-cache .*the same file as --out", 2)
+    assert src.read_bytes() == before
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    _refusal(["--onnx", src, "--out", blocker / "d.engine"], "is a file, not a folder")
+    (tmp_path / "dir.engine").mkdir()
+    _refusal(["--onnx", src, "--out", tmp_path / "dir.engine"], "is a folder; name a file")
+    _refusal(["--onnx", src, "--out", "/proc/jrc-x/d.engine"], "nothing can be written in /proc")
+
+
+def test_replacing_an_engine_is_said(onnx_files: dict, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fakes(monkeypatch, "10.3.0")
+    out = tmp_path / "d.fp16.engine"
+    onnx_to_engine(onnx_files["plain"], out, EngineOptions(precision="fp16"))
+    assert "replacing" not in capsys.readouterr().err
+    onnx_to_engine(onnx_files["plain"], out, EngineOptions(precision="fp16"))
+    assert f"note: replacing {out} and its sidecar d.fp16.engine.json" in capsys.readouterr().err
 
 
 # --- issue #15 ----------------------------------------------------------------------------------

@@ -130,3 +130,23 @@ def test_the_detector_runs_on_engines_like_on_onnx(tmp_path: Path, monkeypatch: 
     assert on_engines.refine(frame, want[0])  # the tracked-frame path (O-Net at batch 1)
     on_engines.close()
     assert fake.cuda.freed  # device buffers released
+
+
+def test_face_folder_is_checked_whole_before_the_first_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder missing onet.onnx, or an --out that takes no files, builds nothing (not pnet, then an error)."""
+    fake = _fakes(monkeypatch, "10.3.0")
+    folder = tmp_path / "mtcnn"
+    folder.mkdir()
+    for net in ("pnet", "rnet"):
+        (folder / f"{net}.onnx").write_bytes((BUNDLED / f"{net}.onnx").read_bytes())
+    with pytest.raises(UserError, match="onet.onnx missing"):
+        faces_to_engines(folder, None, EngineOptions(precision="fp32"))
+    (folder / "onet.onnx").write_bytes((BUNDLED / "onet.onnx").read_bytes())
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        faces_to_engines(folder, blocker / "engines", EngineOptions(precision="fp32"))
+    (tmp_path / "out" / "onet.engine").mkdir(parents=True)
+    with pytest.raises(UserError, match="onet.engine is a folder"):
+        faces_to_engines(folder, tmp_path / "out", EngineOptions(precision="fp32"))
+    assert not list(tmp_path.rglob("*.engine.json")) and not fake.configs

@@ -100,5 +100,24 @@ def test_resize_scales_stay_fp32(tmp_path: Path) -> None:
 def test_cli(fp32: Path, tmp_path: Path) -> None:
     p = run_module("export.fp16", "--onnx", fp32 / "detect.onnx", "--out", tmp_path / "d16.onnx", timeout=120)
     assert p.returncode == 0 and (tmp_path / "d16.onnx").is_file(), p.stderr
-    with pytest.raises(UserError, match="overwrite the input"):
+    with pytest.raises(UserError, match="the same file as --onnx") as e:
         convert_file(tmp_path / "d16.onnx", tmp_path / "d16.onnx")
+    assert e.value.exit_code == 2
+
+
+def test_output_is_checked_before_converting_and_replacing_is_said(fp32: Path, tmp_path: Path, capsys) -> None:
+    from export.fp16 import main
+
+    (tmp_path / "dir.onnx").mkdir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out, match in ((tmp_path / "dir.onnx", "is a folder; name a file"),
+                       (blocker / "d16.onnx", "is a file, not a folder"),
+                       ("/proc/jrc-x/d16.onnx", "nothing can be written in /proc")):
+        with pytest.raises(UserError, match=match) as e:
+            main(["--onnx", str(fp32 / "detect.onnx"), "--out", str(out)])
+        assert e.value.exit_code == 1
+    out = tmp_path / "d16.onnx"
+    out.write_bytes(b"earlier")
+    assert main(["--onnx", str(fp32 / "detect.onnx"), "--out", str(out)]) == 0
+    assert f"export.fp16: note: replacing {out} (an earlier result)" in capsys.readouterr().err

@@ -126,15 +126,23 @@ def test_converter_reproduces_its_folder_from_a_checkout_and_a_bare_directory(tm
     assert f"(commit {commit})" in (tmp_path / "a" / "PROVENANCE.md").read_text()
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--repo", "{tmp}", "--out", "{tmp}/o"], "neither a MesoNet checkout"),
-    (["--h5", "{tmp}/missing.h5", "--out", "{tmp}/o"], "--h5 {tmp}/missing.h5: no such file"),
-    (["--h5", "{tmp}/x.h5", "--rev", "HEAD", "--out", "{tmp}/o"], "--rev needs --repo"),
+@pytest.mark.parametrize("args, needle, code", [
+    (["--repo", "{tmp}", "--out", "{tmp}/o"], "neither a MesoNet checkout", 1),
+    (["--h5", "{tmp}/missing.h5", "--out", "{tmp}/o"], "--h5 {tmp}/missing.h5: no such file", 1),
+    (["--h5", "{tmp}/x.h5", "--rev", "HEAD", "--out", "{tmp}/o"], "--rev needs --repo", 2),
+    # every --h5 is checked before the first is converted (the first is not even an h5 file)
+    (["--h5", "{tmp}/a/x.h5", "--h5", "{tmp}/missing.h5", "--out", "{tmp}/o"], "--h5 {tmp}/missing.h5: no such", 1),
+    (["--h5", "{tmp}/a/x.h5", "--h5", "{tmp}/b/x.h5", "--out", "{tmp}/o"], "both would be written as x.onnx", 2),
+    (["--h5", "{tmp}/a/x.h5", "--out", "{tmp}/a/x.h5/o"], "is a file, not a folder", 1),
+    (["--h5", "{tmp}/a/x.h5", "--out", "/proc/jrc-x/o"], "nothing can be written in /proc", 1),
 ])
-def test_cli_errors_are_one_line(tmp_path, args: list[str], needle: str) -> None:
+def test_cli_errors_are_one_line(tmp_path, args: list[str], needle: str, code: int) -> None:
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "x.h5").write_bytes(b"not an h5 file")
     p = run_in_process("export.mesonet", *[a.format(tmp=tmp_path) for a in args])
     lines = p.stderr.strip().splitlines()
-    assert p.returncode == 1 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.returncode == code and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
     assert needle.format(tmp=tmp_path) in lines[0]
     assert not (tmp_path / "o").exists()
 

@@ -83,6 +83,34 @@ def test_bad_inputs(tmp_path: Path) -> None:
         export_repository(engine, tmp_path / "repo")
 
 
+def test_repository_is_checked_before_writing_and_replacing_is_said(tmp_path: Path, capsys) -> None:
+    model = tiny_onnx(tmp_path / "d.onnx")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        export_repository(model, blocker)
+    for kw, match in (({"instances": 0}, "--instances 0"), ({"max_batch": -1}, "--max-batch -1"),
+                      ({"name": ".hidden"}, "--name")):
+        with pytest.raises(UserError, match=match) as e:
+            export_repository(model, tmp_path / "repo", **kw)
+        assert e.value.exit_code == 2
+    (tmp_path / "repo" / "jrc_detect" / "config.pbtxt").mkdir(parents=True)
+    with pytest.raises(UserError, match="config.pbtxt is a folder"):
+        export_repository(model, tmp_path / "repo")
+    (tmp_path / "repo" / "jrc_detect" / "config.pbtxt").rmdir()
+    entry = export_repository(model, tmp_path / "repo")
+    assert "replacing" not in capsys.readouterr().err
+    served = entry / "1" / "model.onnx"
+    before = served.read_bytes()
+    with pytest.raises(UserError, match="is --model .* itself") as e:
+        export_repository(served, tmp_path / "repo")
+    assert e.value.exit_code == 2 and served.read_bytes() == before
+    (entry / "1" / "model.plan").write_bytes(b"an earlier engine")
+    export_repository(model, tmp_path / "repo")
+    assert (f"export.triton: note: replacing the repository entry {entry}; {entry / '1' / 'model.plan'} of the "
+            "earlier entry stays beside it") in capsys.readouterr().err
+
+
 def test_pb_string_escapes() -> None:
     from google.protobuf import text_format
 
