@@ -114,10 +114,24 @@ def fold_input(net: nn.Module) -> None:
 
 
 def load_net(name: str, weights: str | Path | IO[bytes], bgr255: bool = True) -> nn.Module:
-    """One network with the weights of a state_dict file (loaded with weights_only)."""
+    """One network with the weights of a state_dict file (loaded with weights_only); a damaged or
+    foreign file is a one-line UserError naming the network."""
+    import pickle
+    import warnings
+
+    from runtime.errors import UserError
+
     net = {"pnet": PNet, "rnet": RNet, "onet": ONet}[name]()
-    state = torch.load(weights if hasattr(weights, 'read') else str(weights), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: the error says enough
+            warnings.simplefilter("ignore")
+            state = torch.load(weights if hasattr(weights, "read") else str(weights), map_location="cpu",
+                               weights_only=True)
+        net.load_state_dict(state)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0].split(". ")[0][:120] if str(e).strip() else type(e).__name__
+        raise UserError(f"MTCNN {name}: its weights cannot be read ({first}); the weights file is damaged or not "
+                        "MTCNN's, reinstall the package that ships them") from None
     if bgr255:
         fold_input(net)
     return net.eval()

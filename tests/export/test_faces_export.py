@@ -40,3 +40,17 @@ def test_replacing_names_the_engines_built_from_the_earlier_files(tmp_path: Path
     check_out(tmp_path)
     assert (f"note: replacing pnet.onnx, rnet.onnx in {tmp_path}; built from the earlier ones, rebuild them: "
             "pnet.engine, pnet.engine.json") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("blob", [b"garbage", b"PK\x03\x04garbage", b"\x80\x04N."], ids=["text", "bad-zip", "a-pickled-None"])
+def test_damaged_face_weights_are_one_line(blob):
+    """Weights that are damaged or not MTCNN's say so in one line naming the network, never a torch
+    traceback (export.faces reads them from the installed wheel)."""
+    import io
+
+    from runtime.errors import UserError
+    from training.mtcnn import load_net
+
+    with pytest.raises(UserError, match=r"MTCNN onet: its weights cannot be read") as e:
+        load_net("onet", io.BytesIO(blob))
+    assert "\n" not in str(e.value)
