@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from runtime.errors import EXIT_USAGE, UserError
 
@@ -17,9 +17,11 @@ Named = tuple[str, "str | Path | None"]  # (flag, path) of an input or output
 
 
 def check_outputs(prog: str, outputs: Sequence[Named], inputs: Sequence[Named],
-                  built_upon: Sequence[Path] = ()) -> None:
+                  built_upon: Sequence[Path] = (), say: bool = True) -> Callable[[], None]:
     """Refuse colliding or unwritable outputs; note the ones that replace earlier files (for those in
-    ``built_upon``, artifacts that engines are built from, naming the files built from them)."""
+    ``built_upon``, artifacts that engines are built from, naming the files built from them): now, or
+    with ``say=False`` when the returned function is called (once the inputs passed their checks too,
+    so a bad input is the run's only line)."""
     from runtime.fileio import same_file
     from training.outputs import output_file
 
@@ -36,8 +38,15 @@ def check_outputs(prog: str, outputs: Sequence[Named], inputs: Sequence[Named],
                                 "the other, choose another path", EXIT_USAGE)
     for flag, out in outs:
         output_file(out, flag)
-    for _, out in outs:
-        note_replacing(prog, out, any(same_file(out, b) for b in built_upon))
+
+    def notes() -> None:
+        for _, out in outs:
+            note_replacing(prog, out, any(same_file(out, b) for b in built_upon))
+
+    if say:
+        notes()
+        return lambda: None
+    return notes
 
 
 def note_replacing(prog: str, path: Path, siblings: bool = False) -> None:

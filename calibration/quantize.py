@@ -132,7 +132,8 @@ def _outputs(a: argparse.Namespace, targets: list[str]) -> dict[str, Path]:
             for k in outs}
     written = [*targets, *(["fp16"] if a.fp16 else []), "report"]
     inputs = [("--onnx", a.onnx), ("--data", a.data), ("--anchor", a.anchor), ("--eval-data", a.eval_data)]
-    check_outputs(PROG, [(flag[k], outs[k]) for k in written], inputs, [outs[t] for t in targets])
+    a.say_replacing = check_outputs(PROG, [(flag[k], outs[k]) for k in written], inputs, [outs[t] for t in targets],
+                                    say=False)  # said once the inputs are read: a bad --data is the only line
     return outs
 
 
@@ -459,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     a, targets, outs = _parse(argv)
     meta, calib = _load(a)
     anchor = _anchor_set(a, meta)
+    a.say_replacing()
     done = _calibrate_and_quantize(a, targets, outs, meta, calib, anchor)
     evalset, rows, timing = _evaluate(a, targets, outs, meta, done)
     _report(a, targets, outs, calib, done, evalset, rows, timing)

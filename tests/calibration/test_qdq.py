@@ -222,6 +222,14 @@ def test_cli_errors_are_one_line(work: dict) -> None:
         r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", flag, value, "--quiet")
         lines = r.stderr.strip().splitlines()
         assert r.returncode == code and len(lines) == 1 and lines[0].startswith(f"calibration.quantize: error: {says}")
+    earlier = work["root"] / "earlier"
+    earlier.mkdir(exist_ok=True)
+    (earlier / "detect.int8.onnx").write_bytes(b"an earlier result")  # replacing it is noted only once inputs pass
+    r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", "--out-dir", earlier,
+                   "--anchor", str(work["root"] / "nope"), "--quiet")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "--anchor" in lines[0] and "not found" in lines[0], r.stderr
+    assert (earlier / "detect.int8.onnx").read_bytes() == b"an earlier result"
     r = run_module("calibration.quantize", "--onnx", work["src"], "--data", "synthetic:16", "--target", "trt",
                    "--trt-plan", "nope", "--out-dir", work["root"] / "bad-plan", "--quiet")
     lines = r.stderr.strip().splitlines()
