@@ -19,7 +19,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from training.checkpoint import checkpoint_file
@@ -115,9 +115,11 @@ def method_subsets(ds: Any) -> list[tuple[str, list[int]]]:
 
 def evaluate(ckpt: str | Path, specs: list[str], threshold: float | None = None, batch_size: int = 64,
              workers: int = 0, device: str = "auto", split: str | None = None,
-             by_method: bool = False) -> dict[str, Any]:
+             by_method: bool = False, ready: Callable[[], None] | None = None) -> dict[str, Any]:
     """Metrics per dataset: ``{"checkpoint", "threshold", "meta", "datasets": {name: summary + spec}}``.
 
+    The checkpoint and every dataset are opened before the first is scored (a bad second dataset is
+    said at once, not after the first one's scoring); ``ready`` is called then, before the scoring.
     The probabilities and labels ride along under the private key ``_scores`` for the ROC plots.
     """
     from torch.utils.data import DataLoader
@@ -138,10 +140,15 @@ def evaluate(ckpt: str | Path, specs: list[str], threshold: float | None = None,
         "datasets": {},
     }
     taken: set[str] = set()
+    opened = []
     for spec in specs:
         ds = _open(spec, meta, split)
         if len(ds) == 0:
             raise UserError(f"{spec}: no samples found; check the folder or manifest")
+        opened.append((spec, ds))
+    if ready is not None:
+        ready()
+    for spec, ds in opened:
         loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
                             pin_memory=dev.type == "cuda")
         name = dataset_name(spec, taken)
@@ -222,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint_file(args.ckpt)  # a missing or empty file is refused before PyTorch's import
     out = Path(args.out) if args.out else Path(args.ckpt).resolve().parent / "eval"
     writable_folder(out, "--out")  # before the scoring, not after it
-    note_replacing("training.evaluate", out / "metrics.json", " (an earlier evaluation) and its ROC plots")
+    say_replacing = note_replacing("training.evaluate", out / "metrics.json",
+                                   " (an earlier evaluation) and its ROC plots", say=False)
     if args.threads:
         import torch
 
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.report import format_table
 
     result = evaluate(args.ckpt, args.data, args.threshold, args.batch_size, args.workers, args.device,
-                      args.split, args.by_method)
+                      args.split, args.by_method, ready=say_replacing)  # said once the inputs are open
     trained = (result["meta"].get("training") or {}).get("data")
     print(f"checkpoint {args.ckpt}: {result['meta']['encoder']} at {result['meta']['input_size']}px"
           + (f", trained on {trained}" if trained else "")

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from runtime.errors import UserError
 
@@ -46,7 +47,35 @@ def output_file(path: str | Path, flag: str) -> Path:
     return p
 
 
-def note_replacing(prog: str, path: str | Path, what: str = "") -> None:
-    """Say on stderr that ``path`` (an earlier result) is about to be replaced; ``what`` adds why it matters."""
-    if Path(path).exists():
-        print(f"{prog}: note: replacing {path}{what}", file=sys.stderr)
+def note_replacing(prog: str, path: str | Path, what: str = "", say: bool = True) -> Callable[[], None]:
+    """Say on stderr that ``path`` (an earlier result) is about to be replaced; ``what`` adds why it matters.
+
+    Now, or with ``say=False`` when the returned function is called: once every input passed its checks,
+    right before the work or the write, so a bad input is the run's only line (the output checks
+    themselves stay early, before any work)."""
+
+    def note() -> None:
+        if Path(path).exists():
+            print(f"{prog}: note: replacing {path}{what}", file=sys.stderr)
+
+    if say:
+        note()
+        return _nothing
+    return note
+
+
+def deferred(*notes: Callable[[], None]) -> Callable[[], None]:
+    """One function that says ``notes`` (functions such as :func:`note_replacing` returns with
+    ``say=False``) in order, each once: a tool may reach the point where they are said on more than one
+    path."""
+    pending = list(notes)
+
+    def say() -> None:
+        while pending:
+            pending.pop(0)()
+
+    return say
+
+
+def _nothing() -> None:
+    pass
