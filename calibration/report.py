@@ -196,11 +196,12 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = file_meta(Path(args.fp32))
     artifacts = _artifacts(args.fp32, args.artifact)
-    check_outputs("calibration.report", [("--json", args.json)],
-                  [("--fp32" if n == "fp32" else f"--artifact {n}", p) for n, p in artifacts]
-                  + [("--eval-data", args.eval_data)])
+    say_replacing = check_outputs("calibration.report", [("--json", args.json)],
+                                  [("--fp32" if n == "fp32" else f"--artifact {n}", p) for n, p in artifacts]
+                                  + [("--eval-data", args.eval_data)], say=False)
     evalset = load(args.eval_data, meta, args.eval_size, seed=args.seed, held_out=True, need_labels=True,
                    progress=not args.quiet)
+    say_replacing()  # once --eval-data is read: a bad input is the run's only line
     rows = evaluate(artifacts, evalset)
     print(f"evaluation set: {evalset.source} ({len(evalset)} faces, {int(evalset.labels.sum())} fake)")
     print(format_table(rows))

@@ -86,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.fileio import same_file
     from training.calibration_set import load
     from training.dataspec import is_synthetic
-    from training.outputs import note_replacing, output_file
+    from training.outputs import deferred, note_replacing, output_file
 
     model_path = Path(a.onnx)
     out = Path(a.out) if a.out else default_out(model_path, a.fpr)
+    notes = []
     for flag, path in (("--out", out), ("--json", a.json)):
         if path is None:
             continue
@@ -97,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"{flag} {path}: would overwrite {'the model' if same_file(path, model_path) else '--out'}; "
                             "choose another path (the model is never changed in place)")
         output_file(path, flag)  # its folder is created when missing and must take files, before any scoring
-        note_replacing(PROG, path, " (an earlier result)")
+        notes.append(note_replacing(PROG, path, " (an earlier result)", say=False))
     model = load_onnx(model_path)
     meta = require_meta(model, str(model_path))
     synthetic = is_synthetic(str(a.data))
     size = a.size if a.size is not None else (4000 if synthetic else None)
     faces = load(a.data, meta, size, held_out=True, progress=not a.quiet, split=a.split, vary=synthetic)
+    deferred(*notes)()  # once the model and --data passed their checks: a bad input is the only line
     probs = predict(model_path, faces.inputs(), provider="cpu", threads=a.threads)
     try:
         found = choose(probs, faces.labels, a.fpr)
