@@ -155,12 +155,14 @@ def face_net_to_engine(onnx: Path, face: dict[str, Any], out: Path, opts: Engine
                         "input profile; drop --precision int8, --dla and --batch")
     info = inspect_onnx(onnx)
     check_request(info, opts)
-    check_outputs(onnx, out, opts, None, fp16_onnx_path(onnx, out) if opts.precision == "fp16" else None)
+    say_replacing = check_outputs(onnx, out, opts, None,
+                                  fp16_onnx_path(onnx, out) if opts.precision == "fp16" else None)
     trt = trt_compat.import_tensorrt()
     plan = plan_build(trt, info, opts)
     shapes = FACE_PROFILES[face["net"]]
     device = trt_compat.probe_cuda_device(0)
     check_device(opts, device, trt_compat.is_jetson())  # before any builder call, as for the classifier
+    say_replacing()  # only now: without TensorRT or a device, the error is the only line
     for note in plan.notes:
         print(f"{PROG}: note: {note}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -225,12 +227,14 @@ def onnx_to_engine(onnx: str | Path, out: str | Path | None = None,
     profile = resolve_profile(info, opts)
     calibrates = opts.precision == "int8" and not info.has_qdq
     converts = not info.is_fp16 and (opts.precision == "fp16" or (opts.precision == "int8" and info.has_qdq))
-    check_outputs(onnx, out, opts, (opts.calib_cache or out.with_suffix(".calib")) if calibrates else None,
-                  fp16_onnx_path(onnx, out) if converts else None)
+    say_replacing = check_outputs(onnx, out, opts,
+                                  (opts.calib_cache or out.with_suffix(".calib")) if calibrates else None,
+                                  fp16_onnx_path(onnx, out) if converts else None)
     trt = trt_compat.import_tensorrt()
     plan = plan_build(trt, info, opts)
     device = trt_compat.probe_cuda_device(0)  # before any builder call: no device, no build
     check_device(opts, device, trt_compat.is_jetson())
+    say_replacing()  # only now: without TensorRT or a device, the error is the only line
     for note in (*plan.notes, *profile_notes(profile)):
         print(f"{PROG}: note: {note}")
     out.parent.mkdir(parents=True, exist_ok=True)

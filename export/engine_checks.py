@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from export.onnx_io import OnnxInfo
 from export.trt_build import QUANTIZE_HINT, EngineOptions
@@ -40,9 +40,11 @@ def check_request(info: OnnxInfo, opts: EngineOptions) -> None:
 
 
 def check_outputs(onnx: Path, out: Path, opts: EngineOptions, calib_cache: Path | None,
-                  fp16_copy: Path | None = None) -> None:
+                  fp16_copy: Path | None = None) -> Callable[[], None]:
     """The plan, its sidecar, the FP16 copy, the calibration cache and the timing cache can be written,
-    and none of them is the ONNX (or another of them); an earlier plan being replaced is said."""
+    and none of them is the ONNX (or another of them). Returns the function that says an earlier plan
+    is replaced: called once TensorRT, the plan and the device passed their checks, right before the
+    build (a missing TensorRT or a wrong input is the run's only line)."""
     from runtime.fileio import same_file
     from training.outputs import output_file
 
@@ -60,9 +62,13 @@ def check_outputs(onnx: Path, out: Path, opts: EngineOptions, calib_cache: Path 
                             "other, choose another path", EXIT_USAGE)
     for flag, path in written:
         output_file(path, flag)  # its folder takes files (or can be made), before anything is built
-    if out.is_file():
-        print(f"export.engine: note: replacing {out} and its sidecar {sidecar.name} (an earlier engine)",
-              file=sys.stderr)
+
+    def say_replacing() -> None:
+        if out.is_file():
+            print(f"export.engine: note: replacing {out} and its sidecar {sidecar.name} (an earlier engine)",
+                  file=sys.stderr)
+
+    return say_replacing
 
 
 def _pairs(items: list[tuple[str, Path]]) -> Iterable[tuple[tuple[str, Path], tuple[str, Path]]]:
