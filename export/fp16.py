@@ -18,11 +18,11 @@ typed INT8 builds (``high_precision_dtype`` fp16). fp16 Q/DQ scales need opset 1
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from export.onnx_io import import_onnx, load_onnx, read_meta, save_onnx, set_meta
+from export.onnx_io import import_onnx, inspect_onnx, load_onnx, read_meta, save_onnx, set_meta
 from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 
 PROG = "export.fp16"
@@ -130,13 +130,17 @@ def _raise_opset(model: Any, opset: int, ir_version: int) -> None:
 
 
 def convert_file(src: str | Path, dst: str | Path | None = None, keep_fp32: Iterable[str] = (),
-                 fp16_io: bool = False) -> Path:
-    """Convert an ONNX file (metadata carried over with precision 'fp16'); returns the new path."""
+                 fp16_io: bool = False, ready: Callable[[], None] | None = None) -> Path:
+    """Convert an ONNX file (metadata carried over with precision 'fp16'); returns the new path.
+    ``ready`` is called once ``src`` passed the checks export.engine runs on it, before the conversion."""
     src = Path(src)
     dst = Path(dst) if dst else src.with_name(src.stem + ".fp16.onnx")
     check_output(src, dst)
     model = load_onnx(src)
+    inspect_onnx(src, model)  # export.engine's checks: a file that is no image model is one line, not a traceback
     meta = read_meta(model, str(src))
+    if ready is not None:
+        ready()
     half = convert_model(model, keep_fp32, fp16_io)
     if meta is not None:  # a Q/DQ graph stays an INT8 model (its float part now fp16)
         qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in half.graph.node)
@@ -169,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
     dst = a.out or a.onnx.with_name(a.onnx.stem + ".fp16.onnx")
     check_output(a.onnx, dst)
-    note_replacing(PROG, dst, " (an earlier result)")
-    out = convert_file(a.onnx, dst, a.keep_fp32, a.fp16_io)
+    say_replacing = note_replacing(PROG, dst, " (an earlier result)", say=False)
+    out = convert_file(a.onnx, dst, a.keep_fp32, a.fp16_io, ready=say_replacing)  # said once --onnx passed
     print(f"{PROG}: wrote {out}")
     return 0
 
