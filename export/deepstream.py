@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from runtime.errors import EXIT_USAGE, Parser, UserError, run_cli
 from runtime.fileio import write_atomic
@@ -153,8 +153,9 @@ def nvinfer_crop(frame: Any, box: Any, size: int, maintain_aspect: bool = False,
     return out
 
 
-def fold_std(onnx: str | Path, out: str | Path) -> Path:
-    """An ONNX whose per-channel std is folded into the graph, so nvinfer's one scale is exact."""
+def fold_std(onnx: str | Path, out: str | Path, ready: Callable[[], None] | None = None) -> Path:
+    """An ONNX whose per-channel std is folded into the graph, so nvinfer's one scale is exact;
+    ``ready`` is called once ``onnx`` passed its checks, before the write."""
     import numpy as np
     from onnx import helper, numpy_helper
 
@@ -179,6 +180,8 @@ def fold_std(onnx: str | Path, out: str | Path) -> Path:
     g.initializer.append(factor)
     g.node.insert(0, helper.make_node("Mul", [name, factor.name], [scaled], name="std_fold"))
     set_meta(model, meta.with_(std=(sigma, sigma, sigma)))
+    if ready is not None:
+        ready()
     return save_onnx(model, out)
 
 
@@ -229,19 +232,22 @@ def export_config(engine: str | Path, out: str | Path | None = None, batch: int 
     path = Path(out) if out else engine.with_name(engine.stem + ".nvinfer.txt")
     onnx = source_onnx(engine, raw)
     calib = calibration_file(engine, raw)
-    check_output(path, [("--engine", engine), ("--engine's sidecar", engine.with_name(engine.name + ".json")),
-                        ("the engine's ONNX", onnx), ("its calibration cache", calib)])
+    say_replacing = check_output(path, [("--engine", engine),
+                                        ("--engine's sidecar", engine.with_name(engine.name + ".json")),
+                                        ("the engine's ONNX", onnx), ("its calibration cache", calib)])
     dla = raw.get("dla_core")
+    text = make_config(engine, meta, batch, gpu_id, onnx, dla if isinstance(dla, int) else None, path, calib,
+                       raw.get("int8_mode"))
+    say_replacing()  # the engine, its sidecar and the config passed: right before the write
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, make_config(engine, meta, batch, gpu_id, onnx, dla if isinstance(dla, int) else None, path,
-                                   calib, raw.get("int8_mode")))
+    write_atomic(path, text)
     print(f"{PROG}: wrote {path}")
     return path
 
 
-def check_output(out: Path, inputs: list[tuple[str, Path | None]]) -> None:
-    """Before writing: ``out`` is none of ``inputs`` (exit 2: it would destroy one), can be written as a
-    file, and replacing an earlier one is said."""
+def check_output(out: Path, inputs: list[tuple[str, Path | None]]) -> Callable[[], None]:
+    """Before writing: ``out`` is none of ``inputs`` (exit 2: it would destroy one) and can be written as
+    a file. Returns the function that says an earlier one is replaced, to call once the inputs passed."""
     from runtime.fileio import same_file
     from training.outputs import note_replacing, output_file
 
@@ -250,7 +256,7 @@ def check_output(out: Path, inputs: list[tuple[str, Path | None]]) -> None:
             raise UserError(f"--out {out}: the same file as {flag} {given}, an input; writing it would destroy "
                             "it, choose another --out", EXIT_USAGE)
     output_file(out, "--out")
-    note_replacing(PROG, out, " (an earlier result)")
+    return note_replacing(PROG, out, " (an earlier result)", say=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.fold_std:
         out = a.out or a.fold_std.with_name(a.fold_std.stem + ".ds.onnx")
-        check_output(out, [("--fold-std", a.fold_std)])
-        print(f"{PROG}: wrote {fold_std(a.fold_std, out)}")
+        say_replacing = check_output(out, [("--fold-std", a.fold_std)])
+        print(f"{PROG}: wrote {fold_std(a.fold_std, out, ready=say_replacing)}")
         return 0
     if not a.engine:
         raise UserError("pass --engine ENGINE (or --fold-std ONNX)", EXIT_USAGE)

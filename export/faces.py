@@ -19,7 +19,7 @@ import sys
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -63,15 +63,16 @@ def _dummy(net: str) -> Any:
                             .astype(np.float32))
 
 
-def export_net(net: str, blob: bytes, source: str, out: Path) -> dict[str, Any]:
-    """One network → ``out`` (ONNX with metadata); returns its metadata and parity with PyTorch."""
+def export_net(net: str, blob: bytes, source: str, out: Path, model: Any = None) -> dict[str, Any]:
+    """One network → ``out`` (ONNX with metadata); returns its metadata and parity with PyTorch.
+    ``model``: the network ``load_net`` made of ``blob`` already."""
     import onnxruntime as ort
     import torch
 
     from training.mtcnn import load_net
 
     onnx = import_onnx()
-    model = load_net(net, io.BytesIO(blob))
+    model = model if model is not None else load_net(net, io.BytesIO(blob))
     names = list(FACE_NETS[net])
     axes = {0: "batch", 2: "height", 3: "width"} if net == "pnet" else {0: "batch"}
     dynamic = {"input": axes, **{n: ({0: "batch", 2: "h", 3: "w"} if net == "pnet" else {0: "batch"}) for n in names}}
@@ -104,9 +105,10 @@ def export_net(net: str, blob: bytes, source: str, out: Path) -> dict[str, Any]:
     return meta
 
 
-def check_out(out: Path) -> None:
-    """Before any network is converted: ``out`` takes files and none of its ONNX names is a folder;
-    replacing earlier files is said, with the engines built from them."""
+def check_out(out: Path) -> Callable[[], None]:
+    """Before any network is converted: ``out`` takes files and none of its ONNX names is a folder.
+    Returns the function that says earlier files are replaced, with the engines built from them: called
+    once the weights passed their checks, before the first is written."""
     from training.outputs import writable_folder
 
     writable_folder(out, "--out")
@@ -114,18 +116,26 @@ def check_out(out: Path) -> None:
     for p in paths:
         if p.is_dir():
             raise UserError(f"--out {out}: {p} is a folder; remove it or choose another --out")
-    earlier = [p.name for p in paths if p.is_file()]
-    if earlier:
-        engines = sorted(p.name for net in FACE_NETS for p in out.glob(f"{net}.*engine*") if p.is_file())
-        stale = f"; built from the earlier ones, rebuild them: {', '.join(engines)}" if engines else ""
-        print(f"{PROG}: note: replacing {', '.join(earlier)} in {out}{stale}", file=sys.stderr)
+
+    def say_replacing() -> None:
+        earlier = [p.name for p in paths if p.is_file()]
+        if earlier:
+            engines = sorted(p.name for net in FACE_NETS for p in out.glob(f"{net}.*engine*") if p.is_file())
+            stale = f"; built from the earlier ones, rebuild them: {', '.join(engines)}" if engines else ""
+            print(f"{PROG}: note: replacing {', '.join(earlier)} in {out}{stale}", file=sys.stderr)
+
+    return say_replacing
 
 
 def export_faces(out_dir: str | Path, wheel: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    from training.mtcnn import load_net
+
     blobs, source = read_weights(wheel)
     out = Path(out_dir)
-    check_out(out)
-    return {net: export_net(net, blobs[net], source, out / f"{net}.onnx") for net in FACE_NETS}
+    say_replacing = check_out(out)
+    nets = {net: load_net(net, io.BytesIO(blobs[net])) for net in FACE_NETS}  # all three read before any write
+    say_replacing()
+    return {net: export_net(net, blobs[net], source, out / f"{net}.onnx", nets[net]) for net in FACE_NETS}
 
 
 def build_parser() -> argparse.ArgumentParser:

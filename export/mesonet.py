@@ -28,7 +28,7 @@ import io
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -157,16 +157,24 @@ def state_dict_bytes(net: Any) -> bytes:
     return buf.getvalue()
 
 
+def read_net(blob: bytes, label: str) -> tuple[Any, dict[str, Any]]:
+    """The network of one .h5 and its attributes (``label`` names the file in errors): every file is
+    read before the first conversion, so a bad one is said before anything is written."""
+    from training.mesonet import from_layers, read_layers
+
+    layers, attrs = read_layers(blob, label)
+    return from_layers(layers, label), attrs
+
+
 def convert(blob: bytes, name: str, out_dir: Path, images: np.ndarray | None = None,
-            label: str | None = None) -> dict[str, Any]:
+            label: str | None = None, read: tuple[Any, dict[str, Any]] | None = None) -> dict[str, Any]:
     """One .h5 → ``out_dir/<name>.onnx`` and ``<name>.pt``; returns what was written and measured
-    (``label`` names the file in errors)."""
+    (``label`` names the file in errors; ``read``: what :func:`read_net` made of ``blob`` already)."""
     from export.onnx import torch_to_onnx
-    from training.mesonet import ARCH_NAMES, from_layers, read_layers
+    from training.mesonet import ARCH_NAMES
 
     label = label or f"weights/{name}.h5"
-    layers, attrs = read_layers(blob, label)
-    net = from_layers(layers, label)
+    net, attrs = read or read_net(blob, label)
     digest = hashlib.sha256(blob).hexdigest()
     meta = peer_meta(net.arch, name, digest, attrs.get("keras_version"))
     path = out_dir / f"{name}.onnx"
@@ -249,14 +257,17 @@ def export_repository(repo_dir: str | Path, out_dir: str | Path, rev: str | None
     SHA256SUMS into ``out_dir`` (from revision ``rev`` of the repository, or its files as they are)."""
     repo = Repository(repo_dir, rev)
     out = Path(out_dir)
-    check_out(out, names)
-    out.mkdir(parents=True, exist_ok=True)
+    say_replacing = check_out(out, names)
     sources: dict[str, bytes] = {"NOTICE": repo.read("NOTICE"), "LICENSE": repo.read("LICENSE")}
     images: dict[str, bytes] = {}
     for folder, label in TEST_FOLDERS.items():
         for name in repo.listdir(f"test_images/{folder}"):
             images[f"test_images/{label}/{name}"] = repo.read(f"test_images/{folder}/{name}")
     sources.update(images)
+    blobs = {name: repo.read(f"weights/{name}.h5") for name in names}
+    nets = {name: read_net(blob, f"weights/{name}.h5") for name, blob in blobs.items()}
+    say_replacing()  # every file of the repository read: a bad one is the run's only line
+    out.mkdir(parents=True, exist_ok=True)
     for rel, blob in sources.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(out / rel, blob)
@@ -264,7 +275,7 @@ def export_repository(repo_dir: str | Path, out_dir: str | Path, rev: str | None
     x = test_image_inputs(out, image_names, input_meta()) if image_names else None
     results = []
     for name in names:
-        r = convert(repo.read(f"weights/{name}.h5"), name, out, x)
+        r = convert(blobs[name], name, out, x, read=nets[name])
         if x is not None:
             r["test_images"] = dict(zip(image_names, _probabilities(r["onnx"], x)))
         results.append(r)
@@ -284,9 +295,9 @@ def _probabilities(onnx_path: Path, x: np.ndarray) -> list[float]:
     return [float(v) for v in 1.0 / (1.0 + np.exp(-logits))]
 
 
-def check_out(out: Path, names: tuple[str, ...] | list[str]) -> None:
-    """Before any conversion: ``out`` takes files and no ``<name>.onnx``/``.pt`` in it is a folder;
-    replacing earlier conversions is said."""
+def check_out(out: Path, names: tuple[str, ...] | list[str]) -> Callable[[], None]:
+    """Before any conversion: ``out`` takes files and no ``<name>.onnx``/``.pt`` in it is a folder.
+    Returns the function that says earlier conversions are replaced, to call once the inputs passed."""
     from training.outputs import writable_folder
 
     writable_folder(out, "--out")
@@ -294,9 +305,13 @@ def check_out(out: Path, names: tuple[str, ...] | list[str]) -> None:
     for p in paths:
         if p.is_dir():
             raise UserError(f"--out {out}: {p} is a folder; remove it or choose another --out")
-    earlier = [p.name for p in paths if p.is_file()]
-    if earlier:
-        print(f"{PROG}: note: replacing {', '.join(earlier)} in {out} (earlier conversions)", file=sys.stderr)
+
+    def say_replacing() -> None:
+        earlier = [p.name for p in paths if p.is_file()]
+        if earlier:
+            print(f"{PROG}: note: replacing {', '.join(earlier)} in {out} (earlier conversions)", file=sys.stderr)
+
+    return say_replacing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,9 +346,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise UserError(f"--h5 {f}: its name {path.stem} is also {paths[path.stem]}'s, and both would be "
                                 f"written as {path.stem}.onnx; pass one of them, or rename one", EXIT_USAGE)
             paths[path.stem] = path
-        check_out(out, list(paths))
+        say_replacing = check_out(out, list(paths))
+        blobs = {stem: p.read_bytes() for stem, p in paths.items()}
+        nets = {stem: read_net(blobs[stem], str(paths[stem])) for stem in paths}  # all read before any is written
+        say_replacing()
         out.mkdir(parents=True, exist_ok=True)
-        results = [convert(p.read_bytes(), stem, out, label=str(p)) for stem, p in paths.items()]
+        results = [convert(blobs[stem], stem, out, label=str(p), read=nets[stem]) for stem, p in paths.items()]
     for r in results:
         print(f"{PROG}: wrote {r['onnx']} and {r['pt']} ({r['arch']}); ONNX Runtime vs PyTorch: max relative "
               f"|Δlogit| {r['parity']:.1e}")

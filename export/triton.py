@@ -140,7 +140,7 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
     meta, platform, ins, outs, limit = model_io(model)
     folder = out / name
     target = folder / "1" / ("model.plan" if platform == "tensorrt_plan" else "model.onnx")
-    check_entry(model, out, folder, target)
+    say_replacing = check_entry(model, out, folder, target)
     if platform == "tensorrt_plan" and kind not in (None, "KIND_GPU"):
         raise UserError(f"--kind {kind}: Triton's TensorRT backend runs plans on GPU instances only (\"TensorRT "
                         "backend supports only GPU device\"); drop --kind for the engine, or serve the ONNX with "
@@ -158,6 +158,7 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
     text = make_config(name, meta, platform, ins, outs, batch, instances, kind,
                        int(dla_core) if isinstance(dla_core, int) else None)
     parse_config(text, str(folder / "config.pbtxt"))  # parsed as Triton parses it, before anything is written
+    say_replacing()  # every check passed: right before the write
     target.parent.mkdir(parents=True, exist_ok=True)
     with replacing(target) as tmp:
         shutil.copyfile(model, tmp)
@@ -169,10 +170,11 @@ def export_repository(model: str | Path, out: str | Path, name: str = "jrc_detec
     return folder
 
 
-def check_entry(model: Path, out: Path, folder: Path, target: Path) -> None:
-    """Before anything is written: the entry's files can be written, the model is not one of them (exit
-    2: the copy would read what it replaces), and replacing an earlier entry is said, naming the model
-    file it leaves behind when the platform changes."""
+def check_entry(model: Path, out: Path, folder: Path, target: Path) -> Callable[[], None]:
+    """Before anything is written: the entry's files can be written and the model is not one of them (exit
+    2: the copy would read what it replaces). Returns the function that says an earlier entry is
+    replaced, naming the model file it leaves behind when the platform changes: called once every
+    other check passed, right before the write."""
     from runtime.fileio import same_file
     from training.outputs import writable_folder
 
@@ -185,10 +187,14 @@ def check_entry(model: Path, out: Path, folder: Path, target: Path) -> None:
     for path in (target, config):
         if path.is_dir():
             raise UserError(f"--out {out}: {path} is a folder; remove it or choose another --out or --name")
-    if config.exists():
-        other = target.with_name("model.onnx" if target.name == "model.plan" else "model.plan")
-        left = f"; {other} of the earlier entry stays beside it (Triton ignores it)" if other.exists() else ""
-        print(f"{PROG}: note: replacing the repository entry {folder}{left}", file=sys.stderr)
+
+    def say_replacing() -> None:
+        if config.exists():
+            other = target.with_name("model.onnx" if target.name == "model.plan" else "model.plan")
+            left = f"; {other} of the earlier entry stays beside it (Triton ignores it)" if other.exists() else ""
+            print(f"{PROG}: note: replacing the repository entry {folder}{left}", file=sys.stderr)
+
+    return say_replacing
 
 
 VERSION_COMPATIBLE_FLAG = "--backend-config=tensorrt,version-compatible=true"

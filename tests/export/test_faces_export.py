@@ -37,7 +37,9 @@ def test_out_is_checked_before_any_network_is_converted(tmp_path: Path) -> None:
 def test_replacing_names_the_engines_built_from_the_earlier_files(tmp_path: Path, capsys) -> None:
     for name in ("pnet.onnx", "pnet.engine", "pnet.engine.json", "rnet.onnx"):
         (tmp_path / name).write_text("earlier")
-    check_out(tmp_path)
+    say_replacing = check_out(tmp_path)
+    assert capsys.readouterr().err == ""  # said only once the weights passed their checks
+    say_replacing()
     assert (f"note: replacing pnet.onnx, rnet.onnx in {tmp_path}; built from the earlier ones, rebuild them: "
             "pnet.engine, pnet.engine.json") in capsys.readouterr().err
 
