@@ -27,7 +27,7 @@ from export.onnx_io import import_onnx, save_onnx
 from runtime.errors import Parser, UserError, run_cli
 from runtime.meta import FACE_INPUT, FACE_KEY, FACE_NETS, SCHEMA_VERSION
 
-PROG = "python -m export.faces"
+PROG = "export.faces"
 WHEEL = "facenet-pytorch==2.6.0"
 OPSET = 17
 _MEMBER = "facenet_pytorch/data/{}.pt"
@@ -139,7 +139,7 @@ def export_faces(out_dir: str | Path, wheel: str | Path | None = None) -> dict[s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog=PROG, description="Convert MTCNN's P/R/O-Net weights (facenet-pytorch's "
+    p = Parser(prog=f"python -m {PROG}", description="Convert MTCNN's P/R/O-Net weights (facenet-pytorch's "
                                 "wheel, MIT) to pnet.onnx, rnet.onnx, onet.onnx with face-detector metadata.")
     p.add_argument("--wheel", help=f"the facenet-pytorch wheel (pip download {WHEEL} --no-deps -d DIR); "
                    "default: an installed facenet-pytorch")
