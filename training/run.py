@@ -385,11 +385,9 @@ def _restore(run: _Run, blob: dict[str, Any] | None) -> None:
         run.best_file = home / "best.pt"
 
 
-def _announce(run: _Run, fresh: bool) -> None:
+def _announce(run: _Run) -> None:
     if not run.main_proc:
         return
-    if fresh:
-        (run.out / "metrics.jsonl").write_text("")
     if run.rewind_from is not None:
         from training.run_folder import rewind
 

@@ -8,7 +8,8 @@ The rules (checked before any data is read):
 - One process writes it: :func:`lock` takes an exclusive, non-blocking ``flock`` on ``OUT/.train.lock``
   for the whole run. The kernel drops it when the process ends, however it ends, so a run that died
   never blocks the next.
-- A new run needs a folder without a run in it (``last.pt``, ``best.pt``, ``metrics.jsonl``).
+- A new run needs a folder without a run in it (``last.pt``, ``best.pt``, ``metrics.jsonl`` with a line): a
+  run that stopped before its first epoch finished saved nothing, and its folder takes the rerun.
 - ``--resume CKPT`` continues in the checkpoint's own folder (the default ``--out``). Resuming into
   another ``--out`` is allowed only when that folder holds no run: it then starts its own files.
 - In its own folder, a checkpoint older than ``OUT/last.pt`` (``--resume OUT/best.pt`` after later
@@ -71,8 +72,14 @@ def unlock(fd: int | None) -> None:
 
 
 def holds_run(out: Path) -> list[str]:
-    """The run files in ``out`` (empty when it holds no run)."""
-    return [name for name in RUN_FILES if (out / name).exists()]
+    """The run files in ``out`` (empty when it holds no run). An empty ``metrics.jsonl`` beside no
+    checkpoint is no run: earlier versions created it before the first epoch, which may never have
+    finished."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    log = out / "metrics.jsonl"
+    if found == ["metrics.jsonl"] and log.is_file() and log.stat().st_size == 0:
+        return []
+    return found
 
 
 def check_new(out: Path) -> None:

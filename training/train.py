@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         run = _start(args, blob)
         _build(run, blob)
         _restore(run, blob)
-        _announce(run, fresh=blob is None)
+        _announce(run)
         for epoch in range(run.start, args.epochs + 1):
             _epoch(run, epoch, signals)
         _finish(run)

@@ -115,6 +115,16 @@ def test_a_new_run_refuses_a_folder_with_any_run_file(data, tmp_path):
         assert (out / name).read_text() == "earlier"
 
 
+def test_an_empty_metrics_log_without_checkpoints_is_no_run(tmp_path):
+    """Earlier versions created an empty OUT/metrics.jsonl before epoch 1: such a folder takes a new run."""
+    from training.run_folder import holds_run
+
+    (tmp_path / "metrics.jsonl").write_text("")
+    assert holds_run(tmp_path) == []
+    (tmp_path / "best.pt").write_text("earlier")
+    assert holds_run(tmp_path) == ["best.pt", "metrics.jsonl"]
+
+
 def test_one_run_writes_a_folder_at_a_time_and_a_dead_one_blocks_nothing(data, tmp_path):
     from training.run_folder import lock, unlock
 
@@ -164,6 +174,10 @@ def test_a_non_finite_loss_stops_with_the_epoch_and_what_to_do(data, tmp_path):
     assert "Traceback" not in r.stderr and line.startswith("training.train: error: epoch 1:"), r.stderr
     assert r.returncode == 1 and "epoch 1: the loss became nan" in line and "lower --lr" in line, line
     assert "nothing was saved" in line and not (tmp_path / "run" / "last.pt").exists()
+    # nothing was saved, so the folder takes the rerun the line asks for
+    r = run_module("training.train", "--data", data, *TINY, "--epochs", "1", "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _epochs(tmp_path / "run" / "metrics.jsonl") == [1] and _epoch_of(tmp_path / "run" / "last.pt") == 1
 
 
 def test_training_data_of_one_class_is_refused(data, tmp_path):
@@ -193,3 +207,23 @@ def test_a_signal_stops_at_an_epoch_boundary_with_how_to_resume(data, tmp_path, 
     assert last == (f"training.train: interrupted; {out / 'last.pt'} keeps epoch {kept}: resume with --resume "
                     f"{out / 'last.pt'}")
     assert _epochs(out / "metrics.jsonl") == list(range(1, kept + 1))
+
+
+def test_a_signal_before_the_first_epoch_finished_leaves_a_folder_that_takes_the_rerun(data, tmp_path):
+    out = tmp_path / "run"
+    slow = ["--data", "synthetic:2000", "--val", "synthetic:32", "--input-size", "32", "--batch-size", "2",
+            "--workers", "0", "--threads", "1", "--epochs", "1", "--out", str(out)]  # epoch 1: 1000 steps
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", *slow], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:  # the run's first line: the epochs start now
+        if "epochs 1..1" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == (
+        "training.train: interrupted before the first epoch finished; nothing to resume, run the command again")
+    assert not (out / "last.pt").exists()
+    r = run_module("training.train", "--data", data, *TINY, "--epochs", "1", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _epochs(out / "metrics.jsonl") == [1]
