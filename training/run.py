@@ -319,6 +319,8 @@ def _start(args: argparse.Namespace, blob: dict[str, Any] | None) -> _Run:
     try:
         check = (lambda: run_folder.check_new(out)) if blob is None else (
             lambda: run_folder.check_resume(out, args.resume, blob, args.rewind))
+        if run.main_proc:
+            run_folder.check_free(out)  # a run writing it now is named, not judged by its files
         check()  # before anything is written there, another run's folder included
         if run.main_proc:
             run_folder.prepare(out)

@@ -7,7 +7,7 @@ The rules (checked before any data is read):
   one line.
 - One process writes it: :func:`lock` takes an exclusive, non-blocking ``flock`` on ``OUT/.train.lock``
   for the whole run. The kernel drops it when the process ends, however it ends, so a run that died
-  never blocks the next.
+  never blocks the next. A run writing the folder now is named before its files are judged.
 - A new run needs a folder without a run in it (``last.pt``, ``best.pt``, ``metrics.jsonl`` with a line): a
   run that stopped before its first epoch finished saved nothing, and its folder takes the rerun.
 - ``--resume CKPT`` continues in the checkpoint's own folder (the default ``--out``). Resuming into
@@ -53,6 +53,26 @@ def lock(out: Path) -> int | None:
     except OSError as e:
         raise UserError(f"--out {out}: cannot create its lock file {path} ({e.strerror or e}); check the "
                         "permissions or choose another --out") from None
+    _take(fd, out, fcntl)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_free(out: Path) -> None:
+    """Say, creating nothing, that another run is writing ``out`` now (its lock is held): checked
+    before the folder's files, which that run is changing, are judged."""
+    try:
+        import fcntl
+        fd = os.open(out / LOCK_NAME, os.O_RDONLY)
+    except (ImportError, OSError):
+        return  # no lock file (or no flock): no run holds it
+    _take(fd, out, fcntl)
+    os.close(fd)  # free: let it go again
+
+
+def _take(fd: int, out: Path, fcntl: Any) -> None:
+    """Lock ``fd`` exclusively, or close it and name the run that holds it in one line."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -61,9 +81,6 @@ def lock(out: Path) -> int | None:
         who = f" (pid {holder})" if holder.isdigit() else ""
         raise UserError(f"--out {out}: another training run{who} is writing to this folder; wait for it to end "
                         "or choose another --out") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def unlock(fd: int | None) -> None:

@@ -149,6 +149,24 @@ def test_one_run_writes_a_folder_at_a_time_and_a_dead_one_blocks_nothing(data, t
     unlock(lock(out))
 
 
+def test_a_folder_another_run_is_writing_now_names_that_run_not_its_files(data, tmp_path):
+    from training.run_folder import lock, unlock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_text("the other run's epoch")
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    before = _snapshot(out)
+    fd = lock(out)
+    try:
+        r = run_in_process("training.train", "--data", data, *TINY, "--epochs", "1", "--out", out)
+    finally:
+        unlock(fd)
+    assert r.returncode == 1 and f"another training run (pid {os.getpid()}) is writing" in _one_line(r)
+    before[".train.lock"] = f"{os.getpid()}\n".encode()
+    assert _snapshot(out) == before
+
+
 @pytest.mark.parametrize("where", ["file", "file/sub", "/proc/jrc-no-such-folder"])
 def test_a_bad_out_is_one_line_before_the_data_is_read(tmp_path, where):
     (tmp_path / "file").write_text("not a folder")
