@@ -14,7 +14,8 @@ The rules (checked before any data is read):
   another ``--out`` is allowed only when that folder holds no run: it then starts its own files.
 - In its own folder, a checkpoint older than ``OUT/last.pt`` (``--resume OUT/best.pt`` after later
   epochs) would replace the later state; it is refused unless ``--rewind`` says so, and then the
-  later epochs' lines are cut from ``metrics.jsonl`` and ``last.pt`` becomes the checkpoint.
+  later epochs' lines are cut from ``metrics.jsonl``, ``last.pt`` becomes the checkpoint, and a ``best.pt``
+  of a later epoch goes too: the checkpoint replaces it when it is its run's best, else it is removed.
 """
 
 from __future__ import annotations
@@ -139,12 +140,46 @@ def check_resume(out: Path, ckpt: str | Path, blob: dict[str, Any], rewind: bool
     return later
 
 
-def rewind(out: Path, ckpt: str | Path, epoch: int) -> None:
-    """Make ``out`` the state of ``ckpt`` (epoch ``epoch``): ``last.pt`` its copy, ``metrics.jsonl``
-    without the lines of later epochs."""
+def rewind(out: Path, ckpt: str | Path, epoch: int, best_epoch: int) -> str:
+    """Make ``out`` the state of ``ckpt`` (epoch ``epoch``, its run's best so far ``best_epoch``):
+    ``last.pt`` its copy, ``metrics.jsonl`` without the lines of later epochs, no ``best.pt`` of a later
+    epoch. Returns what became of ``best.pt`` ('' when it was kept)."""
+    best = _rewind_best(out, ckpt, epoch, best_epoch)
     with replacing(out / "last.pt") as tmp:
         shutil.copyfile(ckpt, tmp)
-    log = out / "metrics.jsonl"
+    _cut_log(out / "metrics.jsonl", epoch)
+    return best
+
+
+def best_epoch_of(folder: Path) -> int | None:
+    """The epoch ``folder/best.pt`` holds (None when there is none, or it cannot be read)."""
+    from training.checkpoint import read_checkpoint
+
+    if not (folder / "best.pt").is_file():
+        return None
+    try:
+        epoch = read_checkpoint(folder / "best.pt").get("epoch")
+    except UserError:
+        return None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def _rewind_best(out: Path, ckpt: str | Path, epoch: int, best_epoch: int) -> str:
+    """A ``best.pt`` of an epoch after ``epoch`` is replaced by ``ckpt`` when that is the best, else removed."""
+    best = out / "best.pt"
+    held = best_epoch_of(out)
+    if held is None or held <= epoch or same_file(best, ckpt):
+        return ""
+    if best_epoch == epoch:
+        with replacing(best) as tmp:
+            shutil.copyfile(ckpt, tmp)
+        return f"{best} (epoch {held}) replaced by this checkpoint, the best at epoch {epoch}"
+    best.unlink()
+    return f"{best} (epoch {held}) removed; the best epoch so far, {best_epoch}, has no checkpoint here"
+
+
+def _cut_log(log: Path, epoch: int) -> None:
+    """``metrics.jsonl`` without the lines of epochs after ``epoch``."""
     if not log.is_file():
         return
     kept = []

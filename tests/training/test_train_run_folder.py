@@ -86,23 +86,51 @@ def test_a_resume_writes_only_its_own_run_and_never_over_a_later_state(data, tmp
     line = _one_line(r)
     assert r.returncode == 1 and "epoch 1" in line and "is at epoch 2" in line and "--rewind" in line
     assert (a / "last.pt").stat().st_mtime_ns == mtime and _epochs(a / "metrics.jsonl") == [1, 2]
+    shutil.copy(a / "last.pt", a / "best.pt")  # the discarded epoch 2 was the best
     r = run_module("training.train", "--resume", a / "epoch1.pt", "--epochs", "2", "--rewind", "--threads", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "--rewind: epochs 2..2" in r.stderr and "discarded" in r.stderr
+    assert f"{a / 'best.pt'} (epoch 2) replaced by this checkpoint, the best at epoch 1" in r.stderr
     assert _epochs(a / "metrics.jsonl") == [1, 2] and _epoch_of(a / "last.pt") == 2
+    _check_best_named(r.stderr)
 
     # into a folder without a run: it starts its own files, and the best checkpoint named is real
     new = tmp_path / "new"
     r = run_module("training.train", "--resume", a / "last.pt", "--epochs", "3", "--out", new, "--threads", "1")
     assert r.returncode == 0, r.stderr[-3000:]
     assert _epochs(new / "metrics.jsonl") == [3] and _epoch_of(new / "last.pt") == 3
-    done = r.stderr.strip().splitlines()[-1]
+    _check_best_named(r.stderr)
+
+
+def _check_best_named(stderr: str) -> None:
+    """The run's last line names a best.pt that exists and holds the epoch it says."""
+    done = stderr.strip().splitlines()[-1]
     best_epoch = int(done.split(" at epoch ")[1].split()[0])
     named = done.split(" -> ")[1].split(";")[0]
     assert os.path.isfile(named), done
+    assert _epoch_of(named) == best_epoch, done
+
+
+@pytest.mark.parametrize("best_epoch,held,after", [(3, 4, 3), (2, 4, None), (2, 2, 2)])
+def test_a_rewind_keeps_no_best_checkpoint_of_a_discarded_epoch(tmp_path, best_epoch, held, after):
+    """Rewinding to epoch 3 (its run's best so far: ``best_epoch``) with a best.pt of epoch ``held``:
+    a later one is replaced by the checkpoint when that is the best, else removed; an earlier one stays."""
     import torch
 
-    assert torch.load(named, weights_only=True)["epoch"] == best_epoch
+    from training.run_folder import rewind
+
+    for name, epoch in (("ep3.pt", 3), ("last.pt", 5), ("best.pt", held)):
+        torch.save({"model": {}, "meta": {}, "epoch": epoch}, tmp_path / name)
+    (tmp_path / "metrics.jsonl").write_text("".join(f'{{"epoch": {e}}}\n' for e in range(1, 6)))
+    said = rewind(tmp_path, tmp_path / "ep3.pt", 3, best_epoch)
+    assert _epoch_of(tmp_path / "last.pt") == 3 and _epochs(tmp_path / "metrics.jsonl") == [1, 2, 3]
+    if after is None:
+        assert not (tmp_path / "best.pt").exists()
+        assert said == f"{tmp_path / 'best.pt'} (epoch 4) removed; the best epoch so far, 2, has no checkpoint here"
+    else:
+        assert _epoch_of(tmp_path / "best.pt") == after
+        assert said == ("" if after == held else f"{tmp_path / 'best.pt'} (epoch 4) replaced by this checkpoint, "
+                        "the best at epoch 3")
 
 
 def test_a_new_run_refuses_a_folder_with_any_run_file(data, tmp_path):
