@@ -15,7 +15,10 @@ those exist, else from ``--label``.
 Videos that cannot be opened or decoded are reported on stderr, one line each, and skipped; a
 video that decodes only partly keeps the crops of the frames it has. Each manifest row is
 written after its PNG and flushed, so an interrupted run leaves a manifest whose rows all name
-existing crops. Exit status 0 when at least one video was processed, 1 when none could be.
+existing crops. ``--overwrite`` removes the crops the earlier manifest lists (inside ``OUT`` only; a
+link itself, never its target) when the first new crop is ready, and starts the new manifest then:
+a run that writes no crop leaves the earlier manifest and its crops as they were. Exit status 0 when
+at least one video was processed, 1 when none could be.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import csv
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import cv2
 import numpy as np
@@ -33,9 +36,11 @@ import numpy as np
 from runtime.errors import Parser, UserError, missing_dependency, run_cli
 from runtime.faces import DEFAULT_DETECTOR, DETECTORS, make_detector
 from runtime.faces_cnn import DEFAULT_FACE_THRESHOLD
+from runtime.fileio import make_folder
 from runtime.media import IMAGE_EXTS, VIDEO_EXTS
 from runtime.meta import FACE_ALIGNS, Meta
 from runtime.preprocess import as_bgr8, face_crop
+from training.outputs import remove_listed, writable_folder
 from training.video_frames import sample_frames
 
 PROG = "training.extract"
@@ -146,66 +151,80 @@ def _write_png(path: Path, crop: np.ndarray) -> None:
 
 
 class Manifest:
-    """``manifest.csv`` opened for appending; each row flushed right after its crop is on disk."""
+    """``manifest.csv``, started (the file created, its header written) when the first crop is written,
+    after ``replacing`` ran (``--overwrite``: the earlier crops removed), so a run that writes no crop
+    leaves an earlier manifest and its crops as they were. Each row is flushed right after its crop
+    is on disk."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, replacing: Callable[[], None] | None = None) -> None:
         self.path = path
+        self._replacing = replacing
+        self._f: TextIO | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._f is not None
+
+    def start(self) -> None:
+        if self._f is not None:
+            return
+        if self._replacing is not None:
+            self._replacing()
         try:
-            self._f: TextIO = open(path, "w", newline="", encoding="utf-8")
+            self._f = open(self.path, "w", newline="", encoding="utf-8")
         except OSError as e:
-            raise OutputError(f"{path}: cannot be written ({e.strerror or e}); check --out") from None
+            raise OutputError(f"{self.path}: cannot be written ({e.strerror or e}); check --out") from None
         self._w = csv.writer(self._f, lineterminator="\n")
         self.add("path", "label", "video")
 
+    def write_crop(self, rel: str, crop: np.ndarray, label: str, video: str) -> None:
+        """The crop at ``rel`` (below the manifest's folder), then its row."""
+        self.start()
+        _write_png(self.path.parent / rel, crop)
+        self.add(rel, label, video)
+
     def add(self, rel: str, label: str, video: str) -> None:
+        self.start()
         self._w.writerow([rel, label, video])
         self._f.flush()
 
     def sync(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        if self._f is not None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
 
     def close(self) -> None:
-        self.sync()
-        self._f.close()
+        """Close; a run without crops and without an earlier manifest to keep still leaves its header."""
+        if self._f is None and self._replacing is None:
+            self.start()
+        if self._f is not None:
+            self.sync()
+            self._f.close()
 
 
-def remove_earlier(out: Path, manifest_path: Path) -> int:
-    """``--overwrite``: remove the crops an earlier extraction wrote, as its manifest lists them, so the
-    folder (itself a valid ``--data``) and the new manifest agree. Only files the manifest names inside
-    ``out`` are touched, never another file; folders left empty by it are removed. Returns how many."""
-    root = out.resolve()
+def earlier_crops(out: Path, manifest_path: Path) -> list[Path]:
+    """``--overwrite``: the crops an earlier extraction wrote, as its manifest lists them (only PNGs
+    inside ``out``; training.outputs.listed_inside). Read before the work starts: an unreadable manifest
+    is one line then."""
+    from training.outputs import listed_inside
+
     try:
         with open(manifest_path, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{manifest_path}: cannot be read to remove the crops it lists ({e}); remove the folder "
                         "yourself or choose another --out") from None
-    removed = 0
-    for row in rows[1:]:
-        if not row:
-            continue
-        crop = (out / row[0]).resolve()
-        if crop.suffix.lower() != ".png" or root not in crop.parents or not crop.is_file():
-            continue
-        crop.unlink()
-        removed += 1
-        for folder in crop.parents:
-            if folder == root or next(folder.iterdir(), None) is not None:
-                break
-            folder.rmdir()
-    return removed
+    return listed_inside(out, [row[0] for row in rows[1:] if row], ".png")
 
 
-def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Manifest, detector, frames: int,
+def extract_video(path: Path, label: str, video_id: str, manifest: Manifest, detector, frames: int,
                   size: int, margin: float, all_faces: bool, align: str = "box") -> tuple[int, int]:
     """Crops of one video; returns (crops written, sampled frames without a face)."""
     crops = 0
     stats: dict = {}
     for idx, k, crop in video_crops(path, frames, detector, size, margin, all_faces, stats, align):
         rel = f"{label}/{video_id}/" + (f"{idx:06d}_{k}.png" if all_faces else f"{idx:06d}.png")
-        _write_png(out / rel, crop)
-        manifest.add(rel, label, video_id)
+        manifest.write_crop(rel, crop, label, video_id)
         crops += 1
     manifest.sync()
     if stats.get("read", 0) < stats.get("wanted", 0):
@@ -214,7 +233,7 @@ def extract_video(path: Path, label: str, video_id: str, out: Path, manifest: Ma
     return crops, stats["no_face"]
 
 
-def extract_photo(path: Path, label: str, video_id: str, name: str, out: Path, manifest: Manifest, detector,
+def extract_photo(path: Path, label: str, video_id: str, name: str, manifest: Manifest, detector,
                   size: int, margin: float, all_faces: bool, align: str = "box") -> int:
     """Crops of one photo (its largest face, or every face); returns how many were written."""
     from runtime.media import check_content_matches_name, read_image
@@ -226,8 +245,8 @@ def extract_photo(path: Path, label: str, video_id: str, name: str, out: Path, m
     boxes = detector.detect(frame)
     for k, box in enumerate(boxes if all_faces else boxes[:1]):
         rel = f"{label}/{name}" + (f"_{k}.png" if all_faces else ".png")
-        _write_png(out / rel, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align))
-        manifest.add(rel, label, video_id)
+        manifest.write_crop(rel, face_crop(frame, box, getattr(box, "landmarks", None), margin, size, align),
+                            label, video_id)
     manifest.sync()
     return len(boxes if all_faces else boxes[:1])
 
@@ -288,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--align", choices=FACE_ALIGNS, default="box", help="crop around the box, or align by the "
                    "detector's five landmarks (mtcnn); train with the same --face-align")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/manifest.csv and remove the "
-                   "crops it lists (only those)")
+                   "crops it lists (only those), once the first new crop is ready")
     return p
 
 
@@ -304,32 +323,32 @@ def main(argv: list[str] | None = None) -> int:
     if not videos and not photos:
         raise UserError(f"{args.videos}: no video files ({', '.join(VIDEO_EXTS)}) and no photos "
                         f"({', '.join(IMAGE_EXTS)}) found; nothing to extract")
-    detector = extraction_detector(args.faces, args.face_model, args.detect_width, args.min_face, args.face_threshold)
-    if args.align == "landmarks" and not getattr(detector, "has_landmarks", False):
-        raise UserError(f"--align landmarks needs a detector with landmarks; --faces {args.faces} has none, use mtcnn")
     manifest_path = args.out / "manifest.csv"
     if manifest_path.exists() and not args.overwrite:
         raise UserError(f"{manifest_path}: exists; pass --overwrite to replace it or choose another --out")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{args.out}: cannot create the output folder ({e.strerror or e})") from None
+    writable_folder(args.out, "--out")
+    earlier = earlier_crops(args.out, manifest_path) if args.overwrite and manifest_path.is_file() else None
+    detector = extraction_detector(args.faces, args.face_model, args.detect_width, args.min_face, args.face_threshold)
+    if args.align == "landmarks" and not getattr(detector, "has_landmarks", False):
+        raise UserError(f"--align landmarks needs a detector with landmarks; --faces {args.faces} has none, use mtcnn")
+    make_folder(args.out, "--out")
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # our one line per bad video replaces FFmpeg's noise
     tqdm = _tqdm()
 
-    if args.overwrite and manifest_path.is_file():
-        removed = remove_earlier(args.out, manifest_path)
-        print(f"{PROG}: --overwrite: removed {removed} crops of the earlier extraction ({manifest_path})",
-              file=sys.stderr)
+    def replace_earlier() -> None:  # once the first new crop is ready: the folder and manifest stay in step
+        removed = remove_listed(args.out, earlier or [])
+        tqdm.write(f"{PROG}: --overwrite: removed {removed} crops of the earlier extraction ({manifest_path})",
+                   file=sys.stderr)
+
     if ignored or ignored_photos:
         print(f"{PROG}: ignoring {ignored} videos and {ignored_photos} photos outside real/ and fake/", file=sys.stderr)
-    manifest = Manifest(manifest_path)
+    manifest = Manifest(manifest_path, replace_earlier if earlier is not None else None)
     try:
         bar = tqdm(total=len(videos) + len(photos), desc="extract", unit="file", file=sys.stderr, dynamic_ncols=True)
-        done = _each(videos, bar, lambda v: extract_video(v[0], v[1], v[2], args.out, manifest, detector, args.frames,
+        done = _each(videos, bar, lambda v: extract_video(v[0], v[1], v[2], manifest, detector, args.frames,
                                                           args.size, args.margin, args.all_faces, args.align))
         # a photo is one frame: its largest face (every face with --all-faces)
-        shots = _each(photos, bar, lambda ph: extract_photo(ph[0], ph[1], ph[2], ph[3], args.out, manifest, detector,
+        shots = _each(photos, bar, lambda ph: extract_photo(ph[0], ph[1], ph[2], ph[3], manifest, detector,
                                                             args.size, args.margin, args.all_faces, args.align))
         bar.close()
     finally:
@@ -340,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{PROG}: {processed} videos processed, {skipped} skipped, {crops} crops written, "
           f"{no_face} sampled frames without a face; {read} photos read, {photo_no_face} without a face, "
           f"{photo_skipped} skipped -> {manifest_path}")
+    if not manifest.started:
+        print(f"{PROG}: --overwrite: no crop was written, so {manifest_path} and the crops it lists are kept as "
+              "they were", file=sys.stderr)
     if processed == 0 and read == 0:
         raise UserError(f"{args.videos}: none of the {len(videos)} videos and {len(photos)} photos could be read; "
                         "see the lines above")

@@ -19,6 +19,9 @@ runtime's crop from those boxes (train = serve) after any blending and camera de
 People are split once into train / val / test by a stable hash of the person id
 (``person_split``), recorded in ``faces.csv``: one person's photos are always on one side.
 
+A rebuild writes its images over the earlier ones of the same name, then removes the earlier build's
+images (those its ``faces.csv`` lists) that it did not write again; other files are never touched.
+
 Licences and the attribution each asks for are written per image in ``PROVENANCE.csv``. The
 London/Canada templates (189 hand-placed points) of the training people also give the mean face
 outline that :mod:`training.face_shape` maps onto any face's five landmarks (``face_shape.json``).
@@ -263,16 +266,38 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return a
 
 
+def pool_images(out: Path) -> list[Path]:
+    """The images a build wrote, as its ``faces.csv`` lists them (only JPEGs inside ``out``; none
+    without one): what a rebuild may remove."""
+    from training.outputs import listed_inside
+
+    record = out / "faces.csv"
+    if not record.is_file():
+        return []
+    try:
+        with open(record, newline="", encoding="utf-8") as f:
+            files = [row.get("file") or "" for row in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise UserError(f"{record}: cannot be read to find the images of the earlier build ({e}); remove the "
+                        "folder yourself or choose another --out") from None
+    return listed_inside(out, files, ".jpg")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from training.outputs import remove_listed, writable_folder
+
     a = parse_args(argv)
     web, inter, out = Path(a.webmorph), Path(a.interfaces), Path(a.out)
+    writable_folder(out / "images", "--out", out)
+    earlier = pool_images(out)
     images = list(webmorph_images(web, git_commit(web, a.webmorph_commit)))
     images += list(interfaces_images(inter, git_commit(inter, a.interfaces_commit)))
     images += list(public_domain_images())
-    if (out / "images").is_dir():
-        for old in (out / "images").glob("*.jpg"):  # a rebuild replaces the pool whole
-            old.unlink()
     counts = build(images, out, a.face_px, a.context, a.quality, progress=not a.quiet)
+    now = set(pool_images(out))  # a rebuild replaces the pool whole: the earlier images it did not write go
+    stale = remove_listed(out, [p for p in earlier if p not in now])
+    if stale:
+        print(f"removed {stale} images of the earlier build that this one did not write", file=sys.stderr)
     for fid, why in counts.pop("skipped"):
         print(f"skipped {fid}: {why}", file=sys.stderr)
     print(json.dumps(counts))

@@ -1,6 +1,6 @@
 """Checks of a tool's output paths before its work starts (minutes of scoring or export must not end in
-a traceback because the result cannot be written), and the note a tool prints when it replaces an
-earlier result.
+a traceback because the result cannot be written), the note a tool prints when it replaces an
+earlier result, and the removal of the files an earlier result listed (:func:`remove_listed`).
 
 :func:`writable_folder` applies ``runtime.fileio.make_folder``'s rule (a file in the way is an error)
 without creating anything, and proves the folder takes files by creating (and removing) one there:
@@ -79,3 +79,41 @@ def deferred(*notes: Callable[[], None]) -> Callable[[], None]:
 
 def _nothing() -> None:
     pass
+
+
+def listed_inside(root: str | Path, rels: list[str], suffix: str) -> list[Path]:
+    """The paths ``rels`` (relative to ``root``, as an earlier result's record lists them) that name an
+    existing ``suffix`` file, or a link, inside ``root``: no ``..`` out of it, no folder on the way that
+    leads out of it (a link's target is never followed). Other names are left out."""
+    found = []
+    for rel in rels:
+        path = Path(os.path.normpath(Path(root) / rel))
+        if (_within(path.parent, root, also_root=True) and path.suffix.lower() == suffix
+                and (path.is_symlink() or path.is_file())):
+            found.append(path)
+    return found
+
+
+def _within(folder: str | Path, root: str | Path, also_root: bool = False) -> bool:
+    """Whether ``folder``, its links followed, is below ``root`` (or is ``root``, with ``also_root``)."""
+    folder, root = os.path.realpath(folder), os.path.realpath(root)
+    return (also_root and folder == root) or folder.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def remove_listed(root: str | Path, paths: list[Path]) -> int:
+    """Remove ``paths`` (from :func:`listed_inside`: a link itself, never its target) and the folders
+    below ``root`` this leaves empty. Returns how many were removed."""
+    removed = 0
+    for path in paths:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise UserError(f"{path}: cannot be removed ({e.strerror or e}); check the permissions") from None
+        removed += 1
+        folder = Path(os.path.realpath(path.parent))
+        while _within(folder, root) and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    return removed

@@ -319,6 +319,8 @@ def _start(args: argparse.Namespace, blob: dict[str, Any] | None) -> _Run:
     try:
         check = (lambda: run_folder.check_new(out)) if blob is None else (
             lambda: run_folder.check_resume(out, args.resume, blob, args.rewind))
+        if run.main_proc:
+            run_folder.check_free(out)  # a run writing it now is named, not judged by its files
         check()  # before anything is written there, another run's folder included
         if run.main_proc:
             run_folder.prepare(out)
@@ -381,21 +383,27 @@ def _restore(run: _Run, blob: dict[str, Any] | None) -> None:
     home = Path(run.args.resume).resolve().parent  # the checkpoint's own run folder
     if same_file(run.out, home):
         run.saved_epoch = epoch
-    if run.best_epoch and (home / "best.pt").is_file():
-        run.best_file = home / "best.pt"
+    _find_best(run, home)
 
 
-def _announce(run: _Run, fresh: bool) -> None:
+def _find_best(run: _Run, home: Path) -> None:
+    """``run.best_file``: ``home/best.pt`` when it holds the best epoch so far (not another epoch's)."""
+    from training.run_folder import best_epoch_of
+
+    run.best_file = home / "best.pt" if run.best_epoch and best_epoch_of(home) == run.best_epoch else None
+
+
+def _announce(run: _Run) -> None:
     if not run.main_proc:
         return
-    if fresh:
-        (run.out / "metrics.jsonl").write_text("")
     if run.rewind_from is not None:
         from training.run_folder import rewind
 
-        rewind(run.out, run.args.resume, run.start - 1)
+        best = rewind(run.out, run.args.resume, run.start - 1, run.best_epoch)
+        _find_best(run, run.out)
         later = f"epochs {run.start}..{run.rewind_from}" if run.rewind_from > 0 else "its unreadable last.pt"
-        print(f"training: --rewind: {later} of {run.out} discarded; continuing from epoch {run.start - 1}",
+        best = f"; {best}" if best else ""
+        print(f"training: --rewind: {later} of {run.out} discarded{best}; continuing from epoch {run.start - 1}",
               file=sys.stderr)
     print(f"training: {run.meta.encoder} at {run.meta.input_size}px on {run.device} x{run.world}; "
           f"{len(run.train_ds)} train / {len(run.val_ds)} val items; epochs {run.start}..{run.args.epochs}; "

@@ -7,13 +7,15 @@ The rules (checked before any data is read):
   one line.
 - One process writes it: :func:`lock` takes an exclusive, non-blocking ``flock`` on ``OUT/.train.lock``
   for the whole run. The kernel drops it when the process ends, however it ends, so a run that died
-  never blocks the next.
-- A new run needs a folder without a run in it (``last.pt``, ``best.pt``, ``metrics.jsonl``).
+  never blocks the next. A run writing the folder now is named before its files are judged.
+- A new run needs a folder without a run in it (``last.pt``, ``best.pt``, ``metrics.jsonl`` with a line): a
+  run that stopped before its first epoch finished saved nothing, and its folder takes the rerun.
 - ``--resume CKPT`` continues in the checkpoint's own folder (the default ``--out``). Resuming into
   another ``--out`` is allowed only when that folder holds no run: it then starts its own files.
 - In its own folder, a checkpoint older than ``OUT/last.pt`` (``--resume OUT/best.pt`` after later
   epochs) would replace the later state; it is refused unless ``--rewind`` says so, and then the
-  later epochs' lines are cut from ``metrics.jsonl`` and ``last.pt`` becomes the checkpoint.
+  later epochs' lines are cut from ``metrics.jsonl``, ``last.pt`` becomes the checkpoint, and a ``best.pt``
+  of a later epoch goes too: the checkpoint replaces it when it is its run's best, else it is removed.
 """
 
 from __future__ import annotations
@@ -52,6 +54,26 @@ def lock(out: Path) -> int | None:
     except OSError as e:
         raise UserError(f"--out {out}: cannot create its lock file {path} ({e.strerror or e}); check the "
                         "permissions or choose another --out") from None
+    _take(fd, out, fcntl)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_free(out: Path) -> None:
+    """Say, creating nothing, that another run is writing ``out`` now (its lock is held): checked
+    before the folder's files, which that run is changing, are judged."""
+    try:
+        import fcntl
+        fd = os.open(out / LOCK_NAME, os.O_RDONLY)
+    except (ImportError, OSError):
+        return  # no lock file (or no flock): no run holds it
+    _take(fd, out, fcntl)
+    os.close(fd)  # free: let it go again
+
+
+def _take(fd: int, out: Path, fcntl: Any) -> None:
+    """Lock ``fd`` exclusively, or close it and name the run that holds it in one line."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -60,9 +82,6 @@ def lock(out: Path) -> int | None:
         who = f" (pid {holder})" if holder.isdigit() else ""
         raise UserError(f"--out {out}: another training run{who} is writing to this folder; wait for it to end "
                         "or choose another --out") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
 
 
 def unlock(fd: int | None) -> None:
@@ -71,8 +90,14 @@ def unlock(fd: int | None) -> None:
 
 
 def holds_run(out: Path) -> list[str]:
-    """The run files in ``out`` (empty when it holds no run)."""
-    return [name for name in RUN_FILES if (out / name).exists()]
+    """The run files in ``out`` (empty when it holds no run). An empty ``metrics.jsonl`` beside no
+    checkpoint is no run: earlier versions created it before the first epoch, which may never have
+    finished."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    log = out / "metrics.jsonl"
+    if found == ["metrics.jsonl"] and log.is_file() and log.stat().st_size == 0:
+        return []
+    return found
 
 
 def check_new(out: Path) -> None:
@@ -115,12 +140,46 @@ def check_resume(out: Path, ckpt: str | Path, blob: dict[str, Any], rewind: bool
     return later
 
 
-def rewind(out: Path, ckpt: str | Path, epoch: int) -> None:
-    """Make ``out`` the state of ``ckpt`` (epoch ``epoch``): ``last.pt`` its copy, ``metrics.jsonl``
-    without the lines of later epochs."""
+def rewind(out: Path, ckpt: str | Path, epoch: int, best_epoch: int) -> str:
+    """Make ``out`` the state of ``ckpt`` (epoch ``epoch``, its run's best so far ``best_epoch``):
+    ``last.pt`` its copy, ``metrics.jsonl`` without the lines of later epochs, no ``best.pt`` of a later
+    epoch. Returns what became of ``best.pt`` ('' when it was kept)."""
+    best = _rewind_best(out, ckpt, epoch, best_epoch)
     with replacing(out / "last.pt") as tmp:
         shutil.copyfile(ckpt, tmp)
-    log = out / "metrics.jsonl"
+    _cut_log(out / "metrics.jsonl", epoch)
+    return best
+
+
+def best_epoch_of(folder: Path) -> int | None:
+    """The epoch ``folder/best.pt`` holds (None when there is none, or it cannot be read)."""
+    from training.checkpoint import read_checkpoint
+
+    if not (folder / "best.pt").is_file():
+        return None
+    try:
+        epoch = read_checkpoint(folder / "best.pt").get("epoch")
+    except UserError:
+        return None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def _rewind_best(out: Path, ckpt: str | Path, epoch: int, best_epoch: int) -> str:
+    """A ``best.pt`` of an epoch after ``epoch`` is replaced by ``ckpt`` when that is the best, else removed."""
+    best = out / "best.pt"
+    held = best_epoch_of(out)
+    if held is None or held <= epoch or same_file(best, ckpt):
+        return ""
+    if best_epoch == epoch:
+        with replacing(best) as tmp:
+            shutil.copyfile(ckpt, tmp)
+        return f"{best} (epoch {held}) replaced by this checkpoint, the best at epoch {epoch}"
+    best.unlink()
+    return f"{best} (epoch {held}) removed; the best epoch so far, {best_epoch}, has no checkpoint here"
+
+
+def _cut_log(log: Path, epoch: int) -> None:
+    """``metrics.jsonl`` without the lines of epochs after ``epoch``."""
     if not log.is_file():
         return
     kept = []

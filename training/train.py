@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="CKPT", help="continue from OUT/last.pt (stored settings are the defaults), "
                    "in the checkpoint's folder unless --out names a folder without a run")
     r.add_argument("--rewind", action="store_true", help="with --resume: allow a checkpoint older than OUT/last.pt "
-                   "(e.g. OUT/best.pt); the later epochs are discarded, their lines cut from OUT/metrics.jsonl")
+                   "(e.g. OUT/best.pt); the later epochs are discarded, their lines cut from OUT/metrics.jsonl and "
+                   "a best.pt of theirs replaced by the checkpoint (when it is the best) or removed")
     r.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and augmentation "
                    "(the bundled recipe: 1)")
     r.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes")
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         run = _start(args, blob)
         _build(run, blob)
         _restore(run, blob)
-        _announce(run, fresh=blob is None)
+        _announce(run)
         for epoch in range(run.start, args.epochs + 1):
             _epoch(run, epoch, signals)
         _finish(run)

@@ -208,3 +208,44 @@ def test_overwrite_removes_the_earlier_crops_and_only_those(tmp_path):
     assert len(rows) == 2 and (out / "notes.txt").read_text() == "mine"
     assert (tmp_path / "outside.png").read_bytes() == b"outside"
     assert res.stdout.startswith("training.extract: 1 videos processed")
+
+
+def test_overwrite_removes_a_link_itself_never_what_it_points_to(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "real" / "clip1.avi", frames=6)
+    out = tmp_path / "crops"
+    res = run_module("training.extract", "--videos", videos, "--out", out, "--frames", 2, "--size", SIZE)
+    assert res.returncode == 0, res.stderr
+    mine, theirs = tmp_path / "mine.png", tmp_path / "folder"
+    mine.write_bytes(b"my own picture")
+    theirs.mkdir()
+    (theirs / "a.png").write_bytes(b"in a linked folder")
+    first = out / "real" / "clip1" / "000000.png"  # the new run writes this crop again
+    first.unlink()
+    first.symlink_to(mine)
+    (out / "real" / "linked").symlink_to(theirs)
+    with open(out / "manifest.csv", "a", encoding="utf-8") as f:
+        f.write("real/linked/a.png,real,linked\n")
+    res = run_module("training.extract", "--videos", videos, "--out", out, "--frames", 2, "--size", SIZE,
+                     "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert "removed 2 crops of the earlier extraction" in res.stderr
+    assert mine.read_bytes() == b"my own picture" and (theirs / "a.png").read_bytes() == b"in a linked folder"
+    assert not first.is_symlink() and cv2.imread(str(first)).shape == (SIZE, SIZE, 3)
+
+
+def test_overwrite_keeps_the_earlier_crops_when_the_new_run_writes_none(tmp_path):
+    videos = tmp_path / "videos"
+    write_video(videos / "real" / "clip1.avi", frames=6)
+    out = tmp_path / "crops"
+    res = run_module("training.extract", "--videos", videos, "--out", out, "--frames", 2, "--size", SIZE)
+    assert res.returncode == 0, res.stderr
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "bad.mp4").write_bytes(b"\x00garbage" * 100)
+    res = run_module("training.extract", "--videos", junk, "--out", out, "--label", "real", "--overwrite")
+    assert res.returncode == 1 and "none of the 1 videos and 0 photos could be read" in res.stderr
+    assert (f"--overwrite: no crop was written, so {out / 'manifest.csv'} and the crops it lists are kept as they "
+            "were") in res.stderr and "Traceback" not in res.stderr
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

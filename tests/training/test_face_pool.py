@@ -109,6 +109,33 @@ def test_builder_on_replicas(tmp_path):
     assert abs(max(box[2], box[3]) - 224) < 1.5 and img.shape[0] == img.shape[1]  # face at --face-px in a square
 
 
+def test_a_rebuild_removes_only_the_earlier_builds_images(tmp_path):
+    web, inter = _replicas(tmp_path)
+    out = tmp_path / "pool"
+    build = ["training.face_pool_build", "--webmorph", web, "--interfaces", inter, "--out", out, "--quiet"]
+    assert run_module(*build).returncode == 0
+    (out / "images" / "my_photo.jpg").write_bytes(b"the user's own")
+    (inter / "1000 x 1000" / "002.jpg").unlink()  # the rebuild no longer has this photo
+    r = run_module(*build)
+    assert r.returncode == 0, r.stderr
+    assert "removed 1 images of the earlier build that this one did not write" in r.stderr
+    with open(out / "faces.csv", newline="", encoding="utf-8") as f:
+        listed = {row["file"] for row in csv.DictReader(f)}
+    assert (out / "images" / "my_photo.jpg").read_bytes() == b"the user's own"
+    assert {f"images/{p.name}" for p in (out / "images").iterdir()} == listed | {"images/my_photo.jpg"}
+    assert "images/interfaces-002.jpg" not in listed
+
+
+def test_builder_refuses_an_out_that_is_a_file_in_one_line(tmp_path):
+    web, inter = _replicas(tmp_path)
+    (tmp_path / "pool").write_text("a file")
+    r = run_module("training.face_pool_build", "--webmorph", web, "--interfaces", inter, "--out", tmp_path / "pool",
+                   "--quiet")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == (f"face_pool_build: error: --out {tmp_path / 'pool'}: {tmp_path / 'pool'} is a file, "
+                                "not a folder; pass a path in a folder")
+
+
 def test_builder_refuses_a_wrong_folder(tmp_path):
     r = run_module("training.face_pool_build", "--webmorph", tmp_path, "--interfaces", tmp_path, "--out",
                    tmp_path / "o", "--quiet")
