@@ -13,21 +13,14 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from export.onnx_io import OnnxInfo
-from export.trt_build import QUANTIZE_HINT, EngineOptions
+from export.trt_build import QUANTIZE_HINT, EngineOptions, refuse_untakeable
 from runtime.errors import EXIT_USAGE, UserError
 
 
 def check_request(info: OnnxInfo, opts: EngineOptions) -> None:
     """Refuse an ONNX or options no TensorRT release builds (release-specific refusals stay in plan_build)."""
     p, src = opts.precision, info.path
-    if info.quant_target == "cpu":
-        raise UserError(f"{src}: this INT8 ONNX was quantized for ONNX Runtime on the CPU (unsigned activations, "
-                        "non-zero zero points), which TensorRT does not take; use the --target trt output "
-                        "(detect.int8.onnx) of python -m calibration.quantize")
-    if info.has_qdq and p != "int8":
-        raise UserError(f"{src}: this ONNX holds Q/DQ (INT8) nodes; build it with --precision int8")
-    if info.is_fp16 and p != "fp16" and not (info.has_qdq and p == "int8"):
-        raise UserError(f"{src}: this is an FP16 ONNX; build it with --precision fp16, or pass the fp32 ONNX")
+    refuse_untakeable(info, p)
     if p == "int8" and not info.has_qdq:
         cache_ok = opts.calib_cache is not None and Path(opts.calib_cache).is_file()
         if not opts.calib_data and not cache_ok:

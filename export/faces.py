@@ -109,13 +109,9 @@ def check_out(out: Path) -> Callable[[], None]:
     """Before any network is converted: ``out`` takes files and none of its ONNX names is a folder.
     Returns the function that says earlier files are replaced, with the engines built from them: called
     once the weights passed their checks, before the first is written."""
-    from training.outputs import writable_folder
+    from training.outputs import files_in
 
-    writable_folder(out, "--out")
-    paths = [out / f"{net}.onnx" for net in FACE_NETS]
-    for p in paths:
-        if p.is_dir():
-            raise UserError(f"--out {out}: {p} is a folder; remove it or choose another --out")
+    paths = files_in(out, [out / f"{net}.onnx" for net in FACE_NETS])
 
     def say_replacing() -> None:
         earlier = [p.name for p in paths if p.is_file()]

@@ -298,13 +298,9 @@ def _probabilities(onnx_path: Path, x: np.ndarray) -> list[float]:
 def check_out(out: Path, names: tuple[str, ...] | list[str]) -> Callable[[], None]:
     """Before any conversion: ``out`` takes files and no ``<name>.onnx``/``.pt`` in it is a folder.
     Returns the function that says earlier conversions are replaced, to call once the inputs passed."""
-    from training.outputs import writable_folder
+    from training.outputs import files_in
 
-    writable_folder(out, "--out")
-    paths = [out / f"{n}.{ext}" for n in names for ext in ("onnx", "pt")]
-    for p in paths:
-        if p.is_dir():
-            raise UserError(f"--out {out}: {p} is a folder; remove it or choose another --out")
+    paths = files_in(out, [out / f"{n}.{ext}" for n in names for ext in ("onnx", "pt")])
 
     def say_replacing() -> None:
         earlier = [p.name for p in paths if p.is_file()]

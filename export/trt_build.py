@@ -137,11 +137,11 @@ CALIBRATOR_NOTE = ("the calibrator's INT8 ranges come from --calib-data alone an
 DEFAULT_PROFILE = (1, 4, 16)
 
 
-def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
-    """Choose the build for ``opts.precision`` on this TensorRT release (see ARCHITECTURE.md)."""
-    p, src, ver = opts.precision, info.path, trt_version(trt)
-    flags_ok = supports_precision_flags(trt)
-    notes: list[str] = []
+def refuse_untakeable(info: OnnxInfo, p: str) -> None:
+    """The ONNX no TensorRT release builds at precision ``p`` (a CPU-quantized INT8 model, Q/DQ nodes
+    outside int8, an FP16 model outside fp16): checked by :mod:`export.engine_checks` before TensorRT is
+    imported, and again here for callers that plan directly."""
+    src = info.path
     if info.quant_target == "cpu":
         raise UserError(f"{src}: this INT8 ONNX was quantized for ONNX Runtime on the CPU (unsigned activations, "
                         "non-zero zero points), which TensorRT does not take; use the --target trt output "
@@ -150,6 +150,14 @@ def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
         raise UserError(f"{src}: this ONNX holds Q/DQ (INT8) nodes; build it with --precision int8")
     if info.is_fp16 and p != "fp16" and not (info.has_qdq and p == "int8"):
         raise UserError(f"{src}: this is an FP16 ONNX; build it with --precision fp16, or pass the fp32 ONNX")
+
+
+def plan_build(trt: Any, info: OnnxInfo, opts: EngineOptions) -> BuildPlan:
+    """Choose the build for ``opts.precision`` on this TensorRT release (see ARCHITECTURE.md)."""
+    p, src, ver = opts.precision, info.path, trt_version(trt)
+    flags_ok = supports_precision_flags(trt)
+    notes: list[str] = []
+    refuse_untakeable(info, p)
     flags: list[str] = []
     strongly, int8_mode, convert = prefers_strongly_typed(trt), None, False
     typing_note = ("no FP16 builder flag" if not flags_ok else "weak typing deprecated (10.12+)")

@@ -182,6 +182,7 @@ class FileSource(Source):
                 raise UserError(_undecodable_video(path))
             total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+            name = named(path)  # once per file, not per frame
             index, bad_run, produced = 0, 0, 0
             while not self._stop.is_set():
                 if not cap.grab():
@@ -196,7 +197,7 @@ class FileSource(Source):
                     ok, img = cap.retrieve()
                     if ok and img is not None:
                         produced += 1
-                        yield Frame(as_bgr8(img), index, index / fps if fps else float(index), named(path), item)
+                        yield Frame(as_bgr8(img), index, index / fps if fps else float(index), name, item)
                     else:
                         self.stats.damaged += 1
                 index += 1

@@ -47,6 +47,16 @@ def output_file(path: str | Path, flag: str) -> Path:
     return p
 
 
+def files_in(out: Path, paths: list[Path], flag: str = "--out") -> list[Path]:
+    """An output folder's files, checked before any work: ``out`` takes files and none of ``paths``
+    (the files the tool writes there) is a folder. Returns ``paths``."""
+    writable_folder(out, flag)
+    for p in paths:
+        if p.is_dir():
+            raise UserError(f"{flag} {out}: {p} is a folder; remove it or choose another {flag}")
+    return paths
+
+
 def note_replacing(prog: str, path: str | Path, what: str = "", say: bool = True) -> Callable[[], None]:
     """Say on stderr that ``path`` (an earlier result) is about to be replaced; ``what`` adds why it matters.
 
